@@ -1,1 +1,191 @@
+//! Write smt transforms in Rust.
+//!
+//! A transform maps one Kafka record to the MongoDB write operations that
+//! apply it. With this crate it is one trait implementation and one macro:
+//!
+//! ```
+//! use smt_guest::{ops, Message, TransformError, WriteOp};
+//!
+//! struct Echo {
+//!     collection: String,
+//! }
+//!
+//! impl smt_guest::Transform for Echo {
+//!     fn init(config: &str) -> Result<Self, String> {
+//!         let cfg: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+//!         let collection = cfg["collection"].as_str().unwrap_or("echo").to_owned();
+//!         Ok(Echo { collection })
+//!     }
+//!
+//!     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+//!         let doc = serde_json::json!({ "topic": msg.topic, "offset": msg.offset });
+//!         Ok(vec![ops::insert_one(self.collection.as_str(), doc)])
+//!     }
+//! }
+//!
+//! smt_guest::export_transform!(Echo);
+//! # fn main() {}
+//! ```
+//!
+//! The same code compiles natively, so a transform is unit-tested with plain
+//! `cargo test` (call `Transform::init` and `Transform::transform` directly),
+//! and for `wasm32-wasip2` / `wasm32-unknown-unknown`, where
+//! [`export_transform!`] exports it as a component of the
+//! `smt:transform@0.1.0` world.
+//!
+//! - [`debezium`]: the Debezium envelope (JSON converter, with or without
+//!   schemas) and schema-aware decoding of column values into MongoDB
+//!   Extended JSON (Decimal128, dates, binary, ...).
+//! - [`ops`]: builders for the six write operations.
+//! - [`log`]: the host's structured log.
 
+// Lets the generated bindings (and the macros) name this crate as
+// `smt_guest` from inside it as well as from a user's crate.
+extern crate self as smt_guest;
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// The bindings generated from `wit/transform.wit`.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "transform",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_transform_world",
+        default_bindings_module: "smt_guest::bindings",
+        runtime_path: "smt_guest::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub mod debezium;
+mod error;
+pub mod log;
+pub mod ops;
+
+pub use bindings::smt::transform::types::{
+    Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne, TransformError,
+    Update, UpdateBody, WriteOp,
+};
+
+/// A transform: created once per instance from its configuration, then
+/// called once per record.
+///
+/// Implement it and hand the type to [`export_transform!`].
+pub trait Transform: Sized + 'static {
+    /// Builds the transform from its configuration (JSON text; `{}` when none
+    /// is configured). An error rejects the configuration: say what is wrong.
+    fn init(config: &str) -> Result<Self, String>;
+
+    /// Maps one record to the write operations that apply it, in order. An
+    /// empty list filters the record out.
+    fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError>;
+}
+
+/// Exports a [`Transform`] as the component's `init` and `transform`.
+///
+/// `init` creates the one instance the component keeps for its life (the
+/// host calls it once per instance); `transform` before a successful `init`
+/// returns an `internal` error. Natively the macro expands to nothing, so the
+/// crate stays unit-testable.
+#[macro_export]
+macro_rules! export_transform {
+    ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static __SMT_INSTANCE: $crate::__rt::Slot<$t> = $crate::__rt::Slot::new();
+
+            struct __SmtGuestExport;
+
+            impl $crate::bindings::Guest for __SmtGuestExport {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__rt::init::<$t>(&__SMT_INSTANCE, &config)
+                }
+
+                fn transform(
+                    msg: $crate::Message,
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::WriteOp>, $crate::TransformError> {
+                    $crate::__rt::transform::<$t>(&__SMT_INSTANCE, &msg)
+                }
+            }
+
+            $crate::bindings::__export_transform_world!(__SmtGuestExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+/// Support for [`export_transform!`]; not a public API.
+#[doc(hidden)]
+pub mod __rt {
+    use super::{Message, Transform, TransformError, WriteOp};
+    use std::cell::UnsafeCell;
+
+    /// The instance created by `init`, kept for the component's life.
+    pub struct Slot<T>(UnsafeCell<Option<T>>);
+
+    // SAFETY: a component instance is single-threaded: the host never calls
+    // into it concurrently, and `init`/`transform` do not re-enter.
+    unsafe impl<T> Sync for Slot<T> {}
+
+    impl<T> Slot<T> {
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            Slot(UnsafeCell::new(None))
+        }
+    }
+
+    pub fn init<T: Transform>(slot: &Slot<T>, config: &str) -> Result<(), String> {
+        let instance = T::init(config)?;
+        // SAFETY: see `Sync` above; no reference into the slot is alive.
+        unsafe { *slot.0.get() = Some(instance) };
+        Ok(())
+    }
+
+    pub fn transform<T: Transform>(slot: &Slot<T>, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+        // SAFETY: see `Sync` above; `init` cannot run during this call.
+        match unsafe { &*slot.0.get() } {
+            Some(t) => t.transform(msg),
+            None => Err(TransformError::internal("transform called before a successful init")),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        struct Counter(u32);
+        impl Transform for Counter {
+            fn init(config: &str) -> Result<Self, String> {
+                config.parse().map(Counter).map_err(|e| format!("bad config: {e}"))
+            }
+            fn transform(&self, _: &Message) -> Result<Vec<WriteOp>, TransformError> {
+                Ok((0..self.0).map(|_| crate::ops::delete_many("c", serde_json::json!({}))).collect())
+            }
+        }
+
+        fn msg() -> Message {
+            Message {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                timestamp_ms: None,
+                key: None,
+                value: None,
+                headers: vec![],
+            }
+        }
+
+        #[test]
+        fn transform_before_init_is_internal() {
+            let slot = Slot::<Counter>::new();
+            let err = transform(&slot, &msg()).unwrap_err();
+            assert_eq!(err.kind, crate::ErrorKind::Internal);
+            assert!(init(&slot, "x").unwrap_err().starts_with("bad config"));
+            assert!(transform(&slot, &msg()).is_err());
+            init(&slot, "2").unwrap();
+            assert_eq!(transform(&slot, &msg()).unwrap().len(), 2);
+        }
+    }
+}

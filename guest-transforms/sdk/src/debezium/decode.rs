@@ -1,0 +1,435 @@
+//! Schema-aware decoding of Kafka Connect JSON values into MongoDB Extended
+//! JSON v2 (as `serde_json::Value`).
+//!
+//! | Connect schema (`name`, else `type`) | Extended JSON |
+//! |---|---|
+//! | `org.apache.kafka.connect.data.Decimal` (base64 unscaled bytes, `scale` parameter) | `{"$numberDecimal": "1234.50"}`, exact, trailing zeros kept; more than 34 significant digits → the exact decimal as a string |
+//! | `io.debezium.data.VariableScaleDecimal` (struct `{scale, value}`) | `{"$numberDecimal": …}` as above |
+//! | `io.debezium.time.ZonedTimestamp` (ISO-8601 text) | `{"$date": {"$numberLong": "<ms>"}}` when it has no non-zero sub-millisecond digits; else the string |
+//! | `io.debezium.time.Timestamp`, `org.apache.kafka.connect.data.Timestamp` (ms) | `$date` |
+//! | `io.debezium.time.MicroTimestamp` (µs), `io.debezium.time.NanoTimestamp` (ns) | `$date` when a whole number of ms; else the number |
+//! | `io.debezium.time.Date`, `org.apache.kafka.connect.data.Date` (days) | `$date` at midnight UTC |
+//! | `io.debezium.time.Time`/`MicroTime`/`NanoTime`, `org.apache.kafka.connect.data.Time` | the number (time of day since midnight; BSON has no time type) |
+//! | `io.debezium.data.Json` | the parsed JSON ([`JsonMode::Parse`], unless it has `$`-prefixed keys) or the text ([`JsonMode::String`]) |
+//! | `bytes` (and `io.debezium.data.Bits`) | `{"$binary": {"base64": …, "subType": "00"}}` |
+//! | `int64` | a number; `{"$numberLong": …}` beyond ±2^53 (or always with [`Int64Mode::Long`]) |
+//! | `struct`, `array`, `map` (string keys) | decoded recursively |
+//! | anything else (`io.debezium.data.Uuid`, enums, strings, int8–int32, floats, booleans, null) | unchanged |
+//!
+//! A value with no schema (the JSON converter's `schemas.enable=false`)
+//! passes through unchanged: a `numeric` column then arrives as base64 text
+//! that cannot be decoded without its scale, and stays that string.
+
+use super::{decimal, time};
+use crate::TransformError;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+/// How `io.debezium.data.Json` columns (`json`, `jsonb`) are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JsonMode {
+    /// Embed the parsed JSON as a sub-document/array/value. Text that does not
+    /// parse, or objects with `$`-prefixed keys (which Extended JSON would
+    /// misread as type wrappers), stay strings.
+    #[default]
+    Parse,
+    /// Keep the JSON text as a string (the reference sink's behaviour).
+    String,
+}
+
+/// How `int64` values without a logical type are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Int64Mode {
+    /// Relaxed numbers (the server stores int32 or int64 by magnitude);
+    /// `$numberLong` beyond ±2^53 so that any Extended JSON reader stays exact.
+    #[default]
+    Relaxed,
+    /// Always `{"$numberLong": "…"}`: the column is always a BSON long.
+    Long,
+}
+
+/// Options for schema-aware decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeOptions {
+    pub json: JsonMode,
+    pub int64: Int64Mode,
+}
+
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// `{"$date": {"$numberLong": "<ms>"}}`.
+pub fn date_ms(ms: i64) -> Value {
+    let mut inner = Map::with_capacity(1);
+    inner.insert("$numberLong".to_owned(), Value::String(ms.to_string()));
+    wrap("$date", Value::Object(inner))
+}
+
+/// `{"$numberDecimal": "<text>"}`.
+pub fn number_decimal(text: String) -> Value {
+    wrap("$numberDecimal", Value::String(text))
+}
+
+/// `{"$numberLong": "<n>"}`.
+pub fn number_long(n: i64) -> Value {
+    wrap("$numberLong", Value::String(n.to_string()))
+}
+
+/// `{"$binary": {"base64": "<b64>", "subType": "00"}}`.
+pub fn binary_base64(b64: String) -> Value {
+    let mut inner = Map::with_capacity(2);
+    inner.insert("base64".to_owned(), Value::String(b64));
+    inner.insert("subType".to_owned(), Value::String("00".to_owned()));
+    wrap("$binary", Value::Object(inner))
+}
+
+fn wrap(key: &str, v: Value) -> Value {
+    let mut m = Map::with_capacity(1);
+    m.insert(key.to_owned(), v);
+    Value::Object(m)
+}
+
+fn bad(field: &str, what: impl std::fmt::Display) -> TransformError {
+    TransformError::bad_input(format!("field '{field}': {what}"))
+}
+
+fn schema_scale(schema: &Value) -> Option<i32> {
+    match schema.get("parameters")?.get("scale")? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+/// The exact decimal of base64 unscaled bytes and a scale, as Decimal128 or,
+/// beyond its 34 digits, as the decimal string.
+fn decimal_value(field: &str, b64: &str, scale: i32) -> Result<Value, TransformError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| bad(field, format_args!("decimal is not base64 ({e}): {b64:?}")))?;
+    let (text, significant) = decimal::decimal_from_unscaled(&bytes, scale);
+    Ok(if significant <= decimal::DECIMAL128_DIGITS { number_decimal(text) } else { Value::String(text) })
+}
+
+/// A decimal that the converter wrote as a JSON number (`decimal.format=NUMERIC`).
+fn numeric_decimal(n: &serde_json::Number, scale: i32) -> Value {
+    let text = if let Some(i) = n.as_i64() {
+        decimal::format_scaled(i < 0, &i.unsigned_abs().to_string(), 0)
+    } else if let Some(u) = n.as_u64() {
+        u.to_string()
+    } else {
+        // Exact for up to 15 significant digits.
+        format!("{:.*}", scale.max(0) as usize, n.as_f64().unwrap_or(0.0))
+    };
+    number_decimal(text)
+}
+
+fn has_dollar_key(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, v)| k.starts_with('$') || has_dollar_key(v)),
+        Value::Array(a) => a.iter().any(has_dollar_key),
+        _ => false,
+    }
+}
+
+/// Decodes one value by its Connect schema (`None`: no schema, unchanged).
+/// `field` names the value in error messages.
+pub fn decode_value(value: &Value, schema: Option<&Value>, opts: &DecodeOptions, field: &str) -> Result<Value, TransformError> {
+    let Some(schema) = schema.filter(|s| s.is_object()) else {
+        return Ok(value.clone());
+    };
+    if value.is_null() {
+        return Ok(Value::Null);
+    }
+    if let Some(name) = schema.get("name").and_then(Value::as_str) {
+        if let Some(v) = decode_logical(name, value, schema, opts, field)? {
+            return Ok(v);
+        }
+    }
+    match schema.get("type").and_then(Value::as_str).unwrap_or("") {
+        "struct" => match value {
+            Value::Object(m) => Ok(Value::Object(decode_struct(m, Some(schema), opts)?)),
+            other => Err(bad(field, format_args!("expected a struct, found {}", kind(other)))),
+        },
+        "array" => match value {
+            Value::Array(items) => {
+                let item_schema = schema.get("items");
+                items.iter().map(|v| decode_value(v, item_schema, opts, field)).collect::<Result<_, _>>().map(Value::Array)
+            }
+            other => Err(bad(field, format_args!("expected an array, found {}", kind(other)))),
+        },
+        "map" => match value {
+            Value::Object(m) => {
+                let value_schema = schema.get("values");
+                let mut out = Map::with_capacity(m.len());
+                for (k, v) in m {
+                    out.insert(k.clone(), decode_value(v, value_schema, opts, field)?);
+                }
+                Ok(Value::Object(out))
+            }
+            // Maps with non-string keys arrive as [[k, v], ...]: kept as they are.
+            other => Ok(other.clone()),
+        },
+        "bytes" => match value {
+            Value::String(s) => Ok(binary_base64(s.clone())),
+            other => Err(bad(field, format_args!("expected base64 bytes, found {}", kind(other)))),
+        },
+        "int64" => match value.as_i64() {
+            Some(n) if opts.int64 == Int64Mode::Long || !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) => {
+                Ok(number_long(n))
+            }
+            _ => Ok(value.clone()),
+        },
+        _ => Ok(value.clone()),
+    }
+}
+
+/// Logical types by schema name; `None` falls back to the physical type.
+fn decode_logical(name: &str, value: &Value, schema: &Value, opts: &DecodeOptions, field: &str) -> Result<Option<Value>, TransformError> {
+    let v = match name {
+        "org.apache.kafka.connect.data.Decimal" => {
+            let scale = schema_scale(schema).ok_or_else(|| bad(field, "Decimal schema has no integer 'scale' parameter"))?;
+            match value {
+                Value::String(s) => decimal_value(field, s, scale)?,
+                Value::Number(n) => numeric_decimal(n, scale),
+                other => return Err(bad(field, format_args!("expected a Decimal, found {}", kind(other)))),
+            }
+        }
+        "io.debezium.data.VariableScaleDecimal" => {
+            let scale = value.get("scale").and_then(Value::as_i64).and_then(|s| i32::try_from(s).ok());
+            let bytes = value.get("value").and_then(Value::as_str);
+            match (scale, bytes) {
+                (Some(scale), Some(b64)) => decimal_value(field, b64, scale)?,
+                _ => return Err(bad(field, "VariableScaleDecimal needs an integer 'scale' and base64 'value'")),
+            }
+        }
+        "io.debezium.time.ZonedTimestamp" => match value.as_str().and_then(time::parse_zoned_timestamp_ms) {
+            Some(ms) => date_ms(ms),
+            None => value.clone(),
+        },
+        "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => match value.as_i64() {
+            Some(ms) => date_ms(ms),
+            None => value.clone(),
+        },
+        "io.debezium.time.MicroTimestamp" => match value.as_i64() {
+            Some(us) if us % 1000 == 0 => date_ms(us / 1000),
+            _ => value.clone(),
+        },
+        "io.debezium.time.NanoTimestamp" => match value.as_i64() {
+            Some(ns) if ns % 1_000_000 == 0 => date_ms(ns / 1_000_000),
+            _ => value.clone(),
+        },
+        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => match value.as_i64() {
+            Some(days) => match days.checked_mul(time::MS_PER_DAY) {
+                Some(ms) => date_ms(ms),
+                None => value.clone(),
+            },
+            None => value.clone(),
+        },
+        "io.debezium.data.Json" => match (opts.json, value) {
+            (JsonMode::Parse, Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(parsed) if !has_dollar_key(&parsed) => parsed,
+                _ => value.clone(),
+            },
+            _ => value.clone(),
+        },
+        // Time of day, UUID, enums, XML, ... keep their JSON value; structs
+        // with a name (geometry, ...) decode by their physical type.
+        _ => return Ok(None),
+    };
+    Ok(Some(v))
+}
+
+/// Decodes the fields of a struct by its schema's `fields`; fields missing
+/// from the schema pass through. Field order is the payload's.
+pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Value>, opts: &DecodeOptions) -> Result<Map<String, Value>, TransformError> {
+    let fields = schema.and_then(|s| s.get("fields")).and_then(Value::as_array);
+    let Some(fields) = fields else {
+        return Ok(value.clone());
+    };
+    let mut out = Map::with_capacity(value.len());
+    // Payload and schema list the fields in the same order: look at the next
+    // schema field first, search only when they differ.
+    let mut cursor = 0;
+    for (name, v) in value {
+        let field_schema = match fields.get(cursor) {
+            Some(f) if f.get("field").and_then(Value::as_str) == Some(name) => {
+                cursor += 1;
+                Some(f)
+            }
+            _ => fields.iter().position(|f| f.get("field").and_then(Value::as_str) == Some(name)).map(|i| {
+                cursor = i + 1;
+                &fields[i]
+            }),
+        };
+        out.insert(name.clone(), decode_value(v, field_schema, opts, name)?);
+    }
+    Ok(out)
+}
+
+/// The schema of the named field of a struct schema.
+pub fn field_schema<'a>(schema: &'a Value, name: &str) -> Option<&'a Value> {
+    schema.get("fields")?.as_array()?.iter().find(|f| f.get("field").and_then(Value::as_str) == Some(name))
+}
+
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn d(value: Value, schema: Value) -> Value {
+        decode_value(&value, Some(&schema), &DecodeOptions::default(), "f").unwrap()
+    }
+
+    fn decimal_schema(scale: &str) -> Value {
+        json!({"type": "bytes", "optional": false, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+               "parameters": {"scale": scale, "connect.decimal.precision": "10"}, "field": "amount"})
+    }
+
+    #[test]
+    fn decimals() {
+        // 123450 = 0x01E23A
+        assert_eq!(d(json!("AeI6"), decimal_schema("2")), json!({"$numberDecimal": "1234.50"}));
+        assert_eq!(d(json!("AQ=="), decimal_schema("2")), json!({"$numberDecimal": "0.01"}));
+        assert_eq!(d(json!("BV8="), decimal_schema("2")), json!({"$numberDecimal": "13.75"}));
+        // -123450 = 0xFE1DC6
+        assert_eq!(d(json!("/h3G"), decimal_schema("2")), json!({"$numberDecimal": "-1234.50"}));
+        assert_eq!(d(json!("AA=="), decimal_schema("3")), json!({"$numberDecimal": "0.000"}));
+        assert_eq!(d(Value::Null, decimal_schema("2")), Value::Null);
+        // decimal.format=NUMERIC
+        assert_eq!(d(json!(1234.5), decimal_schema("2")), json!({"$numberDecimal": "1234.50"}));
+        assert_eq!(d(json!(7), decimal_schema("0")), json!({"$numberDecimal": "7"}));
+    }
+
+    #[test]
+    fn big_decimals() {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        // 10^33 - 1 (33 nines) at scale 4: 34 digits max → Decimal128.
+        let v: i128 = 10i128.pow(34) - 1;
+        let bytes = v.to_be_bytes();
+        let start = bytes.iter().position(|&b| b != 0).unwrap();
+        let mut be = bytes[start..].to_vec();
+        if be[0] & 0x80 != 0 {
+            be.insert(0, 0);
+        }
+        let nines = "9".repeat(34);
+        assert_eq!(
+            d(json!(b64(&be)), decimal_schema("4")),
+            json!({"$numberDecimal": format!("{}.{}", &nines[..30], &nines[30..])})
+        );
+        // 10^40 has 41 digits: no Decimal128 holds it exactly → the exact string.
+        let big = [0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0, 0, 0, 0, 0];
+        assert_eq!(d(json!(b64(&big)), decimal_schema("0")), json!(format!("1{}", "0".repeat(40))));
+    }
+
+    #[test]
+    fn bad_decimals() {
+        let err = decode_value(&json!("***"), Some(&decimal_schema("2")), &DecodeOptions::default(), "amount").unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::BadInput);
+        assert!(err.message.contains("amount"), "{}", err.message);
+        let no_scale = json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal"});
+        assert!(decode_value(&json!("AQ=="), Some(&no_scale), &DecodeOptions::default(), "x").is_err());
+    }
+
+    #[test]
+    fn variable_scale_decimal() {
+        let schema = json!({"type": "struct", "name": "io.debezium.data.VariableScaleDecimal",
+            "fields": [{"type": "int32", "field": "scale"}, {"type": "bytes", "field": "value"}]});
+        assert_eq!(d(json!({"scale": 3, "value": "AeI6"}), schema.clone()), json!({"$numberDecimal": "123.450"}));
+        assert_eq!(d(json!({"scale": 0, "value": "AQ=="}), schema), json!({"$numberDecimal": "1"}));
+    }
+
+    #[test]
+    fn timestamps() {
+        let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
+        assert_eq!(d(json!("2024-03-04T12:00:00.123000Z"), zoned.clone()), date_ms(1_709_553_600_123));
+        assert_eq!(d(json!("2024-03-04T12:00:00Z"), zoned.clone()), json!({"$date": {"$numberLong": "1709553600000"}}));
+        assert_eq!(d(json!("2024-03-04T12:00:00.123456Z"), zoned.clone()), json!("2024-03-04T12:00:00.123456Z"));
+        assert_eq!(d(json!("infinity"), zoned), json!("infinity"));
+
+        let micro = json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"});
+        assert_eq!(d(json!(1_709_553_600_123_000i64), micro.clone()), date_ms(1_709_553_600_123));
+        assert_eq!(d(json!(1_709_553_600_123_456i64), micro), json!(1_709_553_600_123_456i64));
+        let nano = json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"});
+        assert_eq!(d(json!(5_000_000i64), nano.clone()), date_ms(5));
+        assert_eq!(d(json!(5_000_001i64), nano), json!(5_000_001i64));
+        let millis = json!({"type": "int64", "name": "io.debezium.time.Timestamp"});
+        assert_eq!(d(json!(-1), millis), date_ms(-1));
+        let connect = json!({"type": "int64", "name": "org.apache.kafka.connect.data.Timestamp"});
+        assert_eq!(d(json!(42), connect), date_ms(42));
+    }
+
+    #[test]
+    fn dates_and_times() {
+        let date = json!({"type": "int32", "name": "io.debezium.time.Date"});
+        assert_eq!(d(json!(19724), date.clone()), date_ms(19724 * 86_400_000));
+        assert_eq!(d(json!(-1), date), date_ms(-86_400_000));
+        let connect = json!({"type": "int32", "name": "org.apache.kafka.connect.data.Date"});
+        assert_eq!(d(json!(1), connect), date_ms(86_400_000));
+        let micro_time = json!({"type": "int64", "name": "io.debezium.time.MicroTime"});
+        assert_eq!(d(json!(3_600_000_000i64), micro_time), json!(3_600_000_000i64));
+        let time = json!({"type": "int32", "name": "io.debezium.time.Time"});
+        assert_eq!(d(json!(1000), time), json!(1000));
+    }
+
+    #[test]
+    fn json_uuid_bytes() {
+        let js = json!({"type": "string", "name": "io.debezium.data.Json"});
+        assert_eq!(d(json!("[1, \"two\", {\"three\": 3}]"), js.clone()), json!([1, "two", {"three": 3}]));
+        assert_eq!(d(json!("{\"$set\": 1}"), js.clone()), json!("{\"$set\": 1}"));
+        assert_eq!(d(json!("not json"), js.clone()), json!("not json"));
+        let opts = DecodeOptions { json: JsonMode::String, ..Default::default() };
+        assert_eq!(decode_value(&json!("{\"a\":1}"), Some(&js), &opts, "f").unwrap(), json!("{\"a\":1}"));
+
+        let uuid = json!({"type": "string", "name": "io.debezium.data.Uuid"});
+        assert_eq!(d(json!("4c76d537-0000-0000-0000-000000000000"), uuid), json!("4c76d537-0000-0000-0000-000000000000"));
+        assert_eq!(d(json!("AAEC"), json!({"type": "bytes"})), json!({"$binary": {"base64": "AAEC", "subType": "00"}}));
+    }
+
+    #[test]
+    fn int64() {
+        let s = json!({"type": "int64"});
+        assert_eq!(d(json!(42), s.clone()), json!(42));
+        assert_eq!(d(json!(9_007_199_254_740_993i64), s.clone()), json!({"$numberLong": "9007199254740993"}));
+        assert_eq!(d(json!(-9_007_199_254_740_993i64), s.clone()), json!({"$numberLong": "-9007199254740993"}));
+        let opts = DecodeOptions { int64: Int64Mode::Long, ..Default::default() };
+        assert_eq!(decode_value(&json!(42), Some(&s), &opts, "f").unwrap(), json!({"$numberLong": "42"}));
+        assert_eq!(d(json!(42), json!({"type": "int32"})), json!(42));
+        assert_eq!(d(json!(1.5), json!({"type": "float64"})), json!(1.5));
+    }
+
+    #[test]
+    fn nested_structs_arrays_maps() {
+        let schema = json!({"type": "struct", "fields": [
+            {"type": "array", "items": {"type": "int32", "name": "io.debezium.time.Date"}, "field": "days"},
+            {"type": "struct", "fields": [{"type": "bytes", "field": "wkb"}, {"type": "int32", "field": "srid"}], "field": "geo"},
+            {"type": "map", "keys": {"type": "string"}, "values": {"type": "int64", "name": "io.debezium.time.Timestamp"}, "field": "m"},
+            {"type": "string", "optional": true, "field": "s"}
+        ]});
+        let v = json!({"days": [0, 1], "geo": {"wkb": "AQ==", "srid": 4326}, "m": {"a": 5}, "s": null, "extra": 1});
+        assert_eq!(
+            d(v, schema),
+            json!({"days": [date_ms(0), date_ms(86_400_000)],
+                   "geo": {"wkb": {"$binary": {"base64": "AQ==", "subType": "00"}}, "srid": 4326},
+                   "m": {"a": date_ms(5)}, "s": null, "extra": 1})
+        );
+    }
+
+    #[test]
+    fn no_schema_passes_through() {
+        let v = json!({"amount": "AQ==", "d": 19724});
+        assert_eq!(decode_value(&v, None, &DecodeOptions::default(), "f").unwrap(), v);
+        assert_eq!(decode_value(&v, Some(&Value::Null), &DecodeOptions::default(), "f").unwrap(), v);
+    }
+}

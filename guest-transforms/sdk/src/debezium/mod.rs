@@ -1,0 +1,363 @@
+//! The Debezium change-event envelope, as Kafka Connect's JSON converter
+//! writes it: with schemas (`{"schema": …, "payload": …}`) or without (the
+//! payload alone), for keys and values alike.
+//!
+//! ```
+//! use smt_guest::debezium::{Event, Op};
+//! # use smt_guest::Message;
+//! # let msg = Message { topic: "dbz.inventory.orders".into(), partition: 0, offset: 0, timestamp_ms: None,
+//! #     key: Some(br#"{"id": 1}"#.to_vec()),
+//! #     value: Some(br#"{"before": null, "after": {"id": 1, "total": 5}, "source": {"schema": "inventory", "table": "orders"}, "op": "c"}"#.to_vec()),
+//! #     headers: vec![] };
+//! let Some(event) = Event::parse(&msg)? else {
+//!     return Ok(()); // a tombstone, or not a change event (DDL, heartbeat)
+//! };
+//! assert_eq!(event.op(), Op::Create);
+//! assert_eq!(event.source().table(), Some("orders"));
+//! let after = event.after()?.expect("a create has an after image");
+//! assert_eq!(after["total"], 5);
+//! # Ok::<(), smt_guest::TransformError>(())
+//! ```
+//!
+//! Column values come out of [`Event::before`], [`Event::after`] and
+//! [`Event::key`] decoded by their Connect schema into MongoDB Extended JSON
+//! (see [`decode`] for the table of types).
+
+pub mod decimal;
+pub mod decode;
+pub mod time;
+
+pub use decode::{DecodeOptions, Int64Mode, JsonMode};
+
+use crate::{Message, TransformError};
+use decode::kind;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// A row image or key: column name → decoded value, in column order.
+pub type Fields = Map<String, Value>;
+
+/// The `op` of a change event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `r`: a snapshot read.
+    Read,
+    /// `c`: an insert.
+    Create,
+    /// `u`: an update.
+    Update,
+    /// `d`: a delete.
+    Delete,
+    /// `t`: a truncate of the table.
+    Truncate,
+    /// `m`: a logical decoding message.
+    Message,
+}
+
+impl Op {
+    /// The op of its one-letter code.
+    pub fn from_code(code: &str) -> Option<Op> {
+        Some(match code {
+            "r" => Op::Read,
+            "c" => Op::Create,
+            "u" => Op::Update,
+            "d" => Op::Delete,
+            "t" => Op::Truncate,
+            "m" => Op::Message,
+            _ => return None,
+        })
+    }
+
+    /// The one-letter code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Read => "r",
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Truncate => "t",
+            Op::Message => "m",
+        }
+    }
+}
+
+/// What a record is, before anything is decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A change event (it has an `op`).
+    Change(Event),
+    /// A null value (or an empty one): the tombstone after a delete, for log compaction.
+    Tombstone,
+    /// A value with neither `op` nor `before`/`after`: a schema-change (DDL),
+    /// heartbeat or transaction-metadata record.
+    NotAChange,
+}
+
+/// One Debezium change event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    op: Op,
+    payload: Map<String, Value>,
+    schema: Option<Value>,
+    key: Option<Map<String, Value>>,
+    key_schema: Option<Value>,
+    options: DecodeOptions,
+}
+
+/// Splits `{"schema": …, "payload": …}` into its parts; anything else is a
+/// payload without schema.
+fn split_schema(v: Value) -> (Value, Option<Value>) {
+    match v {
+        Value::Object(mut m) if m.len() == 2 && m.contains_key("schema") && m.contains_key("payload") => {
+            let payload = m.remove("payload").unwrap_or(Value::Null);
+            let schema = m.remove("schema").filter(Value::is_object);
+            (payload, schema)
+        }
+        other => (other, None),
+    }
+}
+
+fn parse_key(bytes: Option<&[u8]>) -> Result<(Option<Map<String, Value>>, Option<Value>), TransformError> {
+    let Some(bytes) = bytes else {
+        return Ok((None, None));
+    };
+    if bytes.is_empty() {
+        return Ok((None, None));
+    }
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| TransformError::bad_input(format!("invalid key: not JSON ({e})")))?;
+    let (payload, schema) = split_schema(v);
+    match payload {
+        Value::Null => Ok((None, None)),
+        Value::Object(m) if m.is_empty() => Ok((None, None)),
+        Value::Object(m) => Ok((Some(m), schema)),
+        other => Err(TransformError::bad_input(format!(
+            "invalid key: expected a JSON object of the primary-key columns, found {}",
+            kind(&other)
+        ))),
+    }
+}
+
+impl Event {
+    /// Parses a record with the default [`DecodeOptions`]. `Ok(None)` for a
+    /// tombstone and for records that are not change events (DDL, heartbeats);
+    /// [`Event::classify`] tells them apart.
+    pub fn parse(msg: &Message) -> Result<Option<Event>, TransformError> {
+        Self::parse_with(msg, DecodeOptions::default())
+    }
+
+    /// [`Event::parse`] with decoding options.
+    pub fn parse_with(msg: &Message, options: DecodeOptions) -> Result<Option<Event>, TransformError> {
+        Ok(match Self::classify_with(msg, options)? {
+            Record::Change(e) => Some(e),
+            Record::Tombstone | Record::NotAChange => None,
+        })
+    }
+
+    /// Classifies a record with the default [`DecodeOptions`].
+    pub fn classify(msg: &Message) -> Result<Record, TransformError> {
+        Self::classify_with(msg, DecodeOptions::default())
+    }
+
+    /// Classifies a record: a change event, a tombstone or something else.
+    ///
+    /// `bad-input` errors: the value is not a JSON object; it has `before` or
+    /// `after` but no `op`; `op` is not a string or not a known op; the key
+    /// is not JSON or not an object.
+    pub fn classify_with(msg: &Message, options: DecodeOptions) -> Result<Record, TransformError> {
+        let Some(bytes) = msg.value.as_deref() else {
+            return Ok(Record::Tombstone);
+        };
+        if bytes.is_empty() {
+            return Ok(Record::Tombstone);
+        }
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| TransformError::bad_input(format!("value is not JSON: {e}")))?;
+        let (payload, schema) = split_schema(v);
+        let payload = match payload {
+            Value::Null => return Ok(Record::Tombstone),
+            Value::Object(m) if m.is_empty() => return Ok(Record::Tombstone),
+            Value::Object(m) => m,
+            other => {
+                return Err(TransformError::bad_input(format!(
+                    "value is not a Debezium envelope: expected a JSON object, found {}",
+                    kind(&other)
+                )))
+            }
+        };
+        let op = match payload.get("op") {
+            Some(Value::String(code)) => {
+                Op::from_code(code).ok_or_else(|| TransformError::bad_input(format!("unknown op {code:?}")))?
+            }
+            Some(other) => return Err(TransformError::bad_input(format!("'op' must be a string, found {}", kind(other)))),
+            None if payload.contains_key("before") || payload.contains_key("after") => {
+                return Err(TransformError::bad_input("the change event has no 'op' field"))
+            }
+            None => return Ok(Record::NotAChange),
+        };
+        let (key, key_schema) = parse_key(msg.key.as_deref())?;
+        Ok(Record::Change(Event { op, payload, schema, key, key_schema, options }))
+    }
+
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// The decoding options in effect.
+    pub fn options(&self) -> DecodeOptions {
+        self.options
+    }
+
+    /// The envelope payload as it arrived (no decoding).
+    pub fn payload(&self) -> &Map<String, Value> {
+        &self.payload
+    }
+
+    /// The envelope's Connect schema, when the converter wrote schemas.
+    pub fn schema(&self) -> Option<&Value> {
+        self.schema.as_ref()
+    }
+
+    /// The key's Connect schema, when the converter wrote schemas.
+    pub fn key_schema(&self) -> Option<&Value> {
+        self.key_schema.as_ref()
+    }
+
+    /// `source`: where the change happened.
+    pub fn source(&self) -> Source<'_> {
+        Source(self.payload.get("source").and_then(Value::as_object))
+    }
+
+    /// The envelope's `ts_ms` (when the connector processed the change).
+    pub fn ts_ms(&self) -> Option<i64> {
+        self.payload.get("ts_ms").and_then(Value::as_i64)
+    }
+
+    /// A row image as it arrived: `None` when missing or null.
+    pub fn raw(&self, image: &str) -> Option<&Value> {
+        self.payload.get(image).filter(|v| !v.is_null())
+    }
+
+    /// The key columns as they arrived; `None` for a table without primary key.
+    pub fn raw_key(&self) -> Option<&Map<String, Value>> {
+        self.key.as_ref()
+    }
+
+    fn image(&self, name: &str) -> Result<Option<Fields>, TransformError> {
+        match self.payload.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => {
+                let schema = self.schema.as_ref().and_then(|s| decode::field_schema(s, name));
+                decode::decode_struct(m, schema, &self.options).map(Some)
+            }
+            Some(other) => Err(TransformError::bad_input(format!("'{name}' must be an object, found {}", kind(other)))),
+        }
+    }
+
+    /// The row before the change, decoded; `None` when absent (inserts, and
+    /// updates under the default replica identity).
+    pub fn before(&self) -> Result<Option<Fields>, TransformError> {
+        self.image("before")
+    }
+
+    /// The row after the change, decoded; `None` when absent (deletes).
+    pub fn after(&self) -> Result<Option<Fields>, TransformError> {
+        self.image("after")
+    }
+
+    /// The primary-key columns, decoded; `None` for a table without primary key.
+    pub fn key(&self) -> Result<Option<Fields>, TransformError> {
+        match &self.key {
+            None => Ok(None),
+            Some(m) => decode::decode_struct(m, self.key_schema.as_ref(), &self.options).map(Some),
+        }
+    }
+
+    /// [`Event::before`] deserialised into `T` (decoded values are Extended
+    /// JSON: a decimal is `{"$numberDecimal": …}`; see [`crate::debezium::ext`]).
+    pub fn before_as<T: DeserializeOwned>(&self) -> Result<Option<T>, TransformError> {
+        as_typed(self.before()?, "before")
+    }
+
+    /// [`Event::after`] deserialised into `T`.
+    pub fn after_as<T: DeserializeOwned>(&self) -> Result<Option<T>, TransformError> {
+        as_typed(self.after()?, "after")
+    }
+
+    /// [`Event::key`] deserialised into `T`.
+    pub fn key_as<T: DeserializeOwned>(&self) -> Result<Option<T>, TransformError> {
+        as_typed(self.key()?, "key")
+    }
+}
+
+fn as_typed<T: DeserializeOwned>(fields: Option<Fields>, what: &str) -> Result<Option<T>, TransformError> {
+    fields
+        .map(|f| serde_json::from_value(Value::Object(f)).map_err(|e| TransformError::bad_input(format!("'{what}': {e}"))))
+        .transpose()
+}
+
+/// The `source` block of an event.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a>(Option<&'a Map<String, Value>>);
+
+impl<'a> Source<'a> {
+    /// Any field of `source`.
+    pub fn get(&self, field: &str) -> Option<&'a Value> {
+        self.0?.get(field)
+    }
+
+    fn str(&self, field: &str) -> Option<&'a str> {
+        self.get(field)?.as_str()
+    }
+
+    /// `connector`: `postgresql`, `mysql`, ...
+    pub fn connector(&self) -> Option<&'a str> {
+        self.str("connector")
+    }
+
+    /// `name`: the connector's topic prefix.
+    pub fn name(&self) -> Option<&'a str> {
+        self.str("name")
+    }
+
+    /// `db`: the database.
+    pub fn db(&self) -> Option<&'a str> {
+        self.str("db")
+    }
+
+    /// `schema` (absent for MySQL).
+    pub fn schema(&self) -> Option<&'a str> {
+        self.str("schema")
+    }
+
+    pub fn table(&self) -> Option<&'a str> {
+        self.str("table")
+    }
+
+    pub fn version(&self) -> Option<&'a str> {
+        self.str("version")
+    }
+
+    /// When the change was made in the database.
+    pub fn ts_ms(&self) -> Option<i64> {
+        self.get("ts_ms")?.as_i64()
+    }
+
+    /// `snapshot`: `"true"`, `"first"`, `"last"`, ... or `"false"` when streaming.
+    pub fn snapshot(&self) -> Option<&'a str> {
+        self.str("snapshot")
+    }
+
+    /// Postgres: the log sequence number.
+    pub fn lsn(&self) -> Option<i64> {
+        self.get("lsn")?.as_i64()
+    }
+
+    /// The transaction id (`txId`).
+    pub fn tx_id(&self) -> Option<i64> {
+        self.get("txId")?.as_i64()
+    }
+}
+
+pub mod ext;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! Calendar arithmetic for Debezium's temporal types (UTC, proleptic Gregorian).
+
+pub const MS_PER_DAY: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(y) => 29,
+        _ => 28,
+    }
+}
+
+fn digits(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.iter().try_fold(0u32, |acc, d| acc.checked_mul(10)?.checked_add((d - b'0') as u32))
+}
+
+/// Parses an ISO-8601 instant with an offset (`2024-03-04T12:00:00.123456Z`,
+/// `2024-03-04T12:00:00+02:00`) as Debezium's `ZonedTimestamp` writes it, into
+/// milliseconds since the epoch. `None` when the text is not such an instant
+/// or when converting to milliseconds would lose sub-millisecond digits.
+pub fn parse_zoned_timestamp_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    // Year: optional sign, at least 4 digits, then '-'.
+    let (neg, rest) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let dash = rest.iter().position(|&c| c == b'-')?;
+    if dash < 4 {
+        return None;
+    }
+    let year = digits(&rest[..dash])? as i64;
+    let year = if neg { -year } else { year };
+    let r = &rest[dash + 1..];
+    // MM-DDTHH:MM:SS
+    if r.len() < 14 || r[2] != b'-' || (r[5] != b'T' && r[5] != b't' && r[5] != b' ') || r[8] != b':' || r[11] != b':' {
+        return None;
+    }
+    let month = digits(&r[0..2])?;
+    let day = digits(&r[3..5])?;
+    let hour = digits(&r[6..8])?;
+    let minute = digits(&r[9..11])?;
+    let second = digits(&r[12..14])?;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut r = &r[14..];
+    let mut millis = 0i64;
+    if let Some(b'.') | Some(b',') = r.first() {
+        let n = r[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let frac = &r[1..1 + n];
+        for i in 0..3 {
+            millis = millis * 10 + frac.get(i).map_or(0, |d| (d - b'0') as i64);
+        }
+        if frac.iter().skip(3).any(|&d| d != b'0') {
+            return None; // sub-millisecond precision: not lossless
+        }
+        r = &r[1 + n..];
+    }
+    let offset_min: i64 = match r {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let h = digits(&[*h1, *h2])? as i64;
+            let m = digits(&[*m1, *m2])? as i64;
+            if h > 18 || m > 59 {
+                return None;
+            }
+            if *sign == b'-' { -(h * 60 + m) } else { h * 60 + m }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days.checked_mul(86_400)? + hour as i64 * 3600 + minute as i64 * 60 + second as i64 - offset_min * 60;
+    secs.checked_mul(1000)?.checked_add(millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2024, 1, 2), 19724); // from the Debezium notes
+        assert_eq!(days_from_civil(2026, 1, 1), 20454);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(days_from_civil(2000, 3, 1), 11017);
+        assert_eq!(days_from_civil(1600, 2, 29), -135081);
+    }
+
+    #[test]
+    fn zoned_timestamps() {
+        assert_eq!(parse_zoned_timestamp_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_zoned_timestamp_ms("1970-01-01T00:00:00.000000Z"), Some(0));
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.123Z"), Some(1_709_553_600_123));
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.123000Z"), Some(1_709_553_600_123));
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.1Z"), Some(1_709_553_600_100));
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T14:00:00+02:00"), Some(1_709_553_600_000));
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T10:30:00-01:30"), Some(1_709_553_600_000));
+        assert_eq!(parse_zoned_timestamp_ms("1969-12-31T23:59:59.999Z"), Some(-1));
+        assert_eq!(parse_zoned_timestamp_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+    }
+
+    #[test]
+    fn lossy_or_invalid_timestamps() {
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.123456Z"), None);
+        assert_eq!(parse_zoned_timestamp_ms("2026-01-01T04:59:59.999999Z"), None);
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00"), None);
+        assert_eq!(parse_zoned_timestamp_ms("2023-02-29T00:00:00Z"), None);
+        assert_eq!(parse_zoned_timestamp_ms("infinity"), None);
+        assert_eq!(parse_zoned_timestamp_ms("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.Z"), None);
+        assert_eq!(parse_zoned_timestamp_ms(""), None);
+    }
+}

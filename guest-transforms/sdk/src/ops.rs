@@ -1,0 +1,282 @@
+//! Builders for the contract's write operations.
+//!
+//! Documents are `serde_json::Value`s in MongoDB Extended JSON v2 (relaxed or
+//! canonical: `{"$numberDecimal": "1.50"}`, `{"$date": {"$numberLong": "0"}}`,
+//! ...) and travel as [`Document::Json`].
+//!
+//! ```
+//! use serde_json::json;
+//! use smt_guest::{ops, WriteOp};
+//!
+//! let ops: Vec<WriteOp> = vec![
+//!     ops::replace_one("orders", json!({"_id": 1}), json!({"_id": 1, "total": 5})).upsert().into(),
+//!     ops::update_one("customers", json!({"_id": 7}))
+//!         .set(json!({"last_order": 1}))
+//!         .operator("$inc", json!({"orders": 1}))
+//!         .upsert()
+//!         .into(),
+//!     ops::delete_one(ops::ns_in("archive", "orders"), json!({"_id": 0})),
+//! ];
+//! # assert_eq!(ops.len(), 3);
+//! ```
+
+use crate::{Delete, Document, InsertOne, Namespace, ReplaceOne, Update, UpdateBody, WriteOp};
+use serde_json::{Map, Value};
+
+/// A collection in the pipeline's configured database.
+pub fn ns(collection: impl Into<String>) -> Namespace {
+    Namespace { database: None, collection: collection.into() }
+}
+
+/// A collection in the named database.
+pub fn ns_in(database: impl Into<String>, collection: impl Into<String>) -> Namespace {
+    Namespace { database: Some(database.into()), collection: collection.into() }
+}
+
+/// A collection name alone: the pipeline's configured database.
+impl From<&str> for Namespace {
+    fn from(collection: &str) -> Self {
+        ns(collection)
+    }
+}
+
+/// A collection name alone: the pipeline's configured database.
+impl From<String> for Namespace {
+    fn from(collection: String) -> Self {
+        ns(collection)
+    }
+}
+
+impl From<&Namespace> for Namespace {
+    fn from(ns: &Namespace) -> Self {
+        ns.clone()
+    }
+}
+
+/// Extended JSON text of a document.
+pub fn doc(value: &Value) -> Document {
+    Document::Json(value.to_string())
+}
+
+fn owned_doc(value: Value) -> Document {
+    Document::Json(value.to_string())
+}
+
+/// `insertOne(document)`.
+pub fn insert_one(ns: impl Into<Namespace>, document: Value) -> WriteOp {
+    WriteOp::InsertOne(InsertOne { ns: ns.into(), document: owned_doc(document) })
+}
+
+/// `deleteOne(filter)`.
+pub fn delete_one(ns: impl Into<Namespace>, filter: Value) -> WriteOp {
+    WriteOp::DeleteOne(Delete { ns: ns.into(), filter: owned_doc(filter) })
+}
+
+/// `deleteMany(filter)`; `json!({})` deletes every document of the collection.
+pub fn delete_many(ns: impl Into<Namespace>, filter: Value) -> WriteOp {
+    WriteOp::DeleteMany(Delete { ns: ns.into(), filter: owned_doc(filter) })
+}
+
+/// `replaceOne(filter, replacement)`; chain [`ReplaceBuilder::upsert`].
+pub fn replace_one(ns: impl Into<Namespace>, filter: Value, replacement: Value) -> ReplaceBuilder {
+    ReplaceBuilder { ns: ns.into(), filter, replacement, upsert: false }
+}
+
+/// `updateOne(filter, update)`: chain operators ([`UpdateBuilder::set`],
+/// [`UpdateBuilder::operator`], ...) or a [`UpdateBuilder::pipeline`].
+pub fn update_one(ns: impl Into<Namespace>, filter: Value) -> UpdateBuilder {
+    UpdateBuilder::new(ns.into(), filter, false)
+}
+
+/// `updateMany(filter, update)`, built like [`update_one`].
+pub fn update_many(ns: impl Into<Namespace>, filter: Value) -> UpdateBuilder {
+    UpdateBuilder::new(ns.into(), filter, true)
+}
+
+/// A `replaceOne` being built; `.into()` or [`ReplaceBuilder::build`] makes the [`WriteOp`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaceBuilder {
+    ns: Namespace,
+    filter: Value,
+    replacement: Value,
+    upsert: bool,
+}
+
+impl ReplaceBuilder {
+    /// Inserts the replacement when nothing matches the filter.
+    pub fn upsert(mut self) -> Self {
+        self.upsert = true;
+        self
+    }
+
+    pub fn build(self) -> WriteOp {
+        WriteOp::ReplaceOne(ReplaceOne {
+            ns: self.ns,
+            filter: owned_doc(self.filter),
+            replacement: owned_doc(self.replacement),
+            upsert: self.upsert,
+        })
+    }
+}
+
+impl From<ReplaceBuilder> for WriteOp {
+    fn from(b: ReplaceBuilder) -> Self {
+        b.build()
+    }
+}
+
+/// An `updateOne`/`updateMany` being built; `.into()` or [`UpdateBuilder::build`] makes the [`WriteOp`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateBuilder {
+    ns: Namespace,
+    filter: Value,
+    many: bool,
+    operators: Map<String, Value>,
+    pipeline: Option<Vec<Value>>,
+    upsert: bool,
+    array_filters: Vec<Value>,
+}
+
+impl UpdateBuilder {
+    fn new(ns: Namespace, filter: Value, many: bool) -> Self {
+        UpdateBuilder {
+            ns,
+            filter,
+            many,
+            operators: Map::new(),
+            pipeline: None,
+            upsert: false,
+            array_filters: Vec::new(),
+        }
+    }
+
+    /// Adds the fields of `fields` (an object) to the `$set` operator.
+    pub fn set(self, fields: Value) -> Self {
+        self.operator("$set", fields)
+    }
+
+    /// Adds the fields to the `$unset` operator.
+    pub fn unset<I, S>(self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let map: Map<String, Value> = fields.into_iter().map(|f| (f.into(), Value::String(String::new()))).collect();
+        self.operator("$unset", Value::Object(map))
+    }
+
+    /// Adds `operator: arguments` (`$inc`, `$push`, `$setOnInsert`, ...). The
+    /// fields of an object argument merge with earlier ones for the same
+    /// operator; any other argument replaces them.
+    pub fn operator(mut self, operator: &str, arguments: Value) -> Self {
+        match (self.operators.get_mut(operator), arguments) {
+            (Some(Value::Object(existing)), Value::Object(more)) => existing.extend(more),
+            (_, arguments) => {
+                self.operators.insert(operator.to_owned(), arguments);
+            }
+        }
+        self
+    }
+
+    /// Makes this an aggregation-pipeline update with these stages (operators
+    /// added before or after are ignored).
+    pub fn pipeline(mut self, stages: Vec<Value>) -> Self {
+        self.pipeline = Some(stages);
+        self
+    }
+
+    /// Adds a filter for a `$[<identifier>]` in the update.
+    pub fn array_filter(mut self, filter: Value) -> Self {
+        self.array_filters.push(filter);
+        self
+    }
+
+    /// Inserts a document built from the filter and the update when nothing matches.
+    pub fn upsert(mut self) -> Self {
+        self.upsert = true;
+        self
+    }
+
+    pub fn build(self) -> WriteOp {
+        let update = match self.pipeline {
+            Some(stages) => UpdateBody::Pipeline(stages.into_iter().map(owned_doc).collect()),
+            None => UpdateBody::Operators(owned_doc(Value::Object(self.operators))),
+        };
+        let u = Update {
+            ns: self.ns,
+            filter: owned_doc(self.filter),
+            update,
+            upsert: self.upsert,
+            array_filters: self.array_filters.into_iter().map(owned_doc).collect(),
+        };
+        if self.many {
+            WriteOp::UpdateMany(u)
+        } else {
+            WriteOp::UpdateOne(u)
+        }
+    }
+}
+
+impl From<UpdateBuilder> for WriteOp {
+    fn from(b: UpdateBuilder) -> Self {
+        b.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn j(d: &Document) -> Value {
+        match d {
+            Document::Json(s) => serde_json::from_str(s).unwrap(),
+            Document::Bson(_) => panic!("bson"),
+        }
+    }
+
+    #[test]
+    fn replace_upsert() {
+        let op = replace_one("c", json!({"_id": 1}), json!({"_id": 1, "a": 2})).upsert().build();
+        let WriteOp::ReplaceOne(r) = op else { panic!() };
+        assert_eq!(r.ns, ns("c"));
+        assert!(r.upsert);
+        assert_eq!(j(&r.filter), json!({"_id": 1}));
+        assert_eq!(j(&r.replacement), json!({"_id": 1, "a": 2}));
+    }
+
+    #[test]
+    fn update_operators_merge() {
+        let op: WriteOp = update_many(ns_in("d", "c"), json!({"x": 1}))
+            .set(json!({"a": 1}))
+            .set(json!({"b": 2}))
+            .unset(["c"])
+            .operator("$inc", json!({"n": 1}))
+            .array_filter(json!({"e.k": 3}))
+            .into();
+        let WriteOp::UpdateMany(u) = op else { panic!() };
+        assert_eq!(u.ns.database.as_deref(), Some("d"));
+        assert!(!u.upsert);
+        let UpdateBody::Operators(d) = &u.update else { panic!() };
+        assert_eq!(j(d), json!({"$set": {"a": 1, "b": 2}, "$unset": {"c": ""}, "$inc": {"n": 1}}));
+        assert_eq!(u.array_filters.len(), 1);
+        assert_eq!(j(&u.array_filters[0]), json!({"e.k": 3}));
+    }
+
+    #[test]
+    fn pipeline_update() {
+        let op = update_one("c", json!({"_id": 1})).pipeline(vec![json!({"$set": {"a": "$b"}})]).upsert().build();
+        let WriteOp::UpdateOne(u) = op else { panic!() };
+        assert!(u.upsert);
+        let UpdateBody::Pipeline(stages) = &u.update else { panic!() };
+        assert_eq!(j(&stages[0]), json!({"$set": {"a": "$b"}}));
+    }
+
+    #[test]
+    fn inserts_and_deletes() {
+        assert!(matches!(insert_one("c", json!({})), WriteOp::InsertOne(_)));
+        assert!(matches!(delete_one("c", json!({"_id": 1})), WriteOp::DeleteOne(_)));
+        let WriteOp::DeleteMany(d) = delete_many(String::from("c"), json!({})) else { panic!() };
+        assert_eq!(j(&d.filter), json!({}));
+    }
+}
