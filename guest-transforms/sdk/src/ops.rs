@@ -223,6 +223,66 @@ impl From<UpdateBuilder> for WriteOp {
     }
 }
 
+/// A write operation as one JSON object, for tests and debugging: `op`
+/// (`insert-one`, `replace-one`, `update-one`, `update-many`, `delete-one`,
+/// `delete-many`), `database` (null: the pipeline's), `collection`, then the
+/// operation's documents parsed (`document`, `filter`, `replacement`,
+/// `update` or `pipeline`, `upsert`, `array_filters` when not empty). BSON
+/// documents appear as `{"$bson": "<base64>"}`; JSON text that does not parse
+/// as `{"$invalid_json": "<text>"}`.
+pub fn describe(op: &WriteOp) -> Value {
+    fn d(doc: &Document) -> Value {
+        match doc {
+            Document::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| {
+                let mut m = Map::new();
+                m.insert("$invalid_json".into(), Value::String(s.clone()));
+                Value::Object(m)
+            }),
+            Document::Bson(b) => {
+                use base64::Engine as _;
+                let mut m = Map::new();
+                m.insert("$bson".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(b)));
+                Value::Object(m)
+            }
+        }
+    }
+    let mut m = Map::new();
+    let mut head = |name: &str, ns: &Namespace| {
+        m.insert("op".into(), Value::String(name.into()));
+        m.insert("database".into(), ns.database.clone().map_or(Value::Null, Value::String));
+        m.insert("collection".into(), Value::String(ns.collection.clone()));
+    };
+    match op {
+        WriteOp::InsertOne(i) => {
+            head("insert-one", &i.ns);
+            m.insert("document".into(), d(&i.document));
+        }
+        WriteOp::ReplaceOne(r) => {
+            head("replace-one", &r.ns);
+            m.insert("filter".into(), d(&r.filter));
+            m.insert("replacement".into(), d(&r.replacement));
+            m.insert("upsert".into(), Value::Bool(r.upsert));
+        }
+        WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
+            head(if matches!(op, WriteOp::UpdateOne(_)) { "update-one" } else { "update-many" }, &u.ns);
+            m.insert("filter".into(), d(&u.filter));
+            match &u.update {
+                UpdateBody::Operators(doc) => m.insert("update".into(), d(doc)),
+                UpdateBody::Pipeline(stages) => m.insert("pipeline".into(), Value::Array(stages.iter().map(d).collect())),
+            };
+            m.insert("upsert".into(), Value::Bool(u.upsert));
+            if !u.array_filters.is_empty() {
+                m.insert("array_filters".into(), Value::Array(u.array_filters.iter().map(d).collect()));
+            }
+        }
+        WriteOp::DeleteOne(x) | WriteOp::DeleteMany(x) => {
+            head(if matches!(op, WriteOp::DeleteOne(_)) { "delete-one" } else { "delete-many" }, &x.ns);
+            m.insert("filter".into(), d(&x.filter));
+        }
+    }
+    Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +330,20 @@ mod tests {
         assert!(u.upsert);
         let UpdateBody::Pipeline(stages) = &u.update else { panic!() };
         assert_eq!(j(&stages[0]), json!({"$set": {"a": "$b"}}));
+    }
+
+    #[test]
+    fn describe_ops() {
+        let op = update_one(ns_in("d", "c"), json!({"_id": 1})).set(json!({"a": 1})).upsert().build();
+        assert_eq!(
+            describe(&op),
+            json!({"op": "update-one", "database": "d", "collection": "c", "filter": {"_id": 1},
+                   "update": {"$set": {"a": 1}}, "upsert": true})
+        );
+        assert_eq!(
+            describe(&insert_one("c", json!({"x": 1}))),
+            json!({"op": "insert-one", "database": null, "collection": "c", "document": {"x": 1}})
+        );
     }
 
     #[test]
