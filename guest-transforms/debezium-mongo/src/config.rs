@@ -26,6 +26,9 @@ pub struct Config {
     pub json: JsonOption,
     /// How `int64` (`bigint`) columns are written.
     pub int64: Int64Option,
+    /// How timestamps with sub-millisecond digits (`timestamptz`, `timestamp`
+    /// with micro/nanosecond precision) are written.
+    pub timestamps: TimestampOption,
     /// Debezium's `unavailable.value.placeholder` (the value of an unchanged
     /// TOASTed column).
     pub unavailable_value_placeholder: String,
@@ -41,6 +44,7 @@ impl Default for Config {
             truncate: TruncateMode::default(),
             json: JsonOption::default(),
             int64: Int64Option::default(),
+            timestamps: TimestampOption::default(),
             unavailable_value_placeholder: "__debezium_unavailable_value".to_owned(),
         }
     }
@@ -93,6 +97,18 @@ pub enum Int64Option {
     Relaxed,
     /// Always a BSON long.
     Long,
+}
+
+/// How timestamps with sub-millisecond digits are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimestampOption {
+    /// A BSON date only when no digit is lost; otherwise the value as it
+    /// arrived (ISO-8601 string for `timestamptz`, microseconds for `timestamp`).
+    #[default]
+    Lossless,
+    /// Always a BSON date, truncated to the millisecond.
+    TruncateToMillis,
 }
 
 impl Config {

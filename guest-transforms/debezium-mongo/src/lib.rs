@@ -10,11 +10,11 @@
 mod config;
 mod route;
 
-pub use config::{Config, IdMode, Int64Option, JsonOption, TruncateMode};
+pub use config::{Config, IdMode, Int64Option, JsonOption, TimestampOption, TruncateMode};
 
 use route::Router;
 use serde_json::{Map, Value};
-use smt_guest::debezium::{DecodeOptions, Event, Fields, Int64Mode, JsonMode, Op, Record};
+use smt_guest::debezium::{DecodeOptions, Event, Fields, Int64Mode, JsonMode, Op, Record, TimestampMode};
 use smt_guest::{ops, Message, Namespace, Transform, TransformError, WriteOp};
 
 /// The transform: the parsed configuration and what is derived from it.
@@ -39,6 +39,10 @@ impl DebeziumMongo {
             int64: match config.int64 {
                 Int64Option::Relaxed => Int64Mode::Relaxed,
                 Int64Option::Long => Int64Mode::Long,
+            },
+            timestamps: match config.timestamps {
+                TimestampOption::Lossless => TimestampMode::Lossless,
+                TimestampOption::TruncateToMillis => TimestampMode::TruncateToMillis,
             },
         };
         let router = Router::new(&config)?;

@@ -355,7 +355,7 @@ fn types_are_decoded_by_schema() {
         json!({"_id": {"id": 1}, "price": {"$numberDecimal": "1234.50"}, "at": {"$date": {"$numberLong": "1709553600000"}},
                "doc": {"a": [1]}, "big": {"$numberLong": "9223372036854775807"}})
     );
-    let ops = run_with(r#"{"json": "string", "int64": "long"}"#, &typed_message("c")).unwrap();
+    let ops = run_with(r#"{"json": "string", "int64": "long", "timestamps": "truncate-to-millis"}"#, &typed_message("c")).unwrap();
     assert_eq!(ops[0]["replacement"]["doc"], json!("{\"a\": [1]}"));
     assert_eq!(ops[0]["replacement"]["big"], json!({"$numberLong": "9223372036854775807"}));
 }

@@ -5,9 +5,9 @@
 //! |---|---|
 //! | `org.apache.kafka.connect.data.Decimal` (base64 unscaled bytes, `scale` parameter) | `{"$numberDecimal": "1234.50"}`, exact, trailing zeros kept; more than 34 significant digits → the exact decimal as a string |
 //! | `io.debezium.data.VariableScaleDecimal` (struct `{scale, value}`) | `{"$numberDecimal": …}` as above |
-//! | `io.debezium.time.ZonedTimestamp` (ISO-8601 text) | `{"$date": {"$numberLong": "<ms>"}}` when it has no non-zero sub-millisecond digits; else the string |
+//! | `io.debezium.time.ZonedTimestamp` (ISO-8601 text) | `{"$date": {"$numberLong": "<ms>"}}` when it has no non-zero sub-millisecond digits; else the string (or, with [`TimestampMode::TruncateToMillis`], the date truncated to the millisecond) |
 //! | `io.debezium.time.Timestamp`, `org.apache.kafka.connect.data.Timestamp` (ms) | `$date` |
-//! | `io.debezium.time.MicroTimestamp` (µs), `io.debezium.time.NanoTimestamp` (ns) | `$date` when a whole number of ms; else the number |
+//! | `io.debezium.time.MicroTimestamp` (µs), `io.debezium.time.NanoTimestamp` (ns) | `$date` when a whole number of ms; else the number (or the truncated date, as above) |
 //! | `io.debezium.time.Date`, `org.apache.kafka.connect.data.Date` (days) | `$date` at midnight UTC |
 //! | `io.debezium.time.Time`/`MicroTime`/`NanoTime`, `org.apache.kafka.connect.data.Time` | the number (time of day since midnight; BSON has no time type) |
 //! | `io.debezium.data.Json` | the parsed JSON ([`JsonMode::Parse`], unless it has `$`-prefixed keys) or the text ([`JsonMode::String`]) |
@@ -48,11 +48,24 @@ pub enum Int64Mode {
     Long,
 }
 
+/// How timestamps with sub-millisecond digits (`ZonedTimestamp`,
+/// `MicroTimestamp`, `NanoTimestamp`) are written; BSON dates hold milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampMode {
+    /// A `$date` only when no digit is lost; otherwise the value stays as it
+    /// arrived (ISO string or number).
+    #[default]
+    Lossless,
+    /// Always a `$date`, truncated (towards the past) to the millisecond.
+    TruncateToMillis,
+}
+
 /// Options for schema-aware decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DecodeOptions {
     pub json: JsonMode,
     pub int64: Int64Mode,
+    pub timestamps: TimestampMode,
 }
 
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
@@ -185,6 +198,7 @@ pub fn decode_value(value: &Value, schema: Option<&Value>, opts: &DecodeOptions,
 
 /// Logical types by schema name; `None` falls back to the physical type.
 fn decode_logical(name: &str, value: &Value, schema: &Value, opts: &DecodeOptions, field: &str) -> Result<Option<Value>, TransformError> {
+    let truncate = opts.timestamps == TimestampMode::TruncateToMillis;
     let v = match name {
         "org.apache.kafka.connect.data.Decimal" => {
             let scale = schema_scale(schema).ok_or_else(|| bad(field, "Decimal schema has no integer 'scale' parameter"))?;
@@ -202,20 +216,20 @@ fn decode_logical(name: &str, value: &Value, schema: &Value, opts: &DecodeOption
                 _ => return Err(bad(field, "VariableScaleDecimal needs an integer 'scale' and base64 'value'")),
             }
         }
-        "io.debezium.time.ZonedTimestamp" => match value.as_str().and_then(time::parse_zoned_timestamp_ms) {
-            Some(ms) => date_ms(ms),
-            None => value.clone(),
+        "io.debezium.time.ZonedTimestamp" => match value.as_str().and_then(time::parse_zoned_timestamp) {
+            Some((ms, exact)) if exact || truncate => date_ms(ms),
+            _ => value.clone(),
         },
         "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => match value.as_i64() {
             Some(ms) => date_ms(ms),
             None => value.clone(),
         },
         "io.debezium.time.MicroTimestamp" => match value.as_i64() {
-            Some(us) if us % 1000 == 0 => date_ms(us / 1000),
+            Some(us) if truncate || us % 1000 == 0 => date_ms(us.div_euclid(1000)),
             _ => value.clone(),
         },
         "io.debezium.time.NanoTimestamp" => match value.as_i64() {
-            Some(ns) if ns % 1_000_000 == 0 => date_ms(ns / 1_000_000),
+            Some(ns) if truncate || ns % 1_000_000 == 0 => date_ms(ns.div_euclid(1_000_000)),
             _ => value.clone(),
         },
         "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => match value.as_i64() {
@@ -368,6 +382,16 @@ mod tests {
         assert_eq!(d(json!(-1), millis), date_ms(-1));
         let connect = json!({"type": "int64", "name": "org.apache.kafka.connect.data.Timestamp"});
         assert_eq!(d(json!(42), connect), date_ms(42));
+
+        let opts = DecodeOptions { timestamps: TimestampMode::TruncateToMillis, ..Default::default() };
+        let t = |v: Value, s: &Value| decode_value(&v, Some(s), &opts, "f").unwrap();
+        let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
+        assert_eq!(t(json!("2024-03-04T12:00:00.123456Z"), &zoned), date_ms(1_709_553_600_123));
+        let micro = json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"});
+        assert_eq!(t(json!(1_709_553_600_123_456i64), &micro), date_ms(1_709_553_600_123));
+        assert_eq!(t(json!(-1), &micro), date_ms(-1));
+        let nano = json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"});
+        assert_eq!(t(json!(5_999_999i64), &nano), date_ms(5));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod decimal;
 pub mod decode;
 pub mod time;
 
-pub use decode::{DecodeOptions, Int64Mode, JsonMode};
+pub use decode::{DecodeOptions, Int64Mode, JsonMode, TimestampMode};
 
 use crate::{Message, TransformError};
 use decode::kind;

@@ -38,6 +38,15 @@ fn digits(s: &[u8]) -> Option<u32> {
 /// milliseconds since the epoch. `None` when the text is not such an instant
 /// or when converting to milliseconds would lose sub-millisecond digits.
 pub fn parse_zoned_timestamp_ms(s: &str) -> Option<i64> {
+    match parse_zoned_timestamp(s)? {
+        (ms, true) => Some(ms),
+        (_, false) => None,
+    }
+}
+
+/// [`parse_zoned_timestamp_ms`] that also accepts sub-millisecond digits:
+/// the instant truncated to milliseconds, and whether that is exact.
+pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
     let b = s.as_bytes();
     // Year: optional sign, at least 4 digits, then '-'.
     let (neg, rest) = match b.first()? {
@@ -66,6 +75,7 @@ pub fn parse_zoned_timestamp_ms(s: &str) -> Option<i64> {
     }
     let mut r = &r[14..];
     let mut millis = 0i64;
+    let mut exact = true;
     if let Some(b'.') | Some(b',') = r.first() {
         let n = r[1..].iter().take_while(|c| c.is_ascii_digit()).count();
         if n == 0 {
@@ -75,9 +85,7 @@ pub fn parse_zoned_timestamp_ms(s: &str) -> Option<i64> {
         for i in 0..3 {
             millis = millis * 10 + frac.get(i).map_or(0, |d| (d - b'0') as i64);
         }
-        if frac.iter().skip(3).any(|&d| d != b'0') {
-            return None; // sub-millisecond precision: not lossless
-        }
+        exact = !frac.iter().skip(3).any(|&d| d != b'0');
         r = &r[1 + n..];
     }
     let offset_min: i64 = match r {
@@ -94,7 +102,7 @@ pub fn parse_zoned_timestamp_ms(s: &str) -> Option<i64> {
     };
     let days = days_from_civil(year, month, day);
     let secs = days.checked_mul(86_400)? + hour as i64 * 3600 + minute as i64 * 60 + second as i64 - offset_min * 60;
-    secs.checked_mul(1000)?.checked_add(millis)
+    Some((secs.checked_mul(1000)?.checked_add(millis)?, exact))
 }
 
 #[cfg(test)]
@@ -127,6 +135,8 @@ mod tests {
     #[test]
     fn lossy_or_invalid_timestamps() {
         assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.123456Z"), None);
+        assert_eq!(parse_zoned_timestamp("2024-03-04T12:00:00.123456Z"), Some((1_709_553_600_123, false)));
+        assert_eq!(parse_zoned_timestamp("1969-12-31T23:59:59.999999Z"), Some((-1, false)));
         assert_eq!(parse_zoned_timestamp_ms("2026-01-01T04:59:59.999999Z"), None);
         assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00"), None);
         assert_eq!(parse_zoned_timestamp_ms("2023-02-29T00:00:00Z"), None);

@@ -1,1 +1,105 @@
+//! A misbehaving transform for the engine's tests. Its init config picks the
+//! behaviour: `{"mode": "<mode>", ...}`.
+//!
+//! | mode | behaviour |
+//! |---|---|
+//! | `ok` | insert-one `{"offset": <offset>}` into collection `hostile` |
+//! | `loop` | `transform` never returns |
+//! | `membomb` | `transform` allocates (and touches) memory without bound |
+//! | `trap` | `transform` panics (a trap) when the record key equals `trap_key`, else as `ok` |
+//! | `init-fails` | `init` returns `Err("init refused: …")` |
+//! | `big-output` | `transform` returns `ops` insert-ones (default 1) each with a string field of `doc_bytes` bytes (default 1 MiB) |
 
+use serde_json::{json, Value};
+use smt_guest::{ops, Message, Transform, TransformError, WriteOp};
+
+#[derive(Debug)]
+pub enum Hostile {
+    Ok,
+    Loop,
+    MemBomb,
+    Trap { key: Vec<u8> },
+    BigOutput { ops: usize, doc_bytes: usize },
+}
+
+fn echo(msg: &Message) -> Vec<WriteOp> {
+    vec![ops::insert_one("hostile", json!({ "offset": msg.offset }))]
+}
+
+impl Transform for Hostile {
+    fn init(config: &str) -> Result<Self, String> {
+        let cfg: Value = serde_json::from_str(config).map_err(|e| format!("hostile: config is not JSON: {e}"))?;
+        let num = |k: &str, default: usize| cfg.get(k).and_then(Value::as_u64).map_or(default, |n| n as usize);
+        Ok(match cfg.get("mode").and_then(Value::as_str).unwrap_or("ok") {
+            "ok" => Hostile::Ok,
+            "loop" => Hostile::Loop,
+            "membomb" => Hostile::MemBomb,
+            "trap" => Hostile::Trap { key: cfg.get("trap_key").and_then(Value::as_str).unwrap_or("").as_bytes().to_vec() },
+            "init-fails" => return Err("init refused: the hostile guest was configured to fail".into()),
+            "big-output" => Hostile::BigOutput { ops: num("ops", 1), doc_bytes: num("doc_bytes", 1 << 20) },
+            other => return Err(format!("hostile: unknown mode {other:?}")),
+        })
+    }
+
+    fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+        match self {
+            Hostile::Ok => Ok(echo(msg)),
+            Hostile::Loop => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Hostile::MemBomb => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // Touch every page so the memory is really committed.
+                    hoard.push(vec![0xA5; 1 << 20]);
+                    std::hint::black_box(&mut hoard);
+                }
+            }
+            Hostile::Trap { key } => {
+                if msg.key.as_deref() == Some(key.as_slice()) {
+                    panic!("hostile guest: trap on key {:?}", String::from_utf8_lossy(key));
+                }
+                Ok(echo(msg))
+            }
+            Hostile::BigOutput { ops: n, doc_bytes } => {
+                let filler = "x".repeat(*doc_bytes);
+                Ok((0..*n).map(|i| ops::insert_one("hostile", json!({ "i": i, "filler": filler }))).collect())
+            }
+        }
+    }
+}
+
+smt_guest::export_transform!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(key: &str) -> Message {
+        Message {
+            topic: "t".into(),
+            partition: 0,
+            offset: 9,
+            timestamp_ms: None,
+            key: Some(key.as_bytes().to_vec()),
+            value: None,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn modes() {
+        let ok = Hostile::init(r#"{"mode": "ok"}"#).unwrap();
+        assert_eq!(ops::describe(&ok.transform(&msg("a")).unwrap()[0])["document"], json!({"offset": 9}));
+        assert!(Hostile::init(r#"{"mode": "init-fails"}"#).unwrap_err().starts_with("init refused"));
+        assert!(Hostile::init(r#"{"mode": "nope"}"#).is_err());
+        let trap = Hostile::init(r#"{"mode": "trap", "trap_key": "bad"}"#).unwrap();
+        assert!(trap.transform(&msg("good")).is_ok());
+        assert!(std::panic::catch_unwind(|| trap.transform(&msg("bad"))).is_err());
+        let big = Hostile::init(r#"{"mode": "big-output", "ops": 3, "doc_bytes": 10}"#).unwrap();
+        assert_eq!(big.transform(&msg("a")).unwrap().len(), 3);
+    }
+}
