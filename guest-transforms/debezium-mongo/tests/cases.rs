@@ -224,6 +224,7 @@ fn composite_key_orders() {
 }
 
 #[test]
+#[allow(clippy::approx_constant)] // 2.718281828459045 is the fixture's double column
 fn all_types_with_schemas() {
     let r = run("{}", &load("schemas.jsonl"));
     let doc = &find(&r, "all_types", 0)[0]["replacement"];

@@ -48,6 +48,7 @@ pub use wit_bindgen as __wit_bindgen;
 
 /// The bindings generated from `wit/transform.wit`.
 #[doc(hidden)]
+#[allow(clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "transform",
@@ -137,6 +138,10 @@ pub mod __rt {
     }
 
     pub fn init<T: Transform>(slot: &Slot<T>, config: &str) -> Result<(), String> {
+        // A panic traps the instance; its message would otherwise be lost
+        // (stderr goes nowhere): send it to the host's log first.
+        #[cfg(target_arch = "wasm32")]
+        std::panic::set_hook(Box::new(|info| crate::log::error(&format!("transform panicked: {info}"))));
         let instance = T::init(config)?;
         // SAFETY: see `Sync` above; no reference into the slot is alive.
         unsafe { *slot.0.get() = Some(instance) };

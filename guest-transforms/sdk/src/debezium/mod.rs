@@ -82,6 +82,7 @@ impl Op {
 }
 
 /// What a record is, before anything is decoded.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// A change event (it has an `op`).
@@ -117,7 +118,10 @@ fn split_schema(v: Value) -> (Value, Option<Value>) {
     }
 }
 
-fn parse_key(bytes: Option<&[u8]>) -> Result<(Option<Map<String, Value>>, Option<Value>), TransformError> {
+/// The key's payload (an object) and schema.
+type ParsedKey = (Option<Map<String, Value>>, Option<Value>);
+
+fn parse_key(bytes: Option<&[u8]>) -> Result<ParsedKey, TransformError> {
     let Some(bytes) = bytes else {
         return Ok((None, None));
     };
