@@ -1,0 +1,81 @@
+//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`
+//! (the process runs and the pipeline has not failed), `/ready` (consuming:
+//! MongoDB reached, subscribed to Kafka).
+
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::Metrics;
+
+/// What `/health` and `/ready` report.
+#[derive(Default)]
+pub struct Status {
+    pub ready: AtomicBool,
+    pub failed: AtomicBool,
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+}
+
+/// Binds `listen` (a clear error when it cannot) and serves until `shutdown`.
+pub async fn serve(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on the admin address {listen} (admin.listen): {e}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "Admin endpoint listening.");
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(AppState { metrics, status });
+    Ok(tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "The admin endpoint stopped.");
+        }
+    }))
+}
+
+async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.encode(),
+    )
+}
+
+async fn health(State(s): State<AppState>) -> impl IntoResponse {
+    if s.status.failed.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "failed\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+async fn ready(State(s): State<AppState>) -> impl IntoResponse {
+    if s.status.ready.load(Ordering::Relaxed) && !s.status.failed.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}

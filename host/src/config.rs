@@ -1,0 +1,721 @@
+//! The `smt run` configuration: one TOML file, every key overridable from the
+//! environment, validated at load. `docs/configuration.md` is the reference
+//! and follows the doc comments here.
+//!
+//! Environment overrides: `SMT_<SECTION>__<KEY>[__<KEY>…]=value`, e.g.
+//! `SMT_KAFKA__BROKERS=host:9092`, `SMT_PIPELINE__MAX_BATCH_SIZE=1000`,
+//! `SMT_ROUTES__0__ON_ERROR=skip`, `SMT_KAFKA__PROPERTIES__FETCH_MAX_BYTES=1048576`.
+//! Path segments are lower-cased and `_` becomes `-`, except below a
+//! `properties`/`options` table where `_` becomes `.` (librdkafka names). The
+//! value is read as a TOML value when it parses as one (`42`, `true`,
+//! `["a","b"]`), as a string otherwise. Variables without `__` are not
+//! overrides (`SMT_LOG`, `SMT_KAFKA_BROKERS` of the test harness).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::EngineConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Kafka consumer settings.
+    pub kafka: KafkaConfig,
+    /// MongoDB sink settings.
+    pub mongodb: MongoConfig,
+    /// Batching, commits and retries.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// The dead-letter topic (needed when a route's `on-error` is `dlq`).
+    #[serde(default)]
+    pub dlq: Option<DlqConfig>,
+    /// Wasm engine settings: per-instance limits and the compile cache.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// The admin HTTP endpoint (`/metrics`, `/health`, `/ready`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The transforms, by name.
+    pub transforms: BTreeMap<String, TransformConfig>,
+    /// Which topics go to which transform, and what happens to records that fail.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port` (librdkafka `bootstrap.servers`).
+    pub brokers: String,
+    /// Consumer group id. Processes with the same group id share the partitions.
+    pub group_id: String,
+    /// Where a group with no committed offset starts: `earliest` or `latest`.
+    #[serde(default = "default_offset_reset")]
+    pub auto_offset_reset: String,
+    /// Extra librdkafka properties for the consumer and the DLQ producer, passed
+    /// verbatim (`"security.protocol" = "SASL_SSL"`). Keys that `smt` manages
+    /// itself (`group.id`, `bootstrap.servers`, `enable.auto.commit`,
+    /// `enable.auto.offset.store`) are rejected.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `[mongodb]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MongoConfig {
+    /// Connection string. Credentials in it are never logged.
+    pub uri: String,
+    /// Database of operations whose namespace names none.
+    pub database: String,
+    /// Extra client options appended to the connection string verbatim
+    /// (`maxPoolSize = "20"`, `serverSelectionTimeoutMS = "5000"`, `tls = "true"`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Write concern of the bulk writes.
+    #[serde(default)]
+    pub write_concern: WriteConcernConfig,
+    /// Which bulk-write API to use: `auto` (the server's multi-namespace
+    /// `bulkWrite` when it reports wire version 25 or later, MongoDB 8.0+;
+    /// per-collection ordered writes otherwise), `client` or `collection`.
+    #[serde(default)]
+    pub bulk_api: BulkApi,
+}
+
+/// `[mongodb.write-concern]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WriteConcernConfig {
+    /// `w`: a number of nodes (`1`) or a tag such as `"majority"`. Default: the server's.
+    #[serde(default)]
+    pub w: Option<WValue>,
+    /// `j`: wait for the journal.
+    #[serde(default)]
+    pub journal: Option<bool>,
+    /// `wtimeout` in milliseconds; a write concern timeout is retried.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// A write concern `w`: nodes or a tag.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum WValue {
+    Nodes(u32),
+    Tag(String),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BulkApi {
+    #[default]
+    Auto,
+    Client,
+    Collection,
+}
+
+/// `[pipeline]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct PipelineConfig {
+    /// Most records in one batch (one bulk write) of one partition.
+    pub max_batch_size: usize,
+    /// How long a partition waits for more records before writing a partial batch, in ms.
+    pub linger_ms: u64,
+    /// Records buffered per partition before the partition is paused (backpressure).
+    pub queue_capacity: usize,
+    /// How often stored offsets are committed, in ms (also on revoke and shutdown).
+    pub commit_interval_ms: u64,
+    /// Retries of a transient MongoDB or Kafka error before giving up; 0: retry forever.
+    pub max_retries: u32,
+    /// First retry delay, in ms; doubled on each retry up to `retry-backoff-max-ms`.
+    pub retry_backoff_ms: u64,
+    /// Cap of the retry delay, in ms.
+    pub retry_backoff_max_ms: u64,
+    /// On SIGTERM/SIGINT, how long the batches in flight may take to finish, in ms.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_batch_size: 1000,
+            linger_ms: 20,
+            queue_capacity: 4000,
+            commit_interval_ms: 1000,
+            max_retries: 0,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 10_000,
+            shutdown_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[dlq]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DlqConfig {
+    /// Topic the failed records are produced to (it must exist).
+    pub topic: String,
+    /// Extra librdkafka properties of the DLQ producer (on top of `[kafka.properties]`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AdminConfig {
+    /// Serve the admin endpoint.
+    pub enabled: bool,
+    /// Listen address. Loopback by default: the endpoint has no authentication.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[transforms.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TransformConfig {
+    /// Path of the component (`.wasm`), relative to the config file's directory.
+    pub module: PathBuf,
+    /// The transform's config, handed to its `init` as JSON (a TOML table here).
+    #[serde(default)]
+    pub config: Option<toml::Value>,
+    /// A JSON file holding the transform's config instead of `config`.
+    #[serde(default)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// `[[routes]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteConfig {
+    /// Topic names consumed by this route.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regular expression of topic names (subscribed as a pattern; anchored).
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// Name of the transform (a key of `[transforms]`).
+    pub transform: String,
+    /// What happens to a record that fails (transform error, trap, timeout,
+    /// invalid operation, permanent write error): `dlq`, `skip` or `fail`.
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+}
+
+/// Per-record failure policy.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// Produce the original record to the DLQ topic with error headers, continue.
+    Dlq,
+    /// Log and count the record, continue.
+    Skip,
+    /// Stop without committing past the record; `smt` exits non-zero.
+    #[default]
+    Fail,
+}
+
+impl ErrorPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorPolicy::Dlq => "dlq",
+            ErrorPolicy::Skip => "skip",
+            ErrorPolicy::Fail => "fail",
+        }
+    }
+}
+
+fn default_offset_reset() -> String {
+    "earliest".into()
+}
+
+/// A configuration that cannot be used: names the file and the key.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "config {}: `{}`: {}", self.file.display(), key, self.message),
+            None => write!(f, "config {}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys of librdkafka `smt` sets itself.
+const MANAGED_KAFKA_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
+
+impl Config {
+    /// Reads `path`, applies the `SMT_…__…` overrides of the process environment, validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let err = |key: Option<String>, message: String| ConfigError {
+            file: path.to_owned(),
+            key,
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read it: {e}")))?;
+        let mut value: toml::Value = toml::from_str(&text).map_err(|e| {
+            let message = e.message().to_owned();
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            err(
+                None,
+                match line {
+                    Some(l) => format!("invalid TOML at line {l}: {message}"),
+                    None => format!("invalid TOML: {message}"),
+                },
+            )
+        })?;
+        let mut from_env = BTreeMap::new();
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("SMT_") else { continue };
+            if !rest.contains("__") {
+                continue;
+            }
+            let key = apply_override(&mut value, rest, &raw).map_err(|m| err(Some(name.clone()), m))?;
+            from_env.insert(key, name);
+        }
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let mut message = e.inner().to_string();
+            if let Some(var) = from_env.get(&key) {
+                message.push_str(&format!(" (set by the environment variable {var})"));
+            }
+            err((key != ".").then_some(key), message)
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate().map_err(|(key, m)| err(Some(key), m))?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for t in self.transforms.values_mut() {
+            if t.module.is_relative() {
+                t.module = base.join(&t.module);
+            }
+            if let Some(f) = &mut t.config_file {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(("kafka.brokers".into(), "must not be empty".into()));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(("kafka.group-id".into(), "must not be empty".into()));
+        }
+        if !["earliest", "latest"].contains(&self.kafka.auto_offset_reset.as_str()) {
+            return Err((
+                "kafka.auto-offset-reset".into(),
+                format!("`{}`: expected `earliest` or `latest`", self.kafka.auto_offset_reset),
+            ));
+        }
+        for (section, props) in [("kafka.properties", &self.kafka.properties)]
+            .into_iter()
+            .chain(self.dlq.as_ref().map(|d| ("dlq.properties", &d.properties)))
+        {
+            for key in props.keys() {
+                if MANAGED_KAFKA_KEYS.contains(&key.as_str()) {
+                    return Err((
+                        format!("{section}.{key}"),
+                        "is set by smt itself (use the first-class option instead)".into(),
+                    ));
+                }
+            }
+        }
+        if self.mongodb.database.is_empty() {
+            return Err(("mongodb.database".into(), "must not be empty".into()));
+        }
+        let p = &self.pipeline;
+        for (key, v) in [
+            ("pipeline.max-batch-size", p.max_batch_size),
+            ("pipeline.queue-capacity", p.queue_capacity),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
+        if p.retry_backoff_ms == 0 || p.retry_backoff_max_ms < p.retry_backoff_ms {
+            return Err((
+                "pipeline.retry-backoff-ms".into(),
+                "must be at least 1 and not above retry-backoff-max-ms".into(),
+            ));
+        }
+        if self.transforms.is_empty() {
+            return Err(("transforms".into(), "at least one transform is needed".into()));
+        }
+        for (name, t) in &self.transforms {
+            if t.config.is_some() && t.config_file.is_some() {
+                return Err((
+                    format!("transforms.{name}"),
+                    "set `config` or `config-file`, not both".into(),
+                ));
+            }
+            if let Some(c) = &t.config {
+                if !c.is_table() {
+                    return Err((format!("transforms.{name}.config"), "must be a table".into()));
+                }
+            }
+        }
+        if self.routes.is_empty() {
+            return Err(("routes".into(), "at least one route is needed".into()));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |k: &str| format!("routes[{i}].{k}");
+            if r.topics.is_empty() == r.topic_pattern.is_none() {
+                return Err((key("topics"), "set either `topics` or `topic-pattern`".into()));
+            }
+            if let Some(p) = &r.topic_pattern {
+                regex::Regex::new(p).map_err(|e| (key("topic-pattern"), format!("invalid regex: {e}")))?;
+            }
+            if !self.transforms.contains_key(&r.transform) {
+                return Err((
+                    key("transform"),
+                    format!(
+                        "no transform named `{}` (defined: {})",
+                        r.transform,
+                        self.transforms.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if r.on_error == ErrorPolicy::Dlq && self.dlq.is_none() {
+                return Err((key("on-error"), "`dlq` needs a `[dlq]` section with a topic".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON config text handed to the `init` of transform `name`.
+    pub fn transform_config_json(&self, name: &str) -> anyhow::Result<String> {
+        let t = &self.transforms[name];
+        if let Some(file) = &t.config_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                anyhow::anyhow!("transforms.{name}.config-file: cannot read {}: {e}", file.display())
+            })?;
+            serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+                anyhow::anyhow!("transforms.{name}.config-file: {} is not JSON: {e}", file.display())
+            })?;
+            return Ok(text);
+        }
+        Ok(match &t.config {
+            Some(v) => serde_json::to_string(v)?,
+            None => "{}".to_owned(),
+        })
+    }
+
+    /// The MongoDB connection string with `[mongodb.options]` appended.
+    pub fn mongodb_uri(&self) -> String {
+        let mut uri = self.mongodb.uri.clone();
+        if self.mongodb.options.is_empty() {
+            return uri;
+        }
+        let has_path = uri
+            .split_once("://")
+            .map(|(_, rest)| rest.contains('/'))
+            .unwrap_or(false);
+        if !uri.contains('?') {
+            if !has_path {
+                uri.push('/');
+            }
+            uri.push('?');
+        } else if !uri.ends_with('?') && !uri.ends_with('&') {
+            uri.push('&');
+        }
+        let pairs: Vec<String> = self.mongodb.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        uri.push_str(&pairs.join("&"));
+        uri
+    }
+}
+
+/// Applies `SMT_A__B__C=value` to the TOML tree. Returns the key path as
+/// serde_path_to_error prints it (`a.b.c`, `routes[0].x`).
+fn apply_override(root: &mut toml::Value, rest: &str, raw: &str) -> Result<String, String> {
+    let raw_segments: Vec<&str> = rest.split("__").collect();
+    if raw_segments.iter().any(|s| s.is_empty()) {
+        return Err("empty key segment in the variable name".into());
+    }
+    let mut segments = Vec::new();
+    let mut verbatim = false;
+    for s in &raw_segments {
+        let lower = s.to_ascii_lowercase();
+        if verbatim {
+            segments.push(lower.replace('_', "."));
+        } else {
+            let key = lower.replace('_', "-");
+            verbatim = key == "properties" || key == "options";
+            segments.push(key);
+        }
+    }
+    let parsed = parse_env_value(raw);
+    let mut node = root;
+    let mut path = String::new();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        if let toml::Value::Array(items) = node {
+            let idx: usize = seg.parse().map_err(|_| format!("`{seg}` is not an array index"))?;
+            path.push_str(&format!("[{idx}]"));
+            let len = items.len();
+            let item = items
+                .get_mut(idx)
+                .ok_or_else(|| format!("index {idx} is past the {len} entries of the array"))?;
+            if last {
+                *item = parsed.clone();
+                return Ok(path);
+            }
+            node = item;
+            continue;
+        }
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(seg);
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| format!("`{path}` does not name a table"))?;
+        if last {
+            // A map of string options keeps strings.
+            let value = if verbatim { toml::Value::String(raw.to_owned()) } else { parsed.clone() };
+            table.insert(seg.clone(), value);
+            return Ok(path);
+        }
+        node = table
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    Ok(path)
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    #[derive(Deserialize)]
+    struct V {
+        v: toml::Value,
+    }
+    toml::from_str::<V>(&format!("v = {raw}"))
+        .map(|v| v.v)
+        .unwrap_or_else(|_| toml::Value::String(raw.to_owned()))
+}
+
+/// `uri` with the password (and any query option that looks secret) replaced: safe to log.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{user}:***@{hosts}")
+        }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Property names whose values must never be logged.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "credential", "sasl.oauthbearer.config", "key.pem"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+group-id = "g"
+[kafka.properties]
+"session.timeout.ms" = "10000"
+
+[mongodb]
+uri = "mongodb://u:pw@127.0.0.1:27017"
+database = "db"
+
+[dlq]
+topic = "dlq"
+
+[transforms.dbz]
+module = "t.wasm"
+config = { mode = "ok" }
+
+[[routes]]
+topics = ["a", "b"]
+transform = "dbz"
+on-error = "dlq"
+"#;
+
+    fn write(text: &str) -> (tempdir::Dir, PathBuf) {
+        let dir = tempdir::Dir::new();
+        let path = dir.0.join("smt.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "smt-config-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn loads_the_sample_and_resolves_paths() {
+        let (dir, path) = write(SAMPLE);
+        let c = Config::load_with_env(&path, env(&[])).unwrap();
+        assert_eq!(c.kafka.properties["session.timeout.ms"], "10000");
+        assert_eq!(c.transforms["dbz"].module, dir.0.join("t.wasm"));
+        assert_eq!(c.transform_config_json("dbz").unwrap(), r#"{"mode":"ok"}"#);
+        assert_eq!(c.routes[0].on_error, ErrorPolicy::Dlq);
+        assert_eq!(c.pipeline.max_batch_size, 1000);
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/smt.toml");
+        Config::load_with_env(&path, env(&[])).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let (_dir, path) = write(&SAMPLE.replace("group-id", "group-idd"));
+        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("smt.toml"), "{e}");
+        assert!(e.contains("kafka"), "{e}");
+        assert!(e.contains("group-idd"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let (_dir, path) = write(SAMPLE);
+        let c = Config::load_with_env(
+            &path,
+            env(&[
+                ("SMT_KAFKA__BROKERS", "h:1"),
+                ("SMT_PIPELINE__MAX_BATCH_SIZE", "7"),
+                ("SMT_ROUTES__0__ON_ERROR", "skip"),
+                ("SMT_KAFKA__PROPERTIES__FETCH_MAX_BYTES", "1048576"),
+                ("SMT_KAFKA_BROKERS", "ignored"),
+                ("SMT_LOG", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "h:1");
+        assert_eq!(c.pipeline.max_batch_size, 7);
+        assert_eq!(c.routes[0].on_error, ErrorPolicy::Skip);
+        assert_eq!(c.kafka.properties["fetch.max.bytes"], "1048576");
+    }
+
+    #[test]
+    fn bad_env_override_names_the_variable() {
+        let (_dir, path) = write(SAMPLE);
+        let e = Config::load_with_env(&path, env(&[("SMT_PIPELINE__MAX_BATCH_SIZE", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SMT_PIPELINE__MAX_BATCH_SIZE"), "{e}");
+        assert!(e.contains("max-batch-size"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_name_the_key() {
+        let (_dir, path) = write(&SAMPLE.replace("transform = \"dbz\"", "transform = \"nope\""));
+        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("routes[0].transform"), "{e}");
+        let (_dir, path) = write(&SAMPLE.replace("\"session.timeout.ms\"", "\"group.id\""));
+        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("kafka.properties.group.id"), "{e}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_uri("mongodb://user:s3cret@h:1,h:2/db?authSource=admin&tlsCertificateKeyFilePassword=x"),
+            "mongodb://user:***@h:1,h:2/db?authSource=admin&tlsCertificateKeyFilePassword=***"
+        );
+        assert_eq!(redact_uri("mongodb://h:1"), "mongodb://h:1");
+    }
+
+    #[test]
+    fn appends_client_options() {
+        let (_dir, path) = write(SAMPLE);
+        let mut c = Config::load_with_env(&path, env(&[])).unwrap();
+        c.mongodb.options.insert("maxPoolSize".into(), "5".into());
+        assert_eq!(c.mongodb_uri(), "mongodb://u:pw@127.0.0.1:27017/?maxPoolSize=5");
+    }
+}

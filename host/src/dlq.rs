@@ -1,0 +1,180 @@
+//! The dead-letter topic: a failed record is produced there as it was read
+//! (key, value, headers) plus headers saying where it came from and why it failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header as KHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Metrics;
+use crate::config::Config;
+use crate::engine::Message;
+use crate::pipeline::backoff::{Backoff, GiveUp};
+
+pub const H_SOURCE_TOPIC: &str = "smt.source.topic";
+pub const H_SOURCE_PARTITION: &str = "smt.source.partition";
+pub const H_SOURCE_OFFSET: &str = "smt.source.offset";
+pub const H_TRANSFORM_NAME: &str = "smt.transform.name";
+pub const H_TRANSFORM_VERSION: &str = "smt.transform.version";
+pub const H_ERROR_KIND: &str = "smt.error.kind";
+pub const H_ERROR_MESSAGE: &str = "smt.error.message";
+
+/// Longest error message written in a header.
+const MAX_MESSAGE: usize = 4096;
+
+/// Why a record is dead-lettered.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub transform: String,
+    pub version: String,
+    /// `FailureKind::as_str()` of the engine, or `write-error`.
+    pub kind: String,
+    pub message: String,
+}
+
+pub struct Dlq {
+    producer: FutureProducer,
+    topic: String,
+    backoff: Backoff,
+    metrics: Arc<Metrics>,
+}
+
+impl Dlq {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Option<Dlq>> {
+        let Some(dlq) = &config.dlq else { return Ok(None) };
+        let mut cc = ClientConfig::new();
+        for (k, v) in &config.kafka.properties {
+            if !is_consumer_only(k) {
+                cc.set(k, v);
+            }
+        }
+        for (k, v) in &dlq.properties {
+            cc.set(k, v);
+        }
+        cc.set("bootstrap.servers", &config.kafka.brokers);
+        for (k, v) in [("enable.idempotence", "true"), ("acks", "all"), ("message.timeout.ms", "30000")] {
+            if cc.get(k).is_none() {
+                cc.set(k, v);
+            }
+        }
+        let producer: FutureProducer = cc
+            .create()
+            .map_err(|e| anyhow::anyhow!("cannot create the DLQ producer ([dlq]/[kafka.properties]): {e}"))?;
+        Ok(Some(Dlq {
+            producer,
+            topic: dlq.topic.clone(),
+            backoff: Backoff::from_config(&config.pipeline),
+            metrics,
+        }))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Checks that the topic exists.
+    pub fn check(&self, timeout: Duration) -> anyhow::Result<()> {
+        let md = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(|e| anyhow::anyhow!("cannot read the metadata of the DLQ topic `{}`: {e}", self.topic))?;
+        match md.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            _ => anyhow::bail!("the DLQ topic `{}` (dlq.topic) does not exist; create it first", self.topic),
+        }
+    }
+
+    /// Produces `record` with the failure headers; retries transient errors.
+    /// Returns once the broker acknowledged it.
+    pub async fn send(&self, record: &Message, failure: &Failure, stop: &CancellationToken) -> Result<(), GiveUp> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 7);
+        for h in &record.headers {
+            headers = headers.insert(KHeader {
+                key: &h.key,
+                value: h.value.as_deref(),
+            });
+        }
+        let partition = record.partition.to_string();
+        let offset = record.offset.to_string();
+        let message = truncate(&failure.message);
+        for (k, v) in [
+            (H_SOURCE_TOPIC, record.topic.as_str()),
+            (H_SOURCE_PARTITION, partition.as_str()),
+            (H_SOURCE_OFFSET, offset.as_str()),
+            (H_TRANSFORM_NAME, failure.transform.as_str()),
+            (H_TRANSFORM_VERSION, failure.version.as_str()),
+            (H_ERROR_KIND, failure.kind.as_str()),
+            (H_ERROR_MESSAGE, message),
+        ] {
+            headers = headers.insert(KHeader {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let mut attempt = 0;
+        loop {
+            let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers.clone());
+            if let Some(k) = &record.key {
+                fr = fr.key(k.as_slice());
+            }
+            if let Some(v) = &record.value {
+                fr = fr.payload(v.as_slice());
+            }
+            if let Some(ts) = record.timestamp_ms {
+                fr = fr.timestamp(ts);
+            }
+            match self.producer.send(fr, Duration::from_secs(5)).await {
+                Ok(_) => {
+                    self.metrics.dlq_records.get_or_create(&Metrics::topic(&record.topic)).inc();
+                    return Ok(());
+                }
+                Err((e, _)) => {
+                    attempt += 1;
+                    self.metrics.retries.get_or_create(&[("target", "kafka".into())]).inc();
+                    tracing::warn!(attempt, error = %e, topic = %self.topic, "Producing to the DLQ failed; retrying.");
+                    self.backoff.wait(attempt, &e.to_string(), stop).await?;
+                }
+            }
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    if s.len() <= MAX_MESSAGE {
+        return s;
+    }
+    let mut end = MAX_MESSAGE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Consumer-only librdkafka properties: not passed to the producer (it would warn).
+fn is_consumer_only(key: &str) -> bool {
+    [
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "auto.offset.reset",
+        "partition.assignment.strategy",
+        "group.instance.id",
+        "group.protocol",
+        "fetch.",
+        "queued.",
+        "isolation.level",
+        "check.crcs",
+        "auto.commit.interval.ms",
+        "enable.partition.eof",
+    ]
+    .iter()
+    .any(|p| if p.ends_with('.') { key.starts_with(p) } else { key == *p })
+}

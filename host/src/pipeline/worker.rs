@@ -1,0 +1,261 @@
+//! The worker of one partition: batches its records in order, runs them
+//! through the active version of the route's transform, writes the batch as
+//! one bulk write, applies the error policy to failed records, and
+//! acknowledges the batch's offsets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::GiveUp;
+use super::Shared;
+use crate::admin::Metrics;
+use crate::config::ErrorPolicy;
+use crate::dlq;
+use crate::engine::{CallError, Message, TransformInstance};
+use crate::registry::Active;
+use crate::writeop::WriteOp;
+
+/// How a batch ended when it did not complete.
+enum Stop {
+    /// Revoked or shutting down mid-batch: nothing of it is acknowledged.
+    Stopped,
+    /// The pipeline must stop; `ack` is the offset up to which it is done.
+    Fatal { ack: Option<i64>, message: String },
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    (topic, partition): (String, i32),
+    mut rx: mpsc::Receiver<Message>,
+    stop: CancellationToken,
+) {
+    let Some((transform, policy)) = shared.route(&topic) else {
+        tracing::error!(topic, "No route for a consumed topic; its records are not processed.");
+        return;
+    };
+    tracing::debug!(topic, partition, transform, "Partition worker started.");
+    let mut instance: Option<(u64, TransformInstance)> = None;
+    let max = shared.pipeline.max_batch_size;
+    let linger = Duration::from_millis(shared.pipeline.linger_ms);
+    loop {
+        let Some(batch) = collect(&mut rx, &stop, max, linger).await else { break };
+        let started = Instant::now();
+        let size = batch.len();
+        match process(&shared, &transform, policy, &mut instance, batch, &stop).await {
+            Ok(next) => {
+                shared.acks.ack(&topic, partition, next);
+                shared.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+                shared.metrics.batch_size.observe(size as f64);
+                shared
+                    .metrics
+                    .records_processed
+                    .get_or_create(&Metrics::topic(&topic))
+                    .inc_by(size as u64);
+            }
+            Err(Stop::Stopped) => break,
+            Err(Stop::Fatal { ack, message }) => {
+                if let Some(next) = ack {
+                    shared.acks.ack(&topic, partition, next);
+                }
+                shared.fail(message);
+                break;
+            }
+        }
+    }
+    tracing::debug!(topic, partition, "Partition worker stopped.");
+}
+
+/// Waits for a first record, then takes more until `max` or `linger`.
+/// `None` when stopped or the queue closed with nothing pending.
+async fn collect(
+    rx: &mut mpsc::Receiver<Message>,
+    stop: &CancellationToken,
+    max: usize,
+    linger: Duration,
+) -> Option<Vec<Message>> {
+    let first = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return None,
+        m = rx.recv() => m?,
+    };
+    let mut batch = Vec::with_capacity(max.min(1024));
+    batch.push(first);
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(m) => {
+                batch.push(m);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            m = rx.recv() => match m {
+                Some(m) => batch.push(m),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    if stop.is_cancelled() {
+        return None;
+    }
+    Some(batch)
+}
+
+struct Failed {
+    record: usize,
+    kind: String,
+    message: String,
+}
+
+async fn process(
+    shared: &Arc<Shared>,
+    transform: &str,
+    policy: ErrorPolicy,
+    slot: &mut Option<(u64, TransformInstance)>,
+    batch: Vec<Message>,
+    stop: &CancellationToken,
+) -> Result<i64, Stop> {
+    // One version for the whole batch.
+    let active: Active = shared.registry.active(transform).ok_or_else(|| Stop::Fatal {
+        ack: None,
+        message: format!("transform `{transform}` is not registered"),
+    })?;
+    let version = active.module.version().to_owned();
+    let current = match slot.take() {
+        Some((generation, inst)) if generation == active.generation => Some(inst),
+        _ => None,
+    };
+    let histogram = shared
+        .metrics
+        .transform_duration
+        .get_or_create(&[("transform", transform.to_owned())])
+        .clone();
+    let (instance, results, batch) = tokio::task::spawn_blocking(move || {
+        let mut instance = match current {
+            Some(i) => i,
+            None => match active.module.instantiate(&active.config) {
+                Ok(i) => i,
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+        let results: Vec<Result<Vec<WriteOp>, CallError>> = batch
+            .iter()
+            .map(|msg| {
+                let t = Instant::now();
+                let r = instance.transform(msg);
+                histogram.observe(t.elapsed().as_secs_f64());
+                r
+            })
+            .collect();
+        Ok((instance, results, batch))
+    })
+    .await
+    .map_err(|e| Stop::Fatal {
+        ack: None,
+        message: format!("a transform worker panicked: {e}"),
+    })?
+    .map_err(|e| Stop::Fatal {
+        ack: None,
+        message: format!("cannot instantiate transform `{transform}` version {version}: {e}"),
+    })?;
+    *slot = Some((active.generation, instance));
+
+    let mut failed: Vec<Failed> = Vec::new();
+    let mut ops: Vec<(usize, WriteOp)> = Vec::new();
+    let mut fail_at: Option<usize> = None;
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(record_ops) => ops.extend(record_ops.into_iter().map(|op| (i, op))),
+            Err(e) => {
+                failed.push(Failed {
+                    record: i,
+                    kind: e.kind.as_str().to_owned(),
+                    message: e.message,
+                });
+                if policy == ErrorPolicy::Fail {
+                    // Write what comes before it, nothing after it.
+                    fail_at = Some(i);
+                    break;
+                }
+            }
+        }
+    }
+
+    let write_failures = shared.sink.write(&ops, stop).await.map_err(|g| match g {
+        GiveUp::Stopped => Stop::Stopped,
+        GiveUp::Exhausted(m) => Stop::Fatal {
+            ack: None,
+            message: format!("MongoDB writes failed after {} retries: {m}", shared.pipeline.max_retries),
+        },
+    })?;
+    for f in write_failures {
+        failed.push(Failed {
+            record: f.record,
+            kind: "write-error".into(),
+            message: f.message,
+        });
+        if policy == ErrorPolicy::Fail {
+            fail_at = Some(fail_at.map_or(f.record, |x| x.min(f.record)));
+        }
+    }
+    failed.sort_by_key(|f| f.record);
+
+    for f in &failed {
+        let msg = &batch[f.record];
+        if fail_at.is_some_and(|at| f.record > at) {
+            break;
+        }
+        shared
+            .metrics
+            .record_errors
+            .get_or_create(&[
+                ("transform", transform.to_owned()),
+                ("kind", f.kind.clone()),
+                ("policy", policy.as_str().to_owned()),
+            ])
+            .inc();
+        match policy {
+            ErrorPolicy::Fail => {
+                let message = format!(
+                    "record {}/{}@{} failed in transform `{transform}` version {version}: {}: {}; stopping (on-error = \"fail\")",
+                    msg.topic, msg.partition, msg.offset, f.kind, f.message
+                );
+                tracing::error!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed; stopping without committing past it.");
+                return Err(Stop::Fatal {
+                    ack: Some(msg.offset),
+                    message,
+                });
+            }
+            ErrorPolicy::Skip => {
+                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed and is skipped.");
+                shared.metrics.skipped_records.get_or_create(&Metrics::topic(&msg.topic)).inc();
+            }
+            ErrorPolicy::Dlq => {
+                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed and goes to the dead-letter topic.");
+                let dlq = shared.dlq.as_ref().expect("validated: a dlq route has a [dlq]");
+                let failure = dlq::Failure {
+                    transform: transform.to_owned(),
+                    version: version.clone(),
+                    kind: f.kind.clone(),
+                    message: f.message.clone(),
+                };
+                dlq.send(msg, &failure, stop).await.map_err(|g| match g {
+                    GiveUp::Stopped => Stop::Stopped,
+                    GiveUp::Exhausted(m) => Stop::Fatal {
+                        ack: None,
+                        message: format!("producing to the dead-letter topic failed: {m}"),
+                    },
+                })?;
+            }
+        }
+    }
+    Ok(batch.last().expect("a batch is never empty").offset + 1)
+}

@@ -1,0 +1,139 @@
+//! Per-collection ordered writes for servers without the multi-namespace
+//! `bulkWrite` command: contiguous operations on one collection of one kind
+//! become one `insert`, `update` or `delete` command with `ordered: true`.
+
+use bson::{doc, Bson, Document};
+
+use super::classify::{classify, is_transient_code, Failure};
+use super::Sink;
+use crate::writeop::{Update, WriteOp};
+
+/// Most operations in one command (well under the server's maxWriteBatchSize).
+const MAX_OPS_PER_COMMAND: usize = 1000;
+/// Rough cap of the documents' size in one command (the message limit is 48 MB).
+const MAX_BYTES_PER_COMMAND: usize = 8 << 20;
+
+#[derive(PartialEq, Clone, Copy)]
+enum Kind {
+    Insert,
+    Update,
+    Delete,
+}
+
+fn kind(op: &WriteOp) -> Kind {
+    match op {
+        WriteOp::InsertOne { .. } => Kind::Insert,
+        WriteOp::ReplaceOne { .. } | WriteOp::UpdateOne(_) | WriteOp::UpdateMany(_) => Kind::Update,
+        WriteOp::DeleteOne { .. } | WriteOp::DeleteMany { .. } => Kind::Delete,
+    }
+}
+
+fn entry(op: &WriteOp) -> Document {
+    match op {
+        WriteOp::InsertOne { document, .. } => document.clone(),
+        WriteOp::ReplaceOne { filter, replacement, upsert, .. } => {
+            doc! {"q": filter.clone(), "u": replacement.clone(), "upsert": *upsert, "multi": false}
+        }
+        WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
+            let mut d = doc! {
+                "q": u.filter.clone(),
+                "upsert": u.upsert,
+                "multi": matches!(op, WriteOp::UpdateMany(_)),
+            };
+            d.insert(
+                "u",
+                match &u.update {
+                    Update::Operators(o) => Bson::Document(o.clone()),
+                    Update::Pipeline(p) => Bson::Array(p.iter().cloned().map(Bson::Document).collect()),
+                },
+            );
+            if !u.array_filters.is_empty() {
+                d.insert(
+                    "arrayFilters",
+                    Bson::Array(u.array_filters.iter().cloned().map(Bson::Document).collect()),
+                );
+            }
+            d
+        }
+        WriteOp::DeleteOne { filter, .. } => doc! {"q": filter.clone(), "limit": 1},
+        WriteOp::DeleteMany { filter, .. } => doc! {"q": filter.clone(), "limit": 0},
+    }
+}
+
+/// Writes `ops` in order, one command per run; the first failure ends the attempt.
+pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> {
+    let mut start = 0;
+    while start < ops.len() {
+        let ns = ops[start].namespace().resolve(sink.default_db());
+        let k = kind(ops[start]);
+        let mut end = start;
+        let mut bytes = 0;
+        let mut entries = Vec::new();
+        while end < ops.len()
+            && end - start < MAX_OPS_PER_COMMAND
+            && kind(ops[end]) == k
+            && ops[end].namespace().resolve(sink.default_db()) == ns
+            && (entries.is_empty() || bytes < MAX_BYTES_PER_COMMAND)
+        {
+            let e = entry(ops[end]);
+            bytes += e.to_vec().map(|v| v.len()).unwrap_or(0);
+            entries.push(Bson::Document(e));
+            end += 1;
+        }
+        let (verb, field) = match k {
+            Kind::Insert => ("insert", "documents"),
+            Kind::Update => ("update", "updates"),
+            Kind::Delete => ("delete", "deletes"),
+        };
+        let mut cmd = doc! { verb: ns.coll.clone(), field: entries, "ordered": true };
+        if let Some(wc) = sink.write_concern_doc() {
+            cmd.insert("writeConcern", wc);
+        }
+        let reply = match sink.client().database(&ns.db).run_command(cmd).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                return Err(match classify(&e) {
+                    Failure::Transient { message, .. } => Failure::Transient { done: start, message },
+                    Failure::Op { index, code, message } => Failure::Op {
+                        index: start + index,
+                        code,
+                        message,
+                    },
+                    Failure::Batch { message, .. } => Failure::Batch { done: start, message },
+                })
+            }
+        };
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            let first = errors
+                .iter()
+                .filter_map(|e| e.as_document())
+                .min_by_key(|e| e.get_i32("index").unwrap_or(0));
+            if let Some(e) = first {
+                let index = e.get_i32("index").unwrap_or(0) as usize;
+                let code = e.get_i32("code").unwrap_or(0);
+                let message = e.get_str("errmsg").unwrap_or("write error").to_owned();
+                return Err(if is_transient_code(code) {
+                    Failure::Transient {
+                        done: start + index,
+                        message,
+                    }
+                } else {
+                    Failure::Op {
+                        index: start + index,
+                        code,
+                        message: format!("{message} (code {code})"),
+                    }
+                });
+            }
+        }
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            // Applied but not acknowledged as asked: replay from this run.
+            return Err(Failure::Transient {
+                done: start,
+                message: format!("write concern error: {wce}"),
+            });
+        }
+        start = end;
+    }
+    Ok(())
+}
