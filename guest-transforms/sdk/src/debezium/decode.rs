@@ -20,6 +20,7 @@
 //! passes through unchanged: a `numeric` column then arrives as base64 text
 //! that cannot be decoded without its scale, and stays that string.
 
+use super::schema::Schema;
 use super::{decimal, time};
 use crate::TransformError;
 use base64::Engine as _;
@@ -105,12 +106,8 @@ fn bad(field: &str, what: impl std::fmt::Display) -> TransformError {
     TransformError::bad_input(format!("field '{field}': {what}"))
 }
 
-fn schema_scale(schema: &Value) -> Option<i32> {
-    match schema.get("parameters")?.get("scale")? {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
-        _ => None,
-    }
+fn schema_scale(schema: &Schema) -> Option<i32> {
+    schema.int_parameter("scale").and_then(|n| i32::try_from(n).ok())
 }
 
 /// The exact decimal of base64 unscaled bytes and a scale, as Decimal128 or,
@@ -146,33 +143,33 @@ fn has_dollar_key(v: &Value) -> bool {
 
 /// Decodes one value by its Connect schema (`None`: no schema, unchanged).
 /// `field` names the value in error messages.
-pub fn decode_value(value: &Value, schema: Option<&Value>, opts: &DecodeOptions, field: &str) -> Result<Value, TransformError> {
-    let Some(schema) = schema.filter(|s| s.is_object()) else {
+pub fn decode_value(value: &Value, schema: Option<&Schema>, opts: &DecodeOptions, field: &str) -> Result<Value, TransformError> {
+    let Some(schema) = schema else {
         return Ok(value.clone());
     };
     if value.is_null() {
         return Ok(Value::Null);
     }
-    if let Some(name) = schema.get("name").and_then(Value::as_str) {
+    if let Some(name) = schema.name.as_deref() {
         if let Some(v) = decode_logical(name, value, schema, opts, field)? {
             return Ok(v);
         }
     }
-    match schema.get("type").and_then(Value::as_str).unwrap_or("") {
+    match schema.type_.as_str() {
         "struct" => match value {
             Value::Object(m) => Ok(Value::Object(decode_struct(m, Some(schema), opts)?)),
             other => Err(bad(field, format_args!("expected a struct, found {}", kind(other)))),
         },
         "array" => match value {
             Value::Array(items) => {
-                let item_schema = schema.get("items");
+                let item_schema = schema.items.as_deref();
                 items.iter().map(|v| decode_value(v, item_schema, opts, field)).collect::<Result<_, _>>().map(Value::Array)
             }
             other => Err(bad(field, format_args!("expected an array, found {}", kind(other)))),
         },
         "map" => match value {
             Value::Object(m) => {
-                let value_schema = schema.get("values");
+                let value_schema = schema.values.as_deref();
                 let mut out = Map::with_capacity(m.len());
                 for (k, v) in m {
                     out.insert(k.clone(), decode_value(v, value_schema, opts, field)?);
@@ -197,7 +194,7 @@ pub fn decode_value(value: &Value, schema: Option<&Value>, opts: &DecodeOptions,
 }
 
 /// Logical types by schema name; `None` falls back to the physical type.
-fn decode_logical(name: &str, value: &Value, schema: &Value, opts: &DecodeOptions, field: &str) -> Result<Option<Value>, TransformError> {
+fn decode_logical(name: &str, value: &Value, schema: &Schema, opts: &DecodeOptions, field: &str) -> Result<Option<Value>, TransformError> {
     let truncate = opts.timestamps == TimestampMode::TruncateToMillis;
     let v = match name {
         "org.apache.kafka.connect.data.Decimal" => {
@@ -255,9 +252,8 @@ fn decode_logical(name: &str, value: &Value, schema: &Value, opts: &DecodeOption
 
 /// Decodes the fields of a struct by its schema's `fields`; fields missing
 /// from the schema pass through. Field order is the payload's.
-pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Value>, opts: &DecodeOptions) -> Result<Map<String, Value>, TransformError> {
-    let fields = schema.and_then(|s| s.get("fields")).and_then(Value::as_array);
-    let Some(fields) = fields else {
+pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Schema>, opts: &DecodeOptions) -> Result<Map<String, Value>, TransformError> {
+    let Some(fields) = schema.map(|s| &s.fields).filter(|f| !f.is_empty()) else {
         return Ok(value.clone());
     };
     let mut out = Map::with_capacity(value.len());
@@ -266,11 +262,11 @@ pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Value>, opts: &
     let mut cursor = 0;
     for (name, v) in value {
         let field_schema = match fields.get(cursor) {
-            Some(f) if f.get("field").and_then(Value::as_str) == Some(name) => {
+            Some(f) if f.field.as_deref() == Some(name.as_str()) => {
                 cursor += 1;
                 Some(f)
             }
-            _ => fields.iter().position(|f| f.get("field").and_then(Value::as_str) == Some(name)).map(|i| {
+            _ => fields.iter().position(|f| f.field.as_deref() == Some(name.as_str())).map(|i| {
                 cursor = i + 1;
                 &fields[i]
             }),
@@ -280,10 +276,6 @@ pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Value>, opts: &
     Ok(out)
 }
 
-/// The schema of the named field of a struct schema.
-pub fn field_schema<'a>(schema: &'a Value, name: &str) -> Option<&'a Value> {
-    schema.get("fields")?.as_array()?.iter().find(|f| f.get("field").and_then(Value::as_str) == Some(name))
-}
 
 pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
@@ -301,8 +293,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn sc(schema: Value) -> Schema {
+        serde_json::from_value(schema).unwrap()
+    }
+
     fn d(value: Value, schema: Value) -> Value {
-        decode_value(&value, Some(&schema), &DecodeOptions::default(), "f").unwrap()
+        decode_value(&value, Some(&sc(schema)), &DecodeOptions::default(), "f").unwrap()
     }
 
     fn decimal_schema(scale: &str) -> Value {
@@ -349,11 +345,11 @@ mod tests {
 
     #[test]
     fn bad_decimals() {
-        let err = decode_value(&json!("***"), Some(&decimal_schema("2")), &DecodeOptions::default(), "amount").unwrap_err();
+        let err = decode_value(&json!("***"), Some(&sc(decimal_schema("2"))), &DecodeOptions::default(), "amount").unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::BadInput);
         assert!(err.message.contains("amount"), "{}", err.message);
         let no_scale = json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal"});
-        assert!(decode_value(&json!("AQ=="), Some(&no_scale), &DecodeOptions::default(), "x").is_err());
+        assert!(decode_value(&json!("AQ=="), Some(&sc(no_scale)), &DecodeOptions::default(), "x").is_err());
     }
 
     #[test]
@@ -384,7 +380,7 @@ mod tests {
         assert_eq!(d(json!(42), connect), date_ms(42));
 
         let opts = DecodeOptions { timestamps: TimestampMode::TruncateToMillis, ..Default::default() };
-        let t = |v: Value, s: &Value| decode_value(&v, Some(s), &opts, "f").unwrap();
+        let t = |v: Value, s: &Value| decode_value(&v, Some(&sc(s.clone())), &opts, "f").unwrap();
         let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
         assert_eq!(t(json!("2024-03-04T12:00:00.123456Z"), &zoned), date_ms(1_709_553_600_123));
         let micro = json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"});
@@ -414,7 +410,7 @@ mod tests {
         assert_eq!(d(json!("{\"$set\": 1}"), js.clone()), json!("{\"$set\": 1}"));
         assert_eq!(d(json!("not json"), js.clone()), json!("not json"));
         let opts = DecodeOptions { json: JsonMode::String, ..Default::default() };
-        assert_eq!(decode_value(&json!("{\"a\":1}"), Some(&js), &opts, "f").unwrap(), json!("{\"a\":1}"));
+        assert_eq!(decode_value(&json!("{\"a\":1}"), Some(&sc(js)), &opts, "f").unwrap(), json!("{\"a\":1}"));
 
         let uuid = json!({"type": "string", "name": "io.debezium.data.Uuid"});
         assert_eq!(d(json!("4c76d537-0000-0000-0000-000000000000"), uuid), json!("4c76d537-0000-0000-0000-000000000000"));
@@ -428,7 +424,7 @@ mod tests {
         assert_eq!(d(json!(9_007_199_254_740_993i64), s.clone()), json!({"$numberLong": "9007199254740993"}));
         assert_eq!(d(json!(-9_007_199_254_740_993i64), s.clone()), json!({"$numberLong": "-9007199254740993"}));
         let opts = DecodeOptions { int64: Int64Mode::Long, ..Default::default() };
-        assert_eq!(decode_value(&json!(42), Some(&s), &opts, "f").unwrap(), json!({"$numberLong": "42"}));
+        assert_eq!(decode_value(&json!(42), Some(&sc(s)), &opts, "f").unwrap(), json!({"$numberLong": "42"}));
         assert_eq!(d(json!(42), json!({"type": "int32"})), json!(42));
         assert_eq!(d(json!(1.5), json!({"type": "float64"})), json!(1.5));
     }
@@ -454,6 +450,6 @@ mod tests {
     fn no_schema_passes_through() {
         let v = json!({"amount": "AQ==", "d": 19724});
         assert_eq!(decode_value(&v, None, &DecodeOptions::default(), "f").unwrap(), v);
-        assert_eq!(decode_value(&v, Some(&Value::Null), &DecodeOptions::default(), "f").unwrap(), v);
+        assert_eq!(decode_value(&v, Some(&Schema::default()), &DecodeOptions::default(), "f").unwrap(), v);
     }
 }

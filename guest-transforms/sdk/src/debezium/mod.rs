@@ -25,13 +25,16 @@
 
 pub mod decimal;
 pub mod decode;
+pub mod schema;
 pub mod time;
 
 pub use decode::{DecodeOptions, Int64Mode, JsonMode, TimestampMode};
+pub use schema::Schema;
 
 use crate::{Message, TransformError};
 use decode::kind;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// A row image or key: column name → decoded value, in column order.
@@ -99,27 +102,39 @@ pub enum Record {
 pub struct Event {
     op: Op,
     payload: Map<String, Value>,
-    schema: Option<Value>,
+    schema: Option<Schema>,
     key: Option<Map<String, Value>>,
-    key_schema: Option<Value>,
+    key_schema: Option<Schema>,
     options: DecodeOptions,
 }
 
-/// Splits `{"schema": …, "payload": …}` into its parts; anything else is a
-/// payload without schema.
-fn split_schema(v: Value) -> (Value, Option<Value>) {
-    match v {
+/// `{"schema": …, "payload": …}`, as the JSON converter writes with schemas.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithSchema {
+    schema: Option<Schema>,
+    payload: Value,
+}
+
+/// Parses converter output: `{"schema": …, "payload": …}` into its parts;
+/// anything else is a payload without schema.
+fn parse_json(bytes: &[u8]) -> Result<(Value, Option<Schema>), serde_json::Error> {
+    // A bare payload fails at its first key other than schema/payload: cheap.
+    if let Ok(w) = serde_json::from_slice::<WithSchema>(bytes) {
+        return Ok((w.payload, w.schema));
+    }
+    let v: Value = serde_json::from_slice(bytes)?;
+    Ok(match v {
+        // A schema of an unexpected shape: decode without it.
         Value::Object(mut m) if m.len() == 2 && m.contains_key("schema") && m.contains_key("payload") => {
-            let payload = m.remove("payload").unwrap_or(Value::Null);
-            let schema = m.remove("schema").filter(Value::is_object);
-            (payload, schema)
+            (m.remove("payload").unwrap_or(Value::Null), None)
         }
         other => (other, None),
-    }
+    })
 }
 
 /// The key's payload (an object) and schema.
-type ParsedKey = (Option<Map<String, Value>>, Option<Value>);
+type ParsedKey = (Option<Map<String, Value>>, Option<Schema>);
 
 fn parse_key(bytes: Option<&[u8]>) -> Result<ParsedKey, TransformError> {
     let Some(bytes) = bytes else {
@@ -128,8 +143,7 @@ fn parse_key(bytes: Option<&[u8]>) -> Result<ParsedKey, TransformError> {
     if bytes.is_empty() {
         return Ok((None, None));
     }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| TransformError::bad_input(format!("invalid key: not JSON ({e})")))?;
-    let (payload, schema) = split_schema(v);
+    let (payload, schema) = parse_json(bytes).map_err(|e| TransformError::bad_input(format!("invalid key: not JSON ({e})")))?;
     match payload {
         Value::Null => Ok((None, None)),
         Value::Object(m) if m.is_empty() => Ok((None, None)),
@@ -174,8 +188,7 @@ impl Event {
         if bytes.is_empty() {
             return Ok(Record::Tombstone);
         }
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| TransformError::bad_input(format!("value is not JSON: {e}")))?;
-        let (payload, schema) = split_schema(v);
+        let (payload, schema) = parse_json(bytes).map_err(|e| TransformError::bad_input(format!("value is not JSON: {e}")))?;
         let payload = match payload {
             Value::Null => return Ok(Record::Tombstone),
             Value::Object(m) if m.is_empty() => return Ok(Record::Tombstone),
@@ -216,12 +229,12 @@ impl Event {
     }
 
     /// The envelope's Connect schema, when the converter wrote schemas.
-    pub fn schema(&self) -> Option<&Value> {
+    pub fn schema(&self) -> Option<&Schema> {
         self.schema.as_ref()
     }
 
     /// The key's Connect schema, when the converter wrote schemas.
-    pub fn key_schema(&self) -> Option<&Value> {
+    pub fn key_schema(&self) -> Option<&Schema> {
         self.key_schema.as_ref()
     }
 
@@ -249,7 +262,7 @@ impl Event {
         match self.payload.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(m)) => {
-                let schema = self.schema.as_ref().and_then(|s| decode::field_schema(s, name));
+                let schema = self.schema.as_ref().and_then(|s| s.field(name));
                 decode::decode_struct(m, schema, &self.options).map(Some)
             }
             Some(other) => Err(TransformError::bad_input(format!("'{name}' must be an object, found {}", kind(other)))),

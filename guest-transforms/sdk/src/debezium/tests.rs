@@ -215,3 +215,18 @@ fn json_string_option() {
     let e = Event::parse_with(&with_schemas("c"), opts).unwrap().unwrap();
     assert_eq!(e.after().unwrap().unwrap()["meta"], json!("[1, \"two\", {\"three\": 3}]"));
 }
+
+#[test]
+fn odd_schema_is_ignored_not_fatal() {
+    let m = message(Some(json!({"region": "apac", "order_id": 7})), Some(json!({"schema": "not a schema", "payload": payload("c")})));
+    let e = Event::parse(&m).unwrap().unwrap();
+    assert!(e.schema().is_none());
+    assert_eq!(e.after().unwrap().unwrap()["amount"], json!("AeI6"));
+    // Payload first, schema second: still split.
+    let text = format!(r#"{{"payload": {}, "schema": {}}}"#, payload("c"), envelope_schema());
+    let mut m = message(None, None);
+    m.value = Some(text.into_bytes());
+    let e = Event::parse(&m).unwrap().unwrap();
+    assert_eq!(e.after().unwrap().unwrap()["amount"], json!({"$numberDecimal": "1234.50"}));
+    assert_eq!(e.schema().unwrap().field("after").unwrap().fields.len(), 7);
+}
