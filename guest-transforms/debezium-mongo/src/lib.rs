@@ -68,9 +68,9 @@ impl DebeziumMongo {
     }
 
     /// Columns of the raw `after` image that carry the TOAST placeholder.
-    fn unavailable_columns<'a>(&self, event: &'a Event) -> Vec<&'a str> {
+    fn unavailable_columns(&self, event: &Event) -> Vec<String> {
         match event.raw("after").and_then(Value::as_object) {
-            Some(after) => after.iter().filter(|(_, v)| self.is_placeholder(v)).map(|(k, _)| k.as_str()).collect(),
+            Some(after) => after.iter().filter(|(_, v)| self.is_placeholder(v)).map(|(k, _)| k.clone()).collect(),
             None => Vec::new(),
         }
     }
@@ -86,25 +86,25 @@ impl DebeziumMongo {
         Value::Object(key)
     }
 
-    fn create_or_update(&self, ns: Namespace, event: &Event) -> Result<Vec<WriteOp>, TransformError> {
+    fn create_or_update(&self, ns: Namespace, mut event: Event) -> Result<Vec<WriteOp>, TransformError> {
         let op = event.op().code();
-        let after = match event.after()? {
+        let unavailable = self.unavailable_columns(&event);
+        let after = match event.take_after()? {
             None => return Err(TransformError::bad_input(format!("'after' is missing or null for op '{op}'"))),
             Some(a) if a.is_empty() => return Err(TransformError::bad_input(format!("'after' is empty for op '{op}'"))),
             Some(a) => a,
         };
-        let unavailable = self.unavailable_columns(event);
-        let key = event.key()?;
+        let key = event.take_key()?;
 
         let Some(key) = key else {
             // A table without primary key.
             let mut fields = after;
-            fields.retain(|k, _| !unavailable.contains(&k.as_str()));
+            fields.retain(|k, _| !unavailable.contains(k));
             if matches!(event.op(), Op::Create | Op::Read) {
                 // The server assigns a new ObjectId.
                 return Ok(vec![ops::insert_one(ns, Value::Object(fields))]);
             }
-            let filter = self.before_filter(event)?;
+            let filter = self.before_filter(&mut event)?;
             return Ok(vec![if unavailable.is_empty() {
                 ops::replace_one(ns, filter, Value::Object(fields)).upsert().build()
             } else {
@@ -119,7 +119,7 @@ impl DebeziumMongo {
                 let id = self.id_of(key);
                 let filter = single("_id", id.clone());
                 let mut fields = after;
-                fields.retain(|k, _| !is_key(k) && !unavailable.contains(&k.as_str()));
+                fields.retain(|k, _| !is_key(k) && !unavailable.contains(k));
                 if !unavailable.is_empty() {
                     return Ok(vec![ops::update_one(ns, filter).set(Value::Object(fields)).upsert().build()]);
                 }
@@ -136,16 +136,16 @@ impl DebeziumMongo {
                     Ok(vec![ops::replace_one(ns, filter, Value::Object(after)).upsert().build()])
                 } else {
                     let mut set = after;
-                    set.retain(|k, _| !is_key(k) && !unavailable.contains(&k.as_str()));
+                    set.retain(|k, _| !is_key(k) && !unavailable.contains(k));
                     Ok(vec![ops::update_one(ns, filter).set(Value::Object(set)).upsert().build()])
                 }
             }
         }
     }
 
-    fn delete(&self, ns: Namespace, event: &Event) -> Result<Vec<WriteOp>, TransformError> {
-        let filter = match event.key()? {
-            None => self.before_filter(event)?,
+    fn delete(&self, ns: Namespace, mut event: Event) -> Result<Vec<WriteOp>, TransformError> {
+        let filter = match event.take_key()? {
+            None => self.before_filter(&mut event)?,
             Some(key) => match self.config.id {
                 IdMode::Wrapped | IdMode::Scalar => single("_id", self.id_of(key)),
                 IdMode::ObjectId => Value::Object(key),
@@ -156,8 +156,8 @@ impl DebeziumMongo {
 
     /// The filter of an update or delete on a table without primary key: the
     /// whole `before` image.
-    fn before_filter(&self, event: &Event) -> Result<Value, TransformError> {
-        match event.before()? {
+    fn before_filter(&self, event: &mut Event) -> Result<Value, TransformError> {
+        match event.take_before()? {
             Some(before) if !before.is_empty() => Ok(Value::Object(before)),
             _ => Err(TransformError::bad_input(format!(
                 "op '{}' without a key needs a non-empty 'before' image to find the document \
@@ -168,7 +168,7 @@ impl DebeziumMongo {
     }
 
     /// Maps a parsed change event (the part of [`Transform::transform`] after parsing).
-    pub fn map_event(&self, topic: &str, event: &Event) -> Result<Vec<WriteOp>, TransformError> {
+    pub fn map_event(&self, topic: &str, event: Event) -> Result<Vec<WriteOp>, TransformError> {
         match event.op() {
             // Logical decoding messages are not row changes.
             Op::Message => Ok(vec![]),
@@ -198,7 +198,7 @@ impl Transform for DebeziumMongo {
 
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
         match Event::classify_with(msg, self.decode)? {
-            Record::Change(event) => self.map_event(&msg.topic, &event),
+            Record::Change(event) => self.map_event(&msg.topic, event),
             // Tombstones (log compaction) and DDL/heartbeat records: nothing to write.
             Record::Tombstone | Record::NotAChange => Ok(vec![]),
         }

@@ -144,62 +144,85 @@ fn has_dollar_key(v: &Value) -> bool {
 /// Decodes one value by its Connect schema (`None`: no schema, unchanged).
 /// `field` names the value in error messages.
 pub fn decode_value(value: &Value, schema: Option<&Schema>, opts: &DecodeOptions, field: &str) -> Result<Value, TransformError> {
+    decode_owned(value.clone(), schema, opts, field)
+}
+
+/// [`decode_value`] taking the value: nothing is copied that passes through.
+pub fn decode_owned(value: Value, schema: Option<&Schema>, opts: &DecodeOptions, field: &str) -> Result<Value, TransformError> {
     let Some(schema) = schema else {
-        return Ok(value.clone());
+        return Ok(value);
     };
     if value.is_null() {
-        return Ok(Value::Null);
+        return Ok(value);
     }
-    if let Some(name) = schema.name.as_deref() {
-        if let Some(v) = decode_logical(name, value, schema, opts, field)? {
-            return Ok(v);
-        }
-    }
+    let value = match schema.name.as_deref() {
+        Some(name) => match decode_logical(name, value, schema, opts, field)? {
+            Ok(decoded) => return Ok(decoded),
+            Err(undecoded) => undecoded,
+        },
+        None => value,
+    };
     match schema.type_.as_str() {
         "struct" => match value {
-            Value::Object(m) => Ok(Value::Object(decode_struct(m, Some(schema), opts)?)),
-            other => Err(bad(field, format_args!("expected a struct, found {}", kind(other)))),
+            Value::Object(mut m) => {
+                decode_fields(&mut m, schema, opts)?;
+                Ok(Value::Object(m))
+            }
+            other => Err(bad(field, format_args!("expected a struct, found {}", kind(&other)))),
         },
         "array" => match value {
-            Value::Array(items) => {
+            Value::Array(mut items) => {
                 let item_schema = schema.items.as_deref();
-                items.iter().map(|v| decode_value(v, item_schema, opts, field)).collect::<Result<_, _>>().map(Value::Array)
+                if item_schema.is_some() {
+                    for v in &mut items {
+                        *v = decode_owned(std::mem::take(v), item_schema, opts, field)?;
+                    }
+                }
+                Ok(Value::Array(items))
             }
-            other => Err(bad(field, format_args!("expected an array, found {}", kind(other)))),
+            other => Err(bad(field, format_args!("expected an array, found {}", kind(&other)))),
         },
         "map" => match value {
-            Value::Object(m) => {
+            Value::Object(mut m) => {
                 let value_schema = schema.values.as_deref();
-                let mut out = Map::with_capacity(m.len());
-                for (k, v) in m {
-                    out.insert(k.clone(), decode_value(v, value_schema, opts, field)?);
+                if value_schema.is_some() {
+                    for v in m.values_mut() {
+                        *v = decode_owned(std::mem::take(v), value_schema, opts, field)?;
+                    }
                 }
-                Ok(Value::Object(out))
+                Ok(Value::Object(m))
             }
             // Maps with non-string keys arrive as [[k, v], ...]: kept as they are.
-            other => Ok(other.clone()),
+            other => Ok(other),
         },
         "bytes" => match value {
-            Value::String(s) => Ok(binary_base64(s.clone())),
-            other => Err(bad(field, format_args!("expected base64 bytes, found {}", kind(other)))),
+            Value::String(s) => Ok(binary_base64(s)),
+            other => Err(bad(field, format_args!("expected base64 bytes, found {}", kind(&other)))),
         },
         "int64" => match value.as_i64() {
             Some(n) if opts.int64 == Int64Mode::Long || !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) => {
                 Ok(number_long(n))
             }
-            _ => Ok(value.clone()),
+            _ => Ok(value),
         },
-        _ => Ok(value.clone()),
+        _ => Ok(value),
     }
 }
 
-/// Logical types by schema name; `None` falls back to the physical type.
-fn decode_logical(name: &str, value: &Value, schema: &Schema, opts: &DecodeOptions, field: &str) -> Result<Option<Value>, TransformError> {
+/// Logical types by schema name: `Ok(decoded)`, or `Err(value)` back to be
+/// decoded by its physical type.
+fn decode_logical(
+    name: &str,
+    value: Value,
+    schema: &Schema,
+    opts: &DecodeOptions,
+    field: &str,
+) -> Result<Result<Value, Value>, TransformError> {
     let truncate = opts.timestamps == TimestampMode::TruncateToMillis;
     let v = match name {
         "org.apache.kafka.connect.data.Decimal" => {
             let scale = schema_scale(schema).ok_or_else(|| bad(field, "Decimal schema has no integer 'scale' parameter"))?;
-            match value {
+            match &value {
                 Value::String(s) => decimal_value(field, s, scale)?,
                 Value::Number(n) => numeric_decimal(n, scale),
                 other => return Err(bad(field, format_args!("expected a Decimal, found {}", kind(other)))),
@@ -215,52 +238,49 @@ fn decode_logical(name: &str, value: &Value, schema: &Schema, opts: &DecodeOptio
         }
         "io.debezium.time.ZonedTimestamp" => match value.as_str().and_then(time::parse_zoned_timestamp) {
             Some((ms, exact)) if exact || truncate => date_ms(ms),
-            _ => value.clone(),
+            _ => value,
         },
         "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => match value.as_i64() {
             Some(ms) => date_ms(ms),
-            None => value.clone(),
+            None => value,
         },
         "io.debezium.time.MicroTimestamp" => match value.as_i64() {
             Some(us) if truncate || us % 1000 == 0 => date_ms(us.div_euclid(1000)),
-            _ => value.clone(),
+            _ => value,
         },
         "io.debezium.time.NanoTimestamp" => match value.as_i64() {
             Some(ns) if truncate || ns % 1_000_000 == 0 => date_ms(ns.div_euclid(1_000_000)),
-            _ => value.clone(),
+            _ => value,
         },
-        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => match value.as_i64() {
-            Some(days) => match days.checked_mul(time::MS_PER_DAY) {
-                Some(ms) => date_ms(ms),
-                None => value.clone(),
-            },
-            None => value.clone(),
+        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => match value.as_i64().and_then(|d| d.checked_mul(time::MS_PER_DAY)) {
+            Some(ms) => date_ms(ms),
+            None => value,
         },
-        "io.debezium.data.Json" => match (opts.json, value) {
+        "io.debezium.data.Json" => match (opts.json, &value) {
             (JsonMode::Parse, Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(parsed) if !has_dollar_key(&parsed) => parsed,
-                _ => value.clone(),
+                _ => value,
             },
-            _ => value.clone(),
+            _ => value,
         },
         // Time of day, UUID, enums, XML, ... keep their JSON value; structs
         // with a name (geometry, ...) decode by their physical type.
-        _ => return Ok(None),
+        _ => return Ok(Err(value)),
     };
-    Ok(Some(v))
+    Ok(Ok(v))
 }
 
-/// Decodes the fields of a struct by its schema's `fields`; fields missing
-/// from the schema pass through. Field order is the payload's.
-pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Schema>, opts: &DecodeOptions) -> Result<Map<String, Value>, TransformError> {
-    let Some(fields) = schema.map(|s| &s.fields).filter(|f| !f.is_empty()) else {
-        return Ok(value.clone());
-    };
-    let mut out = Map::with_capacity(value.len());
+/// Decodes the fields of a struct in place by the schema's `fields`; fields
+/// missing from the schema are left as they are.
+pub fn decode_fields(value: &mut Map<String, Value>, schema: &Schema, opts: &DecodeOptions) -> Result<(), TransformError> {
+    let fields = &schema.fields;
+    if fields.is_empty() {
+        return Ok(());
+    }
     // Payload and schema list the fields in the same order: look at the next
     // schema field first, search only when they differ.
     let mut cursor = 0;
-    for (name, v) in value {
+    for (name, v) in value.iter_mut() {
         let field_schema = match fields.get(cursor) {
             Some(f) if f.field.as_deref() == Some(name.as_str()) => {
                 cursor += 1;
@@ -271,11 +291,22 @@ pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Schema>, opts: 
                 &fields[i]
             }),
         };
-        out.insert(name.clone(), decode_value(v, field_schema, opts, name)?);
+        if let Some(fs) = field_schema {
+            *v = decode_owned(std::mem::take(v), Some(fs), opts, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the fields of a struct by its schema; fields missing from the
+/// schema pass through. Field order is the payload's.
+pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Schema>, opts: &DecodeOptions) -> Result<Map<String, Value>, TransformError> {
+    let mut out = value.clone();
+    if let Some(schema) = schema {
+        decode_fields(&mut out, schema, opts)?;
     }
     Ok(out)
 }
-
 
 pub(crate) fn kind(v: &Value) -> &'static str {
     match v {

@@ -269,6 +269,43 @@ impl Event {
         }
     }
 
+    fn take_image(&mut self, name: &str) -> Result<Option<Fields>, TransformError> {
+        match self.payload.get_mut(name).map(std::mem::take) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(mut m)) => {
+                if let Some(schema) = self.schema.as_ref().and_then(|s| s.field(name)) {
+                    decode::decode_fields(&mut m, schema, &self.options)?;
+                }
+                Ok(Some(m))
+            }
+            Some(other) => Err(TransformError::bad_input(format!("'{name}' must be an object, found {}", kind(&other)))),
+        }
+    }
+
+    /// [`Event::before`] without a copy: the image is moved out of the event
+    /// (afterwards `before` and `raw("before")` are `None`).
+    pub fn take_before(&mut self) -> Result<Option<Fields>, TransformError> {
+        self.take_image("before")
+    }
+
+    /// [`Event::after`] without a copy: the image is moved out of the event.
+    pub fn take_after(&mut self) -> Result<Option<Fields>, TransformError> {
+        self.take_image("after")
+    }
+
+    /// [`Event::key`] without a copy: the key is moved out of the event.
+    pub fn take_key(&mut self) -> Result<Option<Fields>, TransformError> {
+        match self.key.take() {
+            None => Ok(None),
+            Some(mut m) => {
+                if let Some(schema) = &self.key_schema {
+                    decode::decode_fields(&mut m, schema, &self.options)?;
+                }
+                Ok(Some(m))
+            }
+        }
+    }
+
     /// The row before the change, decoded; `None` when absent (inserts, and
     /// updates under the default replica identity).
     pub fn before(&self) -> Result<Option<Fields>, TransformError> {

@@ -230,3 +230,18 @@ fn odd_schema_is_ignored_not_fatal() {
     assert_eq!(e.after().unwrap().unwrap()["amount"], json!({"$numberDecimal": "1234.50"}));
     assert_eq!(e.schema().unwrap().field("after").unwrap().fields.len(), 7);
 }
+
+#[test]
+fn take_moves_the_decoded_images_out() {
+    let mut e = Event::parse(&with_schemas("c")).unwrap().unwrap();
+    let after = e.after().unwrap();
+    assert_eq!(e.take_after().unwrap(), after);
+    assert!(e.take_after().unwrap().is_none());
+    assert!(e.raw("after").is_none());
+    let key = e.key().unwrap();
+    assert_eq!(e.take_key().unwrap(), key);
+    assert!(e.key().unwrap().is_none());
+    assert!(e.take_before().unwrap().is_none());
+    let mut bad = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"})))).unwrap().unwrap();
+    assert!(bad.take_after().unwrap_err().message.contains("'after' must be an object"));
+}
