@@ -311,7 +311,7 @@ impl Config {
         }
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
-            let mut message = e.inner().to_string();
+            let mut message = e.inner().to_string().lines().next().unwrap_or_default().to_owned();
             if let Some(var) = from_env.get(&key) {
                 message.push_str(&format!(" (set by the environment variable {var})"));
             }

@@ -76,12 +76,13 @@ impl Dlq {
     }
 
     /// Checks that the topic exists.
-    pub fn check(&self, timeout: Duration) -> anyhow::Result<()> {
-        let md = self
-            .producer
-            .client()
-            .fetch_metadata(Some(&self.topic), timeout)
-            .map_err(|e| anyhow::anyhow!("cannot read the metadata of the DLQ topic `{}`: {e}", self.topic))?;
+    pub fn check(&self, brokers: &str, timeout: Duration) -> anyhow::Result<()> {
+        let md = self.producer.client().fetch_metadata(Some(&self.topic), timeout).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the Kafka brokers {brokers} (kafka.brokers) within {timeout:?} to check the DLQ topic `{}`: {e}",
+                self.topic
+            )
+        })?;
         match md.topics().first() {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
             _ => anyhow::bail!("the DLQ topic `{}` (dlq.topic) does not exist; create it first", self.topic),

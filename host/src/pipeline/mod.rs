@@ -141,7 +141,8 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         Some(d) => {
             let d = Arc::new(d);
             let check = d.clone();
-            tokio::task::spawn_blocking(move || check.check(STARTUP_TIMEOUT)).await??;
+            let brokers = config.kafka.brokers.clone();
+            tokio::task::spawn_blocking(move || check.check(&brokers, STARTUP_TIMEOUT)).await??;
             Some(d)
         }
         None => None,

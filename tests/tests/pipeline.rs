@@ -1,0 +1,414 @@
+//! End-to-end tests of `smt run` with the real `smt` binary and the real
+//! services: PostgreSQL changes through real Debezium into MongoDB, and the
+//! failure tests (SIGKILL, MongoDB down, broker restart, poison records, a
+//! second process taking over). Each failure test ends by asserting that
+//! MongoDB equals PostgreSQL and that the DLQ holds exactly the poison records.
+//!
+//! Run: `cargo build -p smt-host --bin smt && cargo test -p smt-tests --test pipeline`
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use smt_tests::pipeline::*;
+use smt_tests::services::{unique_name, DebeziumConnector, Record, Services};
+
+const CONVERGE: Duration = Duration::from_secs(120);
+const START: Duration = Duration::from_secs(60);
+
+fn debezium_module() -> &'static str {
+    env!("SMT_GUEST_DEBEZIUM_MONGO")
+}
+
+fn hostile_module() -> &'static str {
+    env!("SMT_GUEST_HOSTILE")
+}
+
+/// The workload split in two halves per partition (first, second), keeping order.
+fn halves(records: &[Record]) -> (Vec<Record>, Vec<Record>) {
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for p in 0..4 {
+        let part: Vec<&Record> = records.iter().filter(|r| r.partition == p).collect();
+        let mid = part.len() / 2;
+        first.extend(part[..mid].iter().map(|r| (*r).clone()));
+        second.extend(part[mid..].iter().map(|r| (*r).clone()));
+    }
+    (first, second)
+}
+
+fn create_topics(s: &Services, topics: &[(&str, u32)]) {
+    for (t, p) in topics {
+        s.create_topic(t, *p).expect("create topic");
+    }
+}
+
+fn assert_dlq_empty(brokers: &str, dlq: &str) {
+    assert_eq!(topic_len(brokers, dlq).unwrap(), 0, "the DLQ {dlq} must be empty");
+}
+
+// ------------------------------------------------------------- startup errors
+
+fn minimal_config(brokers: &str, mongodb: &str, module: &str) -> String {
+    ConfigBuilder::new(brokers, mongodb, "startup")
+        .transform("dbz", module, "{}")
+        .route("some.topic", "dbz", "skip")
+        .build()
+}
+
+#[test]
+fn a_typo_in_the_config_is_one_clear_error() {
+    let dir = Scratch::new("typo");
+    let config = minimal_config("127.0.0.1:1", "mongodb://127.0.0.1:1", debezium_module())
+        .replace("group-id", "group_id");
+    let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.code(), Some(2), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "one message: {out}");
+    assert!(lines[0].contains(".toml") && lines[0].contains("group_id"), "names the file and key: {out}");
+    assert!(!out.contains("panicked"), "{out}");
+}
+
+#[test]
+fn a_missing_module_is_one_clear_error() {
+    let dir = Scratch::new("module");
+    let config = minimal_config("127.0.0.1:1", "mongodb://127.0.0.1:1", "/nonexistent/t.wasm");
+    let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("transforms.dbz.module") && out.contains("/nonexistent/t.wasm"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+}
+
+#[test]
+fn an_unreachable_broker_is_one_clear_error() {
+    let s = Services::shared();
+    let dir = Scratch::new("broker");
+    let port = free_port(); // nothing listens there
+    let config = minimal_config(&format!("127.0.0.1:{port}"), &s.mongodb_uri(), debezium_module())
+        .replace("[pipeline]", "[pipeline]\nshutdown-timeout-ms = 1000");
+    let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(60)).unwrap();
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("cannot reach the Kafka brokers") && out.contains(&port.to_string()), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+}
+
+// ------------------------------------------------------------- real Debezium
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rows_end_as_mongodb_documents() {
+    let s = Services::shared();
+    let dir = Scratch::new("rows");
+    let schema = unique_name("rows");
+    s.sql(&format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.items (id int PRIMARY KEY, name text NOT NULL, qty int NOT NULL);
+         INSERT INTO {schema}.items SELECT g, 'row ' || g, g FROM generate_series(1, 50) g;"
+    ))
+    .unwrap();
+    let mut c = DebeziumConnector::new(&unique_name("rows"), &unique_name("rows"), &[&format!("{schema}.items")]);
+    c.partitions = 2;
+    s.debezium_connector(&c).unwrap();
+    let topic = c.topic(&format!("{schema}.items"));
+    let dlq = unique_name("dlq");
+    create_topics(s, &[(&dlq, 1)]);
+    // Wait for the snapshot so the topic exists before smt subscribes.
+    s.wait_for_record(&topic, Duration::from_secs(120), |r| r.op().as_deref() == Some("r")).unwrap();
+
+    let db = unique_name("db");
+    let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
+        .transform("dbz", debezium_module(), "{}")
+        .route(&topic, "dbz", "dlq")
+        .dlq(&dlq)
+        .build();
+    let mut smt = Smt::start(&dir.0, "smt", &config).unwrap();
+    smt.wait_assigned(START).unwrap();
+
+    // Changes while smt runs: updates, deletes, inserts, a key change.
+    s.sql(&format!(
+        "UPDATE {schema}.items SET name = name || ' v2', qty = qty + 100 WHERE id <= 20;
+         DELETE FROM {schema}.items WHERE id BETWEEN 41 AND 45;
+         INSERT INTO {schema}.items SELECT g, 'new ' || g, g FROM generate_series(51, 60) g;
+         UPDATE {schema}.items SET id = 1000 WHERE id = 50;"
+    ))
+    .unwrap();
+    let expected = pg_rows(s, &format!("{schema}.items"));
+    wait_for_rows(&s.mongodb_uri(), &db, "items", &expected, CONVERGE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\nsmt log:\n{}", tail(&smt.log_text(), 4000)));
+
+    // Metrics and health while running.
+    assert_eq!(smt.get("/health").unwrap().0, 200);
+    assert!(smt.metric("smt_records_consumed_total", &[]).unwrap() >= 80.0);
+    assert!(smt.metric("smt_ops_written_total", &[("kind", "replace-one")]).unwrap() >= 60.0);
+    assert!(smt.metric("smt_ops_written_total", &[("kind", "delete-one")]).unwrap() >= 6.0);
+
+    // SIGTERM: finishes, commits, exits 0.
+    let status = smt.terminate(Duration::from_secs(60)).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", tail(&smt.log_text(), 3000));
+    assert_dlq_empty(&s.brokers(), &dlq);
+    assert!(!smt.log_text().contains("mongodb://") || !smt.log_text().contains('@'));
+}
+
+fn pg_rows(s: &Services, table: &str) -> std::collections::BTreeMap<i64, Value> {
+    let text = s
+        .sql(&format!("SELECT row_to_json(t) FROM (SELECT id, name, qty FROM {table} ORDER BY id) t;"))
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["id"].as_i64().unwrap(), v)
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------- failure tests
+
+/// The common shape: the workload's first half, `smt` started, `during` run
+/// once it is writing, the second half, then MongoDB must equal PostgreSQL.
+struct Run {
+    brokers: String,
+    mongodb: String,
+    topic: String,
+    dlq: String,
+    db: String,
+    dir: Scratch,
+}
+
+impl Run {
+    fn new(name: &str, kafka: &Services, mongo: &Services) -> Run {
+        let run = Run {
+            brokers: kafka.brokers(),
+            mongodb: mongo.mongodb_uri(),
+            topic: unique_name(name),
+            dlq: unique_name("dlq"),
+            db: unique_name("db"),
+            dir: Scratch::new(name),
+        };
+        create_topics(kafka, &[(&run.topic, 4), (&run.dlq, 1)]);
+        run
+    }
+
+    fn config(&self) -> ConfigBuilder {
+        ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
+            .transform("dbz", debezium_module(), "{}")
+            .route(&self.topic, "dbz", "dlq")
+            .dlq(&self.dlq)
+    }
+
+    fn wait_writing(&self, smt: &Smt) {
+        wait_for("smt to write some documents", CONVERGE, || {
+            Ok((smt.metric("smt_ops_written_total", &[]).unwrap_or(0.0) > 0.0).then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
+    }
+
+    async fn converge(&self, smt: &Smt) {
+        let w = workload();
+        wait_for_rows(&self.mongodb, &self.db, &w.table, &w.rows, CONVERGE)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\nsmt log:\n{}", tail(&smt.log_text(), 4000)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_then_restart_loses_nothing() {
+    let s = Services::shared();
+    let w = workload();
+    let run = Run::new("kill", s, s);
+    let (first, second) = halves(&w.records);
+    produce(&run.brokers, &run.topic, &first).unwrap();
+    let config = run.config().build();
+    let mut smt = Smt::start(&run.dir.0, "smt1", &config).unwrap();
+    smt.wait_assigned(START).unwrap();
+    run.wait_writing(&smt);
+    smt.kill();
+    produce(&run.brokers, &run.topic, &second).unwrap();
+    let mut smt = Smt::start(&run.dir.0, "smt2", &config).unwrap();
+    smt.wait_assigned(START).unwrap();
+    run.converge(&smt).await;
+    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_dlq_empty(&run.brokers, &run.dlq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_down_for_seconds_mid_stream_loses_nothing() {
+    let s = Services::shared();
+    let mongo = Services::private(&["mongo"]).expect("a private MongoDB server");
+    let w = workload();
+    let run = Run::new("mongodown", s, &mongo);
+    let (first, second) = halves(&w.records);
+    produce(&run.brokers, &run.topic, &first).unwrap();
+    let mut smt = Smt::start(&run.dir.0, "smt", &run.config().build()).unwrap();
+    smt.wait_assigned(START).unwrap();
+    run.wait_writing(&smt);
+    mongo.stop("mongo").unwrap();
+    produce(&run.brokers, &run.topic, &second).unwrap();
+    // Down until smt has seen it fail and retried.
+    wait_for("smt to retry against the stopped server", CONVERGE, || {
+        Ok((smt.metric("smt_retries_total", &[("target", "mongodb")]).unwrap_or(0.0) > 0.0).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
+    mongo.start("mongo").unwrap();
+    assert_eq!(mongo.mongodb_uri(), run.mongodb, "same address after the restart");
+    run.converge(&smt).await;
+    assert_eq!(smt.try_wait(), None, "smt kept running");
+    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_dlq_empty(&run.brokers, &run.dlq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_loses_nothing() {
+    let s = Services::shared();
+    let kafka = Services::private(&["kafka"]).expect("a private Kafka broker");
+    let w = workload();
+    let run = Run::new("brokerdown", &kafka, s);
+    let (first, second) = halves(&w.records);
+    produce(&run.brokers, &run.topic, &first).unwrap();
+    let mut smt = Smt::start(&run.dir.0, "smt", &run.config().build()).unwrap();
+    smt.wait_assigned(START).unwrap();
+    run.wait_writing(&smt);
+    kafka.restart("kafka").unwrap();
+    assert_eq!(kafka.brokers(), run.brokers, "same address after the restart");
+    produce(&run.brokers, &run.topic, &second).unwrap();
+    run.converge(&smt).await;
+    assert_eq!(smt.try_wait(), None, "smt kept running");
+    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_dlq_empty(&run.brokers, &run.dlq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_partitions_and_one_takes_over() {
+    let s = Services::shared();
+    let w = workload();
+    let run = Run::new("group", s, s);
+    let (first, second) = halves(&w.records);
+    let config = run.config().build();
+    let mut a = Smt::start(&run.dir.0, "a", &config).unwrap();
+    a.wait_assigned(START).unwrap();
+    let mut b = Smt::start(&run.dir.0, "b", &config).unwrap();
+    b.wait_assigned(START).unwrap();
+    // Both own partitions once the group settled.
+    wait_for("the two processes to split the 4 partitions", START, || {
+        let (pa, pb) = (a.metric("smt_assigned_partitions", &[])?, b.metric("smt_assigned_partitions", &[])?);
+        Ok((pa > 0.0 && pb > 0.0 && pa + pb == 4.0).then_some(()))
+    })
+    .unwrap();
+    produce(&run.brokers, &run.topic, &first).unwrap();
+    run.wait_writing(&a);
+    a.kill();
+    produce(&run.brokers, &run.topic, &second).unwrap();
+    wait_for("the survivor to own all 4 partitions", START, || {
+        Ok((b.metric("smt_assigned_partitions", &[])? == 4.0).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&b.log_text(), 3000)));
+    run.converge(&b).await;
+    assert_eq!(b.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_dlq_empty(&run.brokers, &run.dlq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
+    let s = Services::shared();
+    let w = workload();
+    let run = Run::new("poison", s, s);
+    let trap_topic = unique_name("trap");
+    create_topics(s, &[(&trap_topic, 1)]);
+
+    // Poison in the middle of partition 0 of the Debezium topic.
+    let mut records = w.records.clone();
+    let at = records.iter().position(|r| r.partition == 0).unwrap() + 40;
+    let poison = |value: &str| Record {
+        topic: String::new(),
+        partition: 0,
+        offset: 0,
+        timestamp_ms: None,
+        key: Some(br#"{"id":999999}"#.to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: Vec::new(),
+    };
+    records.insert(at, poison("{not json"));
+    records.insert(at + 20, poison(r#"{"before":null,"after":null,"op":"x","source":{"table":"items"}}"#));
+    produce(&run.brokers, &run.topic, &records).unwrap();
+    // The trap guest's topic: 30 records, the one with key k17 traps.
+    let trap_records: Vec<Record> = (0..30)
+        .map(|i| Record {
+            topic: String::new(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(b"{}".to_vec()),
+            headers: vec![],
+        })
+        .collect();
+    produce(&run.brokers, &trap_topic, &trap_records).unwrap();
+
+    let config = run
+        .config()
+        .transform("hostile", hostile_module(), r#"{ mode = "trap", trap_key = "k17" }"#)
+        .route(&trap_topic, "hostile", "dlq")
+        .build();
+    let mut smt = Smt::start(&run.dir.0, "smt", &config).unwrap();
+    smt.wait_assigned(START).unwrap();
+    run.converge(&smt).await;
+
+    // The trap topic: every record but the trapping one written (offset 17).
+    let client = mongodb::Client::with_uri_str(&run.mongodb).await.unwrap();
+    let coll = client.database(&run.db).collection::<mongodb::bson::Document>("hostile");
+    wait_for("the trap topic's documents", CONVERGE, || {
+        let offsets: BTreeSet<i64> = futures_block(async {
+            let mut c = coll.find(mongodb::bson::doc! {}).await.unwrap();
+            let mut out = BTreeSet::new();
+            while c.advance().await.unwrap() {
+                let d = c.deserialize_current().unwrap();
+                out.insert(d.get("offset").and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))).unwrap());
+            }
+            out
+        });
+        Ok((offsets.len() == 29).then_some(offsets))
+    })
+    .map(|offsets| assert!(!offsets.contains(&17), "{offsets:?}"))
+    .unwrap();
+
+    // The DLQ: exactly the three poison records, as they were, with the headers.
+    let dlq = read_all(s, &run.dlq, 3, Duration::from_secs(60)).unwrap();
+    assert_eq!(topic_len(&run.brokers, &run.dlq).unwrap(), 3);
+    let mut seen: Vec<(String, String, String)> = dlq
+        .iter()
+        .map(|r| {
+            assert!(r.header("smt.error.message").is_some_and(|m| !m.is_empty()));
+            assert!(r.header("smt.transform.version").is_some_and(|m| m.len() >= 8));
+            assert!(r.header("smt.source.partition").is_some());
+            assert!(r.header("smt.source.offset").is_some());
+            (
+                r.header("smt.source.topic").unwrap(),
+                r.header("smt.transform.name").unwrap(),
+                String::from_utf8(r.value.clone().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (run.topic.clone(), "dbz".to_owned(), "{not json".to_owned()),
+        (
+            run.topic.clone(),
+            "dbz".to_owned(),
+            r#"{"before":null,"after":null,"op":"x","source":{"table":"items"}}"#.to_owned(),
+        ),
+        (trap_topic.clone(), "hostile".to_owned(), "{}".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+    let trap = dlq.iter().find(|r| r.header("smt.transform.name").as_deref() == Some("hostile")).unwrap();
+    assert_eq!(trap.header("smt.error.kind").as_deref(), Some("trap"));
+    assert_eq!(trap.key.as_deref(), Some(&b"k17"[..]));
+    assert_eq!(trap.header("smt.source.offset").as_deref(), Some("17"));
+    assert!(smt.metric("smt_dlq_records_total", &[]).unwrap() == 3.0);
+    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    let _ = json!({});
+}
+
+/// Runs a future to completion from blocking code inside the test runtime.
+fn futures_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
