@@ -1,0 +1,177 @@
+//! A transform instance: a `Store` and its initialised component, replaced
+//! whenever a call leaves it unusable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Store;
+
+use super::bindings::{Message, Transform, TransformError, WriteOp as GuestOp};
+use super::error::{CallError, FailureKind, LoadError};
+use super::limits::MemoryLimitExceeded;
+use super::{deadline_ticks, State, TransformModule};
+use crate::writeop::{self, WriteOp};
+
+/// `init` may do real work (parse a mapping, warm a language runtime), so it
+/// gets at least this long even when the per-call deadline is shorter.
+const MIN_INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct TransformInstance {
+    module: Arc<TransformModule>,
+    config: Arc<str>,
+    live: Option<Live>,
+}
+
+struct Live {
+    store: Store<State>,
+    bindings: Transform,
+}
+
+impl TransformInstance {
+    pub(super) fn new(module: Arc<TransformModule>, config: Arc<str>) -> Result<Self, LoadError> {
+        let live = start(&module, &config)?;
+        Ok(TransformInstance {
+            module,
+            config,
+            live: Some(live),
+        })
+    }
+
+    pub fn module(&self) -> &Arc<TransformModule> {
+        &self.module
+    }
+
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// Maps one record to validated write operations.
+    pub fn transform(&mut self, msg: &Message) -> Result<Vec<WriteOp>, CallError> {
+        let fail = |kind: FailureKind, message: String| CallError {
+            transform: self.module.name().to_owned(),
+            topic: msg.topic.clone(),
+            partition: msg.partition,
+            offset: msg.offset,
+            kind,
+            message,
+        };
+        let live = match self.live.take() {
+            Some(live) => live,
+            None => start(&self.module, &self.config)
+                .map_err(|e| fail(FailureKind::Instantiate, e.to_string()))?,
+        };
+        let mut live = live;
+        let limits = self.module.engine.limits();
+        live.store.data_mut().log.record = Some((msg.topic.clone(), msg.partition, msg.offset));
+        live.store
+            .set_epoch_deadline(deadline_ticks(Duration::from_millis(
+                limits.call_timeout_ms,
+            )));
+        let result = live.bindings.call_transform(&mut live.store, msg);
+        live.store.data_mut().log.record = None;
+        let ops = match result {
+            Ok(Ok(ops)) => {
+                // The instance is healthy whatever we think of its output.
+                self.live = Some(live);
+                ops
+            }
+            Ok(Err(TransformError { kind, message })) => {
+                self.live = Some(live);
+                return Err(fail(guest_kind(kind), message));
+            }
+            // The instance is dropped here: after a trap it cannot be entered again.
+            Err(err) => {
+                let (kind, message) = classify_trap(&err, limits.call_timeout_ms);
+                return Err(fail(kind, message));
+            }
+        };
+        convert(ops, limits.max_output_ops, limits.max_output_bytes)
+            .map_err(|(kind, m)| fail(kind, m))
+    }
+}
+
+fn convert(
+    ops: Vec<GuestOp>,
+    max_ops: usize,
+    max_bytes: usize,
+) -> Result<Vec<WriteOp>, (FailureKind, String)> {
+    if ops.len() > max_ops {
+        return Err((
+            FailureKind::OutputTooLarge,
+            format!("{} operations returned, the limit is {max_ops}", ops.len()),
+        ));
+    }
+    let bytes = writeop::guest_output_size(&ops);
+    if bytes > max_bytes {
+        return Err((
+            FailureKind::OutputTooLarge,
+            format!("{bytes} bytes of documents returned, the limit is {max_bytes}"),
+        ));
+    }
+    ops.into_iter()
+        .enumerate()
+        .map(|(i, op)| {
+            WriteOp::from_guest(op)
+                .map_err(|e| (FailureKind::InvalidOperation, format!("operation {i}: {e}")))
+        })
+        .collect()
+}
+
+/// Instantiates the module in a fresh store and runs `init`.
+fn start(module: &TransformModule, config: &str) -> Result<Live, LoadError> {
+    let init_error = |reason: String| LoadError::Init {
+        name: module.name().to_owned(),
+        reason,
+    };
+    let engine = &module.engine;
+    let mut store = engine.new_store(module);
+    let init_timeout = Duration::from_millis(engine.limits().call_timeout_ms).max(MIN_INIT_TIMEOUT);
+    store.set_epoch_deadline(deadline_ticks(init_timeout));
+    let bindings = module.pre.instantiate(&mut store).map_err(|e| {
+        init_error(format!(
+            "instantiation failed: {}",
+            classify_trap(&e, init_timeout.as_millis() as u64).1
+        ))
+    })?;
+    match bindings.call_init(&mut store, config) {
+        Ok(Ok(())) => Ok(Live { store, bindings }),
+        Ok(Err(message)) => Err(init_error(message)),
+        Err(err) => Err(init_error(
+            classify_trap(&err, init_timeout.as_millis() as u64).1,
+        )),
+    }
+}
+
+fn guest_kind(kind: super::bindings::ErrorKind) -> FailureKind {
+    use super::bindings::ErrorKind;
+    match kind {
+        ErrorKind::BadInput => FailureKind::BadInput,
+        ErrorKind::Unsupported => FailureKind::Unsupported,
+        ErrorKind::Internal => FailureKind::Internal,
+    }
+}
+
+/// Longest trap description kept (guest backtraces can be long).
+const MAX_TRAP_MESSAGE: usize = 2048;
+
+fn classify_trap(err: &wasmtime::Error, timeout_ms: u64) -> (FailureKind, String) {
+    if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return (
+            FailureKind::Timeout,
+            format!("the call ran past its deadline of {timeout_ms} ms and was interrupted"),
+        );
+    }
+    if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>() {
+        return (FailureKind::MemoryLimit, limit.to_string());
+    }
+    let mut message = format!("guest trapped: {err:#}");
+    if message.len() > MAX_TRAP_MESSAGE {
+        let mut end = MAX_TRAP_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    (FailureKind::Trap, message)
+}

@@ -1,0 +1,357 @@
+//! The Wasm engine: loads transform components, checks them against the
+//! contract, caches their compiled code, and runs them under limits.
+//!
+//! One [`Engine`] per process. A [`TransformModule`] is one compiled version
+//! of a transform, linked once (`InstancePre`). A [`TransformInstance`] owns a
+//! `Store` and is used by one worker at a time; after a trap, a timeout or a
+//! memory-limit hit its store is discarded and the next call gets a fresh,
+//! re-initialised instance.
+
+mod bindings;
+mod cache;
+mod error;
+mod instance;
+mod limits;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use bindings::{Header, Level, Message};
+/// The guest-side types of the contract, as `bindgen!` generated them.
+pub mod bindings_types {
+    pub use super::bindings::{
+        Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne,
+        TransformError, Update, UpdateBody, WriteOp,
+    };
+}
+pub use cache::{content_hash, wasmtime_version, Origin};
+pub use error::{CallError, FailureKind, LoadError};
+pub use instance::TransformInstance;
+pub use limits::{Limits, MemoryLimitExceeded};
+
+use bindings::{Transform, TransformPre};
+use cache::CompileCache;
+use limits::MemoryCap;
+
+/// How often the epoch advances: the resolution of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Settings of the Wasm engine (the `[engine]` table of the configuration).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EngineConfig {
+    /// Limits applied to every transform instance.
+    pub limits: Limits,
+    /// Directory of compiled components. Default: `$XDG_CACHE_HOME/smt/compiled`
+    /// (or `~/.cache/smt/compiled`). Compiling once per module version and
+    /// engine build makes restarts load in milliseconds.
+    pub cache_dir: Option<PathBuf>,
+    /// Disable the compile cache (every load compiles).
+    pub no_cache: bool,
+}
+
+impl EngineConfig {
+    fn resolved_cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|base| base.join("smt").join("compiled"))
+        })
+    }
+}
+
+/// Per-store state: WASI with no capabilities, the memory cap and the context
+/// that guest log lines are tagged with.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    cap: MemoryCap,
+    log: LogContext,
+}
+
+#[derive(Default)]
+pub(crate) struct LogContext {
+    transform: Arc<str>,
+    version: Arc<str>,
+    record: Option<(String, i32, i64)>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::smt::transform::types::Host for State {}
+
+/// Longest guest log line kept; guests must not be able to flood the host log.
+const MAX_LOG_LINE: usize = 4096;
+
+impl bindings::smt::transform::log::Host for State {
+    fn log(&mut self, level: Level, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut end = MAX_LOG_LINE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("…");
+        }
+        let ctx = &self.log;
+        let (topic, partition, offset) = match &ctx.record {
+            Some((t, p, o)) => (t.as_str(), *p, *o),
+            None => ("", -1, -1),
+        };
+        macro_rules! emit {
+            ($lvl:ident) => {
+                tracing::$lvl!(target: "smt::guest", transform = %ctx.transform, version = %ctx.version, topic, partition, offset, "{message}")
+            };
+        }
+        match level {
+            Level::Trace => emit!(trace),
+            Level::Debug => emit!(debug),
+            Level::Info => emit!(info),
+            Level::Warn => emit!(warn),
+            Level::Error => emit!(error),
+        }
+    }
+}
+
+/// The process-wide Wasm engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    wasm: wasmtime::Engine,
+    linker: Linker<State>,
+    cache: CompileCache,
+    limits: Limits,
+}
+
+impl Engine {
+    pub fn new(config: &EngineConfig) -> anyhow::Result<Self> {
+        let mut wasm_config = wasmtime::Config::new();
+        wasm_config.epoch_interruption(true);
+        let wasm = wasmtime::Engine::new(&wasm_config).map_err(wasm_err)?;
+
+        let mut linker = Linker::<State>::new(&wasm);
+        // Guests built by some toolchains (Python, JavaScript, Go, Rust std)
+        // import WASI; the context grants nothing (no files, sockets, env).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+        Transform::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
+            .map_err(wasm_err)?;
+
+        spawn_epoch_ticker(&wasm);
+        let cache = CompileCache::new(&wasm, config.resolved_cache_dir());
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                wasm,
+                linker,
+                cache,
+                limits: config.limits.clone(),
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Loads the component at `path` as transform `name`.
+    pub fn load_file(&self, name: &str, path: &Path) -> Result<Arc<TransformModule>, LoadError> {
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load(name, &wasm, &path.display().to_string())
+    }
+
+    /// Compiles (or loads from the cache) and type-checks `wasm` against the
+    /// contract. `source` says where it came from, for listings and logs.
+    pub fn load(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        source: &str,
+    ) -> Result<Arc<TransformModule>, LoadError> {
+        let started = Instant::now();
+        let hash = content_hash(wasm);
+        let (component, origin) = self
+            .inner
+            .cache
+            .load(&self.inner.wasm, wasm, &hash)
+            .map_err(|e| LoadError::Compile {
+                name: name.to_owned(),
+                reason: describe_compile_error(wasm, &e),
+            })?;
+        let pre = self.link(name, &component)?;
+        let module = TransformModule {
+            name: name.into(),
+            version: hash[..12].into(),
+            hash,
+            source: source.to_owned(),
+            loaded_at: SystemTime::now(),
+            origin,
+            load_time: started.elapsed(),
+            pre,
+            engine: self.clone(),
+        };
+        tracing::info!(
+            transform = name,
+            version = %module.version,
+            origin = ?origin,
+            load_ms = module.load_time.as_secs_f64() * 1e3,
+            "Loaded transform."
+        );
+        Ok(Arc::new(module))
+    }
+
+    fn link(&self, name: &str, component: &Component) -> Result<TransformPre<State>, LoadError> {
+        let contract = |reason: String| LoadError::Contract {
+            name: name.to_owned(),
+            reason,
+        };
+        let ty = component.component_type();
+        let exports: Vec<&str> = ty.exports(&self.inner.wasm).map(|(n, _)| n).collect();
+        for required in ["init", "transform"] {
+            if !exports.contains(&required) {
+                return Err(contract(format!(
+                    "missing export `{required}` (the component exports: {})",
+                    if exports.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        exports.join(", ")
+                    }
+                )));
+            }
+        }
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| contract(format!("{e:#}")))?;
+        TransformPre::new(instance_pre).map_err(|e| contract(format!("{e:#}")))
+    }
+
+    fn new_store(&self, module: &TransformModule) -> wasmtime::Store<State> {
+        let state = State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            cap: MemoryCap::new(&self.inner.limits),
+            log: LogContext {
+                transform: module.name.clone(),
+                version: module.version.clone(),
+                record: None,
+            },
+        };
+        let mut store = wasmtime::Store::new(&self.inner.wasm, state);
+        store.limiter(|s| &mut s.cap);
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+/// One loaded version of a transform.
+pub struct TransformModule {
+    name: Arc<str>,
+    version: Arc<str>,
+    hash: String,
+    source: String,
+    loaded_at: SystemTime,
+    origin: Origin,
+    load_time: Duration,
+    pre: TransformPre<State>,
+    engine: Engine,
+}
+
+impl TransformModule {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Short content hash: the version named in logs, metrics and DLQ headers.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    /// Full SHA-256 of the module bytes.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// A new instance initialised with `config` (JSON text).
+    pub fn instantiate(self: &Arc<Self>, config: &str) -> Result<TransformInstance, LoadError> {
+        TransformInstance::new(self.clone(), config.into())
+    }
+}
+
+impl std::fmt::Debug for TransformModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransformModule")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Advances the epoch every tick while the engine lives; a weak reference
+/// lets the thread end with the engine.
+fn spawn_epoch_ticker(engine: &wasmtime::Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("smt-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+/// Epoch ticks for a deadline, rounded up, plus one so a call never gets less
+/// than it was promised.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_millis().max(1) as u64;
+    (timeout.as_millis() as u64).div_ceil(tick) + 1
+}
+
+fn describe_compile_error(wasm: &[u8], err: &wasmtime::Error) -> String {
+    // A core module (version 1) instead of a component (layer 1) is the
+    // usual mistake: say how to fix it rather than quoting the parser.
+    if wasm.len() >= 8 && &wasm[0..4] == b"\0asm" && wasm[4..8] == [1, 0, 0, 0] {
+        return "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`".to_owned();
+    }
+    format!("{err:#}")
+}
+
+pub(crate) fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}

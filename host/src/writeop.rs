@@ -1,0 +1,546 @@
+//! The write operations a transform returns, validated and parsed into BSON,
+//! and their two renderings: driver write models (the sink) and canonical
+//! Extended JSON (`smt test`).
+
+use bson::{Bson, Document, RawDocumentBuf};
+use mongodb::options::{
+    DeleteManyModel, DeleteOneModel, InsertOneModel, ReplaceOneModel, UpdateManyModel,
+    UpdateModifications, UpdateOneModel, WriteModel,
+};
+use serde_json::{json, Value};
+
+use crate::engine::bindings_types as guest;
+
+/// Where an operation writes; `database: None` is the pipeline's default database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Namespace {
+    pub database: Option<String>,
+    pub collection: String,
+}
+
+impl Namespace {
+    pub fn resolve(&self, default_db: &str) -> mongodb::Namespace {
+        mongodb::Namespace::new(
+            self.database.as_deref().unwrap_or(default_db),
+            &self.collection,
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    Operators(Document),
+    Pipeline(Vec<Document>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateOp {
+    pub ns: Namespace,
+    pub filter: Document,
+    pub update: Update,
+    pub upsert: bool,
+    pub array_filters: Vec<Document>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    InsertOne {
+        ns: Namespace,
+        document: Document,
+    },
+    ReplaceOne {
+        ns: Namespace,
+        filter: Document,
+        replacement: Document,
+        upsert: bool,
+    },
+    UpdateOne(UpdateOp),
+    UpdateMany(UpdateOp),
+    DeleteOne {
+        ns: Namespace,
+        filter: Document,
+    },
+    DeleteMany {
+        ns: Namespace,
+        filter: Document,
+    },
+}
+
+/// Why an operation returned by a guest cannot be executed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidOp {
+    #[error("{field}: invalid Extended JSON: {reason}")]
+    Json { field: &'static str, reason: String },
+    #[error("{field}: invalid BSON: {reason}")]
+    Bson { field: &'static str, reason: String },
+    #[error("{field}: {reason}")]
+    Shape { field: &'static str, reason: String },
+}
+
+impl WriteOp {
+    /// Parses and validates one operation returned by a guest.
+    pub fn from_guest(op: guest::WriteOp) -> Result<Self, InvalidOp> {
+        Ok(match op {
+            guest::WriteOp::InsertOne(o) => WriteOp::InsertOne {
+                ns: namespace(o.ns)?,
+                document: replacement_doc("document", o.document)?,
+            },
+            guest::WriteOp::ReplaceOne(o) => WriteOp::ReplaceOne {
+                ns: namespace(o.ns)?,
+                filter: document("filter", o.filter)?,
+                replacement: replacement_doc("replacement", o.replacement)?,
+                upsert: o.upsert,
+            },
+            guest::WriteOp::UpdateOne(o) => WriteOp::UpdateOne(update(o)?),
+            guest::WriteOp::UpdateMany(o) => WriteOp::UpdateMany(update(o)?),
+            guest::WriteOp::DeleteOne(o) => WriteOp::DeleteOne {
+                ns: namespace(o.ns)?,
+                filter: document("filter", o.filter)?,
+            },
+            guest::WriteOp::DeleteMany(o) => WriteOp::DeleteMany {
+                ns: namespace(o.ns)?,
+                filter: document("filter", o.filter)?,
+            },
+        })
+    }
+
+    /// The contract's name of the operation: a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriteOp::InsertOne { .. } => "insert-one",
+            WriteOp::ReplaceOne { .. } => "replace-one",
+            WriteOp::UpdateOne(_) => "update-one",
+            WriteOp::UpdateMany(_) => "update-many",
+            WriteOp::DeleteOne { .. } => "delete-one",
+            WriteOp::DeleteMany { .. } => "delete-many",
+        }
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        match self {
+            WriteOp::InsertOne { ns, .. }
+            | WriteOp::ReplaceOne { ns, .. }
+            | WriteOp::DeleteOne { ns, .. }
+            | WriteOp::DeleteMany { ns, .. } => ns,
+            WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => &u.ns,
+        }
+    }
+
+    /// The driver's model for a multi-namespace `bulkWrite`.
+    pub fn to_model(&self, default_db: &str) -> WriteModel {
+        let namespace = self.namespace().resolve(default_db);
+        match self {
+            WriteOp::InsertOne { document, .. } => WriteModel::InsertOne(
+                InsertOneModel::builder()
+                    .namespace(namespace)
+                    .document(document.clone())
+                    .build(),
+            ),
+            WriteOp::ReplaceOne {
+                filter,
+                replacement,
+                upsert,
+                ..
+            } => WriteModel::ReplaceOne(
+                ReplaceOneModel::builder()
+                    .namespace(namespace)
+                    .filter(filter.clone())
+                    .replacement(replacement.clone())
+                    .upsert(*upsert)
+                    .build(),
+            ),
+            WriteOp::UpdateOne(u) => WriteModel::UpdateOne(
+                UpdateOneModel::builder()
+                    .namespace(namespace)
+                    .filter(u.filter.clone())
+                    .update(u.modifications())
+                    .upsert(u.upsert)
+                    .array_filters(u.array_filters_bson())
+                    .build(),
+            ),
+            WriteOp::UpdateMany(u) => WriteModel::UpdateMany(
+                UpdateManyModel::builder()
+                    .namespace(namespace)
+                    .filter(u.filter.clone())
+                    .update(u.modifications())
+                    .upsert(u.upsert)
+                    .array_filters(u.array_filters_bson())
+                    .build(),
+            ),
+            WriteOp::DeleteOne { filter, .. } => WriteModel::DeleteOne(
+                DeleteOneModel::builder()
+                    .namespace(namespace)
+                    .filter(filter.clone())
+                    .build(),
+            ),
+            WriteOp::DeleteMany { filter, .. } => WriteModel::DeleteMany(
+                DeleteManyModel::builder()
+                    .namespace(namespace)
+                    .filter(filter.clone())
+                    .build(),
+            ),
+        }
+    }
+
+    /// The operation as canonical Extended JSON: stable text for tests and diffs.
+    pub fn to_extjson(&self) -> Value {
+        let ns = self.namespace();
+        let mut out = json!({ "op": self.kind(), "db": ns.database, "coll": ns.collection });
+        let fields = out.as_object_mut().expect("json! object");
+        let mut put = |k: &str, v: Value| {
+            fields.insert(k.to_owned(), v);
+        };
+        match self {
+            WriteOp::InsertOne { document, .. } => put("document", canonical(document)),
+            WriteOp::ReplaceOne {
+                filter,
+                replacement,
+                upsert,
+                ..
+            } => {
+                put("filter", canonical(filter));
+                put("replacement", canonical(replacement));
+                put("upsert", Value::Bool(*upsert));
+            }
+            WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
+                put("filter", canonical(&u.filter));
+                match &u.update {
+                    Update::Operators(d) => put("update", canonical(d)),
+                    Update::Pipeline(stages) => put(
+                        "pipeline",
+                        Value::Array(stages.iter().map(canonical).collect()),
+                    ),
+                }
+                put("upsert", Value::Bool(u.upsert));
+                if !u.array_filters.is_empty() {
+                    put(
+                        "arrayFilters",
+                        Value::Array(u.array_filters.iter().map(canonical).collect()),
+                    );
+                }
+            }
+            WriteOp::DeleteOne { filter, .. } | WriteOp::DeleteMany { filter, .. } => {
+                put("filter", canonical(filter))
+            }
+        }
+        out
+    }
+}
+
+impl UpdateOp {
+    pub fn modifications(&self) -> UpdateModifications {
+        match &self.update {
+            Update::Operators(d) => UpdateModifications::Document(d.clone()),
+            Update::Pipeline(stages) => UpdateModifications::Pipeline(stages.clone()),
+        }
+    }
+
+    pub fn array_filters_bson(&self) -> Option<Vec<Bson>> {
+        (!self.array_filters.is_empty()).then(|| {
+            self.array_filters
+                .iter()
+                .cloned()
+                .map(Bson::Document)
+                .collect()
+        })
+    }
+}
+
+/// Canonical Extended JSON of a document.
+pub fn canonical(doc: &Document) -> Value {
+    Bson::Document(doc.clone()).into_canonical_extjson()
+}
+
+/// Total bytes of the documents in a guest's output, measured before parsing
+/// so that an oversized output is refused without building it twice.
+pub fn guest_output_size(ops: &[guest::WriteOp]) -> usize {
+    fn doc(d: &guest::Document) -> usize {
+        match d {
+            guest::Document::Json(s) => s.len(),
+            guest::Document::Bson(b) => b.len(),
+        }
+    }
+    fn update(u: &guest::Update) -> usize {
+        doc(&u.filter)
+            + u.array_filters.iter().map(doc).sum::<usize>()
+            + match &u.update {
+                guest::UpdateBody::Operators(d) => doc(d),
+                guest::UpdateBody::Pipeline(stages) => stages.iter().map(doc).sum(),
+            }
+    }
+    ops.iter()
+        .map(|op| match op {
+            guest::WriteOp::InsertOne(o) => doc(&o.document),
+            guest::WriteOp::ReplaceOne(o) => doc(&o.filter) + doc(&o.replacement),
+            guest::WriteOp::UpdateOne(u) | guest::WriteOp::UpdateMany(u) => update(u),
+            guest::WriteOp::DeleteOne(d) | guest::WriteOp::DeleteMany(d) => doc(&d.filter),
+        })
+        .sum()
+}
+
+fn namespace(ns: guest::Namespace) -> Result<Namespace, InvalidOp> {
+    let shape = |field, reason: &str| InvalidOp::Shape {
+        field,
+        reason: reason.to_owned(),
+    };
+    if ns.collection.is_empty() {
+        return Err(shape("ns.collection", "the collection name is empty"));
+    }
+    if ns.collection.contains('\0') || ns.collection.starts_with("system.") {
+        return Err(shape("ns.collection", "not a valid collection name"));
+    }
+    if let Some(db) = &ns.database {
+        if db.is_empty() || db.contains(['/', '\\', '.', ' ', '"', '$', '\0']) {
+            return Err(shape("ns.database", "not a valid database name"));
+        }
+    }
+    Ok(Namespace {
+        database: ns.database,
+        collection: ns.collection,
+    })
+}
+
+/// Parses one document (Extended JSON object or raw BSON).
+pub fn document(field: &'static str, doc: guest::Document) -> Result<Document, InvalidOp> {
+    match doc {
+        guest::Document::Json(text) => {
+            let value: Value = serde_json::from_str(&text).map_err(|e| InvalidOp::Json {
+                field,
+                reason: e.to_string(),
+            })?;
+            let Value::Object(map) = value else {
+                return Err(InvalidOp::Json {
+                    field,
+                    reason: "expected an object".to_owned(),
+                });
+            };
+            Document::try_from(map).map_err(|e| InvalidOp::Json {
+                field,
+                reason: e.to_string(),
+            })
+        }
+        guest::Document::Bson(bytes) => {
+            let raw = RawDocumentBuf::from_bytes(bytes).map_err(|e| InvalidOp::Bson {
+                field,
+                reason: e.to_string(),
+            })?;
+            Document::try_from(raw.as_ref()).map_err(|e| InvalidOp::Bson {
+                field,
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
+/// A stored document: no top-level operator keys.
+fn replacement_doc(field: &'static str, doc: guest::Document) -> Result<Document, InvalidOp> {
+    let doc = document(field, doc)?;
+    if let Some(key) = doc.keys().find(|k| k.starts_with('$')) {
+        return Err(InvalidOp::Shape {
+            field,
+            reason: format!("a stored document cannot have the operator key `{key}` (use update-one for operators)"),
+        });
+    }
+    Ok(doc)
+}
+
+fn update(u: guest::Update) -> Result<UpdateOp, InvalidOp> {
+    let update = match u.update {
+        guest::UpdateBody::Operators(d) => {
+            let d = document("update", d)?;
+            if d.is_empty() {
+                return Err(InvalidOp::Shape {
+                    field: "update",
+                    reason: "the update document is empty".into(),
+                });
+            }
+            if let Some(key) = d.keys().find(|k| !k.starts_with('$')) {
+                return Err(InvalidOp::Shape {
+                    field: "update",
+                    reason: format!("`{key}` is not an update operator (use replace-one to store a whole document)"),
+                });
+            }
+            Update::Operators(d)
+        }
+        guest::UpdateBody::Pipeline(stages) => {
+            if stages.is_empty() {
+                return Err(InvalidOp::Shape {
+                    field: "pipeline",
+                    reason: "the pipeline has no stages".into(),
+                });
+            }
+            Update::Pipeline(
+                stages
+                    .into_iter()
+                    .map(|s| document("pipeline", s))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+    };
+    Ok(UpdateOp {
+        ns: namespace(u.ns)?,
+        filter: document("filter", u.filter)?,
+        update,
+        upsert: u.upsert,
+        array_filters: u
+            .array_filters
+            .into_iter()
+            .map(|d| document("array-filters", d))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns() -> guest::Namespace {
+        guest::Namespace {
+            database: None,
+            collection: "c".into(),
+        }
+    }
+    fn json(s: &str) -> guest::Document {
+        guest::Document::Json(s.into())
+    }
+
+    #[test]
+    fn parses_extended_json_types() {
+        let op = WriteOp::from_guest(guest::WriteOp::InsertOne(guest::InsertOne {
+            ns: ns(),
+            document: json(r#"{"_id":{"id":1},"b":{"$numberDecimal":"1234.50"},"t":{"$date":{"$numberLong":"1709553600123"}}}"#),
+        }))
+        .unwrap();
+        let WriteOp::InsertOne { document, .. } = &op else {
+            panic!()
+        };
+        assert!(
+            matches!(document.get("b"), Some(Bson::Decimal128(d)) if d.to_string() == "1234.50")
+        );
+        assert_eq!(
+            document.get_datetime("t").unwrap().timestamp_millis(),
+            1709553600123
+        );
+        assert_eq!(
+            op.to_extjson()["document"]["b"],
+            serde_json::json!({"$numberDecimal": "1234.50"})
+        );
+    }
+
+    #[test]
+    fn accepts_raw_bson() {
+        let doc = bson::doc! {"_id": 7, "x": "y"};
+        let bytes = bson::serialize_to_vec(&doc).unwrap();
+        let op = WriteOp::from_guest(guest::WriteOp::DeleteOne(guest::Delete {
+            ns: ns(),
+            filter: guest::Document::Bson(bytes),
+        }))
+        .unwrap();
+        assert_eq!(
+            op,
+            WriteOp::DeleteOne {
+                ns: Namespace {
+                    database: None,
+                    collection: "c".into()
+                },
+                filter: doc
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_documents_with_the_field_named() {
+        let bad_json = WriteOp::from_guest(guest::WriteOp::DeleteOne(guest::Delete {
+            ns: ns(),
+            filter: json("{nope"),
+        }));
+        assert!(
+            matches!(
+                bad_json,
+                Err(InvalidOp::Json {
+                    field: "filter",
+                    ..
+                })
+            ),
+            "{bad_json:?}"
+        );
+        let bad_bson = WriteOp::from_guest(guest::WriteOp::DeleteOne(guest::Delete {
+            ns: ns(),
+            filter: guest::Document::Bson(vec![1, 2, 3]),
+        }));
+        assert!(
+            matches!(
+                bad_bson,
+                Err(InvalidOp::Bson {
+                    field: "filter",
+                    ..
+                })
+            ),
+            "{bad_bson:?}"
+        );
+        let not_operator = WriteOp::from_guest(guest::WriteOp::UpdateOne(guest::Update {
+            ns: ns(),
+            filter: json("{}"),
+            update: guest::UpdateBody::Operators(json(r#"{"a":1}"#)),
+            upsert: false,
+            array_filters: vec![],
+        }));
+        assert!(matches!(
+            not_operator,
+            Err(InvalidOp::Shape {
+                field: "update",
+                ..
+            })
+        ));
+        let operator_in_replacement =
+            WriteOp::from_guest(guest::WriteOp::ReplaceOne(guest::ReplaceOne {
+                ns: ns(),
+                filter: json("{}"),
+                replacement: json(r#"{"$set":{"a":1}}"#),
+                upsert: true,
+            }));
+        assert!(matches!(
+            operator_in_replacement,
+            Err(InvalidOp::Shape {
+                field: "replacement",
+                ..
+            })
+        ));
+        let empty_coll = WriteOp::from_guest(guest::WriteOp::DeleteOne(guest::Delete {
+            ns: guest::Namespace {
+                database: None,
+                collection: String::new(),
+            },
+            filter: json("{}"),
+        }));
+        assert!(matches!(
+            empty_coll,
+            Err(InvalidOp::Shape {
+                field: "ns.collection",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pipeline_updates_and_array_filters_reach_the_model() {
+        let op = WriteOp::from_guest(guest::WriteOp::UpdateMany(guest::Update {
+            ns: guest::Namespace {
+                database: Some("shop".into()),
+                collection: "orders".into(),
+            },
+            filter: json(r#"{"_id":1}"#),
+            update: guest::UpdateBody::Pipeline(vec![json(r#"{"$set":{"n":{"$add":["$n",1]}}}"#)]),
+            upsert: true,
+            array_filters: vec![json(r#"{"e.id":3}"#)],
+        }))
+        .unwrap();
+        let WriteModel::UpdateMany(m) = op.to_model("default") else {
+            panic!()
+        };
+        assert_eq!(m.namespace, mongodb::Namespace::new("shop", "orders"));
+        assert!(matches!(m.update, UpdateModifications::Pipeline(ref p) if p.len() == 1));
+        assert_eq!(m.array_filters.unwrap().len(), 1);
+        assert_eq!(m.upsert, Some(true));
+    }
+}

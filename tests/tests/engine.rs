@@ -1,0 +1,232 @@
+//! The Wasm engine against real (hostile) guest components built from source
+//! by `tests/build.rs`: limits, trap recovery, contract checks, compile cache.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smt_host::engine::{
+    Engine, EngineConfig, FailureKind, Limits, LoadError, Message, Origin, TransformModule,
+};
+
+const HOSTILE: &str = env!("SMT_GUEST_HOSTILE");
+
+fn engine_with(limits: Limits, cache_dir: Option<&Path>) -> Engine {
+    Engine::new(&EngineConfig {
+        limits,
+        cache_dir: cache_dir.map(Path::to_path_buf),
+        no_cache: cache_dir.is_none(),
+    })
+    .expect("engine")
+}
+
+fn hostile(engine: &Engine) -> Arc<TransformModule> {
+    engine
+        .load_file("hostile", Path::new(HOSTILE))
+        .expect("the hostile guest loads")
+}
+
+fn record(offset: i64, key: &str) -> Message {
+    Message {
+        topic: "t".into(),
+        partition: 3,
+        offset,
+        timestamp_ms: None,
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(b"{}".to_vec()),
+        headers: vec![],
+    }
+}
+
+#[test]
+fn an_infinite_loop_hits_the_deadline_and_the_next_call_gets_a_fresh_instance() {
+    let limits = Limits {
+        call_timeout_ms: 200,
+        ..Limits::default()
+    };
+    let engine = engine_with(limits, None);
+    let mut inst = hostile(&engine).instantiate(r#"{"mode":"loop"}"#).unwrap();
+    for offset in 0..2 {
+        let started = Instant::now();
+        let err = inst.transform(&record(offset, "k")).unwrap_err();
+        let took = started.elapsed();
+        // A poisoned instance would answer "cannot enter component instance"
+        // (a trap) at once; a fresh one loops again until its deadline.
+        assert_eq!(err.kind, FailureKind::Timeout, "{err}");
+        assert!(
+            took >= Duration::from_millis(200),
+            "interrupted early: {took:?}"
+        );
+        assert!(took < Duration::from_secs(2), "deadline overshot: {took:?}");
+        assert_eq!((err.partition, err.offset), (3, offset));
+        assert!(
+            err.to_string().contains("hostile") && err.to_string().contains("t/3@"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap_and_the_host_survives() {
+    let limits = Limits {
+        memory_mib: 32,
+        ..Limits::default()
+    };
+    let engine = engine_with(limits, None);
+    let module = hostile(&engine);
+    let mut bomb = module.instantiate(r#"{"mode":"membomb"}"#).unwrap();
+    let err = bomb.transform(&record(1, "k")).unwrap_err();
+    assert_eq!(err.kind, FailureKind::MemoryLimit, "{err}");
+    assert!(
+        err.message.contains("33554432"),
+        "names the limit: {}",
+        err.message
+    );
+    // The same engine still serves well-behaved instances.
+    let mut ok = module.instantiate(r#"{"mode":"ok"}"#).unwrap();
+    assert_eq!(ok.transform(&record(2, "k")).unwrap().len(), 1);
+}
+
+#[test]
+fn a_trap_names_transform_and_record_and_the_next_record_is_processed() {
+    let engine = engine_with(Limits::default(), None);
+    let mut inst = hostile(&engine)
+        .instantiate(r#"{"mode":"trap","trap_key":"boom"}"#)
+        .unwrap();
+    let ok = inst.transform(&record(10, "fine")).unwrap();
+    assert_eq!(ok.len(), 1);
+    let err = inst.transform(&record(11, "boom")).unwrap_err();
+    assert_eq!(err.kind, FailureKind::Trap, "{err}");
+    assert_eq!(
+        (err.transform.as_str(), err.topic.as_str(), err.offset),
+        ("hostile", "t", 11)
+    );
+    let after = inst.transform(&record(12, "fine")).unwrap();
+    assert_eq!(
+        after[0].to_extjson()["document"]["offset"],
+        serde_json::json!({"$numberLong": "12"})
+    );
+}
+
+#[test]
+fn a_failing_init_is_an_error_naming_the_transform() {
+    let engine = engine_with(Limits::default(), None);
+    let err = hostile(&engine)
+        .instantiate(r#"{"mode":"init-fails"}"#)
+        .err()
+        .expect("init must fail");
+    assert!(
+        matches!(err, LoadError::Init { ref name, .. } if name == "hostile"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("init refused"), "{err}");
+}
+
+#[test]
+fn oversized_output_is_refused() {
+    let limits = Limits {
+        max_output_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let engine = engine_with(limits, None);
+    let mut inst = hostile(&engine)
+        .instantiate(r#"{"mode":"big-output","bytes":1000000}"#)
+        .unwrap();
+    let err = inst.transform(&record(1, "k")).unwrap_err();
+    assert_eq!(err.kind, FailureKind::OutputTooLarge, "{err}");
+}
+
+#[test]
+fn a_component_with_the_wrong_interface_is_rejected_at_load() {
+    let engine = engine_with(Limits::default(), None);
+    // Exports `init` with the wrong type and no `transform` at all.
+    let wrong = r#"(component
+        (core module $m (func (export "f")))
+        (core instance $i (instantiate $m))
+        (func $f (canon lift (core func $i "f")))
+        (export "init" (func $f)))"#;
+    let err = engine
+        .load("wrong", wrong.as_bytes(), "inline")
+        .unwrap_err();
+    assert!(matches!(err, LoadError::Contract { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("missing export `transform`"),
+        "{err}"
+    );
+
+    // Both names exported, but `init` has the wrong signature.
+    let mistyped = r#"(component
+        (core module $m (func (export "f")))
+        (core instance $i (instantiate $m))
+        (func $f (canon lift (core func $i "f")))
+        (export "init" (func $f))
+        (export "transform" (func $f)))"#;
+    let err = engine
+        .load("mistyped", mistyped.as_bytes(), "inline")
+        .unwrap_err();
+    assert!(matches!(err, LoadError::Contract { .. }), "{err:?}");
+    assert!(err.to_string().contains("init"), "names the export: {err}");
+
+    let core_module = wat_core_module();
+    let err = engine.load("core", &core_module, "inline").unwrap_err();
+    assert!(err.to_string().contains("not a component"), "{err}");
+    let err = engine
+        .load("garbage", b"definitely not wasm", "inline")
+        .unwrap_err();
+    assert!(matches!(err, LoadError::Compile { .. }), "{err:?}");
+}
+
+/// The smallest core module: the magic and version 1.
+fn wat_core_module() -> Vec<u8> {
+    b"\0asm\x01\0\0\0".to_vec()
+}
+
+#[test]
+fn the_compile_cache_loads_what_it_compiled_and_survives_a_corrupt_artifact() {
+    let dir = tempdir("cache");
+    let first = hostile(&engine_with(Limits::default(), Some(&dir)));
+    assert_eq!(first.origin(), Origin::Compiled);
+    // A new engine (a restart) with the same settings loads, never recompiles.
+    let second = hostile(&engine_with(Limits::default(), Some(&dir)));
+    assert_eq!(second.origin(), Origin::Cached);
+    assert_eq!(first.hash(), second.hash());
+    let mut inst = second.instantiate(r#"{"mode":"ok"}"#).unwrap();
+    assert_eq!(inst.transform(&record(1, "k")).unwrap().len(), 1);
+
+    let artifacts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    let name = artifacts[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with(first.hash()) && name.contains("wasmtime48.0.8"),
+        "{name}"
+    );
+    std::fs::write(&artifacts[0], b"garbage").unwrap();
+    let third = hostile(&engine_with(Limits::default(), Some(&dir)));
+    assert_eq!(
+        third.origin(),
+        Origin::Compiled,
+        "a corrupt artifact is replaced"
+    );
+    assert_eq!(
+        hostile(&engine_with(Limits::default(), Some(&dir))).origin(),
+        Origin::Cached
+    );
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("smt-engine-{tag}-{}-{nanos}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
