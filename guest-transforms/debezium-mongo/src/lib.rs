@@ -11,11 +11,13 @@ mod config;
 mod route;
 
 pub use config::{Config, IdMode, Int64Option, JsonOption, TimestampOption, TruncateMode};
+/// The trait through which `DebeziumMongo::init` and `transform` are called.
+pub use smt_guest::Transform;
 
 use route::Router;
 use serde_json::{Map, Value};
 use smt_guest::debezium::{DecodeOptions, Event, Fields, Int64Mode, JsonMode, Op, Record, TimestampMode};
-use smt_guest::{ops, Message, Namespace, Transform, TransformError, WriteOp};
+use smt_guest::{ops, Message, Namespace, TransformError, WriteOp};
 
 /// The transform: the parsed configuration and what is derived from it.
 #[derive(Debug, Clone)]

@@ -63,6 +63,11 @@ pub mod bindings {
 
 pub mod debezium;
 mod error;
+
+/// The README's example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub mod log;
 pub mod ops;
 
@@ -70,6 +75,39 @@ pub use bindings::smt::transform::types::{
     Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne, TransformError,
     Update, UpdateBody, WriteOp,
 };
+
+impl Message {
+    /// A record on partition 0 at offset 0, without timestamp or headers:
+    /// for unit tests. `key`/`value` `None` are a null key / a tombstone.
+    pub fn new(topic: impl Into<String>, key: Option<&[u8]>, value: Option<&[u8]>) -> Self {
+        Message {
+            topic: topic.into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same record with another offset.
+    pub fn with_offset(mut self, offset: i64) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The same record with one more header.
+    pub fn with_header(mut self, key: impl Into<String>, value: Option<&[u8]>) -> Self {
+        self.headers.push(Header { key: key.into(), value: value.map(<[u8]>::to_vec) });
+        self
+    }
+
+    /// The value of the first header with this key (`Some(None)`: a null header).
+    pub fn header(&self, key: &str) -> Option<Option<&[u8]>> {
+        self.headers.iter().find(|h| h.key == key).map(|h| h.value.as_deref())
+    }
+}
 
 /// A transform: created once per instance from its configuration, then
 /// called once per record.
@@ -171,15 +209,16 @@ pub mod __rt {
         }
 
         fn msg() -> Message {
-            Message {
-                topic: "t".into(),
-                partition: 0,
-                offset: 0,
-                timestamp_ms: None,
-                key: None,
-                value: None,
-                headers: vec![],
-            }
+            Message::new("t", None, None)
+        }
+
+        #[test]
+        fn message_helpers() {
+            let m = Message::new("t", Some(b"k"), Some(b"v")).with_offset(5).with_header("h", Some(b"x")).with_header("n", None);
+            assert_eq!((m.offset, m.key.as_deref(), m.value.as_deref()), (5, Some(&b"k"[..]), Some(&b"v"[..])));
+            assert_eq!(m.header("h"), Some(Some(&b"x"[..])));
+            assert_eq!(m.header("n"), Some(None));
+            assert_eq!(m.header("z"), None);
         }
 
         #[test]
