@@ -1,3 +1,1 @@
 pub mod services;
-pub mod pipeline;
-pub mod native;
