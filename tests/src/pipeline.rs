@@ -86,7 +86,16 @@ impl Smt {
         std::fs::write(&config_path, config.replace("{admin}", &format!("127.0.0.1:{admin_port}")))?;
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-        let child = Command::new(smt_bin())
+        let mut cmd = Command::new(smt_bin());
+        // Dies with the test (thread) that started it, even when the test process is killed.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["run", "--config"])
             .arg(&config_path)
             .env("SMT_LOG", std::env::var("SMT_TEST_LOG").unwrap_or_else(|_| "info".into()))

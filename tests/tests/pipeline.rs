@@ -189,8 +189,9 @@ impl Run {
     }
 
     fn config(&self) -> ConfigBuilder {
+        // Test topics are not named <prefix>.<schema>.<table>: name the collection.
         ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
-            .transform("dbz", debezium_module(), "{}")
+            .transform("dbz", debezium_module(), &format!(r#"{{ collection = "{}" }}"#, workload().table))
             .route(&self.topic, "dbz", "dlq")
             .dlq(&self.dlq)
     }
