@@ -1,0 +1,14 @@
+//! smt: consume Debezium change events from Kafka, run each through a
+//! WebAssembly transform, execute the MongoDB writes it returns.
+
+pub mod admin;
+pub mod config;
+pub mod dlq;
+pub mod engine;
+pub mod offline;
+pub mod pipeline;
+pub mod records;
+pub mod registry;
+pub mod sink;
+pub mod source;
+pub mod writeop;

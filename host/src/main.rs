@@ -1,1 +1,166 @@
-fn main() {}
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use smt_host::offline;
+
+/// smt — Kafka change events through WebAssembly transforms into MongoDB.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: Kafka -> transforms -> MongoDB, until SIGTERM/SIGINT.
+    Run {
+        /// The configuration file (TOML; see docs/configuration.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Compile a transform and check it against the smt:transform contract.
+    Check {
+        /// The transform component (.wasm).
+        #[arg(long)]
+        transform: PathBuf,
+        /// A JSON config file to run `init` with as part of the check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run record lines through a transform and print the operations, one JSON line per record.
+    Test {
+        /// The transform component (.wasm).
+        #[arg(long)]
+        transform: PathBuf,
+        /// The transform's JSON config file (default: `{}`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Record lines (tests/fixtures/README.md); `-` or absent: standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => run_pipeline(&config),
+        Command::Check { transform, config } => {
+            let config = config.map(read_config).transpose()?;
+            let module = offline::check(&offline::engine()?, &transform, config.as_deref())?;
+            println!(
+                "ok: {} implements smt:transform@0.1.0 (version {}, {:?} in {:.1} ms)",
+                transform.display(),
+                module.version(),
+                module.origin(),
+                module.load_time().as_secs_f64() * 1e3
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { transform, config, input } => {
+            let config = config.map(read_config).transpose()?.unwrap_or_else(|| "{}".to_owned());
+            let engine = offline::engine()?;
+            let stdout = std::io::stdout().lock();
+            let failures = match input.filter(|p| p.as_os_str() != "-") {
+                Some(path) => {
+                    let file = std::fs::File::open(&path)
+                        .with_context(|| format!("cannot open the input {}", path.display()))?;
+                    offline::test(&engine, &transform, &config, BufReader::new(file), stdout)?
+                }
+                None => offline::test(&engine, &transform, &config, std::io::stdin().lock(), stdout)?,
+            };
+            // Failures are results, printed per record; the exit code tells CI.
+            Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+/// `smt run`. Exit codes: 0 after a requested shutdown, 1 when the pipeline
+/// stopped on an error, 2 when it could not start (config, services, modules).
+fn run_pipeline(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use smt_host::config::Config;
+    use smt_host::pipeline::{self, Outcome};
+
+    let config = Config::load(path)?;
+    let prepared = pipeline::prepare(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("smt-worker")
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(wait_for_signals(shutdown.clone()));
+        pipeline::run(prepared, shutdown).await
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
+        Outcome::Stopped => {
+            tracing::info!("Stopped.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Failed(message) => {
+            eprintln!("error: {message}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The first SIGTERM/SIGINT starts a graceful shutdown; a second one exits at once.
+async fn wait_for_signals(shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("Cannot install signal handlers.");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = shutdown.cancelled() => return,
+    }
+    tracing::info!("Signal received: finishing the batches in flight, committing, exiting.");
+    shutdown.cancel();
+    // A signal sent to the process group can arrive twice at once (`timeout`
+    // does that): only a signal a second later means "do not wait".
+    let first = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if first.elapsed() > std::time::Duration::from_secs(1) {
+            break;
+        }
+    }
+    eprintln!("error: second signal: exiting without waiting");
+    std::process::exit(130);
+}
+
+fn read_config(path: PathBuf) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the config {}", path.display()))?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .with_context(|| format!("the config {} is not JSON", path.display()))?;
+    Ok(text)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SMT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
