@@ -116,12 +116,28 @@ struct WithSchema {
     payload: Value,
 }
 
+/// Whether the first key of the JSON object is `schema` or `payload` (so
+/// bare payloads skip the attempt to read them as `{"schema", "payload"}`).
+fn starts_like_with_schema(bytes: &[u8]) -> bool {
+    fn trim(b: &[u8]) -> &[u8] {
+        &b[b.iter().take_while(|c| c.is_ascii_whitespace()).count()..]
+    }
+    match trim(bytes).strip_prefix(b"{") {
+        Some(rest) => {
+            let rest = trim(rest);
+            rest.starts_with(b"\"schema\"") || rest.starts_with(b"\"payload\"")
+        }
+        None => false,
+    }
+}
+
 /// Parses converter output: `{"schema": …, "payload": …}` into its parts;
 /// anything else is a payload without schema.
 fn parse_json(bytes: &[u8]) -> Result<(Value, Option<Schema>), serde_json::Error> {
-    // A bare payload fails at its first key other than schema/payload: cheap.
-    if let Ok(w) = serde_json::from_slice::<WithSchema>(bytes) {
-        return Ok((w.payload, w.schema));
+    if starts_like_with_schema(bytes) {
+        if let Ok(w) = serde_json::from_slice::<WithSchema>(bytes) {
+            return Ok((w.payload, w.schema));
+        }
     }
     let v: Value = serde_json::from_slice(bytes)?;
     Ok(match v {
