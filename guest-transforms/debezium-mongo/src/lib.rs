@@ -79,13 +79,10 @@ impl DebeziumMongo {
 
     /// `_id` from the key columns (wrapped / scalar modes).
     fn id_of(&self, key: Fields) -> Value {
-        if self.config.id == IdMode::Scalar && key.len() == 1 {
-            if let Some((_, v)) = key.into_iter().next() {
-                return v;
-            }
-            unreachable!("a one-field key has a field");
+        match self.config.id {
+            IdMode::Scalar if key.len() == 1 => key.into_iter().next().map_or(Value::Null, |(_, v)| v),
+            _ => Value::Object(key),
         }
-        Value::Object(key)
     }
 
     fn create_or_update(&self, ns: Namespace, mut event: Event) -> Result<Vec<WriteOp>, TransformError> {
