@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use regex::Regex;
-use tokio_util::sync::CancellationToken;
+pub use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Metrics, Status};
 use crate::config::{Config, ErrorPolicy, PipelineConfig};
