@@ -33,8 +33,10 @@ pub use schema::Schema;
 
 use crate::{Message, TransformError};
 use decode::kind;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::cell::OnceCell;
 use serde_json::{Map, Value};
 
 /// A row image or key: column name → decoded value, in column order.
@@ -98,22 +100,115 @@ pub enum Record {
 }
 
 /// One Debezium change event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Event {
     op: Op,
+    /// The envelope payload without `source`.
     payload: Map<String, Value>,
+    /// `source` as JSON text, parsed on the first [`Event::source`] call:
+    /// most transforms never look at it.
+    source_raw: Option<Box<RawValue>>,
+    source: OnceCell<Option<Map<String, Value>>>,
     schema: Option<Schema>,
     key: Option<Map<String, Value>>,
     key_schema: Option<Schema>,
     options: DecodeOptions,
 }
 
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op
+            && self.payload == other.payload
+            && self.source() == other.source()
+            && self.schema == other.schema
+            && self.key == other.key
+            && self.key_schema == other.key_schema
+            && self.options == other.options
+    }
+}
+
+/// A record value: null, an envelope payload (with `source` kept raw), or
+/// something that is not an object.
+enum Body {
+    Null,
+    Payload { fields: Map<String, Value>, source: Option<Box<RawValue>> },
+    Other(&'static str),
+}
+
+impl Body {
+    /// From an already parsed value (the rare fallback path).
+    fn from_value(v: Value) -> Body {
+        match v {
+            Value::Null => Body::Null,
+            Value::Object(mut fields) => {
+                let source = fields.shift_remove("source").and_then(|s| serde_json::value::to_raw_value(&s).ok());
+                Body::Payload { fields, source }
+            }
+            other => Body::Other(kind(&other)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Body;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Body, E> {
+        Ok(Body::Null)
+    }
+    fn visit_none<E>(self) -> Result<Body, E> {
+        Ok(Body::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Body, E> {
+        Ok(Body::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Body, E> {
+        Ok(Body::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Body, E> {
+        Ok(Body::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Body, E> {
+        Ok(Body::Other("a number"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Body, E> {
+        Ok(Body::Other("a string"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Body::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+        let mut fields = Map::new();
+        let mut source = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "source" {
+                source = Some(map.next_value::<Box<RawValue>>()?);
+            } else {
+                let v = map.next_value::<Value>()?;
+                fields.insert(key, v);
+            }
+        }
+        Ok(Body::Payload { fields, source })
+    }
+}
+
 /// `{"schema": …, "payload": …}`, as the JSON converter writes with schemas.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WithSchema {
+struct WithSchema<T> {
     schema: Option<Schema>,
-    payload: Value,
+    payload: T,
 }
 
 /// Whether the first key of the JSON object is `schema` or `payload` (so
@@ -135,7 +230,7 @@ fn starts_like_with_schema(bytes: &[u8]) -> bool {
 /// anything else is a payload without schema.
 fn parse_json(bytes: &[u8]) -> Result<(Value, Option<Schema>), serde_json::Error> {
     if starts_like_with_schema(bytes) {
-        if let Ok(w) = serde_json::from_slice::<WithSchema>(bytes) {
+        if let Ok(w) = serde_json::from_slice::<WithSchema<Value>>(bytes) {
             return Ok((w.payload, w.schema));
         }
     }
@@ -144,6 +239,24 @@ fn parse_json(bytes: &[u8]) -> Result<(Value, Option<Schema>), serde_json::Error
         // A schema of an unexpected shape: decode without it.
         Value::Object(mut m) if m.len() == 2 && m.contains_key("schema") && m.contains_key("payload") => {
             (m.remove("payload").unwrap_or(Value::Null), None)
+        }
+        other => (other, None),
+    })
+}
+
+/// [`parse_json`] for record values, keeping `source` unparsed.
+fn parse_body(bytes: &[u8]) -> Result<(Body, Option<Schema>), serde_json::Error> {
+    if starts_like_with_schema(bytes) {
+        if let Ok(w) = serde_json::from_slice::<WithSchema<Body>>(bytes) {
+            return Ok((w.payload, w.schema));
+        }
+    }
+    Ok(match serde_json::from_slice::<Body>(bytes)? {
+        // A schema of an unexpected shape: decode without it.
+        Body::Payload { mut fields, source: None }
+            if fields.len() == 2 && fields.contains_key("schema") && fields.contains_key("payload") =>
+        {
+            (Body::from_value(fields.shift_remove("payload").unwrap_or(Value::Null)), None)
         }
         other => (other, None),
     })
@@ -204,15 +317,14 @@ impl Event {
         if bytes.is_empty() {
             return Ok(Record::Tombstone);
         }
-        let (payload, schema) = parse_json(bytes).map_err(|e| TransformError::bad_input(format!("value is not JSON: {e}")))?;
-        let payload = match payload {
-            Value::Null => return Ok(Record::Tombstone),
-            Value::Object(m) if m.is_empty() => return Ok(Record::Tombstone),
-            Value::Object(m) => m,
-            other => {
+        let (body, schema) = parse_body(bytes).map_err(|e| TransformError::bad_input(format!("value is not JSON: {e}")))?;
+        let (payload, source_raw) = match body {
+            Body::Null => return Ok(Record::Tombstone),
+            Body::Payload { fields, source: None } if fields.is_empty() => return Ok(Record::Tombstone),
+            Body::Payload { fields, source } => (fields, source),
+            Body::Other(kind) => {
                 return Err(TransformError::bad_input(format!(
-                    "value is not a Debezium envelope: expected a JSON object, found {}",
-                    kind(&other)
+                    "value is not a Debezium envelope: expected a JSON object, found {kind}"
                 )))
             }
         };
@@ -227,7 +339,7 @@ impl Event {
             None => return Ok(Record::NotAChange),
         };
         let (key, key_schema) = parse_key(msg.key.as_deref())?;
-        Ok(Record::Change(Event { op, payload, schema, key, key_schema, options }))
+        Ok(Record::Change(Event { op, payload, source_raw, source: OnceCell::new(), schema, key, key_schema, options }))
     }
 
     pub fn op(&self) -> Op {
@@ -239,7 +351,8 @@ impl Event {
         self.options
     }
 
-    /// The envelope payload as it arrived (no decoding).
+    /// The envelope payload as it arrived (no decoding), except `source`
+    /// (see [`Event::source`]).
     pub fn payload(&self) -> &Map<String, Value> {
         &self.payload
     }
@@ -256,7 +369,11 @@ impl Event {
 
     /// `source`: where the change happened.
     pub fn source(&self) -> Source<'_> {
-        Source(self.payload.get("source").and_then(Value::as_object))
+        let parsed = self.source.get_or_init(|| {
+            let raw = self.source_raw.as_ref()?;
+            serde_json::from_str::<Map<String, Value>>(raw.get()).ok()
+        });
+        Source(parsed.as_ref())
     }
 
     /// The envelope's `ts_ms` (when the connector processed the change).
@@ -365,7 +482,7 @@ fn as_typed<T: DeserializeOwned>(fields: Option<Fields>, what: &str) -> Result<O
 }
 
 /// The `source` block of an event.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Source<'a>(Option<&'a Map<String, Value>>);
 
 impl<'a> Source<'a> {
