@@ -413,3 +413,93 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+// ------------------------------------------------------------- fail and skip
+
+fn trap_topic_with_records(s: &Services, n: usize) -> String {
+    let topic = unique_name("policy");
+    create_topics(s, &[(&topic, 1)]);
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            topic: String::new(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(b"{}".to_vec()),
+            headers: vec![],
+        })
+        .collect();
+    produce(&s.brokers(), &topic, &records).unwrap();
+    topic
+}
+
+async fn hostile_offsets(uri: &str, db: &str) -> BTreeSet<i64> {
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let mut c = client.database(db).collection::<mongodb::bson::Document>("hostile").find(mongodb::bson::doc! {}).await.unwrap();
+    let mut out = BTreeSet::new();
+    while c.advance().await.unwrap() {
+        let d = c.deserialize_current().unwrap();
+        out.insert(d.get("offset").and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))).unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_fail_stops_without_committing_past_the_record() {
+    let s = Services::shared();
+    let dir = Scratch::new("fail");
+    let topic = trap_topic_with_records(s, 12);
+    let db = unique_name("db");
+    let builder = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
+        .transform("hostile", hostile_module(), r#"{ mode = "trap", trap_key = "k5" }"#)
+        .route(&topic, "hostile", "fail");
+    let group = builder.group.clone();
+    let (status, out) = run_to_exit(&dir.0, &builder.build(), Duration::from_secs(120)).unwrap();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(out.contains(&format!("{topic}/0@5")) && out.contains("trap"), "names the record and the failure: {out}");
+    // Everything before it is written and committed; nothing after it.
+    let expected: BTreeSet<i64> = (0..5).collect();
+    assert_eq!(hostile_offsets(&s.mongodb_uri(), &db).await, expected);
+    assert_eq!(committed(&s.brokers(), &group, &topic), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_skip_logs_counts_and_continues() {
+    let s = Services::shared();
+    let dir = Scratch::new("skip");
+    let topic = trap_topic_with_records(s, 12);
+    let db = unique_name("db");
+    let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
+        .transform("hostile", hostile_module(), r#"{ mode = "trap", trap_key = "k5" }"#)
+        .route(&topic, "hostile", "skip")
+        .build();
+    let mut smt = Smt::start(&dir.0, "smt", &config).unwrap();
+    smt.wait_assigned(START).unwrap();
+    wait_for("11 documents", CONVERGE, || {
+        Ok((futures_block(hostile_offsets(&s.mongodb_uri(), &db)).len() == 11).then_some(()))
+    })
+    .unwrap();
+    assert!(!hostile_offsets(&s.mongodb_uri(), &db).await.contains(&5));
+    assert_eq!(smt.metric("smt_skipped_records_total", &[]).unwrap(), 1.0);
+    assert_eq!(smt.metric("smt_record_errors_total", &[("kind", "trap"), ("policy", "skip")]).unwrap(), 1.0);
+    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert!(smt.log_text().contains("skipped"));
+}
+
+/// The committed offset of partition 0 of `topic` for `group`.
+fn committed(brokers: &str, group: &str, topic: &str) -> Option<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    match got.elements()[0].offset() {
+        rdkafka::Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
