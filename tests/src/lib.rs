@@ -1,2 +1,3 @@
 pub mod services;
 pub mod pipeline;
+pub mod native;

@@ -1,0 +1,257 @@
+//! The default transform as a Wasm component (built from source by
+//! `tests/build.rs`) over the real Debezium fixtures.
+//!
+//! The exact expected operations per record are specified natively in
+//! `guest-transforms/debezium-mongo/tests/cases.rs`; here the component must
+//! produce exactly the same operations for every record and every option,
+//! and the host must turn them into correctly typed BSON.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bson::{Bson, Document};
+use smt_guest::Transform as _;
+use smt_host::engine::{Engine, EngineConfig, FailureKind, Message, TransformModule};
+use smt_host::writeop::WriteOp;
+use smt_tests::native::{fixture, to_guest_message, to_host_op};
+
+const DEFAULT: &str = env!("SMT_GUEST_DEBEZIUM_MONGO");
+
+/// Every option the transform has, each alone (and the default).
+const CONFIGS: &[&str] = &[
+    "{}",
+    r#"{"id": "scalar"}"#,
+    r#"{"id": "object-id"}"#,
+    r#"{"truncate": "delete-all"}"#,
+    r#"{"timestamps": "truncate-to-millis", "json": "string", "int64": "long"}"#,
+    r#"{"rename": {"dbz.inventory.customers": "crm.people", "inventory.orders": "sales"}}"#,
+    r#"{"database": "warehouse", "collection": "{schema}_{table}"}"#,
+];
+
+fn module() -> Arc<TransformModule> {
+    let engine = Engine::new(&EngineConfig {
+        no_cache: true,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    engine
+        .load_file("debezium-mongo", Path::new(DEFAULT))
+        .unwrap()
+}
+
+type Outcome = Result<Vec<WriteOp>, (FailureKind, String)>;
+
+fn native(config: &str, msgs: &[Message]) -> Vec<Outcome> {
+    let t = debezium_mongo::DebeziumMongo::init(config).unwrap();
+    msgs.iter()
+        .map(|m| {
+            t.transform(&to_guest_message(m))
+                .map(|ops| {
+                    ops.into_iter()
+                        .map(|op| WriteOp::from_guest(to_host_op(op)).unwrap())
+                        .collect()
+                })
+                .map_err(|e| (guest_kind(e.kind), e.message))
+        })
+        .collect()
+}
+
+fn guest_kind(kind: smt_guest::ErrorKind) -> FailureKind {
+    match kind {
+        smt_guest::ErrorKind::BadInput => FailureKind::BadInput,
+        smt_guest::ErrorKind::Unsupported => FailureKind::Unsupported,
+        smt_guest::ErrorKind::Internal => FailureKind::Internal,
+    }
+}
+
+fn wasm(module: &Arc<TransformModule>, config: &str, msgs: &[Message]) -> Vec<Outcome> {
+    let mut inst = module.instantiate(config).unwrap();
+    msgs.iter()
+        .map(|m| inst.transform(m).map_err(|e| (e.kind, e.message)))
+        .collect()
+}
+
+#[test]
+fn the_component_matches_the_native_transform_on_every_record_and_option() {
+    let module = module();
+    for file in ["schemas.jsonl", "plain.jsonl", "update-1kb.jsonl"] {
+        let msgs = fixture(file);
+        for config in CONFIGS {
+            let (expected, got) = (native(config, &msgs), wasm(&module, config, &msgs));
+            for ((msg, e), g) in msgs.iter().zip(&expected).zip(&got) {
+                assert_eq!(g, e, "{file} {}@{} with {config}", msg.topic, msg.offset);
+            }
+            // The fixtures hold no bad records: a failure here is a regression.
+            assert!(
+                got.iter().all(Result::is_ok),
+                "{file} with {config}: {got:?}"
+            );
+        }
+    }
+}
+
+fn ops_for(
+    module: &Arc<TransformModule>,
+    config: &str,
+    file: &str,
+    topic_suffix: &str,
+    offset: i64,
+) -> Vec<WriteOp> {
+    let msgs: Vec<Message> = fixture(file)
+        .into_iter()
+        .filter(|m| m.topic.ends_with(topic_suffix) && m.offset == offset)
+        .collect();
+    assert_eq!(msgs.len(), 1, "{file}: one record {topic_suffix}@{offset}");
+    wasm(module, config, &msgs).remove(0).unwrap()
+}
+
+fn replacement(op: &WriteOp) -> &Document {
+    match op {
+        WriteOp::ReplaceOne { replacement, .. } => replacement,
+        other => panic!("expected replace-one, got {other:?}"),
+    }
+}
+
+#[test]
+fn decimals_dates_and_binary_arrive_as_typed_bson() {
+    let module = module();
+    let ops = ops_for(&module, "{}", "schemas.jsonl", ".customers", 0);
+    let doc = replacement(&ops[0]);
+    match doc.get("balance") {
+        Some(Bson::Decimal128(d)) => assert_eq!(d.to_string(), "1234.50"),
+        other => panic!("numeric(10,2) should be Decimal128 1234.50, got {other:?}"),
+    }
+    assert_eq!(doc.get_document("_id").unwrap(), &bson::doc! {"id": 1});
+
+    // A timestamptz of whole milliseconds is a BSON date at that instant.
+    let ops = ops_for(&module, "{}", "schemas.jsonl", ".audit_log", 1);
+    let WriteOp::InsertOne { document, .. } = &ops[0] else {
+        panic!("{ops:?}")
+    };
+    let at = document.get_datetime("at").unwrap();
+    assert_eq!(
+        at.timestamp_millis(),
+        1_709_553_600_000,
+        "2024-03-04T12:00:00Z"
+    );
+
+    let ops = ops_for(&module, "{}", "schemas.jsonl", ".all_types", 0);
+    let doc = replacement(&ops[0]);
+    assert!(
+        matches!(doc.get("c_bigint"), Some(Bson::Int64(i64::MAX))),
+        "{:?}",
+        doc.get("c_bigint")
+    );
+    assert!(
+        matches!(doc.get("c_int"), Some(Bson::Int32(i32::MAX))),
+        "{:?}",
+        doc.get("c_int")
+    );
+    match doc.get("c_bytea") {
+        Some(Bson::Binary(b)) => assert_eq!(b.bytes, vec![0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]),
+        other => panic!("bytea should be binary, got {other:?}"),
+    }
+    assert_eq!(
+        doc.get_datetime("c_date").unwrap().timestamp_millis(),
+        1_709_510_400_000,
+        "2024-03-04"
+    );
+    // With truncation allowed, the microsecond timestamptz becomes a date too.
+    let ops = ops_for(
+        &module,
+        r#"{"timestamps":"truncate-to-millis"}"#,
+        "schemas.jsonl",
+        ".all_types",
+        0,
+    );
+    let doc = replacement(&ops[0]);
+    assert_eq!(
+        doc.get_datetime("c_timestamptz")
+            .unwrap()
+            .timestamp_millis(),
+        1_709_553_600_123
+    );
+}
+
+#[test]
+fn renamed_topics_write_to_the_mapped_namespace() {
+    let module = module();
+    let config = r#"{"rename": {"dbz.inventory.customers": "crm.people"}}"#;
+    let ops = ops_for(&module, config, "schemas.jsonl", ".customers", 3);
+    let ns = ops[0].namespace();
+    assert_eq!(
+        (ns.database.as_deref(), ns.collection.as_str()),
+        (Some("crm"), "people")
+    );
+    let ops = ops_for(&module, "{}", "schemas.jsonl", ".orders", 3);
+    let ns = ops[0].namespace();
+    assert_eq!(
+        (ns.database.as_deref(), ns.collection.as_str()),
+        (None, "orders")
+    );
+}
+
+fn message(key: Option<&str>, value: Option<&str>) -> Message {
+    Message {
+        topic: "dbz.inventory.customers".into(),
+        partition: 0,
+        offset: 42,
+        timestamp_ms: None,
+        key: key.map(|k| k.as_bytes().to_vec()),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        headers: vec![],
+    }
+}
+
+#[test]
+fn malformed_records_are_bad_input_errors_not_traps() {
+    let module = module();
+    let mut inst = module.instantiate("{}").unwrap();
+    let key = Some(r#"{"id":1}"#);
+    let cases = [
+        (key, "not json at all", "JSON"),
+        (key, r#"{"op": 5, "after": {"id": 1}}"#, "op"),
+        (key, r#"{"op": "x", "after": {"id": 1}}"#, "op"),
+        (key, r#"{"op": "c"}"#, "after"),
+        (key, r#"{"op": "c", "after": {}}"#, "after"),
+        (Some("[1,2]"), r#"{"op": "c", "after": {"id": 1}}"#, "key"),
+    ];
+    for (key, value, mentions) in cases {
+        let err = inst.transform(&message(key, Some(value))).unwrap_err();
+        assert_eq!(err.kind, FailureKind::BadInput, "{value}: {err}");
+        assert!(
+            err.message.contains(mentions),
+            "{value}: the message should mention `{mentions}`: {}",
+            err.message
+        );
+        assert_eq!(
+            (err.topic.as_str(), err.offset),
+            ("dbz.inventory.customers", 42)
+        );
+    }
+    // The instance is unharmed: a tombstone and a DDL-like record are filtered, a good record maps.
+    assert!(inst.transform(&message(key, None)).unwrap().is_empty());
+    assert!(inst
+        .transform(&message(
+            None,
+            Some(r#"{"databaseName":"x","ddl":"CREATE TABLE t()"}"#)
+        ))
+        .unwrap()
+        .is_empty());
+    let ops = inst
+        .transform(&message(
+            key,
+            Some(r#"{"op":"c","after":{"id":1,"name":"x"}}"#),
+        ))
+        .unwrap();
+    assert_eq!(ops[0].kind(), "replace-one");
+}
+
+#[test]
+fn unknown_options_are_refused_at_init() {
+    let err = module()
+        .instantiate(r#"{"idd": "scalar"}"#)
+        .err()
+        .expect("init must refuse");
+    assert!(err.to_string().contains("idd"), "{err}");
+}
