@@ -170,7 +170,15 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         status: status.clone(),
     });
     let spawn_shared = shared.clone();
-    let spawner: Spawner = Arc::new(move |key, rx, stop| tokio::spawn(worker::run(spawn_shared.clone(), key, rx, stop)));
+    let spawner: Spawner = Arc::new(move |key, rx, stop| {
+        let shared = spawn_shared.clone();
+        tokio::spawn(async move {
+            let (topic, partition) = (key.0.clone(), key.1);
+            if let Err(e) = tokio::spawn(worker::run(shared.clone(), key, rx, stop)).await {
+                shared.fail(format!("the worker of {topic}/{partition} panicked: {e}"));
+            }
+        })
+    });
 
     let source = {
         let config = config.clone();

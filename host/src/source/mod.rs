@@ -113,6 +113,7 @@ impl Acks {
 
 struct Slot {
     tx: mpsc::Sender<Message>,
+    consumed: prometheus_client::metrics::counter::Counter,
     stash: VecDeque<Message>,
     paused: bool,
     next_offset: Option<i64>,
@@ -200,6 +201,7 @@ impl SourceContext {
             let task = (self.spawner)(key.clone(), rx, stop.clone());
             Slot {
                 tx,
+                consumed: self.metrics.records_consumed.get_or_create(&Metrics::topic(&key.0)).clone(),
                 stash: VecDeque::new(),
                 paused: false,
                 next_offset: None,
@@ -217,6 +219,7 @@ impl SourceContext {
             // Delivered again after a pause/resume: already queued.
             return;
         }
+        slot.consumed.inc();
         slot.next_offset = Some(msg.offset + 1);
         if !slot.stash.is_empty() {
             slot.stash.push_back(msg);
@@ -421,7 +424,6 @@ impl Source {
                 Some(Ok(m)) => {
                     let msg = owned(&m);
                     drop(m);
-                    ctx.metrics.records_consumed.get_or_create(&Metrics::topic(&msg.topic)).inc();
                     ctx.dispatch(&consumer, msg);
                 }
                 Some(Err(e)) => {
