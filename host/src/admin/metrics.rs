@@ -41,6 +41,8 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     /// Partitions currently paused for backpressure.
     pub paused_partitions: Gauge,
+    /// Times a partition was paused because its queue was full.
+    pub partition_pauses: Counter,
 }
 
 fn transform_histogram() -> Histogram {
@@ -66,6 +68,7 @@ impl Metrics {
             consumer_lag: Family::default(),
             assigned_partitions: Gauge::default(),
             paused_partitions: Gauge::default(),
+            partition_pauses: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("records_consumed", "Records received from Kafka", m.records_consumed.clone());
@@ -82,6 +85,7 @@ impl Metrics {
         registry.register("consumer_lag", "Messages behind the end of the partition", m.consumer_lag.clone());
         registry.register("assigned_partitions", "Partitions assigned to this process", m.assigned_partitions.clone());
         registry.register("paused_partitions", "Partitions paused for backpressure", m.paused_partitions.clone());
+        registry.register("partition_pauses", "Times a partition was paused because its queue was full", m.partition_pauses.clone());
         Metrics { registry, ..m }
     }
 

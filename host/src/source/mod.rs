@@ -237,6 +237,7 @@ impl SourceContext {
                         Ok(()) => {
                             slot.paused = true;
                             self.metrics.paused_partitions.inc();
+                            self.metrics.partition_pauses.inc();
                             tracing::debug!(topic = %key.0, partition = key.1, "Paused a partition (its queue is full).");
                         }
                         Err(e) => tracing::warn!(error = %e, "Pausing a partition failed."),
