@@ -33,8 +33,8 @@ pub struct Metrics {
     pub batch_duration: Histogram,
     /// Records per batch.
     pub batch_size: Histogram,
-    /// Time of one `transform` call, by transform.
-    pub transform_duration: Family<L1, Histogram>,
+    /// Time of one `transform` call, by transform and version.
+    pub transform_duration: Family<L2, Histogram>,
     /// Messages behind the end of each assigned partition (from librdkafka statistics).
     pub consumer_lag: Family<L2, Gauge>,
     /// Partitions currently assigned to this process.

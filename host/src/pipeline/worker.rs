@@ -136,7 +136,7 @@ async fn process(
     let histogram = shared
         .metrics
         .transform_duration
-        .get_or_create(&[("transform", transform.to_owned())])
+        .get_or_create(&[("transform", transform.to_owned()), ("version", version.clone())])
         .clone();
     let (instance, results, batch) = tokio::task::spawn_blocking(move || {
         let mut instance = match current {
