@@ -9,6 +9,8 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("debezium-mongo", "DEBEZIUM_MONGO"),
     ("hostile-guest", "HOSTILE"),
+    ("versioned-guest", "VERSIONED"),
+    ("example-customers", "EXAMPLE_CUSTOMERS"),
 ];
 
 fn main() {
@@ -16,7 +18,7 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("tests/ sits in the workspace root");
-    for watched in ["guest-transforms", "wit"] {
+    for watched in ["guest-transforms", "wit", "examples/customers/rust"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
