@@ -258,3 +258,73 @@ fn stop_stale_stops_orphans_of_dead_runs() {
     assert!(wait_gone(pid, Duration::from_secs(30)), "stop-stale stopped mongo {pid}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The committed Debezium fixtures (scripts/gen-fixtures) keep the documented
+/// line format and cover the cases tests/fixtures/README.md lists.
+#[test]
+fn debezium_fixtures_cover_the_documented_cases() {
+    use serde_json::Value;
+    let dir = smt_tests::services::repo_root().join("tests/fixtures/debezium");
+    for (file, schemas) in [("plain.jsonl", false), ("schemas.jsonl", true), ("update-1kb.jsonl", false)] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut last: Option<(String, i64)> = None;
+        for (i, line) in text.lines().enumerate() {
+            let o: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}:{}: {e}", i + 1));
+            let topic = o["topic"].as_str().unwrap().to_string();
+            let offset = o["offset"].as_i64().unwrap();
+            assert_eq!(o["partition"], 0);
+            assert!(o["timestamp_ms"].as_i64().unwrap() > 0);
+            assert!(o["headers"].is_array());
+            if let Some((t, off)) = &last {
+                assert!(topic > *t || (topic == *t && offset > *off), "{file}:{}: topic/offset order", i + 1);
+            }
+            last = Some((topic.clone(), offset));
+            let value = o["value"].as_str();
+            let headers: Vec<&str> = o["headers"].as_array().unwrap().iter().map(|h| h["key"].as_str().unwrap()).collect();
+            let Some(value) = value else {
+                seen.insert("tombstone".to_string());
+                continue;
+            };
+            let v: Value = serde_json::from_str(value).unwrap();
+            let p = if schemas {
+                assert!(v.get("schema").is_some(), "{file}:{}: schemas.enable=true value", i + 1);
+                v["payload"].clone()
+            } else {
+                assert!(v.get("schema").is_none());
+                v
+            };
+            let op = p["op"].as_str().unwrap().to_string();
+            seen.insert(format!("op {op}"));
+            if headers.contains(&"__debezium.newkey") {
+                seen.insert("newkey".into());
+            }
+            if headers.contains(&"__debezium.oldkey") {
+                seen.insert("oldkey".into());
+            }
+            if value.contains("__debezium_unavailable_value") {
+                seen.insert("toast".into());
+            }
+            if topic.ends_with(".audit_log") && o["key"].is_null() && op != "t" {
+                seen.insert("no primary key".into());
+            }
+            if topic.ends_with(".orders") && o["key"].as_str().unwrap().contains("order_id") {
+                seen.insert("composite key".into());
+            }
+            if topic.ends_with(".all_types") && op == "r" {
+                let a = &p["after"];
+                assert_eq!(a["c_numeric"], "AeI6", "numeric(10,2) 1234.50");
+                assert_eq!(a["c_timestamptz"], "2024-03-04T12:00:00.123456Z");
+                assert_eq!(a["c_int_array"], serde_json::json!([1, 2, 3]));
+                seen.insert("all types".into());
+            }
+        }
+        if file == "update-1kb.jsonl" {
+            assert_eq!(text.lines().count(), 1);
+            continue;
+        }
+        for want in ["op r", "op c", "op u", "op d", "op t", "tombstone", "newkey", "oldkey", "toast", "no primary key", "composite key", "all types"] {
+            assert!(seen.contains(want), "{file} lacks {want}: {seen:?}");
+        }
+    }
+}
