@@ -37,9 +37,12 @@ pub struct Config {
     /// Wasm engine settings: per-instance limits and the compile cache.
     #[serde(default)]
     pub engine: EngineConfig,
-    /// The admin HTTP endpoint (`/metrics`, `/health`, `/ready`).
+    /// The admin HTTP endpoint (`/metrics`, `/health`, `/ready`, `/transforms`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Hot swap of transforms: file watch and validation (docs/hot-swap.md).
+    #[serde(default)]
+    pub hot_swap: crate::swap::HotSwapConfig,
     /// The transforms, by name.
     pub transforms: BTreeMap<String, TransformConfig>,
     /// Which topics go to which transform, and what happens to records that fail.
@@ -173,8 +176,29 @@ pub struct DlqConfig {
 pub struct AdminConfig {
     /// Serve the admin endpoint.
     pub enabled: bool,
-    /// Listen address. Loopback by default: the endpoint has no authentication.
+    /// Listen address. Loopback by default. On any other address `token` is required.
     pub listen: SocketAddr,
+    /// Bearer token required by the transform management routes
+    /// (`Authorization: Bearer <token>`); set it from the environment
+    /// (`SMT_ADMIN__TOKEN`) rather than in the file. Never logged.
+    pub token: Option<Secret>,
+}
+
+/// A value that must never be logged: `Debug` prints `***`.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for AdminConfig {
@@ -182,6 +206,7 @@ impl Default for AdminConfig {
         AdminConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            token: None,
         }
     }
 }
@@ -198,6 +223,10 @@ pub struct TransformConfig {
     /// A JSON file holding the transform's config instead of `config`.
     #[serde(default)]
     pub config_file: Option<PathBuf>,
+    /// Record lines (the format of `smt test --input`) every new version of
+    /// this transform must handle before it is activated (docs/hot-swap.md).
+    #[serde(default)]
+    pub sample_file: Option<PathBuf>,
 }
 
 /// `[[routes]]`
@@ -328,7 +357,7 @@ impl Config {
             if t.module.is_relative() {
                 t.module = base.join(&t.module);
             }
-            if let Some(f) = &mut t.config_file {
+            for f in [&mut t.config_file, &mut t.sample_file].into_iter().flatten() {
                 if f.is_relative() {
                     *f = base.join(&*f);
                 }
@@ -379,6 +408,23 @@ impl Config {
                 "pipeline.retry-backoff-ms".into(),
                 "must be at least 1 and not above retry-backoff-max-ms".into(),
             ));
+        }
+        if self.admin.enabled {
+            match &self.admin.token {
+                Some(t) if t.expose().trim().is_empty() => {
+                    return Err(("admin.token".into(), "must not be empty".into()));
+                }
+                None if !self.admin.listen.ip().is_loopback() => {
+                    return Err((
+                        "admin.token".into(),
+                        format!(
+                            "the admin endpoint listens on {}, not a loopback address: set a bearer token (admin.token, or SMT_ADMIN__TOKEN) or listen on 127.0.0.1",
+                            self.admin.listen
+                        ),
+                    ));
+                }
+                _ => {}
+            }
         }
         if self.transforms.is_empty() {
             return Err(("transforms".into(), "at least one transform is needed".into()));
@@ -700,6 +746,17 @@ on-error = "dlq"
         let (_dir, path) = write(&SAMPLE.replace("\"session.timeout.ms\"", "\"group.id\""));
         let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
         assert!(e.contains("kafka.properties.group.id"), "{e}");
+    }
+
+    #[test]
+    fn a_non_loopback_admin_needs_a_token_that_is_never_printed() {
+        let exposed = SAMPLE.to_owned() + "[admin]\nlisten = \"0.0.0.0:9464\"\n";
+        let (_dir, path) = write(&exposed);
+        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
+        assert!(e.contains("admin.token") && e.contains("0.0.0.0:9464"), "{e}");
+        let c = Config::load_with_env(&path, env(&[("SMT_ADMIN__TOKEN", "s3cret-t0ken")])).unwrap();
+        assert_eq!(c.admin.token.as_ref().unwrap().expose(), "s3cret-t0ken");
+        assert!(!format!("{c:?}").contains("s3cret-t0ken"));
     }
 
     #[test]

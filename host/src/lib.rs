@@ -11,4 +11,5 @@ pub mod records;
 pub mod registry;
 pub mod sink;
 pub mod source;
+pub mod swap;
 pub mod writeop;

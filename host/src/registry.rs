@@ -3,13 +3,21 @@
 //! Workers look a transform up at the start of each batch and re-instantiate
 //! when its generation changed, so a whole batch is processed by one version
 //! and a swap takes effect at a batch boundary.
+//!
+//! Per name the registry keeps the active version, the one before it (the
+//! target of a rollback), the last rejected candidate (so the admin API can
+//! say why a file change did not take), and a ring of the last records the
+//! active version handled (validation samples for the next candidate).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::engine::TransformModule;
+use serde::Serialize;
 
-/// One active version of a transform.
+use crate::engine::{Message, TransformModule};
+
+/// One active version of a transform, as a worker needs it.
 #[derive(Clone, Debug)]
 pub struct Active {
     pub module: Arc<TransformModule>,
@@ -20,48 +28,240 @@ pub struct Active {
     pub generation: u64,
 }
 
-#[derive(Default)]
+/// What made a version active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Loaded from the config file when `smt run` started.
+    Startup,
+    /// The module file changed on disk.
+    File,
+    /// Uploaded through `PUT /transforms/{name}`.
+    Api,
+    /// A new config through `PUT /transforms/{name}/config`.
+    Config,
+    /// `POST /transforms/{name}/rollback`.
+    Rollback,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::File => "file",
+            Trigger::Api => "api",
+            Trigger::Config => "config",
+            Trigger::Rollback => "rollback",
+        }
+    }
+}
+
+/// A version that is or was active.
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub active: Active,
+    pub trigger: Trigger,
+    pub activated_at: SystemTime,
+}
+
+/// A candidate that was refused, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rejection {
+    pub transform: String,
+    /// Short content hash of the candidate, when its bytes were read.
+    pub version: Option<String>,
+    pub trigger: Trigger,
+    /// The validation step that failed: `read`, `compile`, `contract`, `init` or `sample`.
+    pub stage: &'static str,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+struct Entry {
+    active: Version,
+    previous: Option<Version>,
+    rejection: Option<Rejection>,
+}
+
+/// The registry of transform versions. Shared by the workers, the swapper
+/// and the admin API.
 pub struct Registry {
     inner: RwLock<Inner>,
+    recent: Mutex<HashMap<String, VecDeque<Message>>>,
+    recent_capacity: usize,
 }
 
 #[derive(Default)]
 struct Inner {
     next_generation: u64,
-    active: HashMap<String, Active>,
+    entries: HashMap<String, Entry>,
 }
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Records kept per transform for validation, unless configured otherwise.
+pub const DEFAULT_RECENT_SAMPLES: usize = 100;
 
 impl Registry {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_recent_capacity(DEFAULT_RECENT_SAMPLES)
+    }
+
+    /// A registry that keeps the last `capacity` records of each transform (0: none).
+    pub fn with_recent_capacity(capacity: usize) -> Self {
+        Registry {
+            inner: RwLock::default(),
+            recent: Mutex::default(),
+            recent_capacity: capacity,
+        }
     }
 
     /// The active version of `name`, if the transform exists.
     pub fn active(&self, name: &str) -> Option<Active> {
-        self.inner.read().expect("registry lock").active.get(name).cloned()
+        self.inner
+            .read()
+            .expect("registry lock")
+            .entries
+            .get(name)
+            .map(|e| e.active.active.clone())
     }
 
-    /// Makes (`module`, `config`) the active version of `name`; returns its generation.
+    /// Makes (`module`, `config`) the active version of `name` at startup; returns its generation.
     pub fn activate(&self, name: &str, module: Arc<TransformModule>, config: impl Into<Arc<str>>) -> u64 {
+        self.activate_as(name, module, config, Trigger::Startup)
+    }
+
+    /// Makes (`module`, `config`) the active version of `name`; the version
+    /// it replaces becomes the previous one. Returns the new generation.
+    pub fn activate_as(
+        &self,
+        name: &str,
+        module: Arc<TransformModule>,
+        config: impl Into<Arc<str>>,
+        trigger: Trigger,
+    ) -> u64 {
         let mut inner = self.inner.write().expect("registry lock");
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        tracing::info!(transform = name, version = module.version(), generation, "Activated transform version.");
-        inner.active.insert(
-            name.to_owned(),
-            Active {
+        let version = Version {
+            active: Active {
                 module,
                 config: config.into(),
                 generation,
             },
-        );
+            trigger,
+            activated_at: SystemTime::now(),
+        };
+        let module = &version.active.module;
+        match inner.entries.get_mut(name) {
+            Some(entry) => {
+                tracing::info!(
+                    transform = name,
+                    version = module.version(),
+                    previous = entry.active.active.module.version(),
+                    generation,
+                    trigger = trigger.as_str(),
+                    "Activated a new transform version; it takes over at the next batch."
+                );
+                let old = std::mem::replace(&mut entry.active, version);
+                entry.previous = Some(old);
+            }
+            None => {
+                tracing::info!(transform = name, version = module.version(), generation, "Activated transform version.");
+                inner.entries.insert(
+                    name.to_owned(),
+                    Entry {
+                        active: version,
+                        previous: None,
+                        rejection: None,
+                    },
+                );
+            }
+        }
         generation
+    }
+
+    /// Makes the previous version of `name` active again (under a new
+    /// generation); the version it replaces becomes the previous one, so a
+    /// second rollback undoes the first. `None` when there is no previous version.
+    pub fn rollback(&self, name: &str) -> Option<(Version, Version)> {
+        let mut inner = self.inner.write().expect("registry lock");
+        inner.next_generation += 1;
+        let generation = inner.next_generation;
+        let entry = inner.entries.get_mut(name)?;
+        let mut back = entry.previous.take()?;
+        back.active.generation = generation;
+        back.trigger = Trigger::Rollback;
+        back.activated_at = SystemTime::now();
+        let old = std::mem::replace(&mut entry.active, back.clone());
+        entry.previous = Some(old.clone());
+        tracing::info!(
+            transform = name,
+            version = back.active.module.version(),
+            from = old.active.module.version(),
+            generation,
+            "Rolled back to the previous transform version; it takes over at the next batch."
+        );
+        Some((back, old))
+    }
+
+    /// Remembers why a candidate of `name` was refused.
+    pub fn reject(&self, rejection: Rejection) {
+        let mut inner = self.inner.write().expect("registry lock");
+        if let Some(e) = inner.entries.get_mut(&rejection.transform) {
+            e.rejection = Some(rejection);
+        }
     }
 
     /// Names of the registered transforms.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.read().expect("registry lock").active.keys().cloned().collect();
+        let mut names: Vec<String> = self.inner.read().expect("registry lock").entries.keys().cloned().collect();
         names.sort();
         names
     }
+
+    /// (active, previous, last rejection) of `name`.
+    pub fn status(&self, name: &str) -> Option<(Version, Option<Version>, Option<Rejection>)> {
+        let inner = self.inner.read().expect("registry lock");
+        let e = inner.entries.get(name)?;
+        Some((e.active.clone(), e.previous.clone(), e.rejection.clone()))
+    }
+
+    /// Keeps the last records of `name` that its active version handled:
+    /// the samples a candidate version must handle too.
+    pub fn remember<'a>(&self, name: &str, handled: impl Iterator<Item = &'a Message>) {
+        let cap = self.recent_capacity;
+        if cap == 0 {
+            return;
+        }
+        let handled: Vec<&Message> = handled.collect();
+        let skip = handled.len().saturating_sub(cap);
+        let mut recent = self.recent.lock().expect("recent lock");
+        let ring = recent.entry(name.to_owned()).or_default();
+        for m in &handled[skip..] {
+            if ring.len() == cap {
+                ring.pop_front();
+            }
+            ring.push_back((*m).clone());
+        }
+    }
+
+    /// The records [`remember`](Self::remember)ed for `name`, oldest first.
+    pub fn recent(&self, name: &str) -> Vec<Message> {
+        self.recent
+            .lock()
+            .expect("recent lock")
+            .get(name)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

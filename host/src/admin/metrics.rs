@@ -43,6 +43,10 @@ pub struct Metrics {
     pub paused_partitions: Gauge,
     /// Times a partition was paused because its queue was full.
     pub partition_pauses: Counter,
+    /// Records transformed, by transform and version (the module's short hash).
+    pub transform_records: Family<L2, Counter>,
+    /// Hot-swap requests, by transform and outcome (`activated`, `rejected`, `unchanged`, `rolled-back`).
+    pub transform_swaps: Family<L2, Counter>,
 }
 
 fn transform_histogram() -> Histogram {
@@ -69,6 +73,8 @@ impl Metrics {
             assigned_partitions: Gauge::default(),
             paused_partitions: Gauge::default(),
             partition_pauses: Counter::default(),
+            transform_records: Family::default(),
+            transform_swaps: Family::default(),
             registry: Registry::default(),
         };
         registry.register("records_consumed", "Records received from Kafka", m.records_consumed.clone());
@@ -86,6 +92,8 @@ impl Metrics {
         registry.register("assigned_partitions", "Partitions assigned to this process", m.assigned_partitions.clone());
         registry.register("paused_partitions", "Partitions paused for backpressure", m.paused_partitions.clone());
         registry.register("partition_pauses", "Times a partition was paused because its queue was full", m.partition_pauses.clone());
+        registry.register("transform_records", "Records transformed, by transform and version", m.transform_records.clone());
+        registry.register("transform_swaps", "Hot-swap requests by transform and outcome", m.transform_swaps.clone());
         Metrics { registry, ..m }
     }
 

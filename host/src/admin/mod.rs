@@ -1,8 +1,10 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`
 //! (the process runs and the pipeline has not failed), `/ready` (consuming:
-//! MongoDB reached, subscribed to Kafka).
+//! MongoDB reached, subscribed to Kafka), and the transform management
+//! routes of [`transforms`] (hot swap).
 
 pub mod metrics;
+pub mod transforms;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +37,7 @@ pub async fn serve(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
+    transforms: Option<transforms::Api>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -42,11 +45,14 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on the admin address {listen} (admin.listen): {e}"))?;
     let bound = listener.local_addr()?;
     tracing::info!(address = %bound, "Admin endpoint listening.");
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(AppState { metrics, status });
+    if let Some(api) = transforms {
+        app = app.merge(transforms::router(api));
+    }
     Ok(tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -84,6 +84,7 @@ pub enum Outcome {
 /// here is a startup error (the message names the setting).
 pub struct Prepared {
     config: Config,
+    engine: Engine,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
@@ -92,7 +93,7 @@ pub struct Prepared {
 /// Loads and initialises every transform.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let engine = Engine::new(&config.engine).context("cannot start the Wasm engine ([engine])")?;
-    let registry = Arc::new(Registry::new());
+    let registry = Arc::new(Registry::with_recent_capacity(config.hot_swap.recent_samples));
     for (name, t) in &config.transforms {
         let module = engine
             .load_file(name, &t.module)
@@ -105,6 +106,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     }
     Ok(Prepared {
         config,
+        engine,
         registry,
         metrics: Arc::new(Metrics::new()),
         status: Arc::new(Status::default()),
@@ -125,13 +127,21 @@ impl Prepared {
 pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Result<Outcome> {
     let Prepared {
         config,
+        engine,
         registry,
         metrics,
         status,
     } = prepared;
     let admin_stop = CancellationToken::new();
+    // Hot swap (file watch + admin routes); stops with the admin endpoint.
+    let swapper = crate::swap::start(&config, engine, registry.clone(), metrics.clone(), admin_stop.clone())?;
     let admin_task = if config.admin.enabled {
-        Some(admin::serve(config.admin.listen, metrics.clone(), status.clone(), admin_stop.clone()).await?)
+        let transforms = admin::transforms::Api {
+            swapper,
+            token: config.admin.token.as_ref().map(|t| t.expose().into()),
+            max_module_bytes: config.hot_swap.max_module_mib << 20,
+        };
+        Some(admin::serve(config.admin.listen, metrics.clone(), status.clone(), Some(transforms), admin_stop.clone()).await?)
     } else {
         None
     };

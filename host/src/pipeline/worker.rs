@@ -167,6 +167,27 @@ async fn process(
         message: format!("cannot instantiate transform `{transform}` version {version}: {e}"),
     })?;
     *slot = Some((active.generation, instance));
+    // The version that produced this batch's operations: logged, counted, in DLQ headers.
+    tracing::debug!(
+        topic = %batch[0].topic,
+        partition = batch[0].partition,
+        first_offset = batch[0].offset,
+        last_offset = batch[batch.len() - 1].offset,
+        records = batch.len(),
+        transform,
+        version,
+        generation = active.generation,
+        "Batch transformed."
+    );
+    shared
+        .metrics
+        .transform_records
+        .get_or_create(&[("transform", transform.to_owned()), ("version", version.clone())])
+        .inc_by(batch.len() as u64);
+    // Validation samples for the next version: records this version handled.
+    shared
+        .registry
+        .remember(transform, results.iter().zip(&batch).filter(|(r, _)| r.is_ok()).map(|(_, m)| m));
 
     let mut failed: Vec<Failed> = Vec::new();
     let mut ops: Vec<(usize, WriteOp)> = Vec::new();
