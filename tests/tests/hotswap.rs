@@ -1,0 +1,546 @@
+//! Hot swap of transforms while `smt run` streams records (docs/hot-swap.md),
+//! with the real `smt` binary, real Kafka and real MongoDB. Records are
+//! produced straight to Kafka; the transform is the versioned test guest,
+//! whose documents say which version (module tag + config `v` + shape)
+//! wrote them.
+//!
+//! Run: `cargo build -p smt-host --bin smt && cargo test -p smt-tests --test hotswap`
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::{json, Value};
+use smt_host::engine::content_hash;
+use smt_tests::pipeline::*;
+use smt_tests::services::{unique_name, Services};
+
+const START: Duration = Duration::from_secs(60);
+const CONVERGE: Duration = Duration::from_secs(120);
+const PARTITIONS: i32 = 3;
+const TOKEN: &str = "hotswap-test-token";
+const COLLECTION: &str = "docs";
+
+fn versioned_module() -> Vec<u8> {
+    std::fs::read(env!("SMT_GUEST_VERSIONED")).expect("the versioned guest")
+}
+
+fn hostile_module() -> Vec<u8> {
+    std::fs::read(env!("SMT_GUEST_HOSTILE")).expect("the hostile guest")
+}
+
+/// The versioned guest with its 8-byte tag set to `tag`: same code, other bytes, another version.
+fn tag_module(wasm: &[u8], tag: &str) -> Vec<u8> {
+    assert_eq!(tag.len(), 8);
+    let marker = b"SMT-VERSION-TAG:";
+    let at = wasm
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the tag marker in the versioned guest")
+        + marker.len();
+    let mut out = wasm.to_vec();
+    out[at..at + 8].copy_from_slice(tag.as_bytes());
+    out
+}
+
+fn short_hash(wasm: &[u8]) -> String {
+    content_hash(wasm)[..12].to_owned()
+}
+
+/// What a version writes: (tag, v, shape).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp {
+    tag: String,
+    v: i64,
+    nested: bool,
+}
+
+// ------------------------------------------------------------------ HTTP
+
+/// One request to the admin endpoint: (status, body as JSON or a string).
+fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Result<(u16, Value)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("bad HTTP answer: {text}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    Ok((status, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()))))
+}
+
+fn encode_query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn upload(smt: &Smt, wasm: &[u8], config: Option<&Value>) -> Result<(u16, Value)> {
+    let path = match config {
+        Some(c) => format!("/transforms/vt?config={}", encode_query(&c.to_string())),
+        None => "/transforms/vt".to_owned(),
+    };
+    http(smt.admin_port, "PUT", &path, Some(TOKEN), wasm)
+}
+
+fn status(smt: &Smt) -> Result<Value> {
+    let (code, body) = http(smt.admin_port, "GET", "/transforms/vt", Some(TOKEN), b"")?;
+    if code != 200 {
+        bail!("GET /transforms/vt: {code} {body}");
+    }
+    Ok(body)
+}
+
+fn active_version(smt: &Smt) -> Result<String> {
+    Ok(status(smt)?["active"]["version"].as_str().unwrap_or_default().to_owned())
+}
+
+// ------------------------------------------------------------------ load
+
+/// Produces `{"n": n}` with key `k<n>` round-robin over the partitions, about
+/// `rate` records a second, until stopped. Counts what was delivered.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Load {
+    fn start(brokers: &str, topic: &str, rate: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+        let (st, se) = (stop.clone(), sent.clone());
+        let thread = std::thread::spawn(move || -> Result<()> {
+            let p: BaseProducer = producer(&brokers)?;
+            let tick = Duration::from_millis(20);
+            let per_tick = (rate * 20 / 1000).max(1);
+            let mut n = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                for _ in 0..per_tick {
+                    let key = format!("k{n}");
+                    let value = format!(r#"{{"n":{n}}}"#);
+                    let rec: BaseRecord<'_, str, str> =
+                        BaseRecord::to(&topic).partition((n % PARTITIONS as u64) as i32).key(key.as_str()).payload(value.as_str());
+                    p.send(rec).map_err(|(e, _)| anyhow!("producing: {e}"))?;
+                    n += 1;
+                }
+                p.poll(Duration::ZERO);
+                std::thread::sleep(tick);
+            }
+            p.flush(Duration::from_secs(30))?;
+            se.store(n, Ordering::SeqCst);
+            Ok(())
+        });
+        Load {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops producing; the number of records delivered.
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap().unwrap();
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+// ------------------------------------------------------------------ MongoDB
+
+/// Every document of the collection: key -> (stamp, partition, offset).
+async fn documents(uri: &str, db: &str) -> Result<BTreeMap<String, (Stamp, i32, i64)>> {
+    use mongodb::bson::Document;
+    let client = mongodb::Client::with_uri_str(uri).await?;
+    let mut cursor = client.database(db).collection::<Document>(COLLECTION).find(Document::new()).await?;
+    let mut out = BTreeMap::new();
+    while cursor.advance().await? {
+        let d: Document = cursor.deserialize_current()?;
+        let v = serde_json::to_value(&d)?;
+        let id = v["_id"].as_str().ok_or_else(|| anyhow!("bad _id in {v}"))?.to_owned();
+        let (stamp, src, nested) = if v.get("stamp").is_some() {
+            (&v["stamp"], &v["src"], true)
+        } else {
+            (&v, &v, false)
+        };
+        let int = |x: &Value| x.as_i64().or_else(|| x["$numberLong"].as_str().and_then(|s| s.parse().ok()));
+        let stamp_v = Stamp {
+            tag: stamp["tag"].as_str().unwrap_or_default().to_owned(),
+            v: int(&stamp["v"]).ok_or_else(|| anyhow!("no v in {v}"))?,
+            nested,
+        };
+        let p = int(&src["p"]).ok_or_else(|| anyhow!("no p in {v}"))? as i32;
+        let o = int(&src["o"]).ok_or_else(|| anyhow!("no o in {v}"))?;
+        out.insert(id, (stamp_v, p, o));
+    }
+    Ok(out)
+}
+
+async fn wait_for_count(uri: &str, db: &str, n: usize, smt: &Smt) -> BTreeMap<String, (Stamp, i32, i64)> {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let docs = documents(uri, db).await.unwrap_or_default();
+        if docs.len() >= n || Instant::now() > deadline {
+            assert_eq!(docs.len(), n, "documents vs records produced\n{}", tail(&smt.log_text(), 4000));
+            return docs;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+// ------------------------------------------------------------------ logs
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The batches in the log: (partition, first offset, last offset, version), in log order.
+fn logged_batches(log: &str) -> Vec<(i32, i64, i64, String)> {
+    let mut out = Vec::new();
+    for line in log.lines().filter(|l| l.contains("Batch transformed.")) {
+        let line = strip_ansi(line);
+        let fields: HashMap<&str, String> = line
+            .split_whitespace()
+            .filter_map(|t| t.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"').to_owned()))
+            .collect();
+        let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+        if let (Ok(p), Ok(first), Ok(last)) = (get("partition").parse(), get("first_offset").parse(), get("last_offset").parse()) {
+            out.push((p, first, last, get("version")));
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------ setup
+
+struct Setup {
+    brokers: String,
+    mongodb: String,
+    topic: String,
+    db: String,
+    dir: Scratch,
+    module_path: PathBuf,
+}
+
+impl Setup {
+    fn new(name: &str, first_module: &[u8]) -> Setup {
+        let s = Services::shared();
+        let dir = Scratch::new(name);
+        let module_path = dir.0.join("vt.wasm");
+        std::fs::write(&module_path, first_module).unwrap();
+        let setup = Setup {
+            brokers: s.brokers(),
+            mongodb: s.mongodb_uri(),
+            topic: unique_name(name),
+            db: unique_name("db"),
+            dir,
+            module_path,
+        };
+        s.create_topic(&setup.topic, PARTITIONS as u32).unwrap();
+        setup
+    }
+
+    fn start(&self, name: &str, config: &Value) -> Smt {
+        let mut b = ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
+            .transform("vt", self.module_path.to_str().unwrap(), &toml_inline(config))
+            .route(&self.topic, "vt", "fail");
+        b.extra.push_str("[hot-swap]\npoll-interval-ms = 200\n");
+        let env = [
+            ("SMT_LOG", "info,smt_host::pipeline=debug"),
+            ("SMT_ADMIN__TOKEN", TOKEN),
+            ("NO_COLOR", "1"),
+        ];
+        let mut smt = Smt::start_with_env(&self.dir.0, name, &b.build(), &env).unwrap();
+        smt.wait_assigned(START).unwrap();
+        smt
+    }
+}
+
+/// A JSON object as a TOML inline table (strings, integers, booleans).
+fn toml_inline(v: &Value) -> String {
+    let fields: Vec<String> = v
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    format!("{{ {} }}", fields.join(", "))
+}
+
+fn config(v: i64, nested: bool) -> Value {
+    json!({"v": v, "collection": COLLECTION, "shape": if nested { "nested" } else { "flat" }})
+}
+
+fn wait_active(smt: &Smt, version: &str, what: &str) {
+    wait_for(what, Duration::from_secs(30), || Ok((active_version(smt)? == version).then_some(())))
+        .unwrap_or_else(|e| panic!("{e:#}\n{:#}\n{}", status(smt).unwrap_or_default(), tail(&smt.log_text(), 3000)));
+}
+
+fn wait_served(smt: &Smt, version: &str, records: f64) {
+    wait_for(&format!("version {version} to transform {records} records"), CONVERGE, || {
+        Ok((smt.metric("smt_transform_records_total", &[("version", version)])? >= records).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
+}
+
+// ------------------------------------------------------------------ tests
+
+/// Ten swaps under continuous load, alternately by replacing the module file
+/// and by uploading through the API, including output-shape changes; then
+/// every document must be the output of the version that the log names for
+/// its record's batch, with none missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_swaps_under_load_every_record_is_written_by_its_batch_version() {
+    let base = versioned_module();
+    let first = tag_module(&base, "swap0000");
+    let setup = Setup::new("swap10", &first);
+    let mut stamps: HashMap<String, Stamp> = HashMap::new();
+    stamps.insert(short_hash(&first), Stamp { tag: "swap0000".into(), v: 0, nested: false });
+    let mut current = config(0, false);
+    let smt = setup.start("smt", &current);
+    let load = Load::start(&setup.brokers, &setup.topic, 400);
+    wait_served(&smt, &short_hash(&first), 50.0);
+
+    for i in 1..=10i64 {
+        let tag = format!("swap{i:04}");
+        let wasm = tag_module(&base, &tag);
+        let version = short_hash(&wasm);
+        if i % 2 == 1 {
+            // File replacement, written in place (not renamed): the watcher
+            // must wait for it to settle. The config stays.
+            std::fs::write(&setup.module_path, &wasm).unwrap();
+            wait_active(&smt, &version, &format!("swap {i} (file) to become active"));
+        } else {
+            // API upload with a new config; every other one changes the output shape.
+            current = config(i, i % 4 == 2);
+            let (code, body) = upload(&smt, &wasm, Some(&current)).unwrap();
+            assert_eq!(code, 200, "swap {i} (API): {body}");
+            assert_eq!(body["outcome"], "activated", "{body}");
+            assert_eq!(body["version"], version.as_str(), "{body}");
+            assert!(body["samples"].as_u64().unwrap() > 0, "validated on recent records: {body}");
+        }
+        let st = status(&smt).unwrap();
+        assert_eq!(st["active"]["trigger"], if i % 2 == 1 { "file" } else { "api" }, "{st}");
+        assert_eq!(st["active"]["config"], current, "{st}");
+        stamps.insert(
+            version.clone(),
+            Stamp { tag, v: current["v"].as_i64().unwrap(), nested: current["shape"] == "nested" },
+        );
+        wait_served(&smt, &version, 30.0);
+    }
+    let produced = load.finish();
+    let docs = wait_for_count(&setup.mongodb, &setup.db, produced as usize, &smt).await;
+
+    // None missing, none extra: exactly the produced keys.
+    for n in 0..produced {
+        assert!(docs.contains_key(&format!("k{n}")), "k{n} missing");
+    }
+    // Each document is the output of the version logged for its batch.
+    let batches = logged_batches(&smt.log_text());
+    let mut version_of: HashMap<(i32, i64), String> = HashMap::new();
+    for (p, first, last, version) in &batches {
+        for o in *first..=*last {
+            version_of.insert((*p, o), version.clone());
+        }
+    }
+    let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, (stamp, p, o)) in &docs {
+        let version = version_of
+            .get(&(*p, *o))
+            .unwrap_or_else(|| panic!("no logged batch holds {p}@{o} ({key})"));
+        let expected = stamps.get(version).unwrap_or_else(|| panic!("unknown version {version} in the log"));
+        assert_eq!(stamp, expected, "{key} ({p}@{o}) was written by another version than its batch's {version}");
+        *per_version.entry(version.clone()).or_default() += 1;
+    }
+    assert_eq!(per_version.len(), 11, "every version wrote records: {per_version:?}");
+    assert_eq!(
+        smt.metric("smt_transform_swaps_total", &[("outcome", "activated")]).unwrap(),
+        10.0
+    );
+    eprintln!("{produced} records, {} batches, per version: {per_version:?}", batches.len());
+}
+
+/// A module that traps on the sample records, one with the wrong interface,
+/// a truncated file and a module whose `init` fails: each is rejected with
+/// the reason, and the active version keeps writing every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_versions_are_rejected_while_the_old_version_keeps_processing() {
+    let base = versioned_module();
+    let good = tag_module(&base, "good0001");
+    let good_version = short_hash(&good);
+    let setup = Setup::new("reject", &good);
+    let smt = setup.start("smt", &config(1, false));
+    let load = Load::start(&setup.brokers, &setup.topic, 200);
+    wait_served(&smt, &good_version, 50.0);
+
+    // Without the token: refused.
+    let (code, _) = http(smt.admin_port, "GET", "/transforms", None, b"").unwrap();
+    assert_eq!(code, 401);
+    let (code, _) = http(smt.admin_port, "PUT", "/transforms/vt", Some("wrong"), &good).unwrap();
+    assert_eq!(code, 401);
+
+    // 1. Traps on the sample records (the recent records the active version handled).
+    let trapping = tag_module(&base, "trap0002");
+    let (code, body) = upload(&smt, &trapping, Some(&json!({"v": 2, "collection": COLLECTION, "trap": true}))).unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["stage"], "sample", "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("trap"), "{body}");
+
+    // 2. The wrong interface: a component that exports nothing.
+    let (code, body) = upload(&smt, b"(component)", None).unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["stage"], "contract", "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("missing export `init`"), "{body}");
+    // …and a core module instead of a component.
+    let (code, body) = upload(&smt, b"\0asm\x01\0\0\0", None).unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["stage"], "compile", "{body}");
+
+    // 3. `init` fails.
+    let (code, body) = upload(&smt, &hostile_module(), Some(&json!({"mode": "init-fails"}))).unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["stage"], "init", "{body}");
+    assert!(body["reason"].as_str().unwrap().contains("init refused"), "{body}");
+
+    // 4. A truncated module file: rejected by the watcher; the API says why.
+    let truncated_from = tag_module(&base, "trunc003");
+    std::fs::write(&setup.module_path, &truncated_from[..truncated_from.len() / 2]).unwrap();
+    let rejection = wait_for("the truncated file to be rejected", Duration::from_secs(30), || {
+        let st = status(&smt)?;
+        Ok((st["last_rejection"]["trigger"] == "file").then(|| st["last_rejection"].clone()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
+    assert_eq!(rejection["stage"], "compile", "{rejection}");
+    assert_eq!(rejection["version"], short_hash(&truncated_from[..truncated_from.len() / 2]).as_str());
+
+    // The good version never stopped: still active, still serving, no
+    // document from a rejected version, none missing.
+    assert_eq!(active_version(&smt).unwrap(), good_version);
+    let served = smt.metric("smt_transform_records_total", &[("version", &good_version)]).unwrap();
+    wait_served(&smt, &good_version, served + 50.0);
+    assert_eq!(smt.metric("smt_transform_swaps_total", &[("outcome", "rejected")]).unwrap(), 5.0);
+    assert_eq!(smt.metric("smt_transform_swaps_total", &[("outcome", "activated")]).unwrap(), 0.0);
+    let produced = load.finish();
+    let docs = wait_for_count(&setup.mongodb, &setup.db, produced as usize, &smt).await;
+    let stamp = Stamp { tag: "good0001".into(), v: 1, nested: false };
+    assert!(docs.values().all(|(s, _, _)| *s == stamp), "only the good version wrote");
+    let log = smt.log_text();
+    assert!(log.contains("Rejected a new transform version"), "logged");
+    assert!(!log.contains(TOKEN), "the token is never logged");
+}
+
+/// A rollback restores the previous version within one batch: every record
+/// produced after the rollback answered is written by the previous version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_restores_the_previous_version_within_one_batch() {
+    let base = versioned_module();
+    let a = tag_module(&base, "rollA001");
+    let b = tag_module(&base, "rollB002");
+    let setup = Setup::new("rollback", &a);
+    let smt = setup.start("smt", &config(1, false));
+    let load = Load::start(&setup.brokers, &setup.topic, 200);
+    wait_served(&smt, &short_hash(&a), 30.0);
+
+    let (code, body) = upload(&smt, &b, Some(&config(2, true))).unwrap();
+    assert_eq!(code, 200, "{body}");
+    wait_served(&smt, &short_hash(&b), 30.0);
+
+    let (code, body) = http(smt.admin_port, "POST", "/transforms/vt/rollback", Some(TOKEN), b"").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"], "rolled-back", "{body}");
+    assert_eq!(body["version"], short_hash(&a).as_str(), "{body}");
+    let st = status(&smt).unwrap();
+    assert_eq!(st["active"]["config"], config(1, false), "{st}");
+    assert_eq!(st["previous"]["version"], short_hash(&b).as_str(), "{st}");
+    let rolled_back_at = Instant::now();
+    // Records produced from now on.
+    let marker_from = {
+        let p = producer(&setup.brokers).unwrap();
+        let mut keys = Vec::new();
+        for n in 0..60 {
+            let key = format!("after{n}");
+            p.send(BaseRecord::<str, str>::to(&setup.topic).partition(n % PARTITIONS).key(key.as_str()).payload("{}"))
+                .map_err(|(e, _)| e)
+                .unwrap();
+            keys.push(key);
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+        keys
+    };
+    let produced = load.finish() as usize + marker_from.len();
+    let docs = wait_for_count(&setup.mongodb, &setup.db, produced, &smt).await;
+    let stamp_a = Stamp { tag: "rollA001".into(), v: 1, nested: false };
+    for key in &marker_from {
+        assert_eq!(docs[key].0, stamp_a, "{key}: written after the rollback by the previous version");
+    }
+    // In the log, per partition: A's batches, then B's, then A's again —
+    // each batch on one version, B never again once A is back.
+    let batches = logged_batches(&smt.log_text());
+    let (va, vb) = (short_hash(&a), short_hash(&b));
+    for p in 0..PARTITIONS {
+        let mut runs: Vec<&str> = Vec::new();
+        for (_, _, _, v) in batches.iter().filter(|x| x.0 == p) {
+            if runs.last() != Some(&v.as_str()) {
+                runs.push(v);
+            }
+        }
+        assert_eq!(runs, [va.as_str(), vb.as_str(), va.as_str()], "partition {p}: versions of its batches in order");
+    }
+    eprintln!("rollback took effect; {} s", rolled_back_at.elapsed().as_secs_f64());
+}
+
+/// Listening beyond loopback without a token is a startup error.
+#[test]
+fn a_non_loopback_admin_without_a_token_refuses_to_start() {
+    let dir = Scratch::new("exposed");
+    let module = dir.0.join("vt.wasm");
+    std::fs::write(&module, versioned_module()).unwrap();
+    let config = ConfigBuilder::new("127.0.0.1:1", "mongodb://127.0.0.1:1", "x")
+        .transform("vt", module.to_str().unwrap(), "{}")
+        .route("t", "vt", "fail")
+        .build()
+        .replace("listen = \"{admin}\"", &format!("listen = \"0.0.0.0:{}\"", free_port()));
+    let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("admin.token") && out.contains("0.0.0.0"), "{out}");
+}
