@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 64
+// Containers nested deeper than this are refused (serde_json's limit, so that
+// every example implementation agrees).
+#define MAX_DEPTH 127
 
 typedef struct {
     const unsigned char *s;
@@ -85,12 +87,13 @@ static bool string(parser *p) {
 
 static bool value(parser *p, int depth) {
     skip_ws(p);
-    if (p->pos >= p->len || depth > MAX_DEPTH) return false;
+    if (p->pos >= p->len) return false;
     unsigned char c = p->s[p->pos];
     int t;
     switch (c) {
     case '{':
     case '[': {
+        if (depth >= MAX_DEPTH) return false;
         t = push(p, c == '{' ? J_OBJECT : J_ARRAY, p->pos);
         if (t < 0) return false;
         p->pos++;

@@ -1,7 +1,7 @@
 // A small validating JSON parser for the C guest: the document becomes a flat
 // array of tokens (like jsmn) that point into the input; nothing is copied.
 // Strings keep their JSON escapes, so they can be copied into JSON output as
-// they are. The input must be valid UTF-8; nesting is limited to 64 levels.
+// they are. The input must be valid UTF-8; nesting is limited to 127 levels.
 #ifndef CUSTOMERS_JSON_H
 #define CUSTOMERS_JSON_H
 

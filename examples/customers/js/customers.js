@@ -8,6 +8,7 @@
 const BALANCE_SCALE = 2;
 const NS = { collection: 'customers' };
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const MAX_DEPTH = 127; // as serde_json (the Rust implementation): all four agree
 
 const fail = (kind, message) => ({ kind, message });
 const badInput = (message) => fail('bad-input', message);
@@ -63,9 +64,28 @@ function toDocument(_id, after, schema) {
 
 const doc = (value) => ({ tag: 'json', val: JSON.stringify(value) });
 
+function tooDeep(text) {
+  let depth = 0;
+  for (const [token] of text.matchAll(/"(?:[^"\\]|\\.)*"|[[\]{}]/g)) {
+    if (token === '[' || token === '{') {
+      if (++depth > MAX_DEPTH) return true;
+    } else if (token === ']' || token === '}') {
+      depth--;
+    }
+  }
+  return false;
+}
+
 function parse(bytes) {
+  let text;
   try {
-    return unwrap(JSON.parse(utf8.decode(bytes)));
+    text = utf8.decode(bytes);
+  } catch (e) {
+    throw badInput(`not UTF-8: ${e.message}`);
+  }
+  if (text.length > 256 && tooDeep(text)) throw badInput(`JSON nested deeper than ${MAX_DEPTH} levels`);
+  try {
+    return unwrap(JSON.parse(text));
   } catch (e) {
     throw badInput(`not JSON: ${e.message}`);
   }

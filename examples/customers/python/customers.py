@@ -7,6 +7,7 @@ Build: componentize-py -d ../../../wit -w transform componentize customers -o cu
 
 import base64
 import json
+import re
 
 import wit_world
 from componentize_py_types import Err
@@ -15,6 +16,8 @@ from wit_world.imports import types as t
 # `balance` is numeric(10,2): its scale when the record carries no schema.
 BALANCE_SCALE = 2
 NS = t.Namespace(database=None, collection="customers")
+MAX_DEPTH = 127  # as serde_json (the Rust implementation): all four agree
+JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 def fail(kind, message):
@@ -30,6 +33,24 @@ def unwrap(doc):
     if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
         return doc["payload"], doc["schema"]
     return doc, None
+
+
+def too_deep(data):
+    """CPython's JSON parser recurses once per nesting level and, in Wasm, runs
+    out of stack (a trap, not an exception) before its recursion limit: refuse
+    deeply nested documents before parsing them."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for m in JSON_NESTING.finditer(data):
+        c = m.group()[0]
+        if c in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif c in b"]}":
+            depth -= 1
+    return False
 
 
 def field_schema(schema, *path):
@@ -85,10 +106,12 @@ class WitWorld(wit_world.WitWorld):
     def transform(self, msg: t.Message) -> list:
         if not msg.value:
             return []  # a tombstone
+        if too_deep(msg.value) or (msg.key and too_deep(msg.key)):
+            raise bad_input(f"JSON nested deeper than {MAX_DEPTH} levels")
         try:
             value, schema = unwrap(json.loads(msg.value))
             key, _ = unwrap(json.loads(msg.key)) if msg.key else (None, None)
-        except (ValueError, RecursionError) as e:
+        except ValueError as e:
             raise bad_input(f"not JSON: {e}")
         if value is None:
             return []
