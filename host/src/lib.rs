@@ -9,6 +9,7 @@ pub mod offline;
 pub mod pipeline;
 pub mod records;
 pub mod registry;
+pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod swap;

@@ -44,6 +44,17 @@ enum Command {
         #[arg(long)]
         input: Option<PathBuf>,
     },
+    /// Start a transform project: source, build script, contract, sample records and a test.
+    New {
+        /// The project directory to create; its name names the transform.
+        path: PathBuf,
+        /// The language: rust, python, js or c.
+        #[arg(long, default_value = "rust")]
+        lang: smt_host::scaffold::Lang,
+        /// Rust: the smt-guest SDK directory (default: the repository smt was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +97,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // Failures are results, printed per record; the exit code tells CI.
             Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::New { path, lang, sdk } => {
+            smt_host::scaffold::create(&path, lang, sdk.as_deref())?;
+            println!("created {} ({}): cd {} && ./build.sh && ./test.sh", path.display(), lang.name(), path.display());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds {{name}}.wasm from app.py with componentize-py, installed on first use
+# into ${SMT_CACHE:-~/.cache/smt}/toolchains/python (a venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+venv="${SMT_CACHE:-$HOME/.cache/smt}/toolchains/python"
+if [[ ! -x "$venv/bin/componentize-py" ]]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q componentize-py==0.25.1
+fi
+"$venv/bin/componentize-py" -d wit -w transform componentize app -o {{name}}.wasm
