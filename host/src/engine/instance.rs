@@ -9,7 +9,7 @@ use wasmtime::Store;
 use super::bindings::{Message, Transform, TransformError, WriteOp as GuestOp};
 use super::error::{CallError, FailureKind, LoadError};
 use super::limits::MemoryLimitExceeded;
-use super::{deadline_ticks, State, TransformModule};
+use super::{deadline_ticks, truncate_with_ellipsis, State, TransformModule};
 use crate::writeop::{self, WriteOp};
 
 /// `init` may do real work (parse a mapping, warm a language runtime), so it
@@ -62,13 +62,13 @@ impl TransformInstance {
         };
         let mut live = live;
         let limits = self.module.engine.limits();
-        live.store.data_mut().log.record = Some((msg.topic.clone(), msg.partition, msg.offset));
+        live.store.data_mut().log.enter(msg);
         live.store
             .set_epoch_deadline(deadline_ticks(Duration::from_millis(
                 limits.call_timeout_ms,
             )));
         let result = live.bindings.call_transform(&mut live.store, msg);
-        live.store.data_mut().log.record = None;
+        live.store.data_mut().log.leave();
         let ops = match result {
             Ok(Ok(ops)) => {
                 // The instance is healthy whatever we think of its output.
@@ -165,13 +165,6 @@ fn classify_trap(err: &wasmtime::Error, timeout_ms: u64) -> (FailureKind, String
         return (FailureKind::MemoryLimit, limit.to_string());
     }
     let mut message = format!("guest trapped: {err:#}");
-    if message.len() > MAX_TRAP_MESSAGE {
-        let mut end = MAX_TRAP_MESSAGE;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
+    truncate_with_ellipsis(&mut message, MAX_TRAP_MESSAGE);
     (FailureKind::Trap, message)
 }

@@ -82,7 +82,23 @@ pub(crate) struct State {
 pub(crate) struct LogContext {
     transform: Arc<str>,
     version: Arc<str>,
-    record: Option<(String, i32, i64)>,
+    /// The record being transformed; `None` during `init`. The topic string
+    /// is kept between calls: a worker serves one partition, so it rarely changes.
+    record: Option<(i32, i64)>,
+    topic: String,
+}
+
+impl LogContext {
+    pub(crate) fn enter(&mut self, msg: &Message) {
+        if self.topic != msg.topic {
+            self.topic.clone_from(&msg.topic);
+        }
+        self.record = Some((msg.partition, msg.offset));
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.record = None;
+    }
 }
 
 impl WasiView for State {
@@ -102,17 +118,10 @@ const MAX_LOG_LINE: usize = 4096;
 impl bindings::smt::transform::log::Host for State {
     fn log(&mut self, level: Level, message: String) {
         let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push_str("…");
-        }
+        truncate_with_ellipsis(&mut message, MAX_LOG_LINE);
         let ctx = &self.log;
-        let (topic, partition, offset) = match &ctx.record {
-            Some((t, p, o)) => (t.as_str(), *p, *o),
+        let (topic, partition, offset) = match ctx.record {
+            Some((p, o)) => (ctx.topic.as_str(), p, o),
             None => ("", -1, -1),
         };
         macro_rules! emit {
@@ -256,7 +265,7 @@ impl Engine {
             log: LogContext {
                 transform: module.name.clone(),
                 version: module.version.clone(),
-                record: None,
+                ..LogContext::default()
             },
         };
         let mut store = wasmtime::Store::new(&self.inner.wasm, state);
@@ -350,6 +359,18 @@ fn describe_compile_error(wasm: &[u8], err: &wasmtime::Error) -> String {
         return "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or wrap it with `wasm-tools component new`".to_owned();
     }
     format!("{err:#}")
+}
+
+/// Cuts `text` to at most `max` bytes (on a character boundary), marking the cut.
+pub(crate) fn truncate_with_ellipsis(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
 }
 
 pub(crate) fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
