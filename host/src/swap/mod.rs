@@ -103,13 +103,23 @@ impl Swapper {
                 fixtures.insert(name.clone(), read_fixture(path).map_err(|e| anyhow::anyhow!("transforms.{name}.sample-file: {e}"))?);
             }
         }
-        Ok(Swapper {
+        Ok(Self::with_fixtures(engine, registry, metrics, fixtures))
+    }
+
+    /// A swapper with the given fixture records per transform (benchmarks, tests).
+    pub fn with_fixtures(
+        engine: Engine,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        fixtures: HashMap<String, Vec<Message>>,
+    ) -> Self {
+        Swapper {
             engine,
             registry,
             metrics,
             fixtures,
             busy: Mutex::new(()),
-        })
+        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
