@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::engine::{Message, TransformModule};
+use crate::engine::{Message, TransformInstance, TransformModule};
 
 /// One active version of a transform, as a worker needs it.
 #[derive(Clone, Debug)]
@@ -26,6 +26,30 @@ pub struct Active {
     /// Increases with every activation of any transform; equal generations
     /// mean the same (module, config).
     pub generation: u64,
+    /// The instance validation ran, `init`ed and warmed up: the first worker
+    /// to switch takes it instead of instantiating (a shorter pause).
+    pub warm: Warm,
+}
+
+/// An initialised instance handed from the swapper to the first worker that switches.
+#[derive(Clone, Default)]
+pub struct Warm(Arc<Mutex<Option<TransformInstance>>>);
+
+impl Warm {
+    pub fn new(instance: TransformInstance) -> Self {
+        Warm(Arc::new(Mutex::new(Some(instance))))
+    }
+
+    /// The instance, once.
+    pub fn take(&self) -> Option<TransformInstance> {
+        self.0.lock().expect("warm lock").take()
+    }
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Warm")
+    }
 }
 
 /// What made a version active.
@@ -144,14 +168,34 @@ impl Registry {
         config: impl Into<Arc<str>>,
         trigger: Trigger,
     ) -> u64 {
+        self.activate_version(name, module, config.into(), Warm::default(), trigger)
+    }
+
+    /// Like [`activate_as`](Self::activate_as), with an instance of the new
+    /// version (initialised with its config) for the first worker that switches.
+    pub fn activate_warm(&self, name: &str, instance: TransformInstance, trigger: Trigger) -> u64 {
+        let module = instance.module().clone();
+        let config: Arc<str> = instance.config().into();
+        self.activate_version(name, module, config, Warm::new(instance), trigger)
+    }
+
+    fn activate_version(
+        &self,
+        name: &str,
+        module: Arc<TransformModule>,
+        config: Arc<str>,
+        warm: Warm,
+        trigger: Trigger,
+    ) -> u64 {
         let mut inner = self.inner.write().expect("registry lock");
         inner.next_generation += 1;
         let generation = inner.next_generation;
         let version = Version {
             active: Active {
                 module,
-                config: config.into(),
+                config,
                 generation,
+                warm,
             },
             trigger,
             activated_at: SystemTime::now(),
@@ -168,6 +212,8 @@ impl Registry {
                     "Activated a new transform version; it takes over at the next batch."
                 );
                 let old = std::mem::replace(&mut entry.active, version);
+                // An instance no worker took is not needed any more.
+                drop(old.active.warm.take());
                 entry.previous = Some(old);
             }
             None => {
@@ -195,6 +241,7 @@ impl Registry {
         let entry = inner.entries.get_mut(name)?;
         let mut back = entry.previous.take()?;
         back.active.generation = generation;
+        back.active.warm = Warm::default();
         back.trigger = Trigger::Rollback;
         back.activated_at = SystemTime::now();
         let old = std::mem::replace(&mut entry.active, back.clone());
@@ -264,4 +311,43 @@ impl Registry {
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(offset: i64) -> Message {
+        Message {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_records_per_transform() {
+        let r = Registry::with_recent_capacity(3);
+        let batch: Vec<Message> = (0..5).map(msg).collect();
+        r.remember("a", batch.iter());
+        r.remember("a", [msg(5)].iter());
+        let offsets: Vec<i64> = r.recent("a").iter().map(|m| m.offset).collect();
+        assert_eq!(offsets, [3, 4, 5]);
+        assert!(r.recent("b").is_empty());
+        let none = Registry::with_recent_capacity(0);
+        none.remember("a", batch.iter());
+        assert!(none.recent("a").is_empty());
+    }
+
+    #[test]
+    fn unknown_names_have_no_version_and_no_rollback() {
+        let r = Registry::new();
+        assert!(r.active("x").is_none());
+        assert!(r.rollback("x").is_none());
+        assert!(r.status("x").is_none());
+    }
 }

@@ -141,7 +141,8 @@ async fn process(
     let (instance, results, batch) = tokio::task::spawn_blocking(move || {
         let mut instance = match current {
             Some(i) => i,
-            None => match active.module.instantiate(&active.config) {
+            // The first worker after a swap takes the instance validation warmed up.
+            None => match active.warm.take().map(Ok).unwrap_or_else(|| active.module.instantiate(&active.config)) {
                 Ok(i) => i,
                 Err(e) => return Err(e.to_string()),
             },

@@ -246,7 +246,8 @@ impl Swapper {
             }
         }
         let validation_ms = started.elapsed().as_secs_f64() * 1e3;
-        let generation = self.registry.activate_as(name, module, config, trigger);
+        drop(reference);
+        let generation = self.registry.activate_warm(name, candidate, trigger);
         self.count(name, "activated");
         tracing::info!(
             transform = name,
