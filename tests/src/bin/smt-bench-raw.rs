@@ -3,7 +3,7 @@
 //! ```text
 //! smt-bench-raw consume BROKERS TOPIC N
 //!     (a) rdkafka alone: read N records of TOPIC from the start, no processing.
-//! smt-bench-raw write BROKERS TOPIC N MONGODB_URI DB MODULE BATCH
+//! smt-bench-raw write BROKERS TOPIC N MONGODB_URI DB MODULE BATCH CONFIG
 //!     (b) the MongoDB driver alone: the operations of the same N records (made
 //!     by the same transform beforehand, not timed) written with
 //!     `Client::bulk_write`, ordered, BATCH operations per call, one partition
@@ -88,13 +88,13 @@ fn main() -> Result<()> {
                 serde_json::json!({"records": n, "seconds": took.as_secs_f64(), "rate": n as f64 / took.as_secs_f64()})
             );
         }
-        Some("write") if args.len() == 8 => {
+        Some("write") if args.len() == 9 => {
             let n: usize = args[3].parse()?;
             let (uri, db, module, batch) = (&args[4], &args[5], &args[6], args[7].parse::<usize>()?);
             let (records, _) = read(&args[1], &args[2], n, true)?;
             let engine = Engine::new(&EngineConfig::default())?;
             let module = engine.load_file("debezium", std::path::Path::new(module))?;
-            let mut inst = module.instantiate("{}")?;
+            let mut inst = module.instantiate(&args[8])?;
             // Per partition, in order (the order smt writes them in).
             let mut per_partition: std::collections::BTreeMap<i32, Vec<mongodb::options::WriteModel>> = Default::default();
             for r in &records {
@@ -120,7 +120,7 @@ fn main() -> Result<()> {
                 serde_json::json!({"records": n, "ops": total_ops, "seconds": took.as_secs_f64(), "rate": n as f64 / took.as_secs_f64()})
             );
         }
-        _ => bail!("usage: smt-bench-raw consume BROKERS TOPIC N | write BROKERS TOPIC N MONGODB_URI DB MODULE BATCH"),
+        _ => bail!("usage: smt-bench-raw consume BROKERS TOPIC N | write BROKERS TOPIC N MONGODB_URI DB MODULE BATCH CONFIG"),
     }
     Ok(())
 }
