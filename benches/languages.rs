@@ -138,6 +138,8 @@ fn measure(lang: &str, path: &Path, plain: &[Message], schemas: &[Message]) -> R
     }
 }
 
+const NOTES: &str = "Reading: the C guest scans the JSON in place (no tree), Rust builds a `serde_json` tree with the SDK, Python and JavaScript run an interpreter (CPython, SpiderMonkey without JIT) inside the guest, and JavaScript also walks each parsed value to refuse nesting past 127 levels as the others do. The cached load is a memory map of the compiled artifact: it is what makes Python and JavaScript restarts cheap (compiling them takes tens of seconds on this loaded machine, about 9 s on a quiet one). JavaScript keeps a ~100 MiB heap per instance: give it `memory-mib` ≥ 128.\n";
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().next().unwrap_or("?").to_owned())
@@ -195,7 +197,8 @@ fn main() {
          Instantiate + init: a fresh Store, as after a trap or for a new worker. First call: the first \
          `transform` of a fresh instance.\n\n\
          {table}\n\
-         Target: cached load of the Python and JavaScript guests under 1 s — measured: {worst} at most.\n",
+         Target: cached load of the Python and JavaScript guests under 1 s — measured: {worst} at most.\n\n\
+         {NOTES}",
         machine = machine(),
         date = today(),
         worst = secs(slowest_cached),

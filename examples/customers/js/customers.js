@@ -64,31 +64,32 @@ function toDocument(_id, after, schema) {
 
 const doc = (value) => ({ tag: 'json', val: JSON.stringify(value) });
 
-function tooDeep(text) {
-  let depth = 0;
-  for (const [token] of text.matchAll(/"(?:[^"\\]|\\.)*"|[[\]{}]/g)) {
-    if (token === '[' || token === '{') {
-      if (++depth > MAX_DEPTH) return true;
-    } else if (token === ']' || token === '}') {
-      depth--;
+// SpiderMonkey parses any depth; the other implementations refuse more than
+// MAX_DEPTH levels (serde_json's limit), so this one checks the parsed value.
+function tooDeep(root) {
+  const stack = [[root, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop();
+    if (depth > MAX_DEPTH) return true;
+    for (const key in value) {
+      const child = value[key];
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
     }
   }
   return false;
 }
 
 function parse(bytes) {
-  let text;
+  let doc;
   try {
-    text = utf8.decode(bytes);
-  } catch (e) {
-    throw badInput(`not UTF-8: ${e.message}`);
-  }
-  if (text.length > 256 && tooDeep(text)) throw badInput(`JSON nested deeper than ${MAX_DEPTH} levels`);
-  try {
-    return unwrap(JSON.parse(text));
+    doc = JSON.parse(utf8.decode(bytes));
   } catch (e) {
     throw badInput(`not JSON: ${e.message}`);
   }
+  if (typeof doc === 'object' && doc !== null && tooDeep(doc)) {
+    throw badInput(`JSON nested deeper than ${MAX_DEPTH} levels`);
+  }
+  return unwrap(doc);
 }
 
 export function init(_config) {}
