@@ -34,7 +34,11 @@ fn guests() -> Vec<(String, PathBuf)> {
         .args(["build", "python", "js", "c"])
         .output()
         .expect("running scripts/build-guests");
-    assert!(out.status.success(), "scripts/build-guests failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scripts/build-guests failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut all = vec![("Rust".to_owned(), PathBuf::from(RUST))];
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let (lang, path) = line.split_once(' ').unwrap();
@@ -50,7 +54,10 @@ fn guests() -> Vec<(String, PathBuf)> {
 }
 
 fn customers(file: &str) -> Vec<Message> {
-    fixture(file).into_iter().filter(|m| m.topic == "dbz.inventory.customers").collect()
+    fixture(file)
+        .into_iter()
+        .filter(|m| m.topic == "dbz.inventory.customers")
+        .collect()
 }
 
 struct Row {
@@ -67,10 +74,19 @@ struct Row {
 fn measure(lang: &str, path: &Path, plain: &[Message], schemas: &[Message]) -> Row {
     let wasm = std::fs::read(path).unwrap();
     let big = wasm.len() > 1 << 20;
-    let uncached = Engine::new(&EngineConfig { no_cache: true, ..EngineConfig::default() }).unwrap();
-    let cache_dir = std::env::temp_dir().join(format!("smt-bench-lang-{}-{lang}", std::process::id()));
+    let uncached = Engine::new(&EngineConfig {
+        no_cache: true,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let cache_dir =
+        std::env::temp_dir().join(format!("smt-bench-lang-{}-{lang}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache_dir);
-    let cached_engine = Engine::new(&EngineConfig { cache_dir: Some(cache_dir.clone()), ..EngineConfig::default() }).unwrap();
+    let cached_engine = Engine::new(&EngineConfig {
+        cache_dir: Some(cache_dir.clone()),
+        ..EngineConfig::default()
+    })
+    .unwrap();
 
     // First load: compiles (and fills the cache); later loads come from it.
     let first = cached_engine.load(lang, &wasm, "bench").unwrap();
@@ -150,8 +166,16 @@ fn main() {
     let load_before = load_average();
     let plain = customers("plain.jsonl");
     let schemas = customers("schemas.jsonl");
-    let plain_bytes: usize = plain.iter().map(|m| m.value.as_ref().map_or(0, Vec::len)).sum::<usize>() / plain.len();
-    let schemas_bytes: usize = schemas.iter().map(|m| m.value.as_ref().map_or(0, Vec::len)).sum::<usize>() / schemas.len();
+    let plain_bytes: usize = plain
+        .iter()
+        .map(|m| m.value.as_ref().map_or(0, Vec::len))
+        .sum::<usize>()
+        / plain.len();
+    let schemas_bytes: usize = schemas
+        .iter()
+        .map(|m| m.value.as_ref().map_or(0, Vec::len))
+        .sum::<usize>()
+        / schemas.len();
     let rows: Vec<Row> = guests()
         .iter()
         .map(|(lang, path)| {
@@ -169,7 +193,11 @@ fn main() {
         table.push_str(&format!(
             "| {} | {} | {} | **{}** | {} | {} | {} ({:.1}× Rust) | {} |\n",
             r.lang,
-            if r.size_kb >= 1024 { format!("{:.1} MB", r.size_kb as f64 / 1024.0) } else { format!("{} KB", r.size_kb) },
+            if r.size_kb >= 1024 {
+                format!("{:.1} MB", r.size_kb as f64 / 1024.0)
+            } else {
+                format!("{} KB", r.size_kb)
+            },
             secs(r.compile),
             secs(r.cached),
             secs(r.instantiate),
@@ -222,7 +250,10 @@ fn secs(s: f64) -> String {
 fn write_section(name: &str, body: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".to_owned());
-    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
     let block = format!("{begin}\n{body}{end}");
     let new = match (text.find(&begin), text.find(&end)) {
         (Some(b), Some(e)) if b < e => format!("{}{block}{}", &text[..b], &text[e + end.len()..]),
@@ -234,9 +265,15 @@ fn write_section(name: &str, body: &str) {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!("{cpu}, {cores} cores")
 }
 

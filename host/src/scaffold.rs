@@ -68,25 +68,57 @@ type File = (&'static str, &'static str, bool);
 const WIT: &str = include_str!("../../wit/transform.wit");
 
 const COMMON: &[File] = &[
-    ("README.md", include_str!("../templates/common/README.md"), false),
+    (
+        "README.md",
+        include_str!("../templates/common/README.md"),
+        false,
+    ),
     ("test.sh", include_str!("../templates/common/test.sh"), true),
-    ("test/records.jsonl", include_str!("../templates/common/records.jsonl"), false),
-    ("test/expected.jsonl", include_str!("../templates/common/expected.jsonl"), false),
+    (
+        "test/records.jsonl",
+        include_str!("../templates/common/records.jsonl"),
+        false,
+    ),
+    (
+        "test/expected.jsonl",
+        include_str!("../templates/common/expected.jsonl"),
+        false,
+    ),
     ("wit/transform.wit", WIT, false),
 ];
 
 fn files(lang: Lang) -> &'static [File] {
     match lang {
         Lang::Rust => &[
-            ("Cargo.toml", include_str!("../templates/rust/Cargo.toml"), false),
-            ("src/lib.rs", include_str!("../templates/rust/lib.rs"), false),
+            (
+                "Cargo.toml",
+                include_str!("../templates/rust/Cargo.toml"),
+                false,
+            ),
+            (
+                "src/lib.rs",
+                include_str!("../templates/rust/lib.rs"),
+                false,
+            ),
             ("build.sh", include_str!("../templates/rust/build.sh"), true),
-            (".gitignore", "/target\n/*.wasm\n/test/out.jsonl\nCargo.lock\n", false),
+            (
+                ".gitignore",
+                "/target\n/*.wasm\n/test/out.jsonl\nCargo.lock\n",
+                false,
+            ),
         ],
         Lang::Python => &[
             ("app.py", include_str!("../templates/python/app.py"), false),
-            ("build.sh", include_str!("../templates/python/build.sh"), true),
-            (".gitignore", "/*.wasm\n/test/out.jsonl\n__pycache__/\n", false),
+            (
+                "build.sh",
+                include_str!("../templates/python/build.sh"),
+                true,
+            ),
+            (
+                ".gitignore",
+                "/*.wasm\n/test/out.jsonl\n__pycache__/\n",
+                false,
+            ),
         ],
         Lang::Js => &[
             ("app.js", include_str!("../templates/js/app.js"), false),
@@ -95,11 +127,31 @@ fn files(lang: Lang) -> &'static [File] {
         ],
         Lang::C => &[
             ("app.c", include_str!("../templates/c/app.c"), false),
-            ("json.c", include_str!("../../examples/customers/c/json.c"), false),
-            ("json.h", include_str!("../../examples/customers/c/json.h"), false),
-            ("gen/transform.c", include_str!("../../examples/customers/c/gen/transform.c"), false),
-            ("gen/transform.h", include_str!("../../examples/customers/c/gen/transform.h"), false),
-            ("gen/component_type.c", include_str!("../../examples/customers/c/gen/component_type.c"), false),
+            (
+                "json.c",
+                include_str!("../../examples/customers/c/json.c"),
+                false,
+            ),
+            (
+                "json.h",
+                include_str!("../../examples/customers/c/json.h"),
+                false,
+            ),
+            (
+                "gen/transform.c",
+                include_str!("../../examples/customers/c/gen/transform.c"),
+                false,
+            ),
+            (
+                "gen/transform.h",
+                include_str!("../../examples/customers/c/gen/transform.h"),
+                false,
+            ),
+            (
+                "gen/component_type.c",
+                include_str!("../../examples/customers/c/gen/component_type.c"),
+                false,
+            ),
             ("build.sh", include_str!("../templates/c/build.sh"), true),
             (".gitignore", "/target\n/*.wasm\n/test/out.jsonl\n", false),
         ],
@@ -109,7 +161,9 @@ fn files(lang: Lang) -> &'static [File] {
 /// Where the Rust SDK was when this binary was built (a checkout of the repository).
 pub fn default_sdk_path() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-transforms/sdk");
-    path.canonicalize().ok().filter(|p| p.join("Cargo.toml").exists())
+    path.canonicalize()
+        .ok()
+        .filter(|p| p.join("Cargo.toml").exists())
 }
 
 /// Creates the project directory `dir` (which must not exist or be empty)
@@ -123,7 +177,9 @@ pub fn create(dir: &Path, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<Vec<
         .to_owned();
     if name.is_empty()
         || !name.starts_with(|c: char| c.is_ascii_alphabetic())
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         bail!("`{name}` is not a valid transform name: use letters, digits, `-` and `_`, starting with a letter");
     }
@@ -153,10 +209,15 @@ pub fn create(dir: &Path, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<Vec<
     for (path, text, executable) in COMMON.iter().chain(files(lang)) {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         // The contract and the generated bindings are copied as they are.
-        let text = if path.starts_with("wit/") || path.starts_with("gen/") { text.to_string() } else { expand(text) };
+        let text = if path.starts_with("wit/") || path.starts_with("gen/") {
+            text.to_string()
+        } else {
+            expand(text)
+        };
         std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
         if *executable {
             use std::os::unix::fs::PermissionsExt;
@@ -174,16 +235,29 @@ mod tests {
     #[test]
     fn every_language_writes_a_project_with_its_name_substituted() {
         for lang in Lang::ALL {
-            let dir = std::env::temp_dir().join(format!("smt-scaffold-{}-{}", std::process::id(), lang.name()));
+            let dir = std::env::temp_dir().join(format!(
+                "smt-scaffold-{}-{}",
+                std::process::id(),
+                lang.name()
+            ));
             let project = dir.join("my-transform");
             let sdk = std::env::temp_dir();
             let files = create(&project, lang, Some(&sdk)).unwrap();
             assert!(files.iter().any(|f| f.ends_with("build.sh")));
             let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
-            assert!(readme.contains("my-transform.wasm") && !readme.contains("{{"), "{readme}");
+            assert!(
+                readme.contains("my-transform.wasm") && !readme.contains("{{"),
+                "{readme}"
+            );
             let build = std::fs::read_to_string(project.join("build.sh")).unwrap();
-            assert!(build.contains("my-transform.wasm") && !build.contains("{{"), "{build}");
-            assert!(create(&project, lang, Some(&sdk)).is_err(), "refuses a non-empty directory");
+            assert!(
+                build.contains("my-transform.wasm") && !build.contains("{{"),
+                "{build}"
+            );
+            assert!(
+                create(&project, lang, Some(&sdk)).is_err(),
+                "refuses a non-empty directory"
+            );
             std::fs::remove_dir_all(&dir).unwrap();
         }
         assert!(create(Path::new("/tmp/9lives"), Lang::Python, None).is_err());

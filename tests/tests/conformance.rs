@@ -66,7 +66,10 @@ fn guests() -> &'static [(String, Arc<TransformModule>)] {
 
 /// One record's result as `smt test` prints it, without the error message
 /// (messages are each language's own words).
-fn outcome(msg: &Message, result: Result<Vec<smt_host::writeop::WriteOp>, smt_host::engine::CallError>) -> Value {
+fn outcome(
+    msg: &Message,
+    result: Result<Vec<smt_host::writeop::WriteOp>, smt_host::engine::CallError>,
+) -> Value {
     let mut line = json!({ "topic": msg.topic, "partition": msg.partition, "offset": msg.offset });
     match result {
         Ok(ops) => line["ops"] = ops.iter().map(|op| op.to_extjson()).collect(),
@@ -99,7 +102,11 @@ fn every_language_gives_the_same_operations_on_every_fixture_record() {
         // Every customers record maps; every other table is `unsupported`.
         for r in &reference {
             let customers = r["topic"] == "dbz.inventory.customers";
-            assert_eq!(r.get("ops").is_some(), customers || r["ops"] == json!([]), "{file}: {r}");
+            assert_eq!(
+                r.get("ops").is_some(),
+                customers || r["ops"] == json!([]),
+                "{file}: {r}"
+            );
             if !customers && r.get("error").is_some() {
                 assert_eq!(r["error"], "unsupported", "{file}: {r}");
             }
@@ -177,19 +184,55 @@ fn malformed_records_are_bad_input_errors_not_traps_in_every_language() {
     let too_deep = nested(128);
     let cases: Vec<(&str, Message)> = vec![
         ("value not JSON", message(Some(key), Some(b"{not json"))),
-        ("value not an object", message(Some(key), Some(b"[1, 2, 3]"))),
-        ("value not UTF-8", message(Some(key), Some(b"{\"op\": \"c\xff\"}"))),
-        ("nested 100k deep", message(Some(key), Some(deep.as_bytes()))),
-        ("nested 128 deep", message(Some(key), Some(too_deep.as_bytes()))),
-        ("no op", message(Some(key), Some(br#"{"after": {"id": 1}}"#))),
-        ("unknown op", message(Some(key), Some(br#"{"op": "x", "source": {"table": "customers"}}"#))),
+        (
+            "value not an object",
+            message(Some(key), Some(b"[1, 2, 3]")),
+        ),
+        (
+            "value not UTF-8",
+            message(Some(key), Some(b"{\"op\": \"c\xff\"}")),
+        ),
+        (
+            "nested 100k deep",
+            message(Some(key), Some(deep.as_bytes())),
+        ),
+        (
+            "nested 128 deep",
+            message(Some(key), Some(too_deep.as_bytes())),
+        ),
+        (
+            "no op",
+            message(Some(key), Some(br#"{"after": {"id": 1}}"#)),
+        ),
+        (
+            "unknown op",
+            message(
+                Some(key),
+                Some(br#"{"op": "x", "source": {"table": "customers"}}"#),
+            ),
+        ),
         ("no key", message(None, Some(&create(sally())))),
-        ("key not JSON", message(Some(b"{id"), Some(&create(sally())))),
-        ("key without id", message(Some(br#"{"uid": 1}"#), Some(&create(sally())))),
+        (
+            "key not JSON",
+            message(Some(b"{id"), Some(&create(sally()))),
+        ),
+        (
+            "key without id",
+            message(Some(br#"{"uid": 1}"#), Some(&create(sally()))),
+        ),
         ("no after", message(Some(key), Some(&create(Value::Null)))),
-        ("first_name missing", message(Some(key), Some(&create(no_name)))),
-        ("balance not base64", message(Some(key), Some(&create(bad_balance)))),
-        ("vip not a boolean", message(Some(key), Some(&create(vip_text)))),
+        (
+            "first_name missing",
+            message(Some(key), Some(&create(no_name))),
+        ),
+        (
+            "balance not base64",
+            message(Some(key), Some(&create(bad_balance))),
+        ),
+        (
+            "vip not a boolean",
+            message(Some(key), Some(&create(vip_text))),
+        ),
     ];
     let good = message(Some(key), Some(&create(sally())));
     for (lang, module) in guests() {
@@ -200,17 +243,30 @@ fn malformed_records_are_bad_input_errors_not_traps_in_every_language() {
                 Ok(ops) => panic!("{lang}: {what}: expected bad-input, got {ops:?}"),
             }
             // The same instance goes on: an error is a result, not a trap.
-            let ops = inst.transform(&good).unwrap_or_else(|e| panic!("{lang} after {what}: {e:?}"));
+            let ops = inst
+                .transform(&good)
+                .unwrap_or_else(|e| panic!("{lang} after {what}: {e:?}"));
             assert_eq!(ops.len(), 1, "{lang} after {what}");
         }
         // 127 levels parse (and then there is no `after`).
-        let err = inst.transform(&message(Some(key), Some(nested(127).as_bytes()))).unwrap_err();
+        let err = inst
+            .transform(&message(Some(key), Some(nested(127).as_bytes())))
+            .unwrap_err();
         assert_eq!(err.kind, FailureKind::BadInput, "{lang}: {err:?}");
-        assert!(err.message.contains("after"), "{lang}: 127 levels must parse: {err:?}");
+        assert!(
+            err.message.contains("after"),
+            "{lang}: 127 levels must parse: {err:?}"
+        );
         // A tombstone and another table.
-        assert_eq!(inst.transform(&message(Some(key), None)).unwrap(), vec![], "{lang}");
+        assert_eq!(
+            inst.transform(&message(Some(key), None)).unwrap(),
+            vec![],
+            "{lang}"
+        );
         let other = br#"{"op": "c", "after": {"id": 1}, "source": {"table": "orders"}}"#;
-        let err = inst.transform(&message(Some(key), Some(other))).unwrap_err();
+        let err = inst
+            .transform(&message(Some(key), Some(other)))
+            .unwrap_err();
         assert_eq!(err.kind, FailureKind::Unsupported, "{lang}: {err:?}");
     }
 }

@@ -31,7 +31,10 @@ fn new_build_and_test(lang: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let name = format!("my-{lang}-transform");
     let project = dir.join(&name);
-    run(Command::new(smt_bin()).args(["new", project.to_str().unwrap(), "--lang", lang]), "smt new");
+    run(
+        Command::new(smt_bin()).args(["new", project.to_str().unwrap(), "--lang", lang]),
+        "smt new",
+    );
 
     let mut build = Command::new(project.join("build.sh"));
     build.current_dir(&project);
@@ -43,17 +46,28 @@ fn new_build_and_test(lang: &str) {
     build.env("CARGO_TARGET_DIR", smt_cache().join("target/smt-new-rust"));
     run(&mut build, &format!("{lang}: ./build.sh"));
     let wasm = project.join(format!("{name}.wasm"));
-    assert!(wasm.exists(), "{lang}: the build made no {}", wasm.display());
+    assert!(
+        wasm.exists(),
+        "{lang}: the build made no {}",
+        wasm.display()
+    );
 
     // As the README says: smt test over the sample records ...
     let out = run(
-        Command::new(smt_bin()).args(["test", "--transform"]).arg(&wasm).arg("--input").arg(project.join("test/records.jsonl")),
+        Command::new(smt_bin())
+            .args(["test", "--transform"])
+            .arg(&wasm)
+            .arg("--input")
+            .arg(project.join("test/records.jsonl")),
         &format!("{lang}: smt test"),
     );
     let expected = std::fs::read_to_string(project.join("test/expected.jsonl")).unwrap();
     assert_eq!(out, expected, "{lang}: smt test output");
     // ... and the project's own test script.
-    let test = run(Command::new(project.join("test.sh")).env("SMT", smt_bin()), &format!("{lang}: ./test.sh"));
+    let test = run(
+        Command::new(project.join("test.sh")).env("SMT", smt_bin()),
+        &format!("{lang}: ./test.sh"),
+    );
     assert!(test.contains("ok:"), "{lang}: {test}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -83,8 +97,17 @@ fn new_refuses_a_bad_name_and_an_existing_project() {
     let dir = std::env::temp_dir().join(format!("smt-new-refuse-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("taken")).unwrap();
     std::fs::write(dir.join("taken/file"), "x").unwrap();
-    for (path, lang) in [(dir.join("taken"), "python"), (dir.join("9bad"), "js"), (dir.join("ok"), "cobol")] {
-        let out = Command::new(smt_bin()).arg("new").arg(&path).args(["--lang", lang]).output().unwrap();
+    for (path, lang) in [
+        (dir.join("taken"), "python"),
+        (dir.join("9bad"), "js"),
+        (dir.join("ok"), "cobol"),
+    ] {
+        let out = Command::new(smt_bin())
+            .arg("new")
+            .arg(&path)
+            .args(["--lang", lang])
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{} {lang}", path.display());
     }
     std::fs::remove_dir_all(&dir).unwrap();

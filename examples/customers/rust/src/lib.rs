@@ -22,11 +22,15 @@ impl Transform for Customers {
         let mut event = match Event::classify(msg)? {
             Record::Change(event) => event,
             Record::Tombstone => return Ok(vec![]),
-            Record::NotAChange => return Err(TransformError::bad_input("not a change event: no 'op'")),
+            Record::NotAChange => {
+                return Err(TransformError::bad_input("not a change event: no 'op'"))
+            }
         };
         let table = event.source().table().unwrap_or_default().to_owned();
         if table != "customers" {
-            return Err(TransformError::unsupported(format!("table {table:?} is not customers")));
+            return Err(TransformError::unsupported(format!(
+                "table {table:?} is not customers"
+            )));
         }
         let id = match event.take_key()?.as_ref().and_then(|k| k.get("id")) {
             Some(id) if id.is_i64() => id.clone(),
@@ -35,7 +39,9 @@ impl Transform for Customers {
         match event.op() {
             Op::Delete => Ok(vec![ops::delete_one(COLLECTION, json!({ "_id": id }))]),
             Op::Read | Op::Create | Op::Update => {
-                let after = event.take_after()?.ok_or_else(|| TransformError::bad_input("no 'after' image"))?;
+                let after = event
+                    .take_after()?
+                    .ok_or_else(|| TransformError::bad_input("no 'after' image"))?;
                 let doc = json!({
                     "_id": id,
                     "name": format!("{} {}", text(&after, "first_name")?, text(&after, "last_name")?),
@@ -44,9 +50,18 @@ impl Transform for Customers {
                     "isVip": after.get("vip").and_then(Value::as_bool)
                         .ok_or_else(|| TransformError::bad_input("'vip' must be a boolean"))?,
                 });
-                Ok(vec![ops::replace_one(COLLECTION, json!({ "_id": id }), doc).upsert().into()])
+                Ok(vec![ops::replace_one(
+                    COLLECTION,
+                    json!({ "_id": id }),
+                    doc,
+                )
+                .upsert()
+                .into()])
             }
-            op => Err(TransformError::unsupported(format!("op {:?} is not handled", op.code()))),
+            op => Err(TransformError::unsupported(format!(
+                "op {:?} is not handled",
+                op.code()
+            ))),
         }
     }
 }
