@@ -90,3 +90,59 @@ fn balance(row: &Fields) -> Result<Value, TransformError> {
 }
 
 smt_guest::export_transform!(Customers);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(key: &str, value: Option<&str>) -> Message {
+        Message::new(
+            "dbz.inventory.customers",
+            Some(key.as_bytes()),
+            value.map(str::as_bytes),
+        )
+    }
+
+    fn run(value: Option<&str>) -> Result<Vec<Value>, TransformError> {
+        let t = Customers::init("{}").unwrap();
+        t.transform(&msg(r#"{"id": 7}"#, value))
+            .map(|ops| ops.iter().map(ops::describe).collect())
+    }
+
+    #[test]
+    fn a_create_becomes_an_upsert_of_the_mapped_document() {
+        let value = r#"{"op": "c", "source": {"table": "customers"}, "after": {"id": 7, "first_name": "Ada",
+            "last_name": "Lovelace", "email": "ada@example.com", "balance": "/zg=", "vip": true, "created_at": "x"}}"#;
+        let ops = run(Some(value)).unwrap();
+        assert_eq!(ops.len(), 1);
+        let text = ops[0].to_string();
+        for part in [
+            r#""name":"Ada Lovelace""#,
+            r#""$numberDecimal":"-2.00""#,
+            r#""isVip":true"#,
+            r#""upsert":true"#,
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert!(!text.contains("created_at"), "{text}");
+    }
+
+    #[test]
+    fn deletes_tombstones_and_bad_records() {
+        let delete = run(Some(
+            r#"{"op": "d", "source": {"table": "customers"}, "before": {"id": 7}}"#,
+        ))
+        .unwrap();
+        assert!(delete[0].to_string().contains("delete-one"), "{delete:?}");
+        assert_eq!(run(None).unwrap(), Vec::<Value>::new());
+        assert_eq!(
+            run(Some("{not json")).unwrap_err().kind,
+            smt_guest::ErrorKind::BadInput
+        );
+        let other = run(Some(
+            r#"{"op": "c", "source": {"table": "orders"}, "after": {}}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(other.kind, smt_guest::ErrorKind::Unsupported);
+    }
+}
