@@ -5,21 +5,16 @@
 //! results go into `BENCHMARKS.md` between the `engine` markers.
 
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Instant;
 
 use smt_guest::Transform as _;
 use smt_host::engine::{Engine, EngineConfig, Origin};
 use smt_host::writeop::WriteOp;
+use smt_tests::bench_report::{machine, median, today, write_section};
 use smt_tests::native::{fixture, to_guest_message, to_host_op};
 
 const DEFAULT: &str = env!("SMT_GUEST_DEBEZIUM_MONGO");
 const ROUNDS: usize = 15;
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
 
 /// Mean time per call of `f` over `n` calls.
 fn per_call(n: usize, mut f: impl FnMut()) -> f64 {
@@ -141,45 +136,4 @@ fn main() {
     );
     print!("{report}");
     write_section("engine", &report);
-}
-
-/// Replaces the section between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in BENCHMARKS.md.
-fn write_section(name: &str, body: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".to_owned());
-    let (begin, end) = (
-        format!("<!-- {name}:begin -->"),
-        format!("<!-- {name}:end -->"),
-    );
-    let block = format!("{begin}\n{body}{end}");
-    let new = match (text.find(&begin), text.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &text[..b], &text[e + end.len()..]),
-        _ => format!("{}\n{block}\n", text.trim_end()),
-    };
-    std::fs::write(&path, new).expect("writing BENCHMARKS.md");
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!("{cpu}, {cores} cores")
-}
-
-fn today() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }

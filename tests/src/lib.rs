@@ -1,3 +1,4 @@
 pub mod services;
 pub mod pipeline;
 pub mod native;
+pub mod bench_report;
