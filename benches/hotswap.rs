@@ -24,6 +24,7 @@ use smt_host::admin::Metrics;
 use smt_host::engine::{Engine, EngineConfig, Message};
 use smt_host::registry::{Registry, Trigger};
 use smt_host::swap::Swapper;
+use smt_tests::bench_report::{machine, today, write_section};
 use smt_tests::native::fixture;
 
 /// Swaps per guest (a Python candidate takes seconds to compile ahead).
@@ -243,40 +244,4 @@ fn main() {
     report.push('\n');
     print!("{report}");
     write_section("hot-swap", &report);
-}
-
-/// Replaces the section between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in BENCHMARKS.md.
-fn write_section(name: &str, body: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\n".to_owned());
-    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
-    let block = format!("{begin}\n{body}{end}");
-    let new = match (text.find(&begin), text.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &text[..b], &text[e + end.len()..]),
-        _ => format!("{}\n\n{block}\n", text.trim_end()),
-    };
-    std::fs::write(&path, new).expect("writing BENCHMARKS.md");
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{cpu}, {cores} cores")
-}
-
-fn today() -> String {
-    std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }
