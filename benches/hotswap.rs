@@ -74,7 +74,14 @@ fn quantile(xs: &[f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-fn run(guest: &str, wasm: &[u8], config: &str, records: Vec<Message>, cache: &Path, swaps: usize) -> Vec<Result> {
+fn run(
+    guest: &str,
+    wasm: &[u8],
+    config: &str,
+    records: Vec<Message>,
+    cache: &Path,
+    swaps: usize,
+) -> Vec<Result> {
     let engine = Engine::new(&EngineConfig {
         cache_dir: Some(cache.to_owned()),
         ..EngineConfig::default()
@@ -84,7 +91,12 @@ fn run(guest: &str, wasm: &[u8], config: &str, records: Vec<Message>, cache: &Pa
     let registry = Arc::new(Registry::new());
     let first = engine.load(guest, wasm, "bench").unwrap();
     registry.activate(guest, first, config);
-    let swapper = Swapper::with_fixtures(engine.clone(), registry.clone(), Arc::new(Metrics::new()), Default::default());
+    let swapper = Swapper::with_fixtures(
+        engine.clone(),
+        registry.clone(),
+        Arc::new(Metrics::new()),
+        Default::default(),
+    );
 
     // The worker: (generation, first record done, last record done), records, instantiate times.
     let stop = Arc::new(AtomicBool::new(false));
@@ -128,7 +140,9 @@ fn run(guest: &str, wasm: &[u8], config: &str, records: Vec<Message>, cache: &Pa
         // Compile ahead (into the cache), as `smt check` or an earlier deploy would.
         engine.load(guest, &candidate, "bench").unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        let swapped = swapper.deploy(guest, &candidate, None, Trigger::Api, "bench").unwrap();
+        let swapped = swapper
+            .deploy(guest, &candidate, None, Trigger::Api, "bench")
+            .unwrap();
         assert_eq!(swapped.outcome, "activated");
         validation.push(swapped.validation_ms);
         std::thread::sleep(Duration::from_millis(300));
@@ -192,7 +206,14 @@ fn main() {
 
     let rust = std::fs::read(env!("SMT_GUEST_DEBEZIUM_MONGO")).unwrap();
     let update = fixture("update-1kb.jsonl").remove(0);
-    results.extend(run("debezium-mongo (Rust)", &rust, "{}", vec![update; 100], &cache, SWAPS_RUST));
+    results.extend(run(
+        "debezium-mongo (Rust)",
+        &rust,
+        "{}",
+        vec![update; 100],
+        &cache,
+        SWAPS_RUST,
+    ));
 
     match python_guest() {
         Some(path) => {
@@ -202,7 +223,14 @@ fn main() {
                 .filter(|m| m.topic.ends_with("customers"))
                 .collect();
             let batch: Vec<Message> = customers.iter().cycle().take(20).cloned().collect();
-            results.extend(run("customers (Python)", &wasm, "{}", batch, &cache, SWAPS_PYTHON));
+            results.extend(run(
+                "customers (Python)",
+                &wasm,
+                "{}",
+                batch,
+                &cache,
+                SWAPS_PYTHON,
+            ));
         }
         None => eprintln!("no Python guest (scripts/build-guests build python): skipped"),
     }

@@ -285,7 +285,13 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.key {
-            Some(key) => write!(f, "config {}: `{}`: {}", self.file.display(), key, self.message),
+            Some(key) => write!(
+                f,
+                "config {}: `{}`: {}",
+                self.file.display(),
+                key,
+                self.message
+            ),
             None => write!(f, "config {}: {}", self.file.display(), self.message),
         }
     }
@@ -317,7 +323,8 @@ impl Config {
             key,
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read it: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read it: {e}")))?;
         let mut value: toml::Value = toml::from_str(&text).map_err(|e| {
             let message = e.message().to_owned();
             let line = e.span().map(|s| text[..s.start].lines().count().max(1));
@@ -331,16 +338,25 @@ impl Config {
         })?;
         let mut from_env = BTreeMap::new();
         for (name, raw) in env {
-            let Some(rest) = name.strip_prefix("SMT_") else { continue };
+            let Some(rest) = name.strip_prefix("SMT_") else {
+                continue;
+            };
             if !rest.contains("__") {
                 continue;
             }
-            let key = apply_override(&mut value, rest, &raw).map_err(|m| err(Some(name.clone()), m))?;
+            let key =
+                apply_override(&mut value, rest, &raw).map_err(|m| err(Some(name.clone()), m))?;
             from_env.insert(key, name);
         }
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
-            let mut message = e.inner().to_string().lines().next().unwrap_or_default().to_owned();
+            let mut message = e
+                .inner()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             if let Some(var) = from_env.get(&key) {
                 message.push_str(&format!(" (set by the environment variable {var})"));
             }
@@ -357,7 +373,10 @@ impl Config {
             if t.module.is_relative() {
                 t.module = base.join(&t.module);
             }
-            for f in [&mut t.config_file, &mut t.sample_file].into_iter().flatten() {
+            for f in [&mut t.config_file, &mut t.sample_file]
+                .into_iter()
+                .flatten()
+            {
                 if f.is_relative() {
                     *f = base.join(&*f);
                 }
@@ -375,7 +394,10 @@ impl Config {
         if !["earliest", "latest"].contains(&self.kafka.auto_offset_reset.as_str()) {
             return Err((
                 "kafka.auto-offset-reset".into(),
-                format!("`{}`: expected `earliest` or `latest`", self.kafka.auto_offset_reset),
+                format!(
+                    "`{}`: expected `earliest` or `latest`",
+                    self.kafka.auto_offset_reset
+                ),
             ));
         }
         for (section, props) in [("kafka.properties", &self.kafka.properties)]
@@ -427,7 +449,10 @@ impl Config {
             }
         }
         if self.transforms.is_empty() {
-            return Err(("transforms".into(), "at least one transform is needed".into()));
+            return Err((
+                "transforms".into(),
+                "at least one transform is needed".into(),
+            ));
         }
         for (name, t) in &self.transforms {
             if t.config.is_some() && t.config_file.is_some() {
@@ -438,7 +463,10 @@ impl Config {
             }
             if let Some(c) = &t.config {
                 if !c.is_table() {
-                    return Err((format!("transforms.{name}.config"), "must be a table".into()));
+                    return Err((
+                        format!("transforms.{name}.config"),
+                        "must be a table".into(),
+                    ));
                 }
             }
         }
@@ -448,10 +476,14 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             let key = |k: &str| format!("routes[{i}].{k}");
             if r.topics.is_empty() == r.topic_pattern.is_none() {
-                return Err((key("topics"), "set either `topics` or `topic-pattern`".into()));
+                return Err((
+                    key("topics"),
+                    "set either `topics` or `topic-pattern`".into(),
+                ));
             }
             if let Some(p) = &r.topic_pattern {
-                regex::Regex::new(p).map_err(|e| (key("topic-pattern"), format!("invalid regex: {e}")))?;
+                regex::Regex::new(p)
+                    .map_err(|e| (key("topic-pattern"), format!("invalid regex: {e}")))?;
             }
             if !self.transforms.contains_key(&r.transform) {
                 return Err((
@@ -459,12 +491,19 @@ impl Config {
                     format!(
                         "no transform named `{}` (defined: {})",
                         r.transform,
-                        self.transforms.keys().cloned().collect::<Vec<_>>().join(", ")
+                        self.transforms
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
             if r.on_error == ErrorPolicy::Dlq && self.dlq.is_none() {
-                return Err((key("on-error"), "`dlq` needs a `[dlq]` section with a topic".into()));
+                return Err((
+                    key("on-error"),
+                    "`dlq` needs a `[dlq]` section with a topic".into(),
+                ));
             }
         }
         Ok(())
@@ -475,10 +514,16 @@ impl Config {
         let t = &self.transforms[name];
         if let Some(file) = &t.config_file {
             let text = std::fs::read_to_string(file).map_err(|e| {
-                anyhow::anyhow!("transforms.{name}.config-file: cannot read {}: {e}", file.display())
+                anyhow::anyhow!(
+                    "transforms.{name}.config-file: cannot read {}: {e}",
+                    file.display()
+                )
             })?;
             serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
-                anyhow::anyhow!("transforms.{name}.config-file: {} is not JSON: {e}", file.display())
+                anyhow::anyhow!(
+                    "transforms.{name}.config-file: {} is not JSON: {e}",
+                    file.display()
+                )
             })?;
             return Ok(text);
         }
@@ -506,7 +551,12 @@ impl Config {
         } else if !uri.ends_with('?') && !uri.ends_with('&') {
             uri.push('&');
         }
-        let pairs: Vec<String> = self.mongodb.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let pairs: Vec<String> = self
+            .mongodb
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         uri.push_str(&pairs.join("&"));
         uri
     }
@@ -537,7 +587,9 @@ fn apply_override(root: &mut toml::Value, rest: &str, raw: &str) -> Result<Strin
     for (i, seg) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
         if let toml::Value::Array(items) = node {
-            let idx: usize = seg.parse().map_err(|_| format!("`{seg}` is not an array index"))?;
+            let idx: usize = seg
+                .parse()
+                .map_err(|_| format!("`{seg}` is not an array index"))?;
             path.push_str(&format!("[{idx}]"));
             let len = items.len();
             let item = items
@@ -559,7 +611,11 @@ fn apply_override(root: &mut toml::Value, rest: &str, raw: &str) -> Result<Strin
             .ok_or_else(|| format!("`{path}` does not name a table"))?;
         if last {
             // A map of string options keeps strings.
-            let value = if verbatim { toml::Value::String(raw.to_owned()) } else { parsed.clone() };
+            let value = if verbatim {
+                toml::Value::String(raw.to_owned())
+            } else {
+                parsed.clone()
+            };
             table.insert(seg.clone(), value);
             return Ok(path);
         }
@@ -615,9 +671,16 @@ pub fn redact_uri(uri: &str) -> String {
 /// Property names whose values must never be logged.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "credential", "sasl.oauthbearer.config", "key.pem"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "credential",
+        "sasl.oauthbearer.config",
+        "key.pem",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 #[cfg(test)]
@@ -678,7 +741,10 @@ on-error = "dlq"
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -701,7 +767,9 @@ on-error = "dlq"
     #[test]
     fn unknown_key_names_key_and_file() {
         let (_dir, path) = write(&SAMPLE.replace("group-id", "group-idd"));
-        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("smt.toml"), "{e}");
         assert!(e.contains("kafka"), "{e}");
         assert!(e.contains("group-idd"), "{e}");
@@ -741,10 +809,14 @@ on-error = "dlq"
     #[test]
     fn validation_errors_name_the_key() {
         let (_dir, path) = write(&SAMPLE.replace("transform = \"dbz\"", "transform = \"nope\""));
-        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("routes[0].transform"), "{e}");
         let (_dir, path) = write(&SAMPLE.replace("\"session.timeout.ms\"", "\"group.id\""));
-        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kafka.properties.group.id"), "{e}");
     }
 
@@ -752,8 +824,13 @@ on-error = "dlq"
     fn a_non_loopback_admin_needs_a_token_that_is_never_printed() {
         let exposed = SAMPLE.to_owned() + "[admin]\nlisten = \"0.0.0.0:9464\"\n";
         let (_dir, path) = write(&exposed);
-        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
-        assert!(e.contains("admin.token") && e.contains("0.0.0.0:9464"), "{e}");
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("admin.token") && e.contains("0.0.0.0:9464"),
+            "{e}"
+        );
         let c = Config::load_with_env(&path, env(&[("SMT_ADMIN__TOKEN", "s3cret-t0ken")])).unwrap();
         assert_eq!(c.admin.token.as_ref().unwrap().expose(), "s3cret-t0ken");
         assert!(!format!("{c:?}").contains("s3cret-t0ken"));
@@ -762,7 +839,9 @@ on-error = "dlq"
     #[test]
     fn redacts_passwords() {
         assert_eq!(
-            redact_uri("mongodb://user:s3cret@h:1,h:2/db?authSource=admin&tlsCertificateKeyFilePassword=x"),
+            redact_uri(
+                "mongodb://user:s3cret@h:1,h:2/db?authSource=admin&tlsCertificateKeyFilePassword=x"
+            ),
             "mongodb://user:***@h:1,h:2/db?authSource=admin&tlsCertificateKeyFilePassword=***"
         );
         assert_eq!(redact_uri("mongodb://h:1"), "mongodb://h:1");
@@ -773,6 +852,9 @@ on-error = "dlq"
         let (_dir, path) = write(SAMPLE);
         let mut c = Config::load_with_env(&path, env(&[])).unwrap();
         c.mongodb.options.insert("maxPoolSize".into(), "5".into());
-        assert_eq!(c.mongodb_uri(), "mongodb://u:pw@127.0.0.1:27017/?maxPoolSize=5");
+        assert_eq!(
+            c.mongodb_uri(),
+            "mongodb://u:pw@127.0.0.1:27017/?maxPoolSize=5"
+        );
     }
 }

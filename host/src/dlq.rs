@@ -44,7 +44,9 @@ pub struct Dlq {
 
 impl Dlq {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Option<Dlq>> {
-        let Some(dlq) = &config.dlq else { return Ok(None) };
+        let Some(dlq) = &config.dlq else {
+            return Ok(None);
+        };
         let mut cc = ClientConfig::new();
         for (k, v) in &config.kafka.properties {
             if !is_consumer_only(k) {
@@ -55,14 +57,18 @@ impl Dlq {
             cc.set(k, v);
         }
         cc.set("bootstrap.servers", &config.kafka.brokers);
-        for (k, v) in [("enable.idempotence", "true"), ("acks", "all"), ("message.timeout.ms", "30000")] {
+        for (k, v) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("message.timeout.ms", "30000"),
+        ] {
             if cc.get(k).is_none() {
                 cc.set(k, v);
             }
         }
-        let producer: FutureProducer = cc
-            .create()
-            .map_err(|e| anyhow::anyhow!("cannot create the DLQ producer ([dlq]/[kafka.properties]): {e}"))?;
+        let producer: FutureProducer = cc.create().map_err(|e| {
+            anyhow::anyhow!("cannot create the DLQ producer ([dlq]/[kafka.properties]): {e}")
+        })?;
         Ok(Some(Dlq {
             producer,
             topic: dlq.topic.clone(),
@@ -85,13 +91,21 @@ impl Dlq {
         })?;
         match md.topics().first() {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
-            _ => anyhow::bail!("the DLQ topic `{}` (dlq.topic) does not exist; create it first", self.topic),
+            _ => anyhow::bail!(
+                "the DLQ topic `{}` (dlq.topic) does not exist; create it first",
+                self.topic
+            ),
         }
     }
 
     /// Produces `record` with the failure headers; retries transient errors.
     /// Returns once the broker acknowledged it.
-    pub async fn send(&self, record: &Message, failure: &Failure, stop: &CancellationToken) -> Result<(), GiveUp> {
+    pub async fn send(
+        &self,
+        record: &Message,
+        failure: &Failure,
+        stop: &CancellationToken,
+    ) -> Result<(), GiveUp> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 7);
         for h in &record.headers {
             headers = headers.insert(KHeader {
@@ -118,7 +132,8 @@ impl Dlq {
         }
         let mut attempt = 0;
         loop {
-            let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers.clone());
+            let mut fr: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topic).headers(headers.clone());
             if let Some(k) = &record.key {
                 fr = fr.key(k.as_slice());
             }
@@ -130,12 +145,18 @@ impl Dlq {
             }
             match self.producer.send(fr, Duration::from_secs(5)).await {
                 Ok(_) => {
-                    self.metrics.dlq_records.get_or_create(&Metrics::topic(&record.topic)).inc();
+                    self.metrics
+                        .dlq_records
+                        .get_or_create(&Metrics::topic(&record.topic))
+                        .inc();
                     return Ok(());
                 }
                 Err((e, _)) => {
                     attempt += 1;
-                    self.metrics.retries.get_or_create(&[("target", "kafka".into())]).inc();
+                    self.metrics
+                        .retries
+                        .get_or_create(&[("target", "kafka".into())])
+                        .inc();
                     tracing::warn!(attempt, error = %e, topic = %self.topic, "Producing to the DLQ failed; retrying.");
                     self.backoff.wait(attempt, &e.to_string(), stop).await?;
                 }
@@ -177,5 +198,11 @@ fn is_consumer_only(key: &str) -> bool {
         "enable.partition.eof",
     ]
     .iter()
-    .any(|p| if p.ends_with('.') { key.starts_with(p) } else { key == *p })
+    .any(|p| {
+        if p.ends_with('.') {
+            key.starts_with(p)
+        } else {
+            key == *p
+        }
+    })
 }

@@ -83,8 +83,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Test { transform, config, input } => {
-            let config = config.map(read_config).transpose()?.unwrap_or_else(|| "{}".to_owned());
+        Command::Test {
+            transform,
+            config,
+            input,
+        } => {
+            let config = config
+                .map(read_config)
+                .transpose()?
+                .unwrap_or_else(|| "{}".to_owned());
             let engine = offline::engine()?;
             let stdout = std::io::stdout().lock();
             let failures = match input.filter(|p| p.as_os_str() != "-") {
@@ -93,14 +100,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("cannot open the input {}", path.display()))?;
                     offline::test(&engine, &transform, &config, BufReader::new(file), stdout)?
                 }
-                None => offline::test(&engine, &transform, &config, std::io::stdin().lock(), stdout)?,
+                None => offline::test(
+                    &engine,
+                    &transform,
+                    &config,
+                    std::io::stdin().lock(),
+                    stdout,
+                )?,
             };
             // Failures are results, printed per record; the exit code tells CI.
-            Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::New { path, lang, sdk } => {
             smt_host::scaffold::create(&path, lang, sdk.as_deref())?;
-            println!("created {} ({}): cd {} && ./build.sh && ./test.sh", path.display(), lang.name(), path.display());
+            println!(
+                "created {} ({}): cd {} && ./build.sh && ./test.sh",
+                path.display(),
+                lang.name(),
+                path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -140,7 +162,10 @@ fn run_pipeline(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 /// The first SIGTERM/SIGINT starts a graceful shutdown; a second one exits at once.
 async fn wait_for_signals(shutdown: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("Cannot install signal handlers.");
         return;
     };
@@ -178,5 +203,8 @@ fn read_config(path: PathBuf) -> anyhow::Result<String> {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SMT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -155,7 +155,12 @@ impl Registry {
     }
 
     /// Makes (`module`, `config`) the active version of `name` at startup; returns its generation.
-    pub fn activate(&self, name: &str, module: Arc<TransformModule>, config: impl Into<Arc<str>>) -> u64 {
+    pub fn activate(
+        &self,
+        name: &str,
+        module: Arc<TransformModule>,
+        config: impl Into<Arc<str>>,
+    ) -> u64 {
         self.activate_as(name, module, config, Trigger::Startup)
     }
 
@@ -217,7 +222,12 @@ impl Registry {
                 entry.previous = Some(old);
             }
             None => {
-                tracing::info!(transform = name, version = module.version(), generation, "Activated transform version.");
+                tracing::info!(
+                    transform = name,
+                    version = module.version(),
+                    generation,
+                    "Activated transform version."
+                );
                 inner.entries.insert(
                     name.to_owned(),
                     Entry {
@@ -266,7 +276,14 @@ impl Registry {
 
     /// Names of the registered transforms.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.read().expect("registry lock").entries.keys().cloned().collect();
+        let mut names: Vec<String> = self
+            .inner
+            .read()
+            .expect("registry lock")
+            .entries
+            .keys()
+            .cloned()
+            .collect();
         names.sort();
         names
     }
@@ -310,7 +327,9 @@ impl Registry {
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

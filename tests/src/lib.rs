@@ -1,4 +1,4 @@
-pub mod services;
-pub mod pipeline;
-pub mod native;
 pub mod bench_report;
+pub mod native;
+pub mod pipeline;
+pub mod services;

@@ -29,7 +29,10 @@ pub fn smt_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("the test executable's path");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>/smt
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("smt");
     assert!(
         bin.exists(),
@@ -41,11 +44,19 @@ pub fn smt_bin() -> PathBuf {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `cond` every 100 ms until it returns `Some`, or fails after `timeout` saying `what`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     let mut last_err = None;
     loop {
@@ -57,7 +68,9 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Resu
         if Instant::now() > deadline {
             bail!(
                 "timed out after {timeout:?} waiting for {what}{}",
-                last_err.map(|e| format!(" (last error: {e:#})")).unwrap_or_default()
+                last_err
+                    .map(|e| format!(" (last error: {e:#})"))
+                    .unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -79,13 +92,24 @@ impl Smt {
         Self::start_with_env(dir, name, config, &[])
     }
 
-    pub fn start_with_env(dir: &Path, name: &str, config: &str, env: &[(&str, &str)]) -> Result<Smt> {
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Smt> {
         std::fs::create_dir_all(dir)?;
         let admin_port = free_port();
         let config_path = dir.join(format!("{name}.toml"));
-        std::fs::write(&config_path, config.replace("{admin}", &format!("127.0.0.1:{admin_port}")))?;
+        std::fs::write(
+            &config_path,
+            config.replace("{admin}", &format!("127.0.0.1:{admin_port}")),
+        )?;
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let mut cmd = Command::new(smt_bin());
         // Dies with the test (thread) that started it, even when the test process is killed.
         unsafe {
@@ -98,7 +122,10 @@ impl Smt {
         let child = cmd
             .args(["run", "--config"])
             .arg(&config_path)
-            .env("SMT_LOG", std::env::var("SMT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "SMT_LOG",
+                std::env::var("SMT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -138,7 +165,9 @@ impl Smt {
 
     /// The exit status if it has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn log_text(&self) -> String {
@@ -150,7 +179,10 @@ impl Smt {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
         let mut text = String::new();
         s.read_to_string(&mut text)?;
         let status: u16 = text
@@ -158,7 +190,10 @@ impl Smt {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| anyhow!("bad HTTP answer: {text}"))?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         Ok((status, body))
     }
 
@@ -172,7 +207,10 @@ impl Smt {
     pub fn wait_assigned(&mut self, timeout: Duration) -> Result<()> {
         wait_for("smt to be ready with partitions assigned", timeout, || {
             if let Some(status) = self.try_wait() {
-                bail!("smt exited with {status}:\n{}", tail(&self.log_text(), 3000));
+                bail!(
+                    "smt exited with {status}:\n{}",
+                    tail(&self.log_text(), 3000)
+                );
             }
             let ready = matches!(self.get("/ready"), Ok((200, _)));
             Ok((ready && self.metric("smt_assigned_partitions", &[])? > 0.0).then_some(()))
@@ -187,7 +225,9 @@ impl Drop for Smt {
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
 }
 
 /// The last `n` bytes of `s`.
@@ -211,7 +251,9 @@ pub fn sum_metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             if n != name {
                 return None;
             }
-            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            let ok = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
             ok.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
@@ -251,12 +293,14 @@ impl ConfigBuilder {
     }
 
     pub fn transform(mut self, name: &str, module: &str, config: &str) -> Self {
-        self.transforms.push((name.into(), module.into(), config.into()));
+        self.transforms
+            .push((name.into(), module.into(), config.into()));
         self
     }
 
     pub fn route(mut self, topic: &str, transform: &str, on_error: &str) -> Self {
-        self.routes.push((format!("[\"{topic}\"]"), transform.into(), on_error.into()));
+        self.routes
+            .push((format!("[\"{topic}\"]"), transform.into(), on_error.into()));
         self
     }
 
@@ -356,7 +400,12 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> Result<()> {
             match p.send(rec) {
                 Ok(()) => break,
                 Err((e, back)) => {
-                    if !matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)) {
+                    if !matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ) {
                         bail!("producing to {topic}: {e}");
                     }
                     p.poll(Duration::from_millis(50));
@@ -366,15 +415,21 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> Result<()> {
         }
         p.poll(Duration::ZERO);
     }
-    p.flush(Duration::from_secs(60)).context("flushing the producer")?;
+    p.flush(Duration::from_secs(60))
+        .context("flushing the producer")?;
     Ok(())
 }
 
 /// The number of records in `topic` (sum of high watermarks; topics here are never truncated).
 pub fn topic_len(brokers: &str, topic: &str) -> Result<i64> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let t = md.topics().first().ok_or_else(|| anyhow!("no topic {topic}"))?;
+    let t = md
+        .topics()
+        .first()
+        .ok_or_else(|| anyhow!("no topic {topic}"))?;
     let mut n = 0;
     for p in t.partitions() {
         let (lo, hi) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
@@ -384,7 +439,12 @@ pub fn topic_len(brokers: &str, topic: &str) -> Result<i64> {
 }
 
 /// Every record of `topic` (which holds `expected` records).
-pub fn read_all(s: &Services, topic: &str, expected: usize, timeout: Duration) -> Result<Vec<Record>> {
+pub fn read_all(
+    s: &Services,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     if expected == 0 {
         return Ok(out);
@@ -428,7 +488,11 @@ fn capture_workload() -> Result<Workload> {
     s.sql(&format!(
         "CREATE SCHEMA {schema}; CREATE TABLE {schema}.{table} (id int PRIMARY KEY, name text NOT NULL, qty int NOT NULL);"
     ))?;
-    let mut c = DebeziumConnector::new(&unique_name("wl"), &unique_name("wl"), &[&format!("{schema}.{table}")]);
+    let mut c = DebeziumConnector::new(
+        &unique_name("wl"),
+        &unique_name("wl"),
+        &[&format!("{schema}.{table}")],
+    );
     c.partitions = 4;
     s.debezium_connector(&c)?;
     let topic = c.topic(&format!("{schema}.{table}"));
@@ -443,7 +507,8 @@ fn capture_workload() -> Result<Workload> {
     // Every change is in the topic once the last insert is.
     s.wait_for_record(&topic, Duration::from_secs(180), |r| {
         r.op().as_deref() == Some("c")
-            && r.debezium_payload().is_some_and(|p| p["after"]["id"] == Value::from(n + 1))
+            && r.debezium_payload()
+                .is_some_and(|p| p["after"]["id"] == Value::from(n + 1))
     })?;
     let total = topic_len(&s.brokers(), &topic)? as usize;
     let mut records = read_all(s, &topic, total, Duration::from_secs(120))?;
@@ -467,7 +532,11 @@ fn capture_workload() -> Result<Workload> {
 pub async fn mongo_rows(uri: &str, db: &str, collection: &str) -> Result<BTreeMap<i64, Value>> {
     use mongodb::bson::Document;
     let client = mongodb::Client::with_uri_str(uri).await?;
-    let mut cursor = client.database(db).collection::<Document>(collection).find(Document::new()).await?;
+    let mut cursor = client
+        .database(db)
+        .collection::<Document>(collection)
+        .find(Document::new())
+        .await?;
     let mut out = BTreeMap::new();
     while cursor.advance().await? {
         let d: Document = cursor.deserialize_current()?;
@@ -502,8 +571,16 @@ pub async fn wait_for_rows(
             return Ok(());
         }
         if Instant::now() > deadline {
-            let missing: Vec<_> = expected.iter().filter(|(k, v)| got.get(k) != Some(v)).take(5).collect();
-            let extra: Vec<_> = got.iter().filter(|(k, _)| !expected.contains_key(k)).take(5).collect();
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|(k, v)| got.get(k) != Some(v))
+                .take(5)
+                .collect();
+            let extra: Vec<_> = got
+                .iter()
+                .filter(|(k, _)| !expected.contains_key(k))
+                .take(5)
+                .collect();
             bail!(
                 "MongoDB {db}.{collection} != PostgreSQL after {timeout:?}: {} documents vs {} rows; missing/different e.g. {missing:?}; extra e.g. {extra:?}",
                 got.len(),

@@ -55,7 +55,10 @@ fn deps(svc: &str) -> &'static [&'static str] {
 
 /// The repository root (found from this crate's manifest directory).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository root")
+        .to_path_buf()
 }
 
 /// `scripts/services` of this checkout.
@@ -67,7 +70,9 @@ pub fn script() -> PathBuf {
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("SMT_CACHE") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache").join("smt"),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+            .join(".cache")
+            .join("smt"),
     }
 }
 
@@ -77,8 +82,18 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// connectors, slots and databases that tests create.
 pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() % 1_000_000;
-    format!("{}_{}_{}_{}", prefix.to_lowercase().replace(['-', '.'], "_"), std::process::id(), t, n)
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        % 1_000_000;
+    format!(
+        "{}_{}_{}_{}",
+        prefix.to_lowercase().replace(['-', '.'], "_"),
+        std::process::id(),
+        t,
+        n
+    )
 }
 
 /// A Kafka record as read by [`Services::wait_for_record`].
@@ -96,12 +111,16 @@ pub struct Record {
 impl Record {
     /// The key parsed as JSON (`None` for a null key).
     pub fn key_json(&self) -> Option<serde_json::Value> {
-        self.key.as_deref().and_then(|k| serde_json::from_slice(k).ok())
+        self.key
+            .as_deref()
+            .and_then(|k| serde_json::from_slice(k).ok())
     }
 
     /// The value parsed as JSON (`None` for a tombstone).
     pub fn value_json(&self) -> Option<serde_json::Value> {
-        self.value.as_deref().and_then(|v| serde_json::from_slice(v).ok())
+        self.value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok())
     }
 
     /// The Debezium payload of the value: `payload` with schemas, the value itself without.
@@ -115,12 +134,19 @@ impl Record {
 
     /// The Debezium `op` (`r`, `c`, `u`, `d`, `t`), `None` for a tombstone.
     pub fn op(&self) -> Option<String> {
-        self.debezium_payload()?.get("op")?.as_str().map(str::to_owned)
+        self.debezium_payload()?
+            .get("op")?
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// A header's value as text.
     pub fn header(&self, key: &str) -> Option<String> {
-        self.headers.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.as_ref()).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_ref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -187,10 +213,16 @@ impl Services {
     /// The services shared by the tests of this binary (started on first use).
     pub fn shared() -> &'static Services {
         SHARED.get_or_init(|| {
-            let from_env = std::env::var("SMT_SERVICES_DIR").ok().filter(|d| !d.is_empty());
+            let from_env = std::env::var("SMT_SERVICES_DIR")
+                .ok()
+                .filter(|d| !d.is_empty());
             let dir = match from_env {
                 Some(d) => PathBuf::from(d),
-                None => cache_dir().join("runs").join(format!("test-{}-{}", std::process::id(), unique_name("s"))),
+                None => cache_dir().join("runs").join(format!(
+                    "test-{}-{}",
+                    std::process::id(),
+                    unique_name("s")
+                )),
             };
             std::fs::create_dir_all(&dir).ok();
             let mut env = HashMap::new();
@@ -201,7 +233,13 @@ impl Services {
                     }
                 }
             }
-            Services { dir, private: false, env: Mutex::new(env), starting: Mutex::new(()), keep: Default::default() }
+            Services {
+                dir,
+                private: false,
+                env: Mutex::new(env),
+                starting: Mutex::new(()),
+                keep: Default::default(),
+            }
         })
     }
 
@@ -215,9 +253,17 @@ impl Services {
     /// [`Services::private`] with extra environment for `scripts/services`
     /// (e.g. `SMT_SERVICES_TIMEOUT`).
     pub fn private_with_env(svcs: &[&str], env: &[(&str, &str)]) -> Result<Services> {
-        let dir = cache_dir().join("runs").join(format!("private-{}", unique_name("p")));
+        let dir = cache_dir()
+            .join("runs")
+            .join(format!("private-{}", unique_name("p")));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let s = Services { dir, private: true, env: Mutex::new(HashMap::new()), starting: Mutex::new(()), keep: Default::default() };
+        let s = Services {
+            dir,
+            private: true,
+            env: Mutex::new(HashMap::new()),
+            starting: Mutex::new(()),
+            keep: Default::default(),
+        };
         for svc in svcs {
             if let Err(e) = s.ensure_with_env(svc, env) {
                 s.keep.store(true, Ordering::Relaxed);
@@ -290,11 +336,18 @@ impl Services {
             }
         }
         self.start_now(svc, extra_env)?;
-        self.env.lock().unwrap().get(var).cloned().ok_or_else(|| anyhow!("{svc}: started but {var} is unknown"))
+        self.env
+            .lock()
+            .unwrap()
+            .get(var)
+            .cloned()
+            .ok_or_else(|| anyhow!("{svc}: started but {var} is unknown"))
     }
 
     fn start_now(&self, svc: &str, extra_env: &[(&str, &str)]) -> Result<()> {
-        let out = self.run_script_env(&["start", svc], extra_env).with_context(|| format!("starting {svc}"))?;
+        let out = self
+            .run_script_env(&["start", svc], extra_env)
+            .with_context(|| format!("starting {svc}"))?;
         let mut env = self.env.lock().unwrap();
         for line in out.lines() {
             if let Some((k, v)) = line.split_once('=') {
@@ -314,16 +367,27 @@ impl Services {
 
     fn run_script_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Result<String> {
         let mut cmd = Command::new(script());
-        cmd.args(args).arg("--dir").arg(&self.dir).arg("--owner").arg(std::process::id().to_string());
+        cmd.args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--owner")
+            .arg(std::process::id().to_string());
         cmd.stdin(Stdio::null());
         if self.private {
-            for v in ["SMT_KAFKA_BROKERS", "SMT_MONGODB_URI", "SMT_POSTGRES_URL", "SMT_SERVICES_DIR"] {
+            for v in [
+                "SMT_KAFKA_BROKERS",
+                "SMT_MONGODB_URI",
+                "SMT_POSTGRES_URL",
+                "SMT_SERVICES_DIR",
+            ] {
                 cmd.env_remove(v);
             }
         } else {
             // the shared set's addresses (some may come from this process's env)
             for (k, v) in self.env.lock().unwrap().iter() {
-                if ["SMT_KAFKA_BROKERS", "SMT_MONGODB_URI", "SMT_POSTGRES_URL"].contains(&k.as_str()) {
+                if ["SMT_KAFKA_BROKERS", "SMT_MONGODB_URI", "SMT_POSTGRES_URL"]
+                    .contains(&k.as_str())
+                {
                     cmd.env(k, v);
                 }
             }
@@ -331,7 +395,9 @@ impl Services {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let out = cmd.output().with_context(|| format!("running {}", script().display()))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", script().display()))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(
@@ -366,7 +432,8 @@ impl Services {
     /// Creates a topic (no error if it exists).
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<()> {
         self.ensure("kafka")?;
-        self.run_script(&["topic", name, "--partitions", &partitions.to_string()]).map(|_| ())
+        self.run_script(&["topic", name, "--partitions", &partitions.to_string()])
+            .map(|_| ())
     }
 
     /// Runs SQL through `psql` (statements in autocommit unless the SQL says
@@ -375,7 +442,17 @@ impl Services {
     pub fn sql(&self, sql: &str) -> Result<String> {
         let url = self.ensure("postgres")?;
         let mut child = Command::new("psql")
-            .args([url.as_str(), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+            .args([
+                url.as_str(),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                "-",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -385,7 +462,11 @@ impl Services {
         child.stdin.take().unwrap().write_all(sql.as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("psql failed: {}\nSQL:\n{sql}\n(server log: {})", String::from_utf8_lossy(&out.stderr), self.log_path("postgres").display());
+            bail!(
+                "psql failed: {}\nSQL:\n{sql}\n(server log: {})",
+                String::from_utf8_lossy(&out.stderr),
+                self.log_path("postgres").display()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -429,8 +510,14 @@ impl Services {
     ) -> Result<()> {
         self.ensure("sink")?;
         let topics = topics.join(",");
-        let mut args: Vec<String> =
-            vec!["mongo-sink".into(), name.into(), "--topics".into(), topics, "--database".into(), database.into()];
+        let mut args: Vec<String> = vec![
+            "mongo-sink".into(),
+            name.into(),
+            "--topics".into(),
+            topics,
+            "--database".into(),
+            database.into(),
+        ];
         if let Some(c) = collection {
             args.push("--collection".into());
             args.push(c.into());
@@ -445,12 +532,18 @@ impl Services {
 
     /// Removes a connector (`worker`: "connect" or "sink").
     pub fn delete_connector(&self, worker: &str, name: &str) -> Result<()> {
-        self.run_script(&["connector-delete", name, "--worker", worker]).map(|_| ())
+        self.run_script(&["connector-delete", name, "--worker", worker])
+            .map(|_| ())
     }
 
     /// Reads `topic` from the beginning until `pred` matches a record; returns it.
     /// Waits for the topic to exist (Connect creates its topics lazily).
-    pub fn wait_for_record(&self, topic: &str, timeout: Duration, pred: impl Fn(&Record) -> bool) -> Result<Record> {
+    pub fn wait_for_record(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        pred: impl Fn(&Record) -> bool,
+    ) -> Result<Record> {
         let mut found = None;
         self.read_topic(topic, timeout, |r| {
             if pred(r) {
@@ -465,7 +558,12 @@ impl Services {
 
     /// Reads `topic` from the beginning, handing each record to `each` until it
     /// returns true; fails after `timeout` naming the topic and broker log.
-    pub fn read_topic(&self, topic: &str, timeout: Duration, mut each: impl FnMut(&Record) -> bool) -> Result<()> {
+    pub fn read_topic(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        mut each: impl FnMut(&Record) -> bool,
+    ) -> Result<()> {
         let brokers = self.ensure("kafka")?;
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
@@ -482,7 +580,9 @@ impl Services {
             if !assigned {
                 let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
                 if let Ok(md) = md {
-                    if let Some(t) = md.topics().iter().find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()) {
+                    if let Some(t) = md.topics().iter().find(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    }) {
                         let mut tpl = TopicPartitionList::new();
                         for p in t.partitions() {
                             tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
@@ -498,12 +598,19 @@ impl Services {
             }
             match consumer.poll(Duration::from_millis(200)) {
                 None => {}
-                Some(Err(e)) => bail!("consuming {topic}: {e} (broker log: {})", self.log_path("kafka").display()),
+                Some(Err(e)) => bail!(
+                    "consuming {topic}: {e} (broker log: {})",
+                    self.log_path("kafka").display()
+                ),
                 Some(Ok(m)) => {
                     seen += 1;
                     let headers = m
                         .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     let r = Record {
                         topic: m.topic().to_string(),
@@ -523,7 +630,11 @@ impl Services {
         bail!(
             "topic {topic}: no matching record within {timeout:?} ({} records read{}); logs: {} {}",
             seen,
-            if assigned { "" } else { ", the topic never appeared" },
+            if assigned {
+                ""
+            } else {
+                ", the topic never appeared"
+            },
             self.log_path("kafka").display(),
             self.log_path("connect").display()
         )
@@ -536,7 +647,11 @@ impl Drop for Services {
             // keep the logs of a failed test
             let clean = !std::thread::panicking() && !self.keep.load(Ordering::Relaxed);
             let _ = Command::new(script())
-                .args(if clean { &["down", "--clean", "--dir"][..] } else { &["down", "--dir"][..] })
+                .args(if clean {
+                    &["down", "--clean", "--dir"][..]
+                } else {
+                    &["down", "--dir"][..]
+                })
                 .arg(&self.dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

@@ -63,10 +63,18 @@ struct Stamp {
 // ------------------------------------------------------------------ HTTP
 
 /// One request to the admin endpoint: (status, body as JSON or a string).
-fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Result<(u16, Value)> {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<(u16, Value)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
@@ -81,14 +89,22 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| anyhow!("bad HTTP answer: {text}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    Ok((status, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()))))
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    Ok((
+        status,
+        serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned())),
+    ))
 }
 
 fn encode_query(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -111,7 +127,10 @@ fn status(smt: &Smt) -> Result<Value> {
 }
 
 fn active_version(smt: &Smt) -> Result<String> {
-    Ok(status(smt)?["active"]["version"].as_str().unwrap_or_default().to_owned())
+    Ok(status(smt)?["active"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 // ------------------------------------------------------------------ load
@@ -139,8 +158,10 @@ impl Load {
                 for _ in 0..per_tick {
                     let key = format!("k{n}");
                     let value = format!(r#"{{"n":{n}}}"#);
-                    let rec: BaseRecord<'_, str, str> =
-                        BaseRecord::to(&topic).partition((n % PARTITIONS as u64) as i32).key(key.as_str()).payload(value.as_str());
+                    let rec: BaseRecord<'_, str, str> = BaseRecord::to(&topic)
+                        .partition((n % PARTITIONS as u64) as i32)
+                        .key(key.as_str())
+                        .payload(value.as_str());
                     p.send(rec).map_err(|(e, _)| anyhow!("producing: {e}"))?;
                     n += 1;
                 }
@@ -178,18 +199,28 @@ impl Drop for Load {
 async fn documents(uri: &str, db: &str) -> Result<BTreeMap<String, (Stamp, i32, i64)>> {
     use mongodb::bson::Document;
     let client = mongodb::Client::with_uri_str(uri).await?;
-    let mut cursor = client.database(db).collection::<Document>(COLLECTION).find(Document::new()).await?;
+    let mut cursor = client
+        .database(db)
+        .collection::<Document>(COLLECTION)
+        .find(Document::new())
+        .await?;
     let mut out = BTreeMap::new();
     while cursor.advance().await? {
         let d: Document = cursor.deserialize_current()?;
         let v = serde_json::to_value(&d)?;
-        let id = v["_id"].as_str().ok_or_else(|| anyhow!("bad _id in {v}"))?.to_owned();
+        let id = v["_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("bad _id in {v}"))?
+            .to_owned();
         let (stamp, src, nested) = if v.get("stamp").is_some() {
             (&v["stamp"], &v["src"], true)
         } else {
             (&v, &v, false)
         };
-        let int = |x: &Value| x.as_i64().or_else(|| x["$numberLong"].as_str().and_then(|s| s.parse().ok()));
+        let int = |x: &Value| {
+            x.as_i64()
+                .or_else(|| x["$numberLong"].as_str().and_then(|s| s.parse().ok()))
+        };
         let stamp_v = Stamp {
             tag: stamp["tag"].as_str().unwrap_or_default().to_owned(),
             v: int(&stamp["v"]).ok_or_else(|| anyhow!("no v in {v}"))?,
@@ -202,12 +233,22 @@ async fn documents(uri: &str, db: &str) -> Result<BTreeMap<String, (Stamp, i32, 
     Ok(out)
 }
 
-async fn wait_for_count(uri: &str, db: &str, n: usize, smt: &Smt) -> BTreeMap<String, (Stamp, i32, i64)> {
+async fn wait_for_count(
+    uri: &str,
+    db: &str,
+    n: usize,
+    smt: &Smt,
+) -> BTreeMap<String, (Stamp, i32, i64)> {
     let deadline = Instant::now() + CONVERGE;
     loop {
         let docs = documents(uri, db).await.unwrap_or_default();
         if docs.len() >= n || Instant::now() > deadline {
-            assert_eq!(docs.len(), n, "documents vs records produced\n{}", tail(&smt.log_text(), 4000));
+            assert_eq!(
+                docs.len(),
+                n,
+                "documents vs records produced\n{}",
+                tail(&smt.log_text(), 4000)
+            );
             return docs;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -244,7 +285,11 @@ fn logged_batches(log: &str) -> Vec<(i32, i64, i64, String)> {
             .map(|(k, v)| (k, v.trim_matches('"').to_owned()))
             .collect();
         let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
-        if let (Ok(p), Ok(first), Ok(last)) = (get("partition").parse(), get("first_offset").parse(), get("last_offset").parse()) {
+        if let (Ok(p), Ok(first), Ok(last)) = (
+            get("partition").parse(),
+            get("first_offset").parse(),
+            get("last_offset").parse(),
+        ) {
             out.push((p, first, last, get("version")));
         }
     }
@@ -282,7 +327,11 @@ impl Setup {
 
     fn start(&self, name: &str, config: &Value) -> Smt {
         let mut b = ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
-            .transform("vt", self.module_path.to_str().unwrap(), &toml_inline(config))
+            .transform(
+                "vt",
+                self.module_path.to_str().unwrap(),
+                &toml_inline(config),
+            )
             .route(&self.topic, "vt", "fail");
         b.extra.push_str("[hot-swap]\npoll-interval-ms = 200\n");
         let env = [
@@ -312,14 +361,29 @@ fn config(v: i64, nested: bool) -> Value {
 }
 
 fn wait_active(smt: &Smt, version: &str, what: &str) {
-    wait_for(what, Duration::from_secs(30), || Ok((active_version(smt)? == version).then_some(())))
-        .unwrap_or_else(|e| panic!("{e:#}\n{:#}\n{}", status(smt).unwrap_or_default(), tail(&smt.log_text(), 3000)));
+    wait_for(what, Duration::from_secs(30), || {
+        Ok((active_version(smt)? == version).then_some(()))
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\n{:#}\n{}",
+            status(smt).unwrap_or_default(),
+            tail(&smt.log_text(), 3000)
+        )
+    });
 }
 
 fn wait_served(smt: &Smt, version: &str, records: f64) {
-    wait_for(&format!("version {version} to transform {records} records"), CONVERGE, || {
-        Ok((smt.metric("smt_transform_records_total", &[("version", version)])? >= records).then_some(()))
-    })
+    wait_for(
+        &format!("version {version} to transform {records} records"),
+        CONVERGE,
+        || {
+            Ok(
+                (smt.metric("smt_transform_records_total", &[("version", version)])? >= records)
+                    .then_some(()),
+            )
+        },
+    )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
 }
 
@@ -335,7 +399,14 @@ async fn ten_swaps_under_load_every_record_is_written_by_its_batch_version() {
     let first = tag_module(&base, "swap0000");
     let setup = Setup::new("swap10", &first);
     let mut stamps: HashMap<String, Stamp> = HashMap::new();
-    stamps.insert(short_hash(&first), Stamp { tag: "swap0000".into(), v: 0, nested: false });
+    stamps.insert(
+        short_hash(&first),
+        Stamp {
+            tag: "swap0000".into(),
+            v: 0,
+            nested: false,
+        },
+    );
     let mut current = config(0, false);
     let smt = setup.start("smt", &current);
     let load = Load::start(&setup.brokers, &setup.topic, 400);
@@ -357,14 +428,25 @@ async fn ten_swaps_under_load_every_record_is_written_by_its_batch_version() {
             assert_eq!(code, 200, "swap {i} (API): {body}");
             assert_eq!(body["outcome"], "activated", "{body}");
             assert_eq!(body["version"], version.as_str(), "{body}");
-            assert!(body["samples"].as_u64().unwrap() > 0, "validated on recent records: {body}");
+            assert!(
+                body["samples"].as_u64().unwrap() > 0,
+                "validated on recent records: {body}"
+            );
         }
         let st = status(&smt).unwrap();
-        assert_eq!(st["active"]["trigger"], if i % 2 == 1 { "file" } else { "api" }, "{st}");
+        assert_eq!(
+            st["active"]["trigger"],
+            if i % 2 == 1 { "file" } else { "api" },
+            "{st}"
+        );
         assert_eq!(st["active"]["config"], current, "{st}");
         stamps.insert(
             version.clone(),
-            Stamp { tag, v: current["v"].as_i64().unwrap(), nested: current["shape"] == "nested" },
+            Stamp {
+                tag,
+                v: current["v"].as_i64().unwrap(),
+                nested: current["shape"] == "nested",
+            },
         );
         wait_served(&smt, &version, 30.0);
     }
@@ -388,16 +470,29 @@ async fn ten_swaps_under_load_every_record_is_written_by_its_batch_version() {
         let version = version_of
             .get(&(*p, *o))
             .unwrap_or_else(|| panic!("no logged batch holds {p}@{o} ({key})"));
-        let expected = stamps.get(version).unwrap_or_else(|| panic!("unknown version {version} in the log"));
-        assert_eq!(stamp, expected, "{key} ({p}@{o}) was written by another version than its batch's {version}");
+        let expected = stamps
+            .get(version)
+            .unwrap_or_else(|| panic!("unknown version {version} in the log"));
+        assert_eq!(
+            stamp, expected,
+            "{key} ({p}@{o}) was written by another version than its batch's {version}"
+        );
         *per_version.entry(version.clone()).or_default() += 1;
     }
-    assert_eq!(per_version.len(), 11, "every version wrote records: {per_version:?}");
     assert_eq!(
-        smt.metric("smt_transform_swaps_total", &[("outcome", "activated")]).unwrap(),
+        per_version.len(),
+        11,
+        "every version wrote records: {per_version:?}"
+    );
+    assert_eq!(
+        smt.metric("smt_transform_swaps_total", &[("outcome", "activated")])
+            .unwrap(),
         10.0
     );
-    eprintln!("{produced} records, {} batches, per version: {per_version:?}", batches.len());
+    eprintln!(
+        "{produced} records, {} batches, per version: {per_version:?}",
+        batches.len()
+    );
 }
 
 /// A module that traps on the sample records, one with the wrong interface,
@@ -416,12 +511,24 @@ async fn bad_versions_are_rejected_while_the_old_version_keeps_processing() {
     // Without the token: refused.
     let (code, _) = http(smt.admin_port, "GET", "/transforms", None, b"").unwrap();
     assert_eq!(code, 401);
-    let (code, _) = http(smt.admin_port, "PUT", "/transforms/vt", Some("wrong"), &good).unwrap();
+    let (code, _) = http(
+        smt.admin_port,
+        "PUT",
+        "/transforms/vt",
+        Some("wrong"),
+        &good,
+    )
+    .unwrap();
     assert_eq!(code, 401);
 
     // 1. Traps on the sample records (the recent records the active version handled).
     let trapping = tag_module(&base, "trap0002");
-    let (code, body) = upload(&smt, &trapping, Some(&json!({"v": 2, "collection": COLLECTION, "trap": true}))).unwrap();
+    let (code, body) = upload(
+        &smt,
+        &trapping,
+        Some(&json!({"v": 2, "collection": COLLECTION, "trap": true})),
+    )
+    .unwrap();
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["stage"], "sample", "{body}");
     assert!(body["reason"].as_str().unwrap().contains("trap"), "{body}");
@@ -430,40 +537,82 @@ async fn bad_versions_are_rejected_while_the_old_version_keeps_processing() {
     let (code, body) = upload(&smt, b"(component)", None).unwrap();
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["stage"], "contract", "{body}");
-    assert!(body["reason"].as_str().unwrap().contains("missing export `init`"), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing export `init`"),
+        "{body}"
+    );
     // …and a core module instead of a component.
     let (code, body) = upload(&smt, b"\0asm\x01\0\0\0", None).unwrap();
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["stage"], "compile", "{body}");
 
     // 3. `init` fails.
-    let (code, body) = upload(&smt, &hostile_module(), Some(&json!({"mode": "init-fails"}))).unwrap();
+    let (code, body) = upload(
+        &smt,
+        &hostile_module(),
+        Some(&json!({"mode": "init-fails"})),
+    )
+    .unwrap();
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["stage"], "init", "{body}");
-    assert!(body["reason"].as_str().unwrap().contains("init refused"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("init refused"),
+        "{body}"
+    );
 
     // 4. A truncated module file: rejected by the watcher; the API says why.
     let truncated_from = tag_module(&base, "trunc003");
-    std::fs::write(&setup.module_path, &truncated_from[..truncated_from.len() / 2]).unwrap();
-    let rejection = wait_for("the truncated file to be rejected", Duration::from_secs(30), || {
-        let st = status(&smt)?;
-        Ok((st["last_rejection"]["trigger"] == "file").then(|| st["last_rejection"].clone()))
-    })
+    std::fs::write(
+        &setup.module_path,
+        &truncated_from[..truncated_from.len() / 2],
+    )
+    .unwrap();
+    let rejection = wait_for(
+        "the truncated file to be rejected",
+        Duration::from_secs(30),
+        || {
+            let st = status(&smt)?;
+            Ok((st["last_rejection"]["trigger"] == "file").then(|| st["last_rejection"].clone()))
+        },
+    )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
     assert_eq!(rejection["stage"], "compile", "{rejection}");
-    assert_eq!(rejection["version"], short_hash(&truncated_from[..truncated_from.len() / 2]).as_str());
+    assert_eq!(
+        rejection["version"],
+        short_hash(&truncated_from[..truncated_from.len() / 2]).as_str()
+    );
 
     // The good version never stopped: still active, still serving, no
     // document from a rejected version, none missing.
     assert_eq!(active_version(&smt).unwrap(), good_version);
-    let served = smt.metric("smt_transform_records_total", &[("version", &good_version)]).unwrap();
+    let served = smt
+        .metric("smt_transform_records_total", &[("version", &good_version)])
+        .unwrap();
     wait_served(&smt, &good_version, served + 50.0);
-    assert_eq!(smt.metric("smt_transform_swaps_total", &[("outcome", "rejected")]).unwrap(), 5.0);
-    assert_eq!(smt.metric("smt_transform_swaps_total", &[("outcome", "activated")]).unwrap(), 0.0);
+    assert_eq!(
+        smt.metric("smt_transform_swaps_total", &[("outcome", "rejected")])
+            .unwrap(),
+        5.0
+    );
+    assert_eq!(
+        smt.metric("smt_transform_swaps_total", &[("outcome", "activated")])
+            .unwrap(),
+        0.0
+    );
     let produced = load.finish();
     let docs = wait_for_count(&setup.mongodb, &setup.db, produced as usize, &smt).await;
-    let stamp = Stamp { tag: "good0001".into(), v: 1, nested: false };
-    assert!(docs.values().all(|(s, _, _)| *s == stamp), "only the good version wrote");
+    let stamp = Stamp {
+        tag: "good0001".into(),
+        v: 1,
+        nested: false,
+    };
+    assert!(
+        docs.values().all(|(s, _, _)| *s == stamp),
+        "only the good version wrote"
+    );
     let log = smt.log_text();
     assert!(log.contains("Rejected a new transform version"), "logged");
     assert!(!log.contains(TOKEN), "the token is never logged");
@@ -485,7 +634,14 @@ async fn rollback_restores_the_previous_version_within_one_batch() {
     assert_eq!(code, 200, "{body}");
     wait_served(&smt, &short_hash(&b), 30.0);
 
-    let (code, body) = http(smt.admin_port, "POST", "/transforms/vt/rollback", Some(TOKEN), b"").unwrap();
+    let (code, body) = http(
+        smt.admin_port,
+        "POST",
+        "/transforms/vt/rollback",
+        Some(TOKEN),
+        b"",
+    )
+    .unwrap();
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["outcome"], "rolled-back", "{body}");
     assert_eq!(body["version"], short_hash(&a).as_str(), "{body}");
@@ -499,9 +655,14 @@ async fn rollback_restores_the_previous_version_within_one_batch() {
         let mut keys = Vec::new();
         for n in 0..60 {
             let key = format!("after{n}");
-            p.send(BaseRecord::<str, str>::to(&setup.topic).partition(n % PARTITIONS).key(key.as_str()).payload("{}"))
-                .map_err(|(e, _)| e)
-                .unwrap();
+            p.send(
+                BaseRecord::<str, str>::to(&setup.topic)
+                    .partition(n % PARTITIONS)
+                    .key(key.as_str())
+                    .payload("{}"),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
             keys.push(key);
         }
         p.flush(Duration::from_secs(30)).unwrap();
@@ -509,9 +670,16 @@ async fn rollback_restores_the_previous_version_within_one_batch() {
     };
     let produced = load.finish() as usize + marker_from.len();
     let docs = wait_for_count(&setup.mongodb, &setup.db, produced, &smt).await;
-    let stamp_a = Stamp { tag: "rollA001".into(), v: 1, nested: false };
+    let stamp_a = Stamp {
+        tag: "rollA001".into(),
+        v: 1,
+        nested: false,
+    };
     for key in &marker_from {
-        assert_eq!(docs[key].0, stamp_a, "{key}: written after the rollback by the previous version");
+        assert_eq!(
+            docs[key].0, stamp_a,
+            "{key}: written after the rollback by the previous version"
+        );
     }
     // In the log, per partition: A's batches, then B's, then A's again —
     // each batch on one version, B never again once A is back.
@@ -524,9 +692,16 @@ async fn rollback_restores_the_previous_version_within_one_batch() {
                 runs.push(v);
             }
         }
-        assert_eq!(runs, [va.as_str(), vb.as_str(), va.as_str()], "partition {p}: versions of its batches in order");
+        assert_eq!(
+            runs,
+            [va.as_str(), vb.as_str(), va.as_str()],
+            "partition {p}: versions of its batches in order"
+        );
     }
-    eprintln!("rollback took effect; {} s", rolled_back_at.elapsed().as_secs_f64());
+    eprintln!(
+        "rollback took effect; {} s",
+        rolled_back_at.elapsed().as_secs_f64()
+    );
 }
 
 /// Listening beyond loopback without a token is a startup error.
@@ -539,8 +714,14 @@ fn a_non_loopback_admin_without_a_token_refuses_to_start() {
         .transform("vt", module.to_str().unwrap(), "{}")
         .route("t", "vt", "fail")
         .build()
-        .replace("listen = \"{admin}\"", &format!("listen = \"0.0.0.0:{}\"", free_port()));
+        .replace(
+            "listen = \"{admin}\"",
+            &format!("listen = \"0.0.0.0:{}\"", free_port()),
+        );
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
-    assert!(out.contains("admin.token") && out.contains("0.0.0.0"), "{out}");
+    assert!(
+        out.contains("admin.token") && out.contains("0.0.0.0"),
+        "{out}"
+    );
 }

@@ -44,7 +44,11 @@ fn create_topics(s: &Services, topics: &[(&str, u32)]) {
 }
 
 fn assert_dlq_empty(brokers: &str, dlq: &str) {
-    assert_eq!(topic_len(brokers, dlq).unwrap(), 0, "the DLQ {dlq} must be empty");
+    assert_eq!(
+        topic_len(brokers, dlq).unwrap(),
+        0,
+        "the DLQ {dlq} must be empty"
+    );
 }
 
 // ------------------------------------------------------------- startup errors
@@ -65,17 +69,27 @@ fn a_typo_in_the_config_is_one_clear_error() {
     assert_eq!(status.code(), Some(2), "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(lines.len(), 1, "one message: {out}");
-    assert!(lines[0].contains(".toml") && lines[0].contains("group_id"), "names the file and key: {out}");
+    assert!(
+        lines[0].contains(".toml") && lines[0].contains("group_id"),
+        "names the file and key: {out}"
+    );
     assert!(!out.contains("panicked"), "{out}");
 }
 
 #[test]
 fn a_missing_module_is_one_clear_error() {
     let dir = Scratch::new("module");
-    let config = minimal_config("127.0.0.1:1", "mongodb://127.0.0.1:1", "/nonexistent/t.wasm");
+    let config = minimal_config(
+        "127.0.0.1:1",
+        "mongodb://127.0.0.1:1",
+        "/nonexistent/t.wasm",
+    );
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
-    assert!(out.contains("transforms.dbz.module") && out.contains("/nonexistent/t.wasm"), "{out}");
+    assert!(
+        out.contains("transforms.dbz.module") && out.contains("/nonexistent/t.wasm"),
+        "{out}"
+    );
     assert!(!out.contains("panicked"), "{out}");
 }
 
@@ -84,11 +98,18 @@ fn an_unreachable_broker_is_one_clear_error() {
     let s = Services::shared();
     let dir = Scratch::new("broker");
     let port = free_port(); // nothing listens there
-    let config = minimal_config(&format!("127.0.0.1:{port}"), &s.mongodb_uri(), debezium_module())
-        .replace("[pipeline]", "[pipeline]\nshutdown-timeout-ms = 1000");
+    let config = minimal_config(
+        &format!("127.0.0.1:{port}"),
+        &s.mongodb_uri(),
+        debezium_module(),
+    )
+    .replace("[pipeline]", "[pipeline]\nshutdown-timeout-ms = 1000");
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(60)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
-    assert!(out.contains("cannot reach the Kafka brokers") && out.contains(&port.to_string()), "{out}");
+    assert!(
+        out.contains("cannot reach the Kafka brokers") && out.contains(&port.to_string()),
+        "{out}"
+    );
     assert!(!out.contains("panicked"), "{out}");
 }
 
@@ -104,14 +125,21 @@ async fn postgres_rows_end_as_mongodb_documents() {
          INSERT INTO {schema}.items SELECT g, 'row ' || g, g FROM generate_series(1, 50) g;"
     ))
     .unwrap();
-    let mut c = DebeziumConnector::new(&unique_name("rows"), &unique_name("rows"), &[&format!("{schema}.items")]);
+    let mut c = DebeziumConnector::new(
+        &unique_name("rows"),
+        &unique_name("rows"),
+        &[&format!("{schema}.items")],
+    );
     c.partitions = 2;
     s.debezium_connector(&c).unwrap();
     let topic = c.topic(&format!("{schema}.items"));
     let dlq = unique_name("dlq");
     create_topics(s, &[(&dlq, 1)]);
     // Wait for the snapshot so the topic exists before smt subscribes.
-    s.wait_for_record(&topic, Duration::from_secs(120), |r| r.op().as_deref() == Some("r")).unwrap();
+    s.wait_for_record(&topic, Duration::from_secs(120), |r| {
+        r.op().as_deref() == Some("r")
+    })
+    .unwrap();
 
     let db = unique_name("db");
     let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
@@ -138,8 +166,16 @@ async fn postgres_rows_end_as_mongodb_documents() {
     // Metrics and health while running.
     assert_eq!(smt.get("/health").unwrap().0, 200);
     assert!(smt.metric("smt_records_consumed_total", &[]).unwrap() >= 80.0);
-    assert!(smt.metric("smt_ops_written_total", &[("kind", "replace-one")]).unwrap() >= 60.0);
-    assert!(smt.metric("smt_ops_written_total", &[("kind", "delete-one")]).unwrap() >= 6.0);
+    assert!(
+        smt.metric("smt_ops_written_total", &[("kind", "replace-one")])
+            .unwrap()
+            >= 60.0
+    );
+    assert!(
+        smt.metric("smt_ops_written_total", &[("kind", "delete-one")])
+            .unwrap()
+            >= 6.0
+    );
 
     // SIGTERM: finishes, commits, exits 0.
     let status = smt.terminate(Duration::from_secs(60)).unwrap();
@@ -150,7 +186,9 @@ async fn postgres_rows_end_as_mongodb_documents() {
 
 fn pg_rows(s: &Services, table: &str) -> std::collections::BTreeMap<i64, Value> {
     let text = s
-        .sql(&format!("SELECT row_to_json(t) FROM (SELECT id, name, qty FROM {table} ORDER BY id) t;"))
+        .sql(&format!(
+            "SELECT row_to_json(t) FROM (SELECT id, name, qty FROM {table} ORDER BY id) t;"
+        ))
         .unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -191,7 +229,11 @@ impl Run {
     fn config(&self) -> ConfigBuilder {
         // Test topics are not named <prefix>.<schema>.<table>: name the collection.
         ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
-            .transform("dbz", debezium_module(), &format!(r#"{{ collection = "{}" }}"#, workload().table))
+            .transform(
+                "dbz",
+                debezium_module(),
+                &format!(r#"{{ collection = "{}" }}"#, workload().table),
+            )
             .route(&self.topic, "dbz", "dlq")
             .dlq(&self.dlq)
     }
@@ -227,7 +269,10 @@ async fn sigkill_mid_stream_then_restart_loses_nothing() {
     let mut smt = Smt::start(&run.dir.0, "smt2", &config).unwrap();
     smt.wait_assigned(START).unwrap();
     run.converge(&smt).await;
-    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        smt.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     assert_dlq_empty(&run.brokers, &run.dlq);
 }
 
@@ -246,14 +291,25 @@ async fn mongodb_down_for_seconds_mid_stream_loses_nothing() {
     produce(&run.brokers, &run.topic, &second).unwrap();
     // Down until smt has seen it fail and retried.
     wait_for("smt to retry against the stopped server", CONVERGE, || {
-        Ok((smt.metric("smt_retries_total", &[("target", "mongodb")]).unwrap_or(0.0) > 0.0).then_some(()))
+        Ok((smt
+            .metric("smt_retries_total", &[("target", "mongodb")])
+            .unwrap_or(0.0)
+            > 0.0)
+            .then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
     mongo.start("mongo").unwrap();
-    assert_eq!(mongo.mongodb_uri(), run.mongodb, "same address after the restart");
+    assert_eq!(
+        mongo.mongodb_uri(),
+        run.mongodb,
+        "same address after the restart"
+    );
     run.converge(&smt).await;
     assert_eq!(smt.try_wait(), None, "smt kept running");
-    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        smt.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     assert_dlq_empty(&run.brokers, &run.dlq);
 }
 
@@ -269,11 +325,18 @@ async fn broker_restart_mid_stream_loses_nothing() {
     smt.wait_assigned(START).unwrap();
     run.wait_writing(&smt);
     kafka.restart("kafka").unwrap();
-    assert_eq!(kafka.brokers(), run.brokers, "same address after the restart");
+    assert_eq!(
+        kafka.brokers(),
+        run.brokers,
+        "same address after the restart"
+    );
     produce(&run.brokers, &run.topic, &second).unwrap();
     run.converge(&smt).await;
     assert_eq!(smt.try_wait(), None, "smt kept running");
-    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        smt.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     assert_dlq_empty(&run.brokers, &run.dlq);
 }
 
@@ -290,7 +353,10 @@ async fn two_processes_share_partitions_and_one_takes_over() {
     b.wait_assigned(START).unwrap();
     // Both own partitions once the group settled.
     wait_for("the two processes to split the 4 partitions", START, || {
-        let (pa, pb) = (a.metric("smt_assigned_partitions", &[])?, b.metric("smt_assigned_partitions", &[])?);
+        let (pa, pb) = (
+            a.metric("smt_assigned_partitions", &[])?,
+            b.metric("smt_assigned_partitions", &[])?,
+        );
         Ok((pa > 0.0 && pb > 0.0 && pa + pb == 4.0).then_some(()))
     })
     .unwrap();
@@ -303,7 +369,10 @@ async fn two_processes_share_partitions_and_one_takes_over() {
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&b.log_text(), 3000)));
     run.converge(&b).await;
-    assert_eq!(b.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        b.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     assert_dlq_empty(&run.brokers, &run.dlq);
 }
 
@@ -328,7 +397,10 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
         headers: Vec::new(),
     };
     records.insert(at, poison("{not json"));
-    records.insert(at + 20, poison(r#"{"before":null,"after":null,"op":"x","source":{"table":"items"}}"#));
+    records.insert(
+        at + 20,
+        poison(r#"{"before":null,"after":null,"op":"x","source":{"table":"items"}}"#),
+    );
     produce(&run.brokers, &run.topic, &records).unwrap();
     // The trap guest's topic: 30 records, the one with key k17 traps.
     let trap_records: Vec<Record> = (0..30)
@@ -346,7 +418,11 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
 
     let config = run
         .config()
-        .transform("hostile", hostile_module(), r#"{ mode = "trap", trap_key = "k17" }"#)
+        .transform(
+            "hostile",
+            hostile_module(),
+            r#"{ mode = "trap", trap_key = "k17" }"#,
+        )
         .route(&trap_topic, "hostile", "dlq")
         .build();
     let mut smt = Smt::start(&run.dir.0, "smt", &config).unwrap();
@@ -355,14 +431,20 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
 
     // The trap topic: every record but the trapping one written (offset 17).
     let client = mongodb::Client::with_uri_str(&run.mongodb).await.unwrap();
-    let coll = client.database(&run.db).collection::<mongodb::bson::Document>("hostile");
+    let coll = client
+        .database(&run.db)
+        .collection::<mongodb::bson::Document>("hostile");
     wait_for("the trap topic's documents", CONVERGE, || {
         let offsets: BTreeSet<i64> = futures_block(async {
             let mut c = coll.find(mongodb::bson::doc! {}).await.unwrap();
             let mut out = BTreeSet::new();
             while c.advance().await.unwrap() {
                 let d = c.deserialize_current().unwrap();
-                out.insert(d.get("offset").and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))).unwrap());
+                out.insert(
+                    d.get("offset")
+                        .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
+                        .unwrap(),
+                );
             }
             out
         });
@@ -378,7 +460,9 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
         .iter()
         .map(|r| {
             assert!(r.header("smt.error.message").is_some_and(|m| !m.is_empty()));
-            assert!(r.header("smt.transform.version").is_some_and(|m| m.len() >= 8));
+            assert!(r
+                .header("smt.transform.version")
+                .is_some_and(|m| m.len() >= 8));
             assert!(r.header("smt.source.partition").is_some());
             assert!(r.header("smt.source.offset").is_some());
             (
@@ -400,12 +484,18 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
     ];
     want.sort();
     assert_eq!(seen, want);
-    let trap = dlq.iter().find(|r| r.header("smt.transform.name").as_deref() == Some("hostile")).unwrap();
+    let trap = dlq
+        .iter()
+        .find(|r| r.header("smt.transform.name").as_deref() == Some("hostile"))
+        .unwrap();
     assert_eq!(trap.header("smt.error.kind").as_deref(), Some("trap"));
     assert_eq!(trap.key.as_deref(), Some(&b"k17"[..]));
     assert_eq!(trap.header("smt.source.offset").as_deref(), Some("17"));
     assert!(smt.metric("smt_dlq_records_total", &[]).unwrap() == 3.0);
-    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        smt.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     let _ = json!({});
 }
 
@@ -436,11 +526,20 @@ fn trap_topic_with_records(s: &Services, n: usize) -> String {
 
 async fn hostile_offsets(uri: &str, db: &str) -> BTreeSet<i64> {
     let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-    let mut c = client.database(db).collection::<mongodb::bson::Document>("hostile").find(mongodb::bson::doc! {}).await.unwrap();
+    let mut c = client
+        .database(db)
+        .collection::<mongodb::bson::Document>("hostile")
+        .find(mongodb::bson::doc! {})
+        .await
+        .unwrap();
     let mut out = BTreeSet::new();
     while c.advance().await.unwrap() {
         let d = c.deserialize_current().unwrap();
-        out.insert(d.get("offset").and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))).unwrap());
+        out.insert(
+            d.get("offset")
+                .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
+                .unwrap(),
+        );
     }
     out
 }
@@ -452,12 +551,19 @@ async fn on_error_fail_stops_without_committing_past_the_record() {
     let topic = trap_topic_with_records(s, 12);
     let db = unique_name("db");
     let builder = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
-        .transform("hostile", hostile_module(), r#"{ mode = "trap", trap_key = "k5" }"#)
+        .transform(
+            "hostile",
+            hostile_module(),
+            r#"{ mode = "trap", trap_key = "k5" }"#,
+        )
         .route(&topic, "hostile", "fail");
     let group = builder.group.clone();
     let (status, out) = run_to_exit(&dir.0, &builder.build(), Duration::from_secs(120)).unwrap();
     assert_eq!(status.code(), Some(1), "{out}");
-    assert!(out.contains(&format!("{topic}/0@5")) && out.contains("trap"), "names the record and the failure: {out}");
+    assert!(
+        out.contains(&format!("{topic}/0@5")) && out.contains("trap"),
+        "names the record and the failure: {out}"
+    );
     // Everything before it is written and committed; nothing after it.
     let expected: BTreeSet<i64> = (0..5).collect();
     assert_eq!(hostile_offsets(&s.mongodb_uri(), &db).await, expected);
@@ -471,7 +577,11 @@ async fn on_error_skip_logs_counts_and_continues() {
     let topic = trap_topic_with_records(s, 12);
     let db = unique_name("db");
     let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
-        .transform("hostile", hostile_module(), r#"{ mode = "trap", trap_key = "k5" }"#)
+        .transform(
+            "hostile",
+            hostile_module(),
+            r#"{ mode = "trap", trap_key = "k5" }"#,
+        )
         .route(&topic, "hostile", "skip")
         .build();
     let mut smt = Smt::start(&dir.0, "smt", &config).unwrap();
@@ -482,8 +592,18 @@ async fn on_error_skip_logs_counts_and_continues() {
     .unwrap();
     assert!(!hostile_offsets(&s.mongodb_uri(), &db).await.contains(&5));
     assert_eq!(smt.metric("smt_skipped_records_total", &[]).unwrap(), 1.0);
-    assert_eq!(smt.metric("smt_record_errors_total", &[("kind", "trap"), ("policy", "skip")]).unwrap(), 1.0);
-    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        smt.metric(
+            "smt_record_errors_total",
+            &[("kind", "trap"), ("policy", "skip")]
+        )
+        .unwrap(),
+        1.0
+    );
+    assert_eq!(
+        smt.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     assert!(smt.log_text().contains("skipped"));
 }
 
@@ -520,7 +640,10 @@ async fn backpressure_pauses_partitions_and_keeps_order() {
     let mut smt = Smt::start(&run.dir.0, "smt", &config).unwrap();
     smt.wait_assigned(START).unwrap();
     run.converge(&smt).await;
-    assert!(smt.metric("smt_partition_pauses_total", &[]).unwrap() > 0.0, "never paused");
+    assert!(
+        smt.metric("smt_partition_pauses_total", &[]).unwrap() > 0.0,
+        "never paused"
+    );
     // The last records may be tombstones (no write): wait for them too, then each record once.
     let processed = wait_for("every record processed", CONVERGE, || {
         let n = smt.metric("smt_records_processed_total", &[])?;
@@ -528,6 +651,9 @@ async fn backpressure_pauses_partitions_and_keeps_order() {
     })
     .unwrap();
     assert_eq!(processed, w.records.len() as f64, "each record once");
-    assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        smt.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     assert_dlq_empty(&run.brokers, &run.dlq);
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use mongodb::bson::{doc, Document};
 use smt_host::admin::Metrics;
 use smt_host::config::Config;
+use smt_host::pipeline::CancellationToken;
 use smt_host::sink::{Mode, Sink};
 use smt_host::writeop::{Namespace, WriteOp};
 use smt_tests::pipeline::Scratch;
 use smt_tests::services::{unique_name, Services};
-use smt_host::pipeline::CancellationToken;
 
 fn config(dir: &Scratch, uri: &str, db: &str, bulk_api: &str) -> Config {
     let path = dir.0.join("smt.toml");
@@ -67,9 +67,13 @@ async fn check_mode(bulk_api: &str, expected_mode: Mode) {
     let dir = Scratch::new("sink");
     let db = unique_name("sinkdb");
     let cfg = config(&dir, &s.mongodb_uri(), &db, bulk_api);
-    let sink = Sink::connect(&cfg, std::sync::Arc::new(Metrics::new()), Duration::from_secs(15))
-        .await
-        .unwrap();
+    let sink = Sink::connect(
+        &cfg,
+        std::sync::Arc::new(Metrics::new()),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap();
     assert_eq!(sink.mode(), expected_mode);
     // Record 0: two collections; record 1: a duplicate insert then an op that
     // must be dropped with it; record 2: written after the failure; record 3: a delete.
@@ -80,24 +84,46 @@ async fn check_mode(bulk_api: &str, expected_mode: Mode) {
         (1, replace("a", 99, "must not be written")),
         (2, replace("a", 2, "two")),
         (2, replace("a", 1, "one again")),
-        (3, WriteOp::DeleteOne { ns: ns("a"), filter: doc! {"_id": 2} }),
+        (
+            3,
+            WriteOp::DeleteOne {
+                ns: ns("a"),
+                filter: doc! {"_id": 2},
+            },
+        ),
     ];
     let failures = sink.write(&ops, &CancellationToken::new()).await.unwrap();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].record, 1);
     assert_eq!(failures[0].code, Some(11000));
 
-    let client = mongodb::Client::with_uri_str(s.mongodb_uri()).await.unwrap();
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .unwrap();
     let a: Vec<Document> = {
-        let mut c = client.database(&db).collection::<Document>("a").find(doc! {}).await.unwrap();
+        let mut c = client
+            .database(&db)
+            .collection::<Document>("a")
+            .find(doc! {})
+            .await
+            .unwrap();
         let mut out = Vec::new();
         while c.advance().await.unwrap() {
             out.push(c.deserialize_current().unwrap());
         }
         out
     };
-    assert_eq!(a, vec![doc! {"_id": 1, "v": "one again"}], "in order, record 1 dropped, the delete applied");
-    let b = client.database(&db).collection::<Document>("b").count_documents(doc! {}).await.unwrap();
+    assert_eq!(
+        a,
+        vec![doc! {"_id": 1, "v": "one again"}],
+        "in order, record 1 dropped, the delete applied"
+    );
+    let b = client
+        .database(&db)
+        .collection::<Document>("b")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
     assert_eq!(b, 1);
 }
 

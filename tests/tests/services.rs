@@ -25,11 +25,17 @@ async fn kafka_produce_and_consume_through_the_real_broker() {
         .create()
         .expect("producer");
     let delivery = producer
-        .send(FutureRecord::to(&topic).key("k1").payload("hello smt"), Duration::from_secs(30))
+        .send(
+            FutureRecord::to(&topic).key("k1").payload("hello smt"),
+            Duration::from_secs(30),
+        )
         .await
         .expect("delivered");
     let (partition, offset) = (delivery.partition, delivery.offset);
-    println!("produced to {topic}/{partition}@{offset} on {}", s.brokers());
+    println!(
+        "produced to {topic}/{partition}@{offset} on {}",
+        s.brokers()
+    );
     let r = s
         .wait_for_record(&topic, WAIT, |r| r.key.as_deref() == Some(b"k1"))
         .expect("the record comes back");
@@ -46,17 +52,35 @@ async fn kafka_topics_are_not_auto_created() {
         .create()
         .expect("producer");
     let topic = unique_name("missing");
-    let res = producer.send(FutureRecord::to(&topic).key("k").payload("v"), Duration::from_secs(5)).await;
-    assert!(res.is_err(), "producing to a missing topic must fail (auto.create.topics.enable=false)");
+    let res = producer
+        .send(
+            FutureRecord::to(&topic).key("k").payload("v"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        res.is_err(),
+        "producing to a missing topic must fail (auto.create.topics.enable=false)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_write_and_read_a_document() {
     let s = Services::shared();
-    let client = mongodb::Client::with_uri_str(s.mongodb_uri()).await.expect("client");
-    let coll = client.database(&unique_name("db")).collection::<Document>("docs");
-    coll.insert_one(doc! { "_id": 42, "name": "smt", "tags": ["a", "b"] }).await.expect("insert");
-    let got = coll.find_one(doc! { "_id": 42 }).await.expect("find").expect("the document is there");
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .expect("client");
+    let coll = client
+        .database(&unique_name("db"))
+        .collection::<Document>("docs");
+    coll.insert_one(doc! { "_id": 42, "name": "smt", "tags": ["a", "b"] })
+        .await
+        .expect("insert");
+    let got = coll
+        .find_one(doc! { "_id": 42 })
+        .await
+        .expect("find")
+        .expect("the document is there");
     assert_eq!(got.get_str("name").unwrap(), "smt");
     println!("read back {got} from {}", s.mongodb_uri());
 }
@@ -70,12 +94,22 @@ async fn postgres_row_change_arrives_as_a_debezium_event() {
          INSERT INTO {schema}.items VALUES (1, 'before the connector', 1.50);"
     ))
     .expect("sql");
-    let c = DebeziumConnector::new(&unique_name("pg"), &unique_name("p"), &[&format!("{schema}.items")]);
+    let c = DebeziumConnector::new(
+        &unique_name("pg"),
+        &unique_name("p"),
+        &[&format!("{schema}.items")],
+    );
     let t0 = Instant::now();
-    s.debezium_connector(&c).expect("the Debezium connector runs");
+    s.debezium_connector(&c)
+        .expect("the Debezium connector runs");
     let topic = c.topic(&format!("{schema}.items"));
-    let snap = s.wait_for_record(&topic, WAIT, |r| r.op().as_deref() == Some("r")).expect("snapshot read");
-    assert_eq!(snap.debezium_payload().unwrap()["after"]["name"], "before the connector");
+    let snap = s
+        .wait_for_record(&topic, WAIT, |r| r.op().as_deref() == Some("r"))
+        .expect("snapshot read");
+    assert_eq!(
+        snap.debezium_payload().unwrap()["after"]["name"],
+        "before the connector"
+    );
     println!("snapshot event after {:?}", t0.elapsed());
 
     s.sql(&format!("UPDATE {schema}.items SET name = 'changed' WHERE id = 1; INSERT INTO {schema}.items VALUES (2, 'new', 2.00);"))
@@ -88,7 +122,8 @@ async fn postgres_row_change_arrives_as_a_debezium_event() {
     assert_eq!(p["after"]["name"], "changed");
     assert_eq!(p["source"]["table"], "items");
     assert_eq!(upd.key_json().unwrap()["id"], 1);
-    s.wait_for_record(&topic, WAIT, |r| r.op().as_deref() == Some("c")).expect("insert event");
+    s.wait_for_record(&topic, WAIT, |r| r.op().as_deref() == Some("c"))
+        .expect("insert event");
     println!("row change -> Debezium event in {:?}", t1.elapsed());
     s.delete_connector("connect", &c.name).ok();
 }
@@ -105,7 +140,8 @@ async fn reference_sink_connector_writes_debezium_events_into_mongo() {
     .expect("sql");
     let table = format!("{schema}.customers");
     let c = DebeziumConnector::new(&unique_name("pg"), &unique_name("r"), &[&table]);
-    s.debezium_connector(&c).expect("the Debezium connector runs");
+    s.debezium_connector(&c)
+        .expect("the Debezium connector runs");
     s.sql(&format!(
         "UPDATE {schema}.customers SET email = 'sally@acme.com' WHERE id = 1;
          DELETE FROM {schema}.customers WHERE id = 3;
@@ -114,14 +150,19 @@ async fn reference_sink_connector_writes_debezium_events_into_mongo() {
     .expect("sql");
     let topic = c.topic(&table);
     // the topic exists and holds the last change before the sink subscribes
-    s.wait_for_record(&topic, WAIT, |r| r.key_json().map(|k| k["id"] == 4).unwrap_or(false))
-        .expect("Debezium sent the insert");
+    s.wait_for_record(&topic, WAIT, |r| {
+        r.key_json().map(|k| k["id"] == 4).unwrap_or(false)
+    })
+    .expect("Debezium sent the insert");
     let db = unique_name("sinkdb");
     let sink = unique_name("mongo_sink");
     let t0 = Instant::now();
-    s.mongo_sink_connector(&sink, &[&topic], &db, Some("customers"), &[]).expect("the sink connector runs");
+    s.mongo_sink_connector(&sink, &[&topic], &db, Some("customers"), &[])
+        .expect("the sink connector runs");
 
-    let client = mongodb::Client::with_uri_str(s.mongodb_uri()).await.expect("client");
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .expect("client");
     let coll = client.database(&db).collection::<Document>("customers");
     // without schemas the JSON converter gives the handler longs: ids are Int64
     let want = vec![
@@ -132,7 +173,11 @@ async fn reference_sink_connector_writes_debezium_events_into_mongo() {
     let deadline = Instant::now() + WAIT;
     let mut got = Vec::new();
     while Instant::now() < deadline {
-        let mut cur = coll.find(doc! {}).sort(doc! { "_id.id": 1 }).await.expect("find");
+        let mut cur = coll
+            .find(doc! {})
+            .sort(doc! { "_id.id": 1 })
+            .await
+            .expect("find");
         got.clear();
         while cur.advance().await.expect("cursor") {
             got.push(cur.deserialize_current().expect("doc"));
@@ -142,8 +187,17 @@ async fn reference_sink_connector_writes_debezium_events_into_mongo() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(got, want, "documents written by mongo-kafka-connect (sink log: {})", s.log_path("sink").display());
-    println!("reference sink wrote {} documents in {:?}", got.len(), t0.elapsed());
+    assert_eq!(
+        got,
+        want,
+        "documents written by mongo-kafka-connect (sink log: {})",
+        s.log_path("sink").display()
+    );
+    println!(
+        "reference sink wrote {} documents in {:?}",
+        got.len(),
+        t0.elapsed()
+    );
     s.delete_connector("sink", &sink).ok();
     s.delete_connector("connect", &c.name).ok();
 }
@@ -153,14 +207,24 @@ async fn private_kafka_keeps_its_records_across_a_restart() {
     let s = Services::private(&["kafka"]).expect("private kafka");
     let topic = "restart";
     s.create_topic(topic, 1).unwrap();
-    let producer: FutureProducer =
-        ClientConfig::new().set("bootstrap.servers", s.brokers()).create().expect("producer");
-    producer.send(FutureRecord::to(topic).key("k").payload("v1"), Duration::from_secs(30)).await.expect("sent");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", s.brokers())
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to(topic).key("k").payload("v1"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("sent");
     drop(producer);
     let before = s.brokers();
     s.restart("kafka").expect("restart");
     assert_eq!(s.brokers(), before, "a restart keeps the port");
-    let r = s.wait_for_record(topic, WAIT, |_| true).expect("the record survives the restart");
+    let r = s
+        .wait_for_record(topic, WAIT, |_| true)
+        .expect("the record survives the restart");
     assert_eq!(r.value.as_deref(), Some(&b"v1"[..]));
 }
 
@@ -174,7 +238,11 @@ fn a_taken_port_fails_naming_the_service_and_its_log() {
     println!("{err}");
     let log = s.log_path("mongo");
     assert!(err.contains("mongo"), "names the service: {err}");
-    assert!(err.contains(&log.display().to_string()), "names the log {}: {err}", log.display());
+    assert!(
+        err.contains(&log.display().to_string()),
+        "names the log {}: {err}",
+        log.display()
+    );
 }
 
 #[test]
@@ -189,13 +257,21 @@ fn a_service_not_ready_in_time_fails_naming_it_and_its_log() {
 }
 
 fn pid_of(dir: &Path, svc: &str) -> i32 {
-    std::fs::read_to_string(dir.join(format!("{svc}.pid"))).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(dir.join(format!("{svc}.pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn alive(pid: i32) -> bool {
     // a zombie still has /proc/<pid>; check its state
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .map(|r| !r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -215,7 +291,9 @@ fn wait_gone(pid: i32, within: Duration) -> bool {
 /// watcher stops them.
 #[test]
 fn services_of_a_killed_owner_are_stopped() {
-    let dir = smt_tests::services::cache_dir().join("runs").join(unique_name("owner"));
+    let dir = smt_tests::services::cache_dir()
+        .join("runs")
+        .join(unique_name("owner"));
     let mut owner = Command::new("sleep").arg("600").spawn().unwrap();
     let st = Command::new(script())
         .args(["start", "mongo", "--dir"])
@@ -229,7 +307,10 @@ fn services_of_a_killed_owner_are_stopped() {
     assert!(alive(pid));
     owner.kill().unwrap();
     owner.wait().unwrap();
-    assert!(wait_gone(pid, Duration::from_secs(30)), "mongo {pid} outlived its owner");
+    assert!(
+        wait_gone(pid, Duration::from_secs(30)),
+        "mongo {pid} outlived its owner"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -237,7 +318,9 @@ fn services_of_a_killed_owner_are_stopped() {
 /// pid files of the dead owner and stops the orphans.
 #[test]
 fn stop_stale_stops_orphans_of_dead_runs() {
-    let dir = smt_tests::services::cache_dir().join("runs").join(unique_name("stale"));
+    let dir = smt_tests::services::cache_dir()
+        .join("runs")
+        .join(unique_name("stale"));
     let mut owner = Command::new("sleep").arg("600").spawn().unwrap();
     let st = Command::new(script())
         .args(["start", "mongo", "--dir"])
@@ -253,9 +336,16 @@ fn stop_stale_stops_orphans_of_dead_runs() {
     owner.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(alive(pid), "nothing else stops it");
-    let st = Command::new(script()).arg("stop-stale").env("SMT_KEEP_RUNS", "1000").status().unwrap();
+    let st = Command::new(script())
+        .arg("stop-stale")
+        .env("SMT_KEEP_RUNS", "1000")
+        .status()
+        .unwrap();
     assert!(st.success());
-    assert!(wait_gone(pid, Duration::from_secs(30)), "stop-stale stopped mongo {pid}");
+    assert!(
+        wait_gone(pid, Duration::from_secs(30)),
+        "stop-stale stopped mongo {pid}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -265,30 +355,48 @@ fn stop_stale_stops_orphans_of_dead_runs() {
 fn debezium_fixtures_cover_the_documented_cases() {
     use serde_json::Value;
     let dir = smt_tests::services::repo_root().join("tests/fixtures/debezium");
-    for (file, schemas) in [("plain.jsonl", false), ("schemas.jsonl", true), ("update-1kb.jsonl", false)] {
+    for (file, schemas) in [
+        ("plain.jsonl", false),
+        ("schemas.jsonl", true),
+        ("update-1kb.jsonl", false),
+    ] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let mut seen = std::collections::BTreeSet::new();
         let mut last: Option<(String, i64)> = None;
         for (i, line) in text.lines().enumerate() {
-            let o: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}:{}: {e}", i + 1));
+            let o: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}:{}: {e}", i + 1));
             let topic = o["topic"].as_str().unwrap().to_string();
             let offset = o["offset"].as_i64().unwrap();
             assert_eq!(o["partition"], 0);
             assert!(o["timestamp_ms"].as_i64().unwrap() > 0);
             assert!(o["headers"].is_array());
             if let Some((t, off)) = &last {
-                assert!(topic > *t || (topic == *t && offset > *off), "{file}:{}: topic/offset order", i + 1);
+                assert!(
+                    topic > *t || (topic == *t && offset > *off),
+                    "{file}:{}: topic/offset order",
+                    i + 1
+                );
             }
             last = Some((topic.clone(), offset));
             let value = o["value"].as_str();
-            let headers: Vec<&str> = o["headers"].as_array().unwrap().iter().map(|h| h["key"].as_str().unwrap()).collect();
+            let headers: Vec<&str> = o["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["key"].as_str().unwrap())
+                .collect();
             let Some(value) = value else {
                 seen.insert("tombstone".to_string());
                 continue;
             };
             let v: Value = serde_json::from_str(value).unwrap();
             let p = if schemas {
-                assert!(v.get("schema").is_some(), "{file}:{}: schemas.enable=true value", i + 1);
+                assert!(
+                    v.get("schema").is_some(),
+                    "{file}:{}: schemas.enable=true value",
+                    i + 1
+                );
                 v["payload"].clone()
             } else {
                 assert!(v.get("schema").is_none());
@@ -323,7 +431,20 @@ fn debezium_fixtures_cover_the_documented_cases() {
             assert_eq!(text.lines().count(), 1);
             continue;
         }
-        for want in ["op r", "op c", "op u", "op d", "op t", "tombstone", "newkey", "oldkey", "toast", "no primary key", "composite key", "all types"] {
+        for want in [
+            "op r",
+            "op c",
+            "op u",
+            "op d",
+            "op t",
+            "tombstone",
+            "newkey",
+            "oldkey",
+            "toast",
+            "no primary key",
+            "composite key",
+            "all types",
+        ] {
             assert!(seen.contains(want), "{file} lacks {want}: {seen:?}");
         }
     }

@@ -122,7 +122,8 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        crate::route::check_template(&self.collection).map_err(|e| format!("invalid debezium-mongo configuration: 'collection': {e}"))?;
+        crate::route::check_template(&self.collection)
+            .map_err(|e| format!("invalid debezium-mongo configuration: 'collection': {e}"))?;
         if let Some(db) = &self.database {
             if db.is_empty() {
                 return Err("invalid debezium-mongo configuration: 'database' is empty".into());
@@ -136,7 +137,10 @@ impl Config {
             }
         }
         if self.unavailable_value_placeholder.is_empty() {
-            return Err("invalid debezium-mongo configuration: 'unavailable_value_placeholder' is empty".into());
+            return Err(
+                "invalid debezium-mongo configuration: 'unavailable_value_placeholder' is empty"
+                    .into(),
+            );
         }
         Ok(())
     }

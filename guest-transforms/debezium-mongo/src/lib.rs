@@ -16,7 +16,9 @@ pub use smt_guest::Transform;
 
 use route::Router;
 use serde_json::{Map, Value};
-use smt_guest::debezium::{DecodeOptions, Event, Fields, Int64Mode, JsonMode, Op, Record, TimestampMode};
+use smt_guest::debezium::{
+    DecodeOptions, Event, Fields, Int64Mode, JsonMode, Op, Record, TimestampMode,
+};
 use smt_guest::{ops, Message, Namespace, TransformError, WriteOp};
 
 /// The transform: the parsed configuration and what is derived from it.
@@ -50,9 +52,15 @@ impl DebeziumMongo {
         let router = Router::new(&config)?;
         let placeholder_b64 = {
             use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.encode(config.unavailable_value_placeholder.as_bytes())
+            base64::engine::general_purpose::STANDARD
+                .encode(config.unavailable_value_placeholder.as_bytes())
         };
-        Ok(DebeziumMongo { config, decode, router, placeholder_b64 })
+        Ok(DebeziumMongo {
+            config,
+            decode,
+            router,
+            placeholder_b64,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -63,8 +71,12 @@ impl DebeziumMongo {
     /// the text itself, its base64 (`bytea`), or an array holding it.
     fn is_placeholder(&self, v: &Value) -> bool {
         match v {
-            Value::String(s) => *s == self.config.unavailable_value_placeholder || *s == self.placeholder_b64,
-            Value::Array(items) => items.iter().any(|i| i.as_str() == Some(self.config.unavailable_value_placeholder.as_str())),
+            Value::String(s) => {
+                *s == self.config.unavailable_value_placeholder || *s == self.placeholder_b64
+            }
+            Value::Array(items) => items
+                .iter()
+                .any(|i| i.as_str() == Some(self.config.unavailable_value_placeholder.as_str())),
             _ => false,
         }
     }
@@ -72,7 +84,11 @@ impl DebeziumMongo {
     /// Columns of the raw `after` image that carry the TOAST placeholder.
     fn unavailable_columns(&self, event: &Event) -> Vec<String> {
         match event.raw("after").and_then(Value::as_object) {
-            Some(after) => after.iter().filter(|(_, v)| self.is_placeholder(v)).map(|(k, _)| k.clone()).collect(),
+            Some(after) => after
+                .iter()
+                .filter(|(_, v)| self.is_placeholder(v))
+                .map(|(k, _)| k.clone())
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -80,17 +96,31 @@ impl DebeziumMongo {
     /// `_id` from the key columns (wrapped / scalar modes).
     fn id_of(&self, key: Fields) -> Value {
         match self.config.id {
-            IdMode::Scalar if key.len() == 1 => key.into_iter().next().map_or(Value::Null, |(_, v)| v),
+            IdMode::Scalar if key.len() == 1 => {
+                key.into_iter().next().map_or(Value::Null, |(_, v)| v)
+            }
             _ => Value::Object(key),
         }
     }
 
-    fn create_or_update(&self, ns: Namespace, mut event: Event) -> Result<Vec<WriteOp>, TransformError> {
+    fn create_or_update(
+        &self,
+        ns: Namespace,
+        mut event: Event,
+    ) -> Result<Vec<WriteOp>, TransformError> {
         let op = event.op().code();
         let unavailable = self.unavailable_columns(&event);
         let after = match event.take_after()? {
-            None => return Err(TransformError::bad_input(format!("'after' is missing or null for op '{op}'"))),
-            Some(a) if a.is_empty() => return Err(TransformError::bad_input(format!("'after' is empty for op '{op}'"))),
+            None => {
+                return Err(TransformError::bad_input(format!(
+                    "'after' is missing or null for op '{op}'"
+                )))
+            }
+            Some(a) if a.is_empty() => {
+                return Err(TransformError::bad_input(format!(
+                    "'after' is empty for op '{op}'"
+                )))
+            }
             Some(a) => a,
         };
         let key = event.take_key()?;
@@ -105,9 +135,14 @@ impl DebeziumMongo {
             }
             let filter = self.before_filter(&mut event)?;
             return Ok(vec![if unavailable.is_empty() {
-                ops::replace_one(ns, filter, Value::Object(fields)).upsert().build()
+                ops::replace_one(ns, filter, Value::Object(fields))
+                    .upsert()
+                    .build()
             } else {
-                ops::update_one(ns, filter).set(Value::Object(fields)).upsert().build()
+                ops::update_one(ns, filter)
+                    .set(Value::Object(fields))
+                    .upsert()
+                    .build()
             }]);
         };
 
@@ -120,23 +155,33 @@ impl DebeziumMongo {
                 let mut fields = after;
                 fields.retain(|k, _| !is_key(k) && !unavailable.contains(k));
                 if !unavailable.is_empty() {
-                    return Ok(vec![ops::update_one(ns, filter).set(Value::Object(fields)).upsert().build()]);
+                    return Ok(vec![ops::update_one(ns, filter)
+                        .set(Value::Object(fields))
+                        .upsert()
+                        .build()]);
                 }
                 let mut doc = Map::with_capacity(fields.len() + 1);
                 doc.insert("_id".to_owned(), id);
                 doc.extend(fields);
-                Ok(vec![ops::replace_one(ns, filter, Value::Object(doc)).upsert().build()])
+                Ok(vec![ops::replace_one(ns, filter, Value::Object(doc))
+                    .upsert()
+                    .build()])
             }
             IdMode::ObjectId => {
                 let filter = Value::Object(key);
                 if unavailable.is_empty() {
                     // No `_id` in the replacement: an existing document keeps
                     // its ObjectId; an upsert gets a new one.
-                    Ok(vec![ops::replace_one(ns, filter, Value::Object(after)).upsert().build()])
+                    Ok(vec![ops::replace_one(ns, filter, Value::Object(after))
+                        .upsert()
+                        .build()])
                 } else {
                     let mut set = after;
                     set.retain(|k, _| !is_key(k) && !unavailable.contains(k));
-                    Ok(vec![ops::update_one(ns, filter).set(Value::Object(set)).upsert().build()])
+                    Ok(vec![ops::update_one(ns, filter)
+                        .set(Value::Object(set))
+                        .upsert()
+                        .build()])
                 }
             }
         }
@@ -173,9 +218,14 @@ impl DebeziumMongo {
             Op::Message => Ok(vec![]),
             Op::Truncate => Ok(match self.config.truncate {
                 TruncateMode::Ignore => vec![],
-                TruncateMode::DeleteAll => vec![ops::delete_many(self.router.namespace(topic), Value::Object(Map::new()))],
+                TruncateMode::DeleteAll => vec![ops::delete_many(
+                    self.router.namespace(topic),
+                    Value::Object(Map::new()),
+                )],
             }),
-            Op::Create | Op::Read | Op::Update => self.create_or_update(self.router.namespace(topic), event),
+            Op::Create | Op::Read | Op::Update => {
+                self.create_or_update(self.router.namespace(topic), event)
+            }
             Op::Delete => self.delete(self.router.namespace(topic), event),
         }
     }

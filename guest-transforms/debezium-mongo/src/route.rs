@@ -14,10 +14,22 @@ struct TopicParts<'a> {
 
 fn split_topic(topic: &str) -> TopicParts<'_> {
     match topic.rsplit_once('.') {
-        None => TopicParts { prefix: "", schema: "", table: topic },
+        None => TopicParts {
+            prefix: "",
+            schema: "",
+            table: topic,
+        },
         Some((rest, table)) => match rest.rsplit_once('.') {
-            None => TopicParts { prefix: "", schema: rest, table },
-            Some((prefix, schema)) => TopicParts { prefix, schema, table },
+            None => TopicParts {
+                prefix: "",
+                schema: rest,
+                table,
+            },
+            Some((prefix, schema)) => TopicParts {
+                prefix,
+                schema,
+                table,
+            },
         },
     }
 }
@@ -37,7 +49,10 @@ pub(crate) fn check_template(template: &str) -> Result<(), String> {
         };
         let placeholder = &tail[..=end];
         if !PLACEHOLDERS.contains(&placeholder) {
-            return Err(format!("unknown placeholder {placeholder} in {template:?} (known: {})", PLACEHOLDERS.join(", ")));
+            return Err(format!(
+                "unknown placeholder {placeholder} in {template:?} (known: {})",
+                PLACEHOLDERS.join(", ")
+            ));
         }
         rest = &tail[end + 1..];
     }
@@ -65,7 +80,11 @@ impl Router {
                 (from.clone(), target)
             })
             .collect();
-        Ok(Router { database: config.database.clone(), template: config.collection.clone(), rename })
+        Ok(Router {
+            database: config.database.clone(),
+            template: config.collection.clone(),
+            rename,
+        })
     }
 
     /// The namespace of a topic's writes.
@@ -75,7 +94,10 @@ impl Router {
             let schema_table = format!("{}.{}", parts.schema, parts.table);
             for k in [topic, schema_table.as_str(), parts.table] {
                 if let Some((db, coll)) = self.rename.get(k) {
-                    return Namespace { database: db.clone(), collection: coll.clone() };
+                    return Namespace {
+                        database: db.clone(),
+                        collection: coll.clone(),
+                    };
                 }
             }
         }
@@ -88,7 +110,10 @@ impl Router {
                 .replace("{prefix}", parts.prefix)
                 .replace("{topic}", topic)
         };
-        Namespace { database: self.database.clone(), collection }
+        Namespace {
+            database: self.database.clone(),
+            collection,
+        }
     }
 }
 
@@ -103,23 +128,35 @@ mod tests {
     }
 
     fn ns(db: Option<&str>, c: &str) -> Namespace {
-        Namespace { database: db.map(str::to_owned), collection: c.to_owned() }
+        Namespace {
+            database: db.map(str::to_owned),
+            collection: c.to_owned(),
+        }
     }
 
     #[test]
     fn default_is_table_in_pipeline_database() {
         let r = router("{}");
         assert_eq!(r.namespace("dbz.inventory.orders"), ns(None, "orders"));
-        assert_eq!(r.namespace("my.dotted.prefix.inventory.orders"), ns(None, "orders"));
+        assert_eq!(
+            r.namespace("my.dotted.prefix.inventory.orders"),
+            ns(None, "orders")
+        );
         assert_eq!(r.namespace("orders"), ns(None, "orders"));
     }
 
     #[test]
     fn template_and_database() {
         let r = router(r#"{"database": "sink", "collection": "{prefix}_{schema}_{table}"}"#);
-        assert_eq!(r.namespace("dbz.inventory.orders"), ns(Some("sink"), "dbz_inventory_orders"));
+        assert_eq!(
+            r.namespace("dbz.inventory.orders"),
+            ns(Some("sink"), "dbz_inventory_orders")
+        );
         let r = router(r#"{"collection": "{topic}"}"#);
-        assert_eq!(r.namespace("dbz.inventory.orders"), ns(None, "dbz.inventory.orders"));
+        assert_eq!(
+            r.namespace("dbz.inventory.orders"),
+            ns(None, "dbz.inventory.orders")
+        );
     }
 
     #[test]
@@ -127,15 +164,29 @@ mod tests {
         let r = router(
             r#"{"database": "d", "rename": {"dbz.inventory.orders": "sales.orders_v2", "inventory.customers": "people", "products": "catalog.items"}}"#,
         );
-        assert_eq!(r.namespace("dbz.inventory.orders"), ns(Some("sales"), "orders_v2"));
-        assert_eq!(r.namespace("dbz.inventory.customers"), ns(Some("d"), "people"));
-        assert_eq!(r.namespace("other.inventory.products"), ns(Some("catalog"), "items"));
-        assert_eq!(r.namespace("dbz.inventory.audit_log"), ns(Some("d"), "audit_log"));
+        assert_eq!(
+            r.namespace("dbz.inventory.orders"),
+            ns(Some("sales"), "orders_v2")
+        );
+        assert_eq!(
+            r.namespace("dbz.inventory.customers"),
+            ns(Some("d"), "people")
+        );
+        assert_eq!(
+            r.namespace("other.inventory.products"),
+            ns(Some("catalog"), "items")
+        );
+        assert_eq!(
+            r.namespace("dbz.inventory.audit_log"),
+            ns(Some("d"), "audit_log")
+        );
     }
 
     #[test]
     fn bad_templates() {
-        assert!(check_template("{tabel}").unwrap_err().contains("unknown placeholder {tabel}"));
+        assert!(check_template("{tabel}")
+            .unwrap_err()
+            .contains("unknown placeholder {tabel}"));
         assert!(check_template("x{").is_err());
         assert!(check_template("").is_err());
         assert!(check_template("fixed").is_ok());

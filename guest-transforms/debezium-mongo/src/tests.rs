@@ -44,7 +44,11 @@ fn run(m: &Message) -> Result<Vec<Value>, TransformError> {
 fn bad_input(m: &Message, needle: &str) {
     let err = run(m).unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
-    assert!(err.message.contains(needle), "{:?} does not contain {needle:?}", err.message);
+    assert!(
+        err.message.contains(needle),
+        "{:?} does not contain {needle:?}",
+        err.message
+    );
 }
 
 fn replace(filter: Value, replacement: Value) -> Value {
@@ -56,7 +60,10 @@ fn replace(filter: Value, replacement: Value) -> Value {
 
 #[test]
 fn tombstone_writes_nothing() {
-    assert_eq!(run(&msg(TOPIC, Some(json!({"id": 1})), None)).unwrap(), Vec::<Value>::new());
+    assert_eq!(
+        run(&msg(TOPIC, Some(json!({"id": 1})), None)).unwrap(),
+        Vec::<Value>::new()
+    );
     assert_eq!(run(&msg(TOPIC, None, None)).unwrap(), Vec::<Value>::new());
 }
 
@@ -64,16 +71,29 @@ fn tombstone_writes_nothing() {
 fn no_op_ddl_or_heartbeat_writes_nothing() {
     let ddl = json!({"source": {"db": "postgres"}, "databaseName": "postgres", "ddl": "ALTER TABLE x ADD y int", "tableChanges": []});
     assert!(run(&msg("dbz", None, Some(ddl))).unwrap().is_empty());
-    assert!(run(&msg("__debezium-heartbeat.dbz", Some(json!({"serverName": "dbz"})), Some(json!({"ts_ms": 5})))).unwrap().is_empty());
+    assert!(run(&msg(
+        "__debezium-heartbeat.dbz",
+        Some(json!({"serverName": "dbz"})),
+        Some(json!({"ts_ms": 5}))
+    ))
+    .unwrap()
+    .is_empty());
 }
 
 #[test]
 fn create_read_update_with_key_replace_upsert() {
     for op in ["c", "r", "u"] {
-        let m = msg(TOPIC, Some(json!({"id": 1})), Some(envelope(op, Value::Null, row(1))));
+        let m = msg(
+            TOPIC,
+            Some(json!({"id": 1})),
+            Some(envelope(op, Value::Null, row(1))),
+        );
         assert_eq!(
             run(&m).unwrap(),
-            vec![replace(json!({"_id": {"id": 1}}), json!({"_id": {"id": 1}, "first_name": "Sally", "email": "s@acme.com", "vip": true}))],
+            vec![replace(
+                json!({"_id": {"id": 1}}),
+                json!({"_id": {"id": 1}, "first_name": "Sally", "email": "s@acme.com", "vip": true})
+            )],
             "op {op}"
         );
     }
@@ -81,21 +101,41 @@ fn create_read_update_with_key_replace_upsert() {
 
 #[test]
 fn delete_with_key_deletes_by_id() {
-    let m = msg(TOPIC, Some(json!({"id": 3})), Some(envelope("d", json!({"id": 3, "first_name": "", "email": ""}), Value::Null)));
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 3})),
+        Some(envelope(
+            "d",
+            json!({"id": 3, "first_name": "", "email": ""}),
+            Value::Null,
+        )),
+    );
     assert_eq!(
         run(&m).unwrap(),
-        vec![json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": 3}}})]
+        vec![
+            json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": 3}}})
+        ]
     );
 }
 
 #[test]
 fn create_or_read_without_key_inserts_with_server_objectid() {
     for op in ["c", "r"] {
-        let m = msg("dbz.inventory.audit_log", None, Some(envelope(op, Value::Null, json!({"actor": "alice", "action": "login"}))));
+        let m = msg(
+            "dbz.inventory.audit_log",
+            None,
+            Some(envelope(
+                op,
+                Value::Null,
+                json!({"actor": "alice", "action": "login"}),
+            )),
+        );
         assert_eq!(
             run(&m).unwrap(),
-            vec![json!({"op": "insert-one", "database": null, "collection": "audit_log",
-                        "document": {"actor": "alice", "action": "login"}})]
+            vec![
+                json!({"op": "insert-one", "database": null, "collection": "audit_log",
+                        "document": {"actor": "alice", "action": "login"}})
+            ]
         );
     }
 }
@@ -103,53 +143,137 @@ fn create_or_read_without_key_inserts_with_server_objectid() {
 #[test]
 fn update_and_delete_without_key_filter_on_before() {
     let before = json!({"actor": "alice", "action": "login"});
-    let m = msg("dbz.inventory.audit_log", None, Some(envelope("u", before.clone(), json!({"actor": "alice", "action": "logout"}))));
-    assert_eq!(
-        run(&m).unwrap(),
-        vec![json!({"op": "replace-one", "database": null, "collection": "audit_log", "filter": before,
-                    "replacement": {"actor": "alice", "action": "logout"}, "upsert": true})]
+    let m = msg(
+        "dbz.inventory.audit_log",
+        None,
+        Some(envelope(
+            "u",
+            before.clone(),
+            json!({"actor": "alice", "action": "logout"}),
+        )),
     );
-    let m = msg("dbz.inventory.audit_log", None, Some(envelope("d", before.clone(), Value::Null)));
     assert_eq!(
         run(&m).unwrap(),
-        vec![json!({"op": "delete-one", "database": null, "collection": "audit_log", "filter": before})]
+        vec![
+            json!({"op": "replace-one", "database": null, "collection": "audit_log", "filter": before,
+                    "replacement": {"actor": "alice", "action": "logout"}, "upsert": true})
+        ]
+    );
+    let m = msg(
+        "dbz.inventory.audit_log",
+        None,
+        Some(envelope("d", before.clone(), Value::Null)),
+    );
+    assert_eq!(
+        run(&m).unwrap(),
+        vec![
+            json!({"op": "delete-one", "database": null, "collection": "audit_log", "filter": before})
+        ]
     );
 }
 
 #[test]
 fn update_or_delete_without_key_or_before_is_bad_input() {
-    bad_input(&msg("dbz.inventory.audit_log", None, Some(envelope("u", Value::Null, json!({"a": 1})))), "REPLICA IDENTITY FULL");
-    bad_input(&msg("dbz.inventory.audit_log", None, Some(envelope("d", json!({}), Value::Null))), "non-empty 'before'");
+    bad_input(
+        &msg(
+            "dbz.inventory.audit_log",
+            None,
+            Some(envelope("u", Value::Null, json!({"a": 1}))),
+        ),
+        "REPLICA IDENTITY FULL",
+    );
+    bad_input(
+        &msg(
+            "dbz.inventory.audit_log",
+            None,
+            Some(envelope("d", json!({}), Value::Null)),
+        ),
+        "non-empty 'before'",
+    );
 }
 
 #[test]
 fn missing_or_non_string_op_is_bad_input() {
     let key = Some(json!({"id": 1}));
-    bad_input(&msg(TOPIC, key.clone(), Some(json!({"before": null, "after": row(1)}))), "no 'op'");
-    bad_input(&msg(TOPIC, key.clone(), Some(json!({"after": row(1), "op": 3}))), "'op' must be a string, found a number");
-    bad_input(&msg(TOPIC, key, Some(json!({"after": row(1), "op": null}))), "'op' must be a string, found null");
+    bad_input(
+        &msg(
+            TOPIC,
+            key.clone(),
+            Some(json!({"before": null, "after": row(1)})),
+        ),
+        "no 'op'",
+    );
+    bad_input(
+        &msg(TOPIC, key.clone(), Some(json!({"after": row(1), "op": 3}))),
+        "'op' must be a string, found a number",
+    );
+    bad_input(
+        &msg(TOPIC, key, Some(json!({"after": row(1), "op": null}))),
+        "'op' must be a string, found null",
+    );
 }
 
 #[test]
 fn unknown_op_is_bad_input() {
-    bad_input(&msg(TOPIC, Some(json!({"id": 1})), Some(envelope("x", Value::Null, row(1)))), "unknown op \"x\"");
+    bad_input(
+        &msg(
+            TOPIC,
+            Some(json!({"id": 1})),
+            Some(envelope("x", Value::Null, row(1))),
+        ),
+        "unknown op \"x\"",
+    );
 }
 
 #[test]
 fn missing_or_empty_after_is_bad_input() {
     let key = Some(json!({"id": 1}));
-    bad_input(&msg(TOPIC, key.clone(), Some(envelope("c", Value::Null, Value::Null))), "'after' is missing or null for op 'c'");
-    bad_input(&msg(TOPIC, key.clone(), Some(envelope("u", Value::Null, json!({})))), "'after' is empty for op 'u'");
+    bad_input(
+        &msg(
+            TOPIC,
+            key.clone(),
+            Some(envelope("c", Value::Null, Value::Null)),
+        ),
+        "'after' is missing or null for op 'c'",
+    );
+    bad_input(
+        &msg(
+            TOPIC,
+            key.clone(),
+            Some(envelope("u", Value::Null, json!({}))),
+        ),
+        "'after' is empty for op 'u'",
+    );
     let mut no_after = envelope("u", Value::Null, Value::Null);
     no_after.as_object_mut().unwrap().remove("after");
-    bad_input(&msg(TOPIC, key.clone(), Some(no_after)), "'after' is missing");
-    bad_input(&msg(TOPIC, key, Some(envelope("c", Value::Null, json!([1])))), "'after' must be an object");
+    bad_input(
+        &msg(TOPIC, key.clone(), Some(no_after)),
+        "'after' is missing",
+    );
+    bad_input(
+        &msg(TOPIC, key, Some(envelope("c", Value::Null, json!([1])))),
+        "'after' must be an object",
+    );
 }
 
 #[test]
 fn invalid_key_is_bad_input() {
-    bad_input(&msg(TOPIC, Some(json!("1")), Some(envelope("c", Value::Null, row(1)))), "invalid key");
-    bad_input(&msg(TOPIC, Some(json!([1])), Some(envelope("d", row(1), Value::Null))), "invalid key");
+    bad_input(
+        &msg(
+            TOPIC,
+            Some(json!("1")),
+            Some(envelope("c", Value::Null, row(1))),
+        ),
+        "invalid key",
+    );
+    bad_input(
+        &msg(
+            TOPIC,
+            Some(json!([1])),
+            Some(envelope("d", row(1), Value::Null)),
+        ),
+        "invalid key",
+    );
     let mut m = msg(TOPIC, None, Some(envelope("c", Value::Null, row(1))));
     m.key = Some(b"id=1".to_vec());
     bad_input(&m, "invalid key: not JSON");
@@ -160,55 +284,103 @@ fn garbage_value_is_bad_input() {
     let mut m = msg(TOPIC, None, None);
     m.value = Some(b"\xff\xfe".to_vec());
     bad_input(&m, "value is not JSON");
-    bad_input(&msg(TOPIC, None, Some(json!("text"))), "not a Debezium envelope");
+    bad_input(
+        &msg(TOPIC, None, Some(json!("text"))),
+        "not a Debezium envelope",
+    );
 }
 
 #[test]
 fn logical_messages_write_nothing() {
-    assert!(run(&msg(TOPIC, None, Some(envelope("m", Value::Null, Value::Null)))).unwrap().is_empty());
+    assert!(run(&msg(
+        TOPIC,
+        None,
+        Some(envelope("m", Value::Null, Value::Null))
+    ))
+    .unwrap()
+    .is_empty());
 }
 
 #[test]
 fn composite_key_wraps_all_columns() {
     let after = json!({"region": "eu", "order_id": 2, "amount": "AQ==", "status": "new"});
-    let m = msg("dbz.inventory.orders", Some(json!({"region": "eu", "order_id": 2})), Some(envelope("c", Value::Null, after)));
+    let m = msg(
+        "dbz.inventory.orders",
+        Some(json!({"region": "eu", "order_id": 2})),
+        Some(envelope("c", Value::Null, after)),
+    );
     let id = json!({"region": "eu", "order_id": 2});
     assert_eq!(
         run(&m).unwrap(),
-        vec![json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
-                    "replacement": {"_id": id, "amount": "AQ==", "status": "new"}, "upsert": true})]
+        vec![
+            json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
+                    "replacement": {"_id": id, "amount": "AQ==", "status": "new"}, "upsert": true})
+        ]
     );
 }
 
 #[test]
 fn replacement_keeps_column_order_with_id_first() {
-    let m = msg(TOPIC, Some(json!({"id": 1})), Some(envelope("c", Value::Null, row(1))));
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 1})),
+        Some(envelope("c", Value::Null, row(1))),
+    );
     let t = DebeziumMongo::init("{}").unwrap();
     let ops = t.transform(&m).unwrap();
-    let WriteOp::ReplaceOne(r) = &ops[0] else { panic!() };
-    let smt_guest::Document::Json(text) = &r.replacement else { panic!() };
-    assert_eq!(text, r#"{"_id":{"id":1},"first_name":"Sally","email":"s@acme.com","vip":true}"#);
+    let WriteOp::ReplaceOne(r) = &ops[0] else {
+        panic!()
+    };
+    let smt_guest::Document::Json(text) = &r.replacement else {
+        panic!()
+    };
+    assert_eq!(
+        text,
+        r#"{"_id":{"id":1},"first_name":"Sally","email":"s@acme.com","vip":true}"#
+    );
 }
 
 // ---- primary-key change ----
 
 #[test]
 fn primary_key_change_deletes_old_and_creates_new() {
-    let hdr = |k: &str, v: &str| Header { key: k.into(), value: Some(v.as_bytes().to_vec()) };
-    let mut delete = msg(TOPIC, Some(json!({"id": 2})), Some(envelope("d", json!({"id": 2}), Value::Null)));
-    delete.headers.push(hdr("__debezium.newkey", r#"{"id":102}"#));
+    let hdr = |k: &str, v: &str| Header {
+        key: k.into(),
+        value: Some(v.as_bytes().to_vec()),
+    };
+    let mut delete = msg(
+        TOPIC,
+        Some(json!({"id": 2})),
+        Some(envelope("d", json!({"id": 2}), Value::Null)),
+    );
+    delete
+        .headers
+        .push(hdr("__debezium.newkey", r#"{"id":102}"#));
     let mut tombstone = msg(TOPIC, Some(json!({"id": 2})), None);
-    tombstone.headers.push(hdr("__debezium.newkey", r#"{"id":102}"#));
-    let mut create = msg(TOPIC, Some(json!({"id": 102})), Some(envelope("c", Value::Null, row(102))));
+    tombstone
+        .headers
+        .push(hdr("__debezium.newkey", r#"{"id":102}"#));
+    let mut create = msg(
+        TOPIC,
+        Some(json!({"id": 102})),
+        Some(envelope("c", Value::Null, row(102))),
+    );
     create.headers.push(hdr("__debezium.oldkey", r#"{"id":2}"#));
 
     let t = DebeziumMongo::init("{}").unwrap();
-    let all: Vec<Value> = [delete, tombstone, create].iter().flat_map(|m| t.transform(m).unwrap()).map(|o| describe(&o)).collect();
+    let all: Vec<Value> = [delete, tombstone, create]
+        .iter()
+        .flat_map(|m| t.transform(m).unwrap())
+        .map(|o| describe(&o))
+        .collect();
     assert_eq!(
         all,
         vec![
             json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": 2}}}),
-            replace(json!({"_id": {"id": 102}}), json!({"_id": {"id": 102}, "first_name": "Sally", "email": "s@acme.com", "vip": true})),
+            replace(
+                json!({"_id": {"id": 102}}),
+                json!({"_id": {"id": 102}, "first_name": "Sally", "email": "s@acme.com", "vip": true})
+            ),
         ]
     );
 }
@@ -222,34 +394,56 @@ fn toasted() -> Value {
 
 #[test]
 fn toast_placeholder_sets_the_other_fields() {
-    let m = msg("dbz.inventory.documents", Some(json!({"id": 2})), Some(envelope("u", Value::Null, toasted())));
+    let m = msg(
+        "dbz.inventory.documents",
+        Some(json!({"id": 2})),
+        Some(envelope("u", Value::Null, toasted())),
+    );
     assert_eq!(
         run(&m).unwrap(),
-        vec![json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
-                    "update": {"$set": {"title": "large, renamed"}}, "upsert": true})]
+        vec![
+            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
+                    "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
+        ]
     );
 }
 
 #[test]
 fn toast_with_object_id_and_without_key() {
-    let m = msg("dbz.inventory.documents", Some(json!({"id": 2})), Some(envelope("u", Value::Null, toasted())));
+    let m = msg(
+        "dbz.inventory.documents",
+        Some(json!({"id": 2})),
+        Some(envelope("u", Value::Null, toasted())),
+    );
     assert_eq!(
         run_with(r#"{"id": "object-id"}"#, &m).unwrap(),
-        vec![json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
-                    "update": {"$set": {"title": "large, renamed"}}, "upsert": true})]
+        vec![
+            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
+                    "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
+        ]
     );
-    let m = msg("dbz.inventory.documents", None, Some(envelope("u", json!({"id": 2}), toasted())));
+    let m = msg(
+        "dbz.inventory.documents",
+        None,
+        Some(envelope("u", json!({"id": 2}), toasted())),
+    );
     assert_eq!(
         run(&m).unwrap(),
-        vec![json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
-                    "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": true})]
+        vec![
+            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
+                    "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": true})
+        ]
     );
 }
 
 #[test]
 fn custom_placeholder() {
     let after = json!({"id": 2, "title": "t", "body": "<unavailable>"});
-    let m = msg("dbz.inventory.documents", Some(json!({"id": 2})), Some(envelope("u", Value::Null, after)));
+    let m = msg(
+        "dbz.inventory.documents",
+        Some(json!({"id": 2})),
+        Some(envelope("u", Value::Null, after)),
+    );
     let ops = run_with(r#"{"unavailable_value_placeholder": "<unavailable>"}"#, &m).unwrap();
     assert_eq!(ops[0]["update"], json!({"$set": {"title": "t"}}));
 }
@@ -259,27 +453,58 @@ fn custom_placeholder() {
 #[test]
 fn id_scalar() {
     let cfg = r#"{"id": "scalar"}"#;
-    let m = msg(TOPIC, Some(json!({"id": 42})), Some(envelope("u", Value::Null, row(42))));
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 42})),
+        Some(envelope("u", Value::Null, row(42))),
+    );
     assert_eq!(
         run_with(cfg, &m).unwrap(),
-        vec![replace(json!({"_id": 42}), json!({"_id": 42, "first_name": "Sally", "email": "s@acme.com", "vip": true}))]
+        vec![replace(
+            json!({"_id": 42}),
+            json!({"_id": 42, "first_name": "Sally", "email": "s@acme.com", "vip": true})
+        )]
     );
-    let m = msg(TOPIC, Some(json!({"id": 42})), Some(envelope("d", json!({"id": 42}), Value::Null)));
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 42})),
+        Some(envelope("d", json!({"id": 42}), Value::Null)),
+    );
     assert_eq!(run_with(cfg, &m).unwrap()[0]["filter"], json!({"_id": 42}));
     // A composite key stays wrapped.
-    let m = msg("dbz.inventory.orders", Some(json!({"region": "eu", "order_id": 1})), Some(envelope("d", json!({}), Value::Null)));
-    assert_eq!(run_with(cfg, &m).unwrap()[0]["filter"], json!({"_id": {"region": "eu", "order_id": 1}}));
+    let m = msg(
+        "dbz.inventory.orders",
+        Some(json!({"region": "eu", "order_id": 1})),
+        Some(envelope("d", json!({}), Value::Null)),
+    );
+    assert_eq!(
+        run_with(cfg, &m).unwrap()[0]["filter"],
+        json!({"_id": {"region": "eu", "order_id": 1}})
+    );
 }
 
 #[test]
 fn id_object_id() {
     let cfg = r#"{"id": "object-id"}"#;
-    let m = msg(TOPIC, Some(json!({"id": 1})), Some(envelope("c", Value::Null, row(1))));
-    assert_eq!(run_with(cfg, &m).unwrap(), vec![replace(json!({"id": 1}), row(1))]);
-    let m = msg(TOPIC, Some(json!({"id": 1})), Some(envelope("d", json!({"id": 1}), Value::Null)));
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 1})),
+        Some(envelope("c", Value::Null, row(1))),
+    );
     assert_eq!(
         run_with(cfg, &m).unwrap(),
-        vec![json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"id": 1}})]
+        vec![replace(json!({"id": 1}), row(1))]
+    );
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 1})),
+        Some(envelope("d", json!({"id": 1}), Value::Null)),
+    );
+    assert_eq!(
+        run_with(cfg, &m).unwrap(),
+        vec![
+            json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"id": 1}})
+        ]
     );
     // Without a key: the same as the reference (insert / filter on before).
     let m = msg(TOPIC, None, Some(envelope("c", Value::Null, row(1))));
@@ -288,23 +513,48 @@ fn id_object_id() {
 
 #[test]
 fn routing_options() {
-    let m = msg(TOPIC, Some(json!({"id": 1})), Some(envelope("d", json!({"id": 1}), Value::Null)));
-    let ops = run_with(r#"{"database": "sink", "collection": "{schema}_{table}"}"#, &m).unwrap();
-    assert_eq!((&ops[0]["database"], &ops[0]["collection"]), (&json!("sink"), &json!("inventory_customers")));
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 1})),
+        Some(envelope("d", json!({"id": 1}), Value::Null)),
+    );
+    let ops = run_with(
+        r#"{"database": "sink", "collection": "{schema}_{table}"}"#,
+        &m,
+    )
+    .unwrap();
+    assert_eq!(
+        (&ops[0]["database"], &ops[0]["collection"]),
+        (&json!("sink"), &json!("inventory_customers"))
+    );
     let ops = run_with(r#"{"rename": {"inventory.customers": "crm.people"}}"#, &m).unwrap();
-    assert_eq!((&ops[0]["database"], &ops[0]["collection"]), (&json!("crm"), &json!("people")));
+    assert_eq!(
+        (&ops[0]["database"], &ops[0]["collection"]),
+        (&json!("crm"), &json!("people"))
+    );
     let ops = run_with(r#"{"rename": {"dbz.inventory.customers": "people"}}"#, &m).unwrap();
-    assert_eq!((&ops[0]["database"], &ops[0]["collection"]), (&Value::Null, &json!("people")));
+    assert_eq!(
+        (&ops[0]["database"], &ops[0]["collection"]),
+        (&Value::Null, &json!("people"))
+    );
 }
 
 #[test]
 fn truncate_options() {
-    let m = msg("dbz.inventory.audit_log", None, Some(envelope("t", Value::Null, Value::Null)));
+    let m = msg(
+        "dbz.inventory.audit_log",
+        None,
+        Some(envelope("t", Value::Null, Value::Null)),
+    );
     assert!(run(&m).unwrap().is_empty());
-    assert!(run_with(r#"{"truncate": "ignore"}"#, &m).unwrap().is_empty());
+    assert!(run_with(r#"{"truncate": "ignore"}"#, &m)
+        .unwrap()
+        .is_empty());
     assert_eq!(
         run_with(r#"{"truncate": "delete-all"}"#, &m).unwrap(),
-        vec![json!({"op": "delete-many", "database": null, "collection": "audit_log", "filter": {}})]
+        vec![
+            json!({"op": "delete-many", "database": null, "collection": "audit_log", "filter": {}})
+        ]
     );
 }
 
@@ -320,7 +570,10 @@ fn config_errors_name_the_key() {
     assert!(err.contains("rename"), "{err}");
     assert!(DebeziumMongo::init("not json").is_err());
     assert!(DebeziumMongo::init("").is_ok());
-    assert_eq!(DebeziumMongo::init("{}").unwrap().config(), &Config::default());
+    assert_eq!(
+        DebeziumMongo::init("{}").unwrap().config(),
+        &Config::default()
+    );
 }
 
 // ---- types (with schemas) ----
@@ -344,7 +597,11 @@ fn typed_message(op: &str) -> Message {
     let after = json!({"id": 1, "price": "AeI6", "at": "2024-03-04T12:00:00Z", "doc": "{\"a\": [1]}", "big": 9223372036854775807i64});
     let key = json!({"schema": {"type": "struct", "name": "dbz.inventory.t.Key", "fields": [{"type": "int32", "optional": false, "field": "id"}]},
                      "payload": {"id": 1}});
-    msg("dbz.inventory.t", Some(key), Some(json!({"schema": schema, "payload": envelope(op, Value::Null, after)})))
+    msg(
+        "dbz.inventory.t",
+        Some(key),
+        Some(json!({"schema": schema, "payload": envelope(op, Value::Null, after)})),
+    )
 }
 
 #[test]
@@ -355,7 +612,14 @@ fn types_are_decoded_by_schema() {
         json!({"_id": {"id": 1}, "price": {"$numberDecimal": "1234.50"}, "at": {"$date": {"$numberLong": "1709553600000"}},
                "doc": {"a": [1]}, "big": {"$numberLong": "9223372036854775807"}})
     );
-    let ops = run_with(r#"{"json": "string", "int64": "long", "timestamps": "truncate-to-millis"}"#, &typed_message("c")).unwrap();
+    let ops = run_with(
+        r#"{"json": "string", "int64": "long", "timestamps": "truncate-to-millis"}"#,
+        &typed_message("c"),
+    )
+    .unwrap();
     assert_eq!(ops[0]["replacement"]["doc"], json!("{\"a\": [1]}"));
-    assert_eq!(ops[0]["replacement"]["big"], json!({"$numberLong": "9223372036854775807"}));
+    assert_eq!(
+        ops[0]["replacement"]["big"],
+        json!({"$numberLong": "9223372036854775807"})
+    );
 }

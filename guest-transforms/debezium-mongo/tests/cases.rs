@@ -15,7 +15,9 @@ use smt_guest::{Header, Message, Transform};
 use std::path::PathBuf;
 
 fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/debezium").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/debezium")
+        .join(name)
 }
 
 fn bytes(line: &Value, field: &str) -> Option<Vec<u8>> {
@@ -23,7 +25,11 @@ fn bytes(line: &Value, field: &str) -> Option<Vec<u8>> {
         return Some(text.as_bytes().to_vec());
     }
     let b64 = line.get(format!("{field}_base64"))?.as_str()?;
-    Some(base64::engine::general_purpose::STANDARD.decode(b64).expect("fixture base64"))
+    Some(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("fixture base64"),
+    )
 }
 
 /// The records of a fixture file (line format in `tests/fixtures/README.md`).
@@ -44,7 +50,10 @@ fn load(name: &str) -> Vec<Message> {
                     .as_array()
                     .map(|hs| {
                         hs.iter()
-                            .map(|h| Header { key: h["key"].as_str().unwrap().to_owned(), value: bytes(h, "value") })
+                            .map(|h| Header {
+                                key: h["key"].as_str().unwrap().to_owned(),
+                                value: bytes(h, "value"),
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -57,14 +66,24 @@ fn run(config: &str, msgs: &[Message]) -> Vec<(String, i64, Vec<Value>)> {
     let t = DebeziumMongo::init(config).unwrap();
     msgs.iter()
         .map(|m| {
-            let ops = t.transform(m).unwrap_or_else(|e| panic!("{}@{}: {:?}", m.topic, m.offset, e));
-            (m.topic.trim_start_matches("dbz.inventory.").to_owned(), m.offset, ops.iter().map(describe).collect())
+            let ops = t
+                .transform(m)
+                .unwrap_or_else(|e| panic!("{}@{}: {:?}", m.topic, m.offset, e));
+            (
+                m.topic.trim_start_matches("dbz.inventory.").to_owned(),
+                m.offset,
+                ops.iter().map(describe).collect(),
+            )
         })
         .collect()
 }
 
 fn find<'a>(results: &'a [(String, i64, Vec<Value>)], table: &str, offset: i64) -> &'a [Value] {
-    &results.iter().find(|(t, o, _)| t == table && *o == offset).unwrap_or_else(|| panic!("{table}@{offset}")).2
+    &results
+        .iter()
+        .find(|(t, o, _)| t == table && *o == offset)
+        .unwrap_or_else(|| panic!("{table}@{offset}"))
+        .2
 }
 
 /// The operation kinds for every fixture record (both variants), in file
@@ -75,8 +94,18 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
     ("all_types", 2, "update", &["replace-one"]),
     ("audit_log", 0, "snapshot read, no key", &["insert-one"]),
     ("audit_log", 1, "insert, no key", &["insert-one"]),
-    ("audit_log", 2, "update, no key: filter = before", &["replace-one"]),
-    ("audit_log", 3, "delete, no key: filter = before", &["delete-one"]),
+    (
+        "audit_log",
+        2,
+        "update, no key: filter = before",
+        &["replace-one"],
+    ),
+    (
+        "audit_log",
+        3,
+        "delete, no key: filter = before",
+        &["delete-one"],
+    ),
     ("audit_log", 4, "tombstone", &[]),
     ("audit_log", 5, "insert, no key", &["insert-one"]),
     ("audit_log", 6, "truncate (default: ignored)", &[]),
@@ -89,14 +118,34 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
     ("customers", 6, "tombstone", &[]),
     ("customers", 7, "pk change: delete old key", &["delete-one"]),
     ("customers", 8, "pk change: tombstone", &[]),
-    ("customers", 9, "pk change: create new key", &["replace-one"]),
+    (
+        "customers",
+        9,
+        "pk change: create new key",
+        &["replace-one"],
+    ),
     ("customers", 10, "insert in a transaction", &["replace-one"]),
     ("customers", 11, "insert in a transaction", &["replace-one"]),
     ("documents", 0, "snapshot read", &["replace-one"]),
     ("documents", 1, "insert, 9.6 KB body", &["replace-one"]),
-    ("documents", 2, "update with TOAST placeholder: $set", &["update-one"]),
-    ("orders", 0, "snapshot read, composite key", &["replace-one"]),
-    ("orders", 1, "snapshot read, composite key", &["replace-one"]),
+    (
+        "documents",
+        2,
+        "update with TOAST placeholder: $set",
+        &["update-one"],
+    ),
+    (
+        "orders",
+        0,
+        "snapshot read, composite key",
+        &["replace-one"],
+    ),
+    (
+        "orders",
+        1,
+        "snapshot read, composite key",
+        &["replace-one"],
+    ),
     ("orders", 2, "insert, composite key", &["replace-one"]),
     ("orders", 3, "update, composite key", &["replace-one"]),
     ("orders", 4, "delete, composite key", &["delete-one"]),
@@ -111,11 +160,23 @@ fn check_kinds(file: &str) {
     let results = run("{}", &load(file));
     assert_eq!(results.len(), KINDS.len(), "{file}: record count");
     for ((table, offset, ops), (k_table, k_offset, what, kinds)) in results.iter().zip(KINDS) {
-        assert_eq!((table.as_str(), *offset), (*k_table, *k_offset), "{file}: order");
+        assert_eq!(
+            (table.as_str(), *offset),
+            (*k_table, *k_offset),
+            "{file}: order"
+        );
         let got: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
         assert_eq!(got, *kinds, "{file}: {table}@{offset} ({what})");
-        assert!(ops.iter().all(|o| o["database"].is_null() && o["collection"] == json!(table)), "{file}: {table}@{offset} namespace");
-        assert!(ops.iter().all(|o| o.get("upsert").is_none_or(|u| u == true)), "{file}: {table}@{offset} upsert");
+        assert!(
+            ops.iter()
+                .all(|o| o["database"].is_null() && o["collection"] == json!(table)),
+            "{file}: {table}@{offset} namespace"
+        );
+        assert!(
+            ops.iter()
+                .all(|o| o.get("upsert").is_none_or(|u| u == true)),
+            "{file}: {table}@{offset} upsert"
+        );
     }
 }
 
@@ -134,20 +195,29 @@ fn customers_lifecycle_with_schemas() {
     let r = run("{}", &load("schemas.jsonl"));
     let replace = |id: i64, doc: Value| {
         let mut replacement = json!({"_id": {"id": id}});
-        replacement.as_object_mut().unwrap().extend(doc.as_object().unwrap().clone());
+        replacement
+            .as_object_mut()
+            .unwrap()
+            .extend(doc.as_object().unwrap().clone());
         json!({"op": "replace-one", "database": null, "collection": "customers", "filter": {"_id": {"id": id}},
                "replacement": replacement, "upsert": true})
     };
     let delete = |id: i64| json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": id}}});
     assert_eq!(
         find(&r, "customers", 0),
-        [replace(1, json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally.thomas@acme.com",
-            "balance": {"$numberDecimal": "1234.50"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"}))]
+        [replace(
+            1,
+            json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally.thomas@acme.com",
+            "balance": {"$numberDecimal": "1234.50"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"})
+        )]
     );
     assert_eq!(
         find(&r, "customers", 4),
-        [replace(1, json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally@acme.com",
-            "balance": {"$numberDecimal": "1500.25"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"}))]
+        [replace(
+            1,
+            json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally@acme.com",
+            "balance": {"$numberDecimal": "1500.25"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"})
+        )]
     );
     assert_eq!(find(&r, "customers", 5), [delete(3)]);
     // Primary-key change 2 → 102: the old document goes, the new one comes.
@@ -155,8 +225,11 @@ fn customers_lifecycle_with_schemas() {
     assert!(find(&r, "customers", 8).is_empty());
     assert_eq!(
         find(&r, "customers", 9),
-        [replace(102, json!({"first_name": "George", "last_name": "Bailey", "email": "gbailey@foobar.com",
-            "balance": {"$numberDecimal": "0.00"}, "vip": false, "created_at": "2024-01-02T03:04:05.678901Z"}))]
+        [replace(
+            102,
+            json!({"first_name": "George", "last_name": "Bailey", "email": "gbailey@foobar.com",
+            "balance": {"$numberDecimal": "0.00"}, "vip": false, "created_at": "2024-01-02T03:04:05.678901Z"})
+        )]
     );
 }
 
@@ -165,25 +238,48 @@ fn no_key_table_and_truncate() {
     for file in ["schemas.jsonl", "plain.jsonl"] {
         let r = run("{}", &load(file));
         // With schemas the timestamptz becomes a date; without, it stays text.
-        let at = |iso: &str, ms: i64| if file == "schemas.jsonl" { json!({"$date": {"$numberLong": ms.to_string()}}) } else { json!(iso) };
+        let at = |iso: &str, ms: i64| {
+            if file == "schemas.jsonl" {
+                json!({"$date": {"$numberLong": ms.to_string()}})
+            } else {
+                json!(iso)
+            }
+        };
         let login = json!({"actor": "alice", "action": "login", "at": at("2024-03-04T12:00:00.000000Z", 1709553600000)});
         let logout = json!({"actor": "alice", "action": "logout", "at": at("2024-03-04T12:00:00.000000Z", 1709553600000)});
         let boot = json!({"actor": "system", "action": "bootstrap", "at": at("2024-01-01T00:00:00.000000Z", 1704067200000)});
         let ns = |op: &str| json!({"op": op, "database": null, "collection": "audit_log"});
         let with = |mut base: Value, extra: Value| {
-            base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            base.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             base
         };
-        assert_eq!(find(&r, "audit_log", 1), [with(ns("insert-one"), json!({"document": login}))], "{file}");
         assert_eq!(
-            find(&r, "audit_log", 2),
-            [with(ns("replace-one"), json!({"filter": login, "replacement": logout, "upsert": true}))],
+            find(&r, "audit_log", 1),
+            [with(ns("insert-one"), json!({"document": login}))],
             "{file}"
         );
-        assert_eq!(find(&r, "audit_log", 3), [with(ns("delete-one"), json!({"filter": boot}))], "{file}");
+        assert_eq!(
+            find(&r, "audit_log", 2),
+            [with(
+                ns("replace-one"),
+                json!({"filter": login, "replacement": logout, "upsert": true})
+            )],
+            "{file}"
+        );
+        assert_eq!(
+            find(&r, "audit_log", 3),
+            [with(ns("delete-one"), json!({"filter": boot}))],
+            "{file}"
+        );
 
         let r = run(r#"{"truncate": "delete-all"}"#, &load(file));
-        assert_eq!(find(&r, "audit_log", 6), [with(ns("delete-many"), json!({"filter": {}}))], "{file}");
+        assert_eq!(
+            find(&r, "audit_log", 6),
+            [with(ns("delete-many"), json!({"filter": {}}))],
+            "{file}"
+        );
     }
 }
 
@@ -193,8 +289,10 @@ fn toast_placeholder_keeps_the_stored_body() {
         let r = run("{}", &load(file));
         assert_eq!(
             find(&r, "documents", 2),
-            [json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
-                    "update": {"$set": {"title": "large, renamed"}}, "upsert": true})],
+            [
+                json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
+                    "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
+            ],
             "{file}"
         );
         let body = &find(&r, "documents", 1)[0]["replacement"]["body"];
@@ -208,18 +306,25 @@ fn composite_key_orders() {
     let id = json!({"region": "eu", "order_id": 1});
     assert_eq!(
         find(&r, "orders", 3),
-        [json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
+        [
+            json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
                 "replacement": {"_id": id, "customer_id": 1, "amount": {"$numberDecimal": "13.75"},
                                 "order_date": {"$date": {"$numberLong": "1704153600000"}}, "status": "shipped"},
-                "upsert": true})]
+                "upsert": true})
+        ]
     );
     assert_eq!(
         find(&r, "orders", 4),
-        [json!({"op": "delete-one", "database": null, "collection": "orders", "filter": {"_id": {"region": "us", "order_id": 1}}})]
+        [
+            json!({"op": "delete-one", "database": null, "collection": "orders", "filter": {"_id": {"region": "us", "order_id": 1}}})
+        ]
     );
     // Scalar ids need a single-column key: composite keys stay wrapped.
     let r = run(r#"{"id": "scalar"}"#, &load("schemas.jsonl"));
-    assert_eq!(find(&r, "orders", 4)[0]["filter"], json!({"_id": {"region": "us", "order_id": 1}}));
+    assert_eq!(
+        find(&r, "orders", 4)[0]["filter"],
+        json!({"_id": {"region": "us", "order_id": 1}})
+    );
     assert_eq!(find(&r, "customers", 5)[0]["filter"], json!({"_id": 3}));
 }
 
@@ -257,18 +362,38 @@ fn all_types_with_schemas() {
     let update = &find(&r, "all_types", 2)[0]["replacement"];
     assert_eq!(update["c_numeric"], json!({"$numberDecimal": "-0.01"}));
     assert_eq!(update["c_numeric_free"], json!({"$numberDecimal": "100"}));
-    assert_eq!(update["c_timestamptz"], json!({"$date": {"$numberLong": "0"}}));
+    assert_eq!(
+        update["c_timestamptz"],
+        json!({"$date": {"$numberLong": "0"}})
+    );
     assert_eq!(update["c_jsonb"], json!([]));
 
     let nulls = &find(&r, "all_types", 1)[0]["replacement"];
-    assert!(nulls.as_object().unwrap().iter().filter(|(k, _)| *k != "_id").all(|(_, v)| v.is_null()));
+    assert!(nulls
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "_id")
+        .all(|(_, v)| v.is_null()));
 
     // Options: dates truncated to the millisecond, JSON kept as text, bigint always a long.
-    let r = run(r#"{"timestamps": "truncate-to-millis", "json": "string", "int64": "long"}"#, &load("schemas.jsonl"));
+    let r = run(
+        r#"{"timestamps": "truncate-to-millis", "json": "string", "int64": "long"}"#,
+        &load("schemas.jsonl"),
+    );
     let doc = &find(&r, "all_types", 0)[0]["replacement"];
-    assert_eq!(doc["c_timestamptz"], json!({"$date": {"$numberLong": "1709553600123"}}));
-    assert_eq!(doc["c_timestamp"], json!({"$date": {"$numberLong": "1709553600123"}}));
-    assert_eq!(doc["c_jsonb"], json!("{\"a\": 1, \"b\": [true, null, \"x\"]}"));
+    assert_eq!(
+        doc["c_timestamptz"],
+        json!({"$date": {"$numberLong": "1709553600123"}})
+    );
+    assert_eq!(
+        doc["c_timestamp"],
+        json!({"$date": {"$numberLong": "1709553600123"}})
+    );
+    assert_eq!(
+        doc["c_jsonb"],
+        json!("{\"a\": 1, \"b\": [true, null, \"x\"]}")
+    );
     assert_eq!(doc["c_time"], json!({"$numberLong": "45296789000"}));
     assert_eq!(doc["c_int"], json!(2147483647));
 }
@@ -279,10 +404,16 @@ fn all_types_without_schemas_pass_through() {
     let doc = &find(&r, "all_types", 0)[0]["replacement"];
     // Without schemas nothing says which string is a decimal or a date: values stay as Debezium wrote them.
     assert_eq!(doc["c_numeric"], json!("AeI6"));
-    assert_eq!(doc["c_numeric_free"], json!({"scale": 20, "value": "EQfV61tbpNfG"}));
+    assert_eq!(
+        doc["c_numeric_free"],
+        json!({"scale": 20, "value": "EQfV61tbpNfG"})
+    );
     assert_eq!(doc["c_timestamptz"], json!("2024-03-04T12:00:00.123456Z"));
     assert_eq!(doc["c_date"], json!(19786));
-    assert_eq!(doc["c_jsonb"], json!("{\"a\": 1, \"b\": [true, null, \"x\"]}"));
+    assert_eq!(
+        doc["c_jsonb"],
+        json!("{\"a\": 1, \"b\": [true, null, \"x\"]}")
+    );
     assert_eq!(doc["c_bytea"], json!("3q2+7wD/"));
     assert_eq!(doc["c_bigint"], json!(9223372036854775807i64));
 }

@@ -99,13 +99,19 @@ impl Message {
 
     /// The same record with one more header.
     pub fn with_header(mut self, key: impl Into<String>, value: Option<&[u8]>) -> Self {
-        self.headers.push(Header { key: key.into(), value: value.map(<[u8]>::to_vec) });
+        self.headers.push(Header {
+            key: key.into(),
+            value: value.map(<[u8]>::to_vec),
+        });
         self
     }
 
     /// The value of the first header with this key (`Some(None)`: a null header).
     pub fn header(&self, key: &str) -> Option<Option<&[u8]>> {
-        self.headers.iter().find(|h| h.key == key).map(|h| h.value.as_deref())
+        self.headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| h.value.as_deref())
     }
 }
 
@@ -179,18 +185,25 @@ pub mod __rt {
         // A panic traps the instance; its message would otherwise be lost
         // (stderr goes nowhere): send it to the host's log first.
         #[cfg(target_arch = "wasm32")]
-        std::panic::set_hook(Box::new(|info| crate::log::error(&format!("transform panicked: {info}"))));
+        std::panic::set_hook(Box::new(|info| {
+            crate::log::error(&format!("transform panicked: {info}"))
+        }));
         let instance = T::init(config)?;
         // SAFETY: see `Sync` above; no reference into the slot is alive.
         unsafe { *slot.0.get() = Some(instance) };
         Ok(())
     }
 
-    pub fn transform<T: Transform>(slot: &Slot<T>, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+    pub fn transform<T: Transform>(
+        slot: &Slot<T>,
+        msg: &Message,
+    ) -> Result<Vec<WriteOp>, TransformError> {
         // SAFETY: see `Sync` above; `init` cannot run during this call.
         match unsafe { &*slot.0.get() } {
             Some(t) => t.transform(msg),
-            None => Err(TransformError::internal("transform called before a successful init")),
+            None => Err(TransformError::internal(
+                "transform called before a successful init",
+            )),
         }
     }
 
@@ -201,10 +214,15 @@ pub mod __rt {
         struct Counter(u32);
         impl Transform for Counter {
             fn init(config: &str) -> Result<Self, String> {
-                config.parse().map(Counter).map_err(|e| format!("bad config: {e}"))
+                config
+                    .parse()
+                    .map(Counter)
+                    .map_err(|e| format!("bad config: {e}"))
             }
             fn transform(&self, _: &Message) -> Result<Vec<WriteOp>, TransformError> {
-                Ok((0..self.0).map(|_| crate::ops::delete_many("c", serde_json::json!({}))).collect())
+                Ok((0..self.0)
+                    .map(|_| crate::ops::delete_many("c", serde_json::json!({})))
+                    .collect())
             }
         }
 
@@ -214,8 +232,14 @@ pub mod __rt {
 
         #[test]
         fn message_helpers() {
-            let m = Message::new("t", Some(b"k"), Some(b"v")).with_offset(5).with_header("h", Some(b"x")).with_header("n", None);
-            assert_eq!((m.offset, m.key.as_deref(), m.value.as_deref()), (5, Some(&b"k"[..]), Some(&b"v"[..])));
+            let m = Message::new("t", Some(b"k"), Some(b"v"))
+                .with_offset(5)
+                .with_header("h", Some(b"x"))
+                .with_header("n", None);
+            assert_eq!(
+                (m.offset, m.key.as_deref(), m.value.as_deref()),
+                (5, Some(&b"k"[..]), Some(&b"v"[..]))
+            );
             assert_eq!(m.header("h"), Some(Some(&b"x"[..])));
             assert_eq!(m.header("n"), Some(None));
             assert_eq!(m.header("z"), None);

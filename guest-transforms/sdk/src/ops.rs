@@ -25,12 +25,18 @@ use serde_json::{Map, Value};
 
 /// A collection in the pipeline's configured database.
 pub fn ns(collection: impl Into<String>) -> Namespace {
-    Namespace { database: None, collection: collection.into() }
+    Namespace {
+        database: None,
+        collection: collection.into(),
+    }
 }
 
 /// A collection in the named database.
 pub fn ns_in(database: impl Into<String>, collection: impl Into<String>) -> Namespace {
-    Namespace { database: Some(database.into()), collection: collection.into() }
+    Namespace {
+        database: Some(database.into()),
+        collection: collection.into(),
+    }
 }
 
 /// A collection name alone: the pipeline's configured database.
@@ -64,22 +70,36 @@ fn owned_doc(value: Value) -> Document {
 
 /// `insertOne(document)`.
 pub fn insert_one(ns: impl Into<Namespace>, document: Value) -> WriteOp {
-    WriteOp::InsertOne(InsertOne { ns: ns.into(), document: owned_doc(document) })
+    WriteOp::InsertOne(InsertOne {
+        ns: ns.into(),
+        document: owned_doc(document),
+    })
 }
 
 /// `deleteOne(filter)`.
 pub fn delete_one(ns: impl Into<Namespace>, filter: Value) -> WriteOp {
-    WriteOp::DeleteOne(Delete { ns: ns.into(), filter: owned_doc(filter) })
+    WriteOp::DeleteOne(Delete {
+        ns: ns.into(),
+        filter: owned_doc(filter),
+    })
 }
 
 /// `deleteMany(filter)`; `json!({})` deletes every document of the collection.
 pub fn delete_many(ns: impl Into<Namespace>, filter: Value) -> WriteOp {
-    WriteOp::DeleteMany(Delete { ns: ns.into(), filter: owned_doc(filter) })
+    WriteOp::DeleteMany(Delete {
+        ns: ns.into(),
+        filter: owned_doc(filter),
+    })
 }
 
 /// `replaceOne(filter, replacement)`; chain [`ReplaceBuilder::upsert`].
 pub fn replace_one(ns: impl Into<Namespace>, filter: Value, replacement: Value) -> ReplaceBuilder {
-    ReplaceBuilder { ns: ns.into(), filter, replacement, upsert: false }
+    ReplaceBuilder {
+        ns: ns.into(),
+        filter,
+        replacement,
+        upsert: false,
+    }
 }
 
 /// `updateOne(filter, update)`: chain operators ([`UpdateBuilder::set`],
@@ -161,7 +181,10 @@ impl UpdateBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let map: Map<String, Value> = fields.into_iter().map(|f| (f.into(), Value::String(String::new()))).collect();
+        let map: Map<String, Value> = fields
+            .into_iter()
+            .map(|f| (f.into(), Value::String(String::new())))
+            .collect();
         self.operator("$unset", Value::Object(map))
     }
 
@@ -241,7 +264,10 @@ pub fn describe(op: &WriteOp) -> Value {
             Document::Bson(b) => {
                 use base64::Engine as _;
                 let mut m = Map::new();
-                m.insert("$bson".into(), Value::String(base64::engine::general_purpose::STANDARD.encode(b)));
+                m.insert(
+                    "$bson".into(),
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+                );
                 Value::Object(m)
             }
         }
@@ -249,7 +275,10 @@ pub fn describe(op: &WriteOp) -> Value {
     let mut m = Map::new();
     let mut head = |name: &str, ns: &Namespace| {
         m.insert("op".into(), Value::String(name.into()));
-        m.insert("database".into(), ns.database.clone().map_or(Value::Null, Value::String));
+        m.insert(
+            "database".into(),
+            ns.database.clone().map_or(Value::Null, Value::String),
+        );
         m.insert("collection".into(), Value::String(ns.collection.clone()));
     };
     match op {
@@ -264,19 +293,39 @@ pub fn describe(op: &WriteOp) -> Value {
             m.insert("upsert".into(), Value::Bool(r.upsert));
         }
         WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
-            head(if matches!(op, WriteOp::UpdateOne(_)) { "update-one" } else { "update-many" }, &u.ns);
+            head(
+                if matches!(op, WriteOp::UpdateOne(_)) {
+                    "update-one"
+                } else {
+                    "update-many"
+                },
+                &u.ns,
+            );
             m.insert("filter".into(), d(&u.filter));
             match &u.update {
                 UpdateBody::Operators(doc) => m.insert("update".into(), d(doc)),
-                UpdateBody::Pipeline(stages) => m.insert("pipeline".into(), Value::Array(stages.iter().map(d).collect())),
+                UpdateBody::Pipeline(stages) => m.insert(
+                    "pipeline".into(),
+                    Value::Array(stages.iter().map(d).collect()),
+                ),
             };
             m.insert("upsert".into(), Value::Bool(u.upsert));
             if !u.array_filters.is_empty() {
-                m.insert("array_filters".into(), Value::Array(u.array_filters.iter().map(d).collect()));
+                m.insert(
+                    "array_filters".into(),
+                    Value::Array(u.array_filters.iter().map(d).collect()),
+                );
             }
         }
         WriteOp::DeleteOne(x) | WriteOp::DeleteMany(x) => {
-            head(if matches!(op, WriteOp::DeleteOne(_)) { "delete-one" } else { "delete-many" }, &x.ns);
+            head(
+                if matches!(op, WriteOp::DeleteOne(_)) {
+                    "delete-one"
+                } else {
+                    "delete-many"
+                },
+                &x.ns,
+            );
             m.insert("filter".into(), d(&x.filter));
         }
     }
@@ -297,7 +346,9 @@ mod tests {
 
     #[test]
     fn replace_upsert() {
-        let op = replace_one("c", json!({"_id": 1}), json!({"_id": 1, "a": 2})).upsert().build();
+        let op = replace_one("c", json!({"_id": 1}), json!({"_id": 1, "a": 2}))
+            .upsert()
+            .build();
         let WriteOp::ReplaceOne(r) = op else { panic!() };
         assert_eq!(r.ns, ns("c"));
         assert!(r.upsert);
@@ -317,24 +368,37 @@ mod tests {
         let WriteOp::UpdateMany(u) = op else { panic!() };
         assert_eq!(u.ns.database.as_deref(), Some("d"));
         assert!(!u.upsert);
-        let UpdateBody::Operators(d) = &u.update else { panic!() };
-        assert_eq!(j(d), json!({"$set": {"a": 1, "b": 2}, "$unset": {"c": ""}, "$inc": {"n": 1}}));
+        let UpdateBody::Operators(d) = &u.update else {
+            panic!()
+        };
+        assert_eq!(
+            j(d),
+            json!({"$set": {"a": 1, "b": 2}, "$unset": {"c": ""}, "$inc": {"n": 1}})
+        );
         assert_eq!(u.array_filters.len(), 1);
         assert_eq!(j(&u.array_filters[0]), json!({"e.k": 3}));
     }
 
     #[test]
     fn pipeline_update() {
-        let op = update_one("c", json!({"_id": 1})).pipeline(vec![json!({"$set": {"a": "$b"}})]).upsert().build();
+        let op = update_one("c", json!({"_id": 1}))
+            .pipeline(vec![json!({"$set": {"a": "$b"}})])
+            .upsert()
+            .build();
         let WriteOp::UpdateOne(u) = op else { panic!() };
         assert!(u.upsert);
-        let UpdateBody::Pipeline(stages) = &u.update else { panic!() };
+        let UpdateBody::Pipeline(stages) = &u.update else {
+            panic!()
+        };
         assert_eq!(j(&stages[0]), json!({"$set": {"a": "$b"}}));
     }
 
     #[test]
     fn describe_ops() {
-        let op = update_one(ns_in("d", "c"), json!({"_id": 1})).set(json!({"a": 1})).upsert().build();
+        let op = update_one(ns_in("d", "c"), json!({"_id": 1}))
+            .set(json!({"a": 1}))
+            .upsert()
+            .build();
         assert_eq!(
             describe(&op),
             json!({"op": "update-one", "database": "d", "collection": "c", "filter": {"_id": 1},
@@ -349,8 +413,13 @@ mod tests {
     #[test]
     fn inserts_and_deletes() {
         assert!(matches!(insert_one("c", json!({})), WriteOp::InsertOne(_)));
-        assert!(matches!(delete_one("c", json!({"_id": 1})), WriteOp::DeleteOne(_)));
-        let WriteOp::DeleteMany(d) = delete_many(String::from("c"), json!({})) else { panic!() };
+        assert!(matches!(
+            delete_one("c", json!({"_id": 1})),
+            WriteOp::DeleteOne(_)
+        ));
+        let WriteOp::DeleteMany(d) = delete_many(String::from("c"), json!({})) else {
+            panic!()
+        };
         assert_eq!(j(&d.filter), json!({}));
     }
 }

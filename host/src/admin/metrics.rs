@@ -77,30 +77,91 @@ impl Metrics {
             transform_swaps: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("records_consumed", "Records received from Kafka", m.records_consumed.clone());
-        registry.register("records_processed", "Records fully handled (written, filtered, dead-lettered or skipped)", m.records_processed.clone());
-        registry.register("ops_written", "Write operations acknowledged by MongoDB", m.ops_written.clone());
-        registry.register("record_errors", "Records that failed, by transform, failure kind and policy", m.record_errors.clone());
-        registry.register("dlq_records", "Records produced to the dead-letter topic", m.dlq_records.clone());
-        registry.register("skipped_records", "Failed records skipped by the skip policy", m.skipped_records.clone());
+        registry.register(
+            "records_consumed",
+            "Records received from Kafka",
+            m.records_consumed.clone(),
+        );
+        registry.register(
+            "records_processed",
+            "Records fully handled (written, filtered, dead-lettered or skipped)",
+            m.records_processed.clone(),
+        );
+        registry.register(
+            "ops_written",
+            "Write operations acknowledged by MongoDB",
+            m.ops_written.clone(),
+        );
+        registry.register(
+            "record_errors",
+            "Records that failed, by transform, failure kind and policy",
+            m.record_errors.clone(),
+        );
+        registry.register(
+            "dlq_records",
+            "Records produced to the dead-letter topic",
+            m.dlq_records.clone(),
+        );
+        registry.register(
+            "skipped_records",
+            "Failed records skipped by the skip policy",
+            m.skipped_records.clone(),
+        );
         registry.register("retries", "Retries of transient errors", m.retries.clone());
         registry.register("commits", "Offset commits by outcome", m.commits.clone());
-        registry.register("batch_duration_seconds", "Time to process and acknowledge one batch", m.batch_duration.clone());
-        registry.register("batch_size_records", "Records per batch", m.batch_size.clone());
-        registry.register("transform_duration_seconds", "Time of one transform call", m.transform_duration.clone());
-        registry.register("consumer_lag", "Messages behind the end of the partition", m.consumer_lag.clone());
-        registry.register("assigned_partitions", "Partitions assigned to this process", m.assigned_partitions.clone());
-        registry.register("paused_partitions", "Partitions paused for backpressure", m.paused_partitions.clone());
-        registry.register("partition_pauses", "Times a partition was paused because its queue was full", m.partition_pauses.clone());
-        registry.register("transform_records", "Records transformed, by transform and version", m.transform_records.clone());
-        registry.register("transform_swaps", "Hot-swap requests by transform and outcome", m.transform_swaps.clone());
+        registry.register(
+            "batch_duration_seconds",
+            "Time to process and acknowledge one batch",
+            m.batch_duration.clone(),
+        );
+        registry.register(
+            "batch_size_records",
+            "Records per batch",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "transform_duration_seconds",
+            "Time of one transform call",
+            m.transform_duration.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Messages behind the end of the partition",
+            m.consumer_lag.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Partitions assigned to this process",
+            m.assigned_partitions.clone(),
+        );
+        registry.register(
+            "paused_partitions",
+            "Partitions paused for backpressure",
+            m.paused_partitions.clone(),
+        );
+        registry.register(
+            "partition_pauses",
+            "Times a partition was paused because its queue was full",
+            m.partition_pauses.clone(),
+        );
+        registry.register(
+            "transform_records",
+            "Records transformed, by transform and version",
+            m.transform_records.clone(),
+        );
+        registry.register(
+            "transform_swaps",
+            "Hot-swap requests by transform and outcome",
+            m.transform_swaps.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 
@@ -124,10 +185,18 @@ mod tests {
         let m = Metrics::new();
         m.records_consumed.get_or_create(&Metrics::topic("t")).inc();
         m.batch_size.observe(3.0);
-        m.consumer_lag.get_or_create(&[("topic", "t".into()), ("partition", "0".into())]).set(5);
+        m.consumer_lag
+            .get_or_create(&[("topic", "t".into()), ("partition", "0".into())])
+            .set(5);
         let text = m.encode();
-        assert!(text.contains("smt_records_consumed_total{topic=\"t\"} 1"), "{text}");
+        assert!(
+            text.contains("smt_records_consumed_total{topic=\"t\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("smt_batch_size_records_count 1"), "{text}");
-        assert!(text.contains("smt_consumer_lag{topic=\"t\",partition=\"0\"} 5"), "{text}");
+        assert!(
+            text.contains("smt_consumer_lag{topic=\"t\",partition=\"0\"} 5"),
+            "{text}"
+        );
     }
 }

@@ -60,7 +60,9 @@ async fn authorize(State(api): State<Api>, req: Request, next: Next) -> Response
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(json!({"error": "a valid `Authorization: Bearer <token>` header is required"})),
+                Json(
+                    json!({"error": "a valid `Authorization: Bearer <token>` header is required"}),
+                ),
             )
                 .into_response();
         }
@@ -116,7 +118,12 @@ async fn show(State(api): State<Api>, Path(name): Path<String>) -> Response {
     }
 }
 
-async fn upload(State(api): State<Api>, Path(name): Path<String>, uri: axum::http::Uri, body: Bytes) -> Response {
+async fn upload(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
     let config = match query_param(uri.query().unwrap_or(""), "config") {
         Ok(c) => c,
         Err(e) => return error(SwapError::BadRequest(e)),
@@ -144,7 +151,11 @@ async fn blocking(f: impl FnOnce() -> Result<Swapped, SwapError> + Send + 'stati
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(swapped)) => Json(swapped).into_response(),
         Ok(Err(e)) => error(e),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": format!("the swap panicked: {e}")}))).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("the swap panicked: {e}")})),
+        )
+            .into_response(),
     }
 }
 
@@ -185,7 +196,9 @@ fn percent_decode(s: &str) -> Result<String, String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 let byte = hex
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| "bad percent-encoding in the query string".to_owned())?;
@@ -224,7 +237,9 @@ mod tests {
     #[test]
     fn decodes_the_config_parameter() {
         assert_eq!(
-            query_param("a=1&config=%7B%22v%22%3A+2%7D", "config").unwrap().as_deref(),
+            query_param("a=1&config=%7B%22v%22%3A+2%7D", "config")
+                .unwrap()
+                .as_deref(),
             Some(r#"{"v": 2}"#)
         );
         assert_eq!(query_param("a=1", "config").unwrap(), None);

@@ -32,12 +32,19 @@ impl Backoff {
 
     /// The delay before retry number `attempt` (1-based).
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max)
     }
 
     /// Waits before retry `attempt`, or says why not to retry.
-    pub async fn wait(&self, attempt: u32, error: &str, stop: &CancellationToken) -> Result<(), GiveUp> {
+    pub async fn wait(
+        &self,
+        attempt: u32,
+        error: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), GiveUp> {
         if self.max_retries != 0 && attempt > self.max_retries {
             return Err(GiveUp::Exhausted(error.to_owned()));
         }

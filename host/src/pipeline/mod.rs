@@ -93,7 +93,9 @@ pub struct Prepared {
 /// Loads and initialises every transform.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
     let engine = Engine::new(&config.engine).context("cannot start the Wasm engine ([engine])")?;
-    let registry = Arc::new(Registry::with_recent_capacity(config.hot_swap.recent_samples));
+    let registry = Arc::new(Registry::with_recent_capacity(
+        config.hot_swap.recent_samples,
+    ));
     for (name, t) in &config.transforms {
         let module = engine
             .load_file(name, &t.module)
@@ -134,14 +136,29 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     } = prepared;
     let admin_stop = CancellationToken::new();
     // Hot swap (file watch + admin routes); stops with the admin endpoint.
-    let swapper = crate::swap::start(&config, engine, registry.clone(), metrics.clone(), admin_stop.clone())?;
+    let swapper = crate::swap::start(
+        &config,
+        engine,
+        registry.clone(),
+        metrics.clone(),
+        admin_stop.clone(),
+    )?;
     let admin_task = if config.admin.enabled {
         let transforms = admin::transforms::Api {
             swapper,
             token: config.admin.token.as_ref().map(|t| t.expose().into()),
             max_module_bytes: config.hot_swap.max_module_mib << 20,
         };
-        Some(admin::serve(config.admin.listen, metrics.clone(), status.clone(), Some(transforms), admin_stop.clone()).await?)
+        Some(
+            admin::serve(
+                config.admin.listen,
+                metrics.clone(),
+                status.clone(),
+                Some(transforms),
+                admin_stop.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -161,7 +178,10 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     let mut routes = Vec::new();
     for r in &config.routes {
         let route = match &r.topic_pattern {
-            Some(p) => Route::Pattern(Regex::new(&format!("^(?:{})$", p.trim_start_matches('^').trim_end_matches('$')))?),
+            Some(p) => Route::Pattern(Regex::new(&format!(
+                "^(?:{})$",
+                p.trim_start_matches('^').trim_end_matches('$')
+            ))?),
             None => Route::Topics(r.topics.clone()),
         };
         routes.push((route, r.transform.clone(), r.on_error));
@@ -193,7 +213,10 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     let source = {
         let config = config.clone();
         let metrics = metrics.clone();
-        tokio::task::spawn_blocking(move || Source::connect(&config, spawner, acks, metrics, STARTUP_TIMEOUT)).await??
+        tokio::task::spawn_blocking(move || {
+            Source::connect(&config, spawner, acks, metrics, STARTUP_TIMEOUT)
+        })
+        .await??
     };
     status.ready.store(true, Ordering::Relaxed);
     tracing::info!("Running.");

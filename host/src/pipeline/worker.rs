@@ -33,7 +33,10 @@ pub(super) async fn run(
     stop: CancellationToken,
 ) {
     let Some((transform, policy)) = shared.route(&topic) else {
-        tracing::error!(topic, "No route for a consumed topic; its records are not processed.");
+        tracing::error!(
+            topic,
+            "No route for a consumed topic; its records are not processed."
+        );
         return;
     };
     tracing::debug!(topic, partition, transform, "Partition worker started.");
@@ -41,13 +44,18 @@ pub(super) async fn run(
     let max = shared.pipeline.max_batch_size;
     let linger = Duration::from_millis(shared.pipeline.linger_ms);
     loop {
-        let Some(batch) = collect(&mut rx, &stop, max, linger).await else { break };
+        let Some(batch) = collect(&mut rx, &stop, max, linger).await else {
+            break;
+        };
         let started = Instant::now();
         let size = batch.len();
         match process(&shared, &transform, policy, &mut instance, batch, &stop).await {
             Ok(next) => {
                 shared.acks.ack(&topic, partition, next);
-                shared.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+                shared
+                    .metrics
+                    .batch_duration
+                    .observe(started.elapsed().as_secs_f64());
                 shared.metrics.batch_size.observe(size as f64);
                 shared
                     .metrics
@@ -124,10 +132,13 @@ async fn process(
     stop: &CancellationToken,
 ) -> Result<i64, Stop> {
     // One version for the whole batch.
-    let active: Active = shared.registry.active(transform).ok_or_else(|| Stop::Fatal {
-        ack: None,
-        message: format!("transform `{transform}` is not registered"),
-    })?;
+    let active: Active = shared
+        .registry
+        .active(transform)
+        .ok_or_else(|| Stop::Fatal {
+            ack: None,
+            message: format!("transform `{transform}` is not registered"),
+        })?;
     let version = active.module.version().to_owned();
     let current = match slot.take() {
         Some((generation, inst)) if generation == active.generation => Some(inst),
@@ -136,13 +147,21 @@ async fn process(
     let histogram = shared
         .metrics
         .transform_duration
-        .get_or_create(&[("transform", transform.to_owned()), ("version", version.clone())])
+        .get_or_create(&[
+            ("transform", transform.to_owned()),
+            ("version", version.clone()),
+        ])
         .clone();
     let (instance, results, batch) = tokio::task::spawn_blocking(move || {
         let mut instance = match current {
             Some(i) => i,
             // The first worker after a swap takes the instance validation warmed up.
-            None => match active.warm.take().map(Ok).unwrap_or_else(|| active.module.instantiate(&active.config)) {
+            None => match active
+                .warm
+                .take()
+                .map(Ok)
+                .unwrap_or_else(|| active.module.instantiate(&active.config))
+            {
                 Ok(i) => i,
                 Err(e) => return Err(e.to_string()),
             },
@@ -183,12 +202,20 @@ async fn process(
     shared
         .metrics
         .transform_records
-        .get_or_create(&[("transform", transform.to_owned()), ("version", version.clone())])
+        .get_or_create(&[
+            ("transform", transform.to_owned()),
+            ("version", version.clone()),
+        ])
         .inc_by(batch.len() as u64);
     // Validation samples for the next version: records this version handled.
-    shared
-        .registry
-        .remember(transform, results.iter().zip(&batch).filter(|(r, _)| r.is_ok()).map(|(_, m)| m));
+    shared.registry.remember(
+        transform,
+        results
+            .iter()
+            .zip(&batch)
+            .filter(|(r, _)| r.is_ok())
+            .map(|(_, m)| m),
+    );
 
     let mut failed: Vec<Failed> = Vec::new();
     let mut ops: Vec<(usize, WriteOp)> = Vec::new();
@@ -215,7 +242,10 @@ async fn process(
         GiveUp::Stopped => Stop::Stopped,
         GiveUp::Exhausted(m) => Stop::Fatal {
             ack: None,
-            message: format!("MongoDB writes failed after {} retries: {m}", shared.pipeline.max_retries),
+            message: format!(
+                "MongoDB writes failed after {} retries: {m}",
+                shared.pipeline.max_retries
+            ),
         },
     })?;
     for f in write_failures {
@@ -258,11 +288,18 @@ async fn process(
             }
             ErrorPolicy::Skip => {
                 tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed and is skipped.");
-                shared.metrics.skipped_records.get_or_create(&Metrics::topic(&msg.topic)).inc();
+                shared
+                    .metrics
+                    .skipped_records
+                    .get_or_create(&Metrics::topic(&msg.topic))
+                    .inc();
             }
             ErrorPolicy::Dlq => {
                 tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed and goes to the dead-letter topic.");
-                let dlq = shared.dlq.as_ref().expect("validated: a dlq route has a [dlq]");
+                let dlq = shared
+                    .dlq
+                    .as_ref()
+                    .expect("validated: a dlq route has a [dlq]");
                 let failure = dlq::Failure {
                     transform: transform.to_owned(),
                     version: version.clone(),

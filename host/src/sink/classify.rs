@@ -10,7 +10,11 @@ pub enum Failure {
     Transient { done: usize, message: String },
     /// Operation `index` of the slice failed permanently (validation 121,
     /// duplicate key 11000, a bad update…); the operations before it are acknowledged.
-    Op { index: usize, code: i32, message: String },
+    Op {
+        index: usize,
+        code: i32,
+        message: String,
+    },
     /// The request was refused as a whole and not for a transient reason;
     /// `done` leading operations are acknowledged.
     Batch { done: usize, message: String },
@@ -20,8 +24,28 @@ pub enum Failure {
 pub fn is_transient_code(code: i32) -> bool {
     matches!(
         code,
-        6 | 7 | 24 | 46 | 50 | 64 | 89 | 91 | 112 | 133 | 134 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436
-            | 10058 | 251 | 279 | 11601
+        6 | 7
+            | 24
+            | 46
+            | 50
+            | 64
+            | 89
+            | 91
+            | 112
+            | 133
+            | 134
+            | 189
+            | 262
+            | 9001
+            | 10107
+            | 11600
+            | 11602
+            | 13435
+            | 13436
+            | 10058
+            | 251
+            | 279
+            | 11601
     )
 }
 

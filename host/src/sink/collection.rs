@@ -31,7 +31,12 @@ fn kind(op: &WriteOp) -> Kind {
 fn entry(op: &WriteOp) -> Document {
     match op {
         WriteOp::InsertOne { document, .. } => document.clone(),
-        WriteOp::ReplaceOne { filter, replacement, upsert, .. } => {
+        WriteOp::ReplaceOne {
+            filter,
+            replacement,
+            upsert,
+            ..
+        } => {
             doc! {"q": filter.clone(), "u": replacement.clone(), "upsert": *upsert, "multi": false}
         }
         WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
@@ -44,13 +49,21 @@ fn entry(op: &WriteOp) -> Document {
                 "u",
                 match &u.update {
                     Update::Operators(o) => Bson::Document(o.clone()),
-                    Update::Pipeline(p) => Bson::Array(p.iter().cloned().map(Bson::Document).collect()),
+                    Update::Pipeline(p) => {
+                        Bson::Array(p.iter().cloned().map(Bson::Document).collect())
+                    }
                 },
             );
             if !u.array_filters.is_empty() {
                 d.insert(
                     "arrayFilters",
-                    Bson::Array(u.array_filters.iter().cloned().map(Bson::Document).collect()),
+                    Bson::Array(
+                        u.array_filters
+                            .iter()
+                            .cloned()
+                            .map(Bson::Document)
+                            .collect(),
+                    ),
                 );
             }
             d
@@ -93,13 +106,23 @@ pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> 
             Ok(reply) => reply,
             Err(e) => {
                 return Err(match classify(&e) {
-                    Failure::Transient { message, .. } => Failure::Transient { done: start, message },
-                    Failure::Op { index, code, message } => Failure::Op {
+                    Failure::Transient { message, .. } => Failure::Transient {
+                        done: start,
+                        message,
+                    },
+                    Failure::Op {
+                        index,
+                        code,
+                        message,
+                    } => Failure::Op {
                         index: start + index,
                         code,
                         message,
                     },
-                    Failure::Batch { message, .. } => Failure::Batch { done: start, message },
+                    Failure::Batch { message, .. } => Failure::Batch {
+                        done: start,
+                        message,
+                    },
                 })
             }
         };

@@ -58,7 +58,11 @@ pub struct OpFailure {
 impl Sink {
     /// Connects and asks the server what it supports. Gives up after `timeout`
     /// with a message that names the (redacted) URI.
-    pub async fn connect(config: &Config, metrics: Arc<Metrics>, timeout: Duration) -> anyhow::Result<Sink> {
+    pub async fn connect(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        timeout: Duration,
+    ) -> anyhow::Result<Sink> {
         let redacted = crate::config::redact_uri(&config.mongodb.uri);
         let mut options = ClientOptions::parse(config.mongodb_uri())
             .await
@@ -67,11 +71,15 @@ impl Sink {
             options.server_selection_timeout = Some(timeout);
         }
         options.app_name.get_or_insert_with(|| "smt".to_owned());
-        let client = Client::with_options(options).map_err(|e| anyhow::anyhow!("mongodb.uri {redacted}: {}", describe(&e)))?;
-        let hello = tokio::time::timeout(timeout, client.database("admin").run_command(doc! {"hello": 1}))
-            .await
-            .map_err(|_| anyhow::anyhow!("cannot reach MongoDB at {redacted} within {timeout:?}"))?
-            .map_err(|e| anyhow::anyhow!("cannot reach MongoDB at {redacted}: {}", describe(&e)))?;
+        let client = Client::with_options(options)
+            .map_err(|e| anyhow::anyhow!("mongodb.uri {redacted}: {}", describe(&e)))?;
+        let hello = tokio::time::timeout(
+            timeout,
+            client.database("admin").run_command(doc! {"hello": 1}),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot reach MongoDB at {redacted} within {timeout:?}"))?
+        .map_err(|e| anyhow::anyhow!("cannot reach MongoDB at {redacted}: {}", describe(&e)))?;
         let wire = hello
             .get("maxWireVersion")
             .and_then(|v| v.as_i32().or_else(|| v.as_i64().map(|x| x as i32)))
@@ -105,7 +113,11 @@ impl Sink {
     /// Transient errors are retried from the first unacknowledged operation;
     /// a permanent error of one operation fails its record, whose remaining
     /// operations are dropped, and the rest continue. Returns the failures.
-    pub async fn write(&self, ops: &[(usize, WriteOp)], stop: &CancellationToken) -> Result<Vec<OpFailure>, GiveUp> {
+    pub async fn write(
+        &self,
+        ops: &[(usize, WriteOp)],
+        stop: &CancellationToken,
+    ) -> Result<Vec<OpFailure>, GiveUp> {
         let mut failures = Vec::new();
         let mut failed_records = HashSet::new();
         let mut pending: Vec<usize> = (0..ops.len()).collect();
@@ -113,7 +125,11 @@ impl Sink {
         let mut attempt = 0u32;
         let mut one_at_a_time = false;
         while pos < pending.len() {
-            let end = if one_at_a_time { pos + 1 } else { pending.len() };
+            let end = if one_at_a_time {
+                pos + 1
+            } else {
+                pending.len()
+            };
             let slice: Vec<&WriteOp> = pending[pos..end].iter().map(|&i| &ops[i].1).collect();
             let result = match self.mode {
                 Mode::Client => self.client_bulk(&slice).await,
@@ -125,7 +141,11 @@ impl Sink {
                     pos = end;
                     attempt = 0;
                 }
-                Err(Failure::Op { index, code, message }) => {
+                Err(Failure::Op {
+                    index,
+                    code,
+                    message,
+                }) => {
                     self.count(&slice[..index]);
                     let failed = pending[pos + index];
                     let record = ops[failed].0;
@@ -151,7 +171,10 @@ impl Sink {
                     self.count(&slice[..done]);
                     pos += done;
                     attempt += 1;
-                    self.metrics.retries.get_or_create(&[("target", "mongodb".into())]).inc();
+                    self.metrics
+                        .retries
+                        .get_or_create(&[("target", "mongodb".into())])
+                        .inc();
                     tracing::warn!(attempt, error = %message, "Transient MongoDB error; retrying the unacknowledged writes.");
                     self.backoff.wait(attempt, &message, stop).await?;
                 }
@@ -188,7 +211,10 @@ impl Sink {
 
     fn count(&self, ops: &[&WriteOp]) {
         for op in ops {
-            self.metrics.ops_written.get_or_create(&[("kind", op.kind().into())]).inc();
+            self.metrics
+                .ops_written
+                .get_or_create(&[("kind", op.kind().into())])
+                .inc();
         }
     }
 

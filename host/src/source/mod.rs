@@ -34,8 +34,11 @@ pub type PartitionKey = (String, i32);
 
 /// Starts the worker of a newly seen partition: it reads the queue until the
 /// token is cancelled (finishing the batch in flight) or the queue closes.
-pub type Spawner =
-    Arc<dyn Fn(PartitionKey, mpsc::Receiver<Message>, CancellationToken) -> JoinHandle<()> + Send + Sync>;
+pub type Spawner = Arc<
+    dyn Fn(PartitionKey, mpsc::Receiver<Message>, CancellationToken) -> JoinHandle<()>
+        + Send
+        + Sync,
+>;
 
 /// Acknowledged positions: the next offset to consume of each owned
 /// partition, once everything before it is written.
@@ -65,7 +68,11 @@ impl Acks {
     }
 
     fn own(&self, key: &PartitionKey) {
-        self.inner.lock().expect("acks lock").entry(key.clone()).or_default();
+        self.inner
+            .lock()
+            .expect("acks lock")
+            .entry(key.clone())
+            .or_default();
     }
 
     /// Offsets acked and not yet committed, of `keys` (all when `None`).
@@ -88,7 +95,10 @@ impl Acks {
     fn mark_committed(&self, tpl: &TopicPartitionList, ok: bool) {
         let mut map = self.inner.lock().expect("acks lock");
         for el in tpl.elements() {
-            if let (Some(e), Offset::Offset(o)) = (map.get_mut(&(el.topic().to_owned(), el.partition())), el.offset()) {
+            if let (Some(e), Offset::Offset(o)) = (
+                map.get_mut(&(el.topic().to_owned(), el.partition())),
+                el.offset(),
+            ) {
                 if ok {
                     e.committed = Some(o);
                 } else if e.committed == Some(o) {
@@ -107,7 +117,11 @@ impl Acks {
 
     /// The acknowledged next offset of a partition (tests, admin).
     pub fn acked(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.inner.lock().expect("acks lock").get(&(topic.to_owned(), partition)).and_then(|e| e.acked)
+        self.inner
+            .lock()
+            .expect("acks lock")
+            .get(&(topic.to_owned(), partition))
+            .and_then(|e| e.acked)
     }
 }
 
@@ -142,7 +156,10 @@ impl ClientContext for SourceContext {
                 }
                 self.metrics
                     .consumer_lag
-                    .get_or_create(&[("topic", topic.clone()), ("partition", partition.to_string())])
+                    .get_or_create(&[
+                        ("topic", topic.clone()),
+                        ("partition", partition.to_string()),
+                    ])
                     .set(p.consumer_lag);
             }
         }
@@ -157,15 +174,21 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let keys: Vec<PartitionKey> =
-                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                let keys: Vec<PartitionKey> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
                 tracing::info!(partitions = ?keys, "Partitions revoked: finishing their batches in flight and committing.");
                 self.stop_partitions(consumer, Some(&keys));
                 self.metrics.assigned_partitions.set(0);
             }
             Rebalance::Assign(tpl) => {
-                let keys: Vec<PartitionKey> =
-                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                let keys: Vec<PartitionKey> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
                 tracing::info!(partitions = ?keys, "Partitions assigned.");
                 for k in &keys {
                     self.acks.own(k);
@@ -179,11 +202,17 @@ impl ConsumerContext for SourceContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {
-                self.metrics.commits.get_or_create(&[("outcome", "ok".into())]).inc();
+                self.metrics
+                    .commits
+                    .get_or_create(&[("outcome", "ok".into())])
+                    .inc();
             }
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                self.metrics.commits.get_or_create(&[("outcome", "error".into())]).inc();
+                self.metrics
+                    .commits
+                    .get_or_create(&[("outcome", "error".into())])
+                    .inc();
                 tracing::warn!(error = %e, "Committing offsets failed; they are committed again later.");
                 self.acks.mark_committed(offsets, false);
             }
@@ -192,7 +221,11 @@ impl ConsumerContext for SourceContext {
 }
 
 impl SourceContext {
-    fn slot_for<'a>(&self, slots: &'a mut HashMap<PartitionKey, Slot>, key: &PartitionKey) -> &'a mut Slot {
+    fn slot_for<'a>(
+        &self,
+        slots: &'a mut HashMap<PartitionKey, Slot>,
+        key: &PartitionKey,
+    ) -> &'a mut Slot {
         slots.entry(key.clone()).or_insert_with(|| {
             self.acks.own(key);
             let (tx, rx) = mpsc::channel(self.queue_capacity);
@@ -201,7 +234,11 @@ impl SourceContext {
             let task = (self.spawner)(key.clone(), rx, stop.clone());
             Slot {
                 tx,
-                consumed: self.metrics.records_consumed.get_or_create(&Metrics::topic(&key.0)).clone(),
+                consumed: self
+                    .metrics
+                    .records_consumed
+                    .get_or_create(&Metrics::topic(&key.0))
+                    .clone(),
                 stash: VecDeque::new(),
                 paused: false,
                 next_offset: None,
@@ -292,7 +329,9 @@ impl SourceContext {
                 Some(k) => k.to_vec(),
                 None => slots.keys().cloned().collect(),
             };
-            keys.into_iter().filter_map(|k| slots.remove(&k).map(|s| (k, s))).collect()
+            keys.into_iter()
+                .filter_map(|k| slots.remove(&k).map(|s| (k, s)))
+                .collect()
         };
         for (_, slot) in &removed {
             slot.stop.cancel();
@@ -305,7 +344,11 @@ impl SourceContext {
             }
             drop(slot.tx);
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.rt.block_on(async move { tokio::time::timeout(left, slot.task).await }).is_err() {
+            if self
+                .rt
+                .block_on(async move { tokio::time::timeout(left, slot.task).await })
+                .is_err()
+            {
                 tracing::warn!(topic = %key.0, partition = key.1, "A partition's batch in flight did not finish in time; it will be processed again.");
             }
             stopped.push(key);
@@ -318,14 +361,25 @@ impl SourceContext {
         match keys {
             Some(k) => self.acks.disown(k),
             None => {
-                let everything: Vec<PartitionKey> =
-                    self.acks.inner.lock().expect("acks lock").keys().cloned().collect();
+                let everything: Vec<PartitionKey> = self
+                    .acks
+                    .inner
+                    .lock()
+                    .expect("acks lock")
+                    .keys()
+                    .cloned()
+                    .collect();
                 self.acks.disown(&everything);
             }
         }
     }
 
-    fn commit(&self, consumer: &BaseConsumer<Self>, keys: Option<&[PartitionKey]>, mode: CommitMode) {
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        keys: Option<&[PartitionKey]>,
+        mode: CommitMode,
+    ) {
         let tpl = self.acks.pending(keys);
         if tpl.count() == 0 {
             return;
@@ -335,12 +389,18 @@ impl SourceContext {
             Ok(()) => {
                 if matches!(mode, CommitMode::Sync) {
                     tracing::debug!(offsets = ?tpl, "Committed offsets.");
-                    self.metrics.commits.get_or_create(&[("outcome", "ok".into())]).inc();
+                    self.metrics
+                        .commits
+                        .get_or_create(&[("outcome", "ok".into())])
+                        .inc();
                 }
             }
             Err(e) => {
                 self.acks.mark_committed(&tpl, false);
-                self.metrics.commits.get_or_create(&[("outcome", "error".into())]).inc();
+                self.metrics
+                    .commits
+                    .get_or_create(&[("outcome", "error".into())])
+                    .inc();
                 tracing::warn!(error = %e, "Committing offsets failed.");
             }
         }
@@ -390,12 +450,15 @@ impl Source {
         let consumer: BaseConsumer<SourceContext> = cc
             .create_with_context(context)
             .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer ([kafka]): {e}"))?;
-        consumer.client().fetch_metadata(None, timeout).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the Kafka brokers {} (kafka.brokers) within {timeout:?}: {e}",
-                config.kafka.brokers
-            )
-        })?;
+        consumer
+            .client()
+            .fetch_metadata(None, timeout)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the Kafka brokers {} (kafka.brokers) within {timeout:?}: {e}",
+                    config.kafka.brokers
+                )
+            })?;
         let subscriptions = subscriptions(config);
         let refs: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
         consumer
@@ -430,9 +493,9 @@ impl Source {
                 Some(Err(e)) => {
                     // Transient broker trouble: librdkafka reconnects; say it once a while.
                     let text = e.to_string();
-                    let repeat = last_error
-                        .as_ref()
-                        .is_some_and(|(t, at)| *t == text && at.elapsed() < Duration::from_secs(10));
+                    let repeat = last_error.as_ref().is_some_and(|(t, at)| {
+                        *t == text && at.elapsed() < Duration::from_secs(10)
+                    });
                     if !repeat {
                         tracing::warn!(error = %text, "Kafka consumer error.");
                         last_error = Some((text, Instant::now()));
@@ -441,7 +504,9 @@ impl Source {
                 None => {}
             }
             ctx.drain_stashes(&consumer);
-            if last_commit.elapsed() >= self.commit_interval && ctx.acks.dirty.swap(false, Ordering::AcqRel) {
+            if last_commit.elapsed() >= self.commit_interval
+                && ctx.acks.dirty.swap(false, Ordering::AcqRel)
+            {
                 ctx.commit(&consumer, None, CommitMode::Async);
                 last_commit = Instant::now();
             }
@@ -451,7 +516,12 @@ impl Source {
         consumer.unsubscribe();
         // Serve the revoke of the unsubscribe before closing.
         let until = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < until && consumer.assignment().map(|a| a.count() > 0).unwrap_or(false) {
+        while Instant::now() < until
+            && consumer
+                .assignment()
+                .map(|a| a.count() > 0)
+                .unwrap_or(false)
+        {
             let _ = consumer.poll(Duration::from_millis(50));
         }
         drop(consumer);
@@ -465,7 +535,11 @@ fn subscriptions(config: &Config) -> Vec<String> {
     for r in &config.routes {
         out.extend(r.topics.iter().cloned());
         if let Some(p) = &r.topic_pattern {
-            out.push(if p.starts_with('^') { p.clone() } else { format!("^{p}") });
+            out.push(if p.starts_with('^') {
+                p.clone()
+            } else {
+                format!("^{p}")
+            });
         }
     }
     out.sort();

@@ -96,11 +96,20 @@ pub struct Swapper {
 impl Swapper {
     /// Reads the `sample-file` of every transform (an unreadable or invalid
     /// file is a startup error naming the key).
-    pub fn new(config: &Config, engine: Engine, registry: Arc<Registry>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        engine: Engine,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let mut fixtures = HashMap::new();
         for (name, t) in &config.transforms {
             if let Some(path) = &t.sample_file {
-                fixtures.insert(name.clone(), read_fixture(path).map_err(|e| anyhow::anyhow!("transforms.{name}.sample-file: {e}"))?);
+                fixtures.insert(
+                    name.clone(),
+                    read_fixture(path)
+                        .map_err(|e| anyhow::anyhow!("transforms.{name}.sample-file: {e}"))?,
+                );
             }
         }
         Ok(Self::with_fixtures(engine, registry, metrics, fixtures))
@@ -166,14 +175,24 @@ impl Swapper {
         let current = self.current(name)?;
         check_json(&config)?;
         let module = current.active.module.clone();
-        self.validate_and_activate(name, module, config, &current, Trigger::Config, Instant::now())
+        self.validate_and_activate(
+            name,
+            module,
+            config,
+            &current,
+            Trigger::Config,
+            Instant::now(),
+        )
     }
 
     /// Makes the previous version active again. No validation: it served before.
     pub fn rollback(&self, name: &str) -> Result<Swapped, SwapError> {
         let _one = self.busy.lock().expect("swap lock");
         self.current(name)?;
-        let (back, from) = self.registry.rollback(name).ok_or_else(|| SwapError::NoPrevious(name.to_owned()))?;
+        let (back, from) = self
+            .registry
+            .rollback(name)
+            .ok_or_else(|| SwapError::NoPrevious(name.to_owned()))?;
         self.count(name, "rolled-back");
         Ok(Swapped {
             outcome: "rolled-back",
@@ -229,8 +248,13 @@ impl Swapper {
         // not the candidate's fault (bad input stays bad input).
         let mut reference = old.module.instantiate(&old.config).ok();
         for msg in &samples {
-            let Err(e) = candidate.transform(msg) else { continue };
-            let fatal = matches!(e.kind, FailureKind::Trap | FailureKind::Timeout | FailureKind::MemoryLimit);
+            let Err(e) = candidate.transform(msg) else {
+                continue;
+            };
+            let fatal = matches!(
+                e.kind,
+                FailureKind::Trap | FailureKind::Timeout | FailureKind::MemoryLimit
+            );
             let active_ok = reference.as_mut().is_some_and(|r| r.transform(msg).is_ok());
             if fatal || active_ok {
                 let reason = format!(
@@ -238,7 +262,11 @@ impl Swapper {
                     msg.topic,
                     msg.partition,
                     msg.offset,
-                    if active_ok { " (which the active version handles)" } else { "" },
+                    if active_ok {
+                        " (which the active version handles)"
+                    } else {
+                        ""
+                    },
                     e.kind,
                     e.message
                 );
@@ -301,7 +329,10 @@ impl Swapper {
     fn count(&self, name: &str, outcome: &str) {
         self.metrics
             .transform_swaps
-            .get_or_create(&[("transform", name.to_owned()), ("outcome", outcome.to_owned())])
+            .get_or_create(&[
+                ("transform", name.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
             .inc();
     }
 }
@@ -322,11 +353,15 @@ fn load_stage(e: &LoadError) -> (&'static str, String) {
 }
 
 fn read_fixture(path: &PathBuf) -> Result<Vec<Message>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| crate::records::parse_line(l).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            crate::records::parse_line(l)
+                .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -341,8 +376,17 @@ pub fn start(
 ) -> anyhow::Result<Arc<Swapper>> {
     let swapper = Arc::new(Swapper::new(config, engine, registry, metrics)?);
     if config.hot_swap.watch {
-        let files = config.transforms.iter().map(|(n, t)| (n.clone(), t.module.clone())).collect();
-        watch::spawn(swapper.clone(), files, std::time::Duration::from_millis(config.hot_swap.poll_interval_ms), shutdown)?;
+        let files = config
+            .transforms
+            .iter()
+            .map(|(n, t)| (n.clone(), t.module.clone()))
+            .collect();
+        watch::spawn(
+            swapper.clone(),
+            files,
+            std::time::Duration::from_millis(config.hot_swap.poll_interval_ms),
+            shutdown,
+        )?;
     }
     Ok(swapper)
 }

@@ -57,7 +57,11 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("smt-watch".into())
         .spawn(move || {
-            tracing::debug!(files = watched.len(), interval_ms = interval.as_millis() as u64, "Watching the transform modules.");
+            tracing::debug!(
+                files = watched.len(),
+                interval_ms = interval.as_millis() as u64,
+                "Watching the transform modules."
+            );
             while !shutdown.is_cancelled() {
                 std::thread::sleep(interval);
                 for w in &mut watched {
@@ -81,7 +85,9 @@ fn poll(swapper: &Swapper, w: &mut Watched) {
         // Missing (mid-rename) or untouched since the last poll.
         return;
     }
-    let Ok(bytes) = std::fs::read(&w.path) else { return };
+    let Ok(bytes) = std::fs::read(&w.path) else {
+        return;
+    };
     let hash = content_hash(&bytes);
     if hash == w.handled {
         w.pending = None;
@@ -96,5 +102,11 @@ fn poll(swapper: &Swapper, w: &mut Watched) {
     w.handled = hash;
     tracing::info!(transform = %w.name, path = %w.path.display(), "The module file changed; validating the new version.");
     // Outcomes are logged and counted by the swapper.
-    let _ = swapper.deploy(&w.name, &bytes, None, Trigger::File, &w.path.display().to_string());
+    let _ = swapper.deploy(
+        &w.name,
+        &bytes,
+        None,
+        Trigger::File,
+        &w.path.display().to_string(),
+    );
 }

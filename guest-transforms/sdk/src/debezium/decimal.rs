@@ -19,7 +19,11 @@ fn magnitude_digits(mut bytes: Vec<u8>) -> String {
     let mut limbs: Vec<u32> = Vec::with_capacity(bytes.len() / 4 + 1);
     let head = bytes.len() % 4;
     if head > 0 {
-        limbs.push(bytes[..head].iter().fold(0u32, |acc, &b| (acc << 8) | b as u32));
+        limbs.push(
+            bytes[..head]
+                .iter()
+                .fold(0u32, |acc, &b| (acc << 8) | b as u32),
+        );
     }
     for chunk in bytes[head..].chunks_exact(4) {
         limbs.push(u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
@@ -192,7 +196,8 @@ mod tests {
     fn beyond_128_bits() {
         // 10^40 = 0x1D6329F1C35CA4BFABB9F5610000000000
         let bytes = [
-            0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0x00, 0x00,
+            0x00, 0x00, 0x00,
         ];
         let (s, digits) = decimal_from_unscaled(&bytes, 2);
         assert_eq!(s, format!("1{}.00", "0".repeat(38)));

@@ -107,7 +107,9 @@ fn bad(field: &str, what: impl std::fmt::Display) -> TransformError {
 }
 
 fn schema_scale(schema: &Schema) -> Option<i32> {
-    schema.int_parameter("scale").and_then(|n| i32::try_from(n).ok())
+    schema
+        .int_parameter("scale")
+        .and_then(|n| i32::try_from(n).ok())
 }
 
 /// The exact decimal of base64 unscaled bytes and a scale, as Decimal128 or,
@@ -117,7 +119,11 @@ fn decimal_value(field: &str, b64: &str, scale: i32) -> Result<Value, TransformE
         .decode(b64)
         .map_err(|e| bad(field, format_args!("decimal is not base64 ({e}): {b64:?}")))?;
     let (text, significant) = decimal::decimal_from_unscaled(&bytes, scale);
-    Ok(if significant <= decimal::DECIMAL128_DIGITS { number_decimal(text) } else { Value::String(text) })
+    Ok(if significant <= decimal::DECIMAL128_DIGITS {
+        number_decimal(text)
+    } else {
+        Value::String(text)
+    })
 }
 
 /// A decimal that the converter wrote as a JSON number (`decimal.format=NUMERIC`).
@@ -135,7 +141,9 @@ fn numeric_decimal(n: &serde_json::Number, scale: i32) -> Value {
 
 fn has_dollar_key(v: &Value) -> bool {
     match v {
-        Value::Object(m) => m.iter().any(|(k, v)| k.starts_with('$') || has_dollar_key(v)),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| k.starts_with('$') || has_dollar_key(v)),
         Value::Array(a) => a.iter().any(has_dollar_key),
         _ => false,
     }
@@ -143,12 +151,22 @@ fn has_dollar_key(v: &Value) -> bool {
 
 /// Decodes one value by its Connect schema (`None`: no schema, unchanged).
 /// `field` names the value in error messages.
-pub fn decode_value(value: &Value, schema: Option<&Schema>, opts: &DecodeOptions, field: &str) -> Result<Value, TransformError> {
+pub fn decode_value(
+    value: &Value,
+    schema: Option<&Schema>,
+    opts: &DecodeOptions,
+    field: &str,
+) -> Result<Value, TransformError> {
     decode_owned(value.clone(), schema, opts, field)
 }
 
 /// [`decode_value`] taking the value: nothing is copied that passes through.
-pub fn decode_owned(value: Value, schema: Option<&Schema>, opts: &DecodeOptions, field: &str) -> Result<Value, TransformError> {
+pub fn decode_owned(
+    value: Value,
+    schema: Option<&Schema>,
+    opts: &DecodeOptions,
+    field: &str,
+) -> Result<Value, TransformError> {
     let Some(schema) = schema else {
         return Ok(value);
     };
@@ -168,7 +186,10 @@ pub fn decode_owned(value: Value, schema: Option<&Schema>, opts: &DecodeOptions,
                 decode_fields(&mut m, schema, opts)?;
                 Ok(Value::Object(m))
             }
-            other => Err(bad(field, format_args!("expected a struct, found {}", kind(&other)))),
+            other => Err(bad(
+                field,
+                format_args!("expected a struct, found {}", kind(&other)),
+            )),
         },
         "array" => match value {
             Value::Array(mut items) => {
@@ -180,7 +201,10 @@ pub fn decode_owned(value: Value, schema: Option<&Schema>, opts: &DecodeOptions,
                 }
                 Ok(Value::Array(items))
             }
-            other => Err(bad(field, format_args!("expected an array, found {}", kind(&other)))),
+            other => Err(bad(
+                field,
+                format_args!("expected an array, found {}", kind(&other)),
+            )),
         },
         "map" => match value {
             Value::Object(mut m) => {
@@ -197,10 +221,16 @@ pub fn decode_owned(value: Value, schema: Option<&Schema>, opts: &DecodeOptions,
         },
         "bytes" => match value {
             Value::String(s) => Ok(binary_base64(s)),
-            other => Err(bad(field, format_args!("expected base64 bytes, found {}", kind(&other)))),
+            other => Err(bad(
+                field,
+                format_args!("expected base64 bytes, found {}", kind(&other)),
+            )),
         },
         "int64" => match value.as_i64() {
-            Some(n) if opts.int64 == Int64Mode::Long || !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) => {
+            Some(n)
+                if opts.int64 == Int64Mode::Long
+                    || !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) =>
+            {
                 Ok(number_long(n))
             }
             _ => Ok(value),
@@ -221,29 +251,47 @@ fn decode_logical(
     let truncate = opts.timestamps == TimestampMode::TruncateToMillis;
     let v = match name {
         "org.apache.kafka.connect.data.Decimal" => {
-            let scale = schema_scale(schema).ok_or_else(|| bad(field, "Decimal schema has no integer 'scale' parameter"))?;
+            let scale = schema_scale(schema)
+                .ok_or_else(|| bad(field, "Decimal schema has no integer 'scale' parameter"))?;
             match &value {
                 Value::String(s) => decimal_value(field, s, scale)?,
                 Value::Number(n) => numeric_decimal(n, scale),
-                other => return Err(bad(field, format_args!("expected a Decimal, found {}", kind(other)))),
+                other => {
+                    return Err(bad(
+                        field,
+                        format_args!("expected a Decimal, found {}", kind(other)),
+                    ))
+                }
             }
         }
         "io.debezium.data.VariableScaleDecimal" => {
-            let scale = value.get("scale").and_then(Value::as_i64).and_then(|s| i32::try_from(s).ok());
+            let scale = value
+                .get("scale")
+                .and_then(Value::as_i64)
+                .and_then(|s| i32::try_from(s).ok());
             let bytes = value.get("value").and_then(Value::as_str);
             match (scale, bytes) {
                 (Some(scale), Some(b64)) => decimal_value(field, b64, scale)?,
-                _ => return Err(bad(field, "VariableScaleDecimal needs an integer 'scale' and base64 'value'")),
+                _ => {
+                    return Err(bad(
+                        field,
+                        "VariableScaleDecimal needs an integer 'scale' and base64 'value'",
+                    ))
+                }
             }
         }
-        "io.debezium.time.ZonedTimestamp" => match value.as_str().and_then(time::parse_zoned_timestamp) {
-            Some((ms, exact)) if exact || truncate => date_ms(ms),
-            _ => value,
-        },
-        "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => match value.as_i64() {
-            Some(ms) => date_ms(ms),
-            None => value,
-        },
+        "io.debezium.time.ZonedTimestamp" => {
+            match value.as_str().and_then(time::parse_zoned_timestamp) {
+                Some((ms, exact)) if exact || truncate => date_ms(ms),
+                _ => value,
+            }
+        }
+        "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => {
+            match value.as_i64() {
+                Some(ms) => date_ms(ms),
+                None => value,
+            }
+        }
         "io.debezium.time.MicroTimestamp" => match value.as_i64() {
             Some(us) if truncate || us % 1000 == 0 => date_ms(us.div_euclid(1000)),
             _ => value,
@@ -252,10 +300,12 @@ fn decode_logical(
             Some(ns) if truncate || ns % 1_000_000 == 0 => date_ms(ns.div_euclid(1_000_000)),
             _ => value,
         },
-        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => match value.as_i64().and_then(|d| d.checked_mul(time::MS_PER_DAY)) {
-            Some(ms) => date_ms(ms),
-            None => value,
-        },
+        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => {
+            match value.as_i64().and_then(|d| d.checked_mul(time::MS_PER_DAY)) {
+                Some(ms) => date_ms(ms),
+                None => value,
+            }
+        }
         "io.debezium.data.Json" => match (opts.json, &value) {
             (JsonMode::Parse, Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(parsed) if !has_dollar_key(&parsed) => parsed,
@@ -272,7 +322,11 @@ fn decode_logical(
 
 /// Decodes the fields of a struct in place by the schema's `fields`; fields
 /// missing from the schema are left as they are.
-pub fn decode_fields(value: &mut Map<String, Value>, schema: &Schema, opts: &DecodeOptions) -> Result<(), TransformError> {
+pub fn decode_fields(
+    value: &mut Map<String, Value>,
+    schema: &Schema,
+    opts: &DecodeOptions,
+) -> Result<(), TransformError> {
     let fields = &schema.fields;
     if fields.is_empty() {
         return Ok(());
@@ -286,10 +340,13 @@ pub fn decode_fields(value: &mut Map<String, Value>, schema: &Schema, opts: &Dec
                 cursor += 1;
                 Some(f)
             }
-            _ => fields.iter().position(|f| f.field.as_deref() == Some(name.as_str())).map(|i| {
-                cursor = i + 1;
-                &fields[i]
-            }),
+            _ => fields
+                .iter()
+                .position(|f| f.field.as_deref() == Some(name.as_str()))
+                .map(|i| {
+                    cursor = i + 1;
+                    &fields[i]
+                }),
         };
         if let Some(fs) = field_schema {
             *v = decode_owned(std::mem::take(v), Some(fs), opts, name)?;
@@ -300,7 +357,11 @@ pub fn decode_fields(value: &mut Map<String, Value>, schema: &Schema, opts: &Dec
 
 /// Decodes the fields of a struct by its schema; fields missing from the
 /// schema pass through. Field order is the payload's.
-pub fn decode_struct(value: &Map<String, Value>, schema: Option<&Schema>, opts: &DecodeOptions) -> Result<Map<String, Value>, TransformError> {
+pub fn decode_struct(
+    value: &Map<String, Value>,
+    schema: Option<&Schema>,
+    opts: &DecodeOptions,
+) -> Result<Map<String, Value>, TransformError> {
     let mut out = value.clone();
     if let Some(schema) = schema {
         decode_fields(&mut out, schema, opts)?;
@@ -340,16 +401,37 @@ mod tests {
     #[test]
     fn decimals() {
         // 123450 = 0x01E23A
-        assert_eq!(d(json!("AeI6"), decimal_schema("2")), json!({"$numberDecimal": "1234.50"}));
-        assert_eq!(d(json!("AQ=="), decimal_schema("2")), json!({"$numberDecimal": "0.01"}));
-        assert_eq!(d(json!("BV8="), decimal_schema("2")), json!({"$numberDecimal": "13.75"}));
+        assert_eq!(
+            d(json!("AeI6"), decimal_schema("2")),
+            json!({"$numberDecimal": "1234.50"})
+        );
+        assert_eq!(
+            d(json!("AQ=="), decimal_schema("2")),
+            json!({"$numberDecimal": "0.01"})
+        );
+        assert_eq!(
+            d(json!("BV8="), decimal_schema("2")),
+            json!({"$numberDecimal": "13.75"})
+        );
         // -123450 = 0xFE1DC6
-        assert_eq!(d(json!("/h3G"), decimal_schema("2")), json!({"$numberDecimal": "-1234.50"}));
-        assert_eq!(d(json!("AA=="), decimal_schema("3")), json!({"$numberDecimal": "0.000"}));
+        assert_eq!(
+            d(json!("/h3G"), decimal_schema("2")),
+            json!({"$numberDecimal": "-1234.50"})
+        );
+        assert_eq!(
+            d(json!("AA=="), decimal_schema("3")),
+            json!({"$numberDecimal": "0.000"})
+        );
         assert_eq!(d(Value::Null, decimal_schema("2")), Value::Null);
         // decimal.format=NUMERIC
-        assert_eq!(d(json!(1234.5), decimal_schema("2")), json!({"$numberDecimal": "1234.50"}));
-        assert_eq!(d(json!(7), decimal_schema("0")), json!({"$numberDecimal": "7"}));
+        assert_eq!(
+            d(json!(1234.5), decimal_schema("2")),
+            json!({"$numberDecimal": "1234.50"})
+        );
+        assert_eq!(
+            d(json!(7), decimal_schema("0")),
+            json!({"$numberDecimal": "7"})
+        );
     }
 
     #[test]
@@ -370,38 +452,76 @@ mod tests {
             json!({"$numberDecimal": format!("{}.{}", &nines[..30], &nines[30..])})
         );
         // 10^40 has 41 digits: no Decimal128 holds it exactly → the exact string.
-        let big = [0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0, 0, 0, 0, 0];
-        assert_eq!(d(json!(b64(&big)), decimal_schema("0")), json!(format!("1{}", "0".repeat(40))));
+        let big = [
+            0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(
+            d(json!(b64(&big)), decimal_schema("0")),
+            json!(format!("1{}", "0".repeat(40)))
+        );
     }
 
     #[test]
     fn bad_decimals() {
-        let err = decode_value(&json!("***"), Some(&sc(decimal_schema("2"))), &DecodeOptions::default(), "amount").unwrap_err();
+        let err = decode_value(
+            &json!("***"),
+            Some(&sc(decimal_schema("2"))),
+            &DecodeOptions::default(),
+            "amount",
+        )
+        .unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::BadInput);
         assert!(err.message.contains("amount"), "{}", err.message);
         let no_scale = json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal"});
-        assert!(decode_value(&json!("AQ=="), Some(&sc(no_scale)), &DecodeOptions::default(), "x").is_err());
+        assert!(decode_value(
+            &json!("AQ=="),
+            Some(&sc(no_scale)),
+            &DecodeOptions::default(),
+            "x"
+        )
+        .is_err());
     }
 
     #[test]
     fn variable_scale_decimal() {
         let schema = json!({"type": "struct", "name": "io.debezium.data.VariableScaleDecimal",
             "fields": [{"type": "int32", "field": "scale"}, {"type": "bytes", "field": "value"}]});
-        assert_eq!(d(json!({"scale": 3, "value": "AeI6"}), schema.clone()), json!({"$numberDecimal": "123.450"}));
-        assert_eq!(d(json!({"scale": 0, "value": "AQ=="}), schema), json!({"$numberDecimal": "1"}));
+        assert_eq!(
+            d(json!({"scale": 3, "value": "AeI6"}), schema.clone()),
+            json!({"$numberDecimal": "123.450"})
+        );
+        assert_eq!(
+            d(json!({"scale": 0, "value": "AQ=="}), schema),
+            json!({"$numberDecimal": "1"})
+        );
     }
 
     #[test]
     fn timestamps() {
         let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
-        assert_eq!(d(json!("2024-03-04T12:00:00.123000Z"), zoned.clone()), date_ms(1_709_553_600_123));
-        assert_eq!(d(json!("2024-03-04T12:00:00Z"), zoned.clone()), json!({"$date": {"$numberLong": "1709553600000"}}));
-        assert_eq!(d(json!("2024-03-04T12:00:00.123456Z"), zoned.clone()), json!("2024-03-04T12:00:00.123456Z"));
+        assert_eq!(
+            d(json!("2024-03-04T12:00:00.123000Z"), zoned.clone()),
+            date_ms(1_709_553_600_123)
+        );
+        assert_eq!(
+            d(json!("2024-03-04T12:00:00Z"), zoned.clone()),
+            json!({"$date": {"$numberLong": "1709553600000"}})
+        );
+        assert_eq!(
+            d(json!("2024-03-04T12:00:00.123456Z"), zoned.clone()),
+            json!("2024-03-04T12:00:00.123456Z")
+        );
         assert_eq!(d(json!("infinity"), zoned), json!("infinity"));
 
         let micro = json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"});
-        assert_eq!(d(json!(1_709_553_600_123_000i64), micro.clone()), date_ms(1_709_553_600_123));
-        assert_eq!(d(json!(1_709_553_600_123_456i64), micro), json!(1_709_553_600_123_456i64));
+        assert_eq!(
+            d(json!(1_709_553_600_123_000i64), micro.clone()),
+            date_ms(1_709_553_600_123)
+        );
+        assert_eq!(
+            d(json!(1_709_553_600_123_456i64), micro),
+            json!(1_709_553_600_123_456i64)
+        );
         let nano = json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"});
         assert_eq!(d(json!(5_000_000i64), nano.clone()), date_ms(5));
         assert_eq!(d(json!(5_000_001i64), nano), json!(5_000_001i64));
@@ -410,12 +530,21 @@ mod tests {
         let connect = json!({"type": "int64", "name": "org.apache.kafka.connect.data.Timestamp"});
         assert_eq!(d(json!(42), connect), date_ms(42));
 
-        let opts = DecodeOptions { timestamps: TimestampMode::TruncateToMillis, ..Default::default() };
+        let opts = DecodeOptions {
+            timestamps: TimestampMode::TruncateToMillis,
+            ..Default::default()
+        };
         let t = |v: Value, s: &Value| decode_value(&v, Some(&sc(s.clone())), &opts, "f").unwrap();
         let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
-        assert_eq!(t(json!("2024-03-04T12:00:00.123456Z"), &zoned), date_ms(1_709_553_600_123));
+        assert_eq!(
+            t(json!("2024-03-04T12:00:00.123456Z"), &zoned),
+            date_ms(1_709_553_600_123)
+        );
         let micro = json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"});
-        assert_eq!(t(json!(1_709_553_600_123_456i64), &micro), date_ms(1_709_553_600_123));
+        assert_eq!(
+            t(json!(1_709_553_600_123_456i64), &micro),
+            date_ms(1_709_553_600_123)
+        );
         assert_eq!(t(json!(-1), &micro), date_ms(-1));
         let nano = json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"});
         assert_eq!(t(json!(5_999_999i64), &nano), date_ms(5));
@@ -429,7 +558,10 @@ mod tests {
         let connect = json!({"type": "int32", "name": "org.apache.kafka.connect.data.Date"});
         assert_eq!(d(json!(1), connect), date_ms(86_400_000));
         let micro_time = json!({"type": "int64", "name": "io.debezium.time.MicroTime"});
-        assert_eq!(d(json!(3_600_000_000i64), micro_time), json!(3_600_000_000i64));
+        assert_eq!(
+            d(json!(3_600_000_000i64), micro_time),
+            json!(3_600_000_000i64)
+        );
         let time = json!({"type": "int32", "name": "io.debezium.time.Time"});
         assert_eq!(d(json!(1000), time), json!(1000));
     }
@@ -437,25 +569,55 @@ mod tests {
     #[test]
     fn json_uuid_bytes() {
         let js = json!({"type": "string", "name": "io.debezium.data.Json"});
-        assert_eq!(d(json!("[1, \"two\", {\"three\": 3}]"), js.clone()), json!([1, "two", {"three": 3}]));
-        assert_eq!(d(json!("{\"$set\": 1}"), js.clone()), json!("{\"$set\": 1}"));
+        assert_eq!(
+            d(json!("[1, \"two\", {\"three\": 3}]"), js.clone()),
+            json!([1, "two", {"three": 3}])
+        );
+        assert_eq!(
+            d(json!("{\"$set\": 1}"), js.clone()),
+            json!("{\"$set\": 1}")
+        );
         assert_eq!(d(json!("not json"), js.clone()), json!("not json"));
-        let opts = DecodeOptions { json: JsonMode::String, ..Default::default() };
-        assert_eq!(decode_value(&json!("{\"a\":1}"), Some(&sc(js)), &opts, "f").unwrap(), json!("{\"a\":1}"));
+        let opts = DecodeOptions {
+            json: JsonMode::String,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_value(&json!("{\"a\":1}"), Some(&sc(js)), &opts, "f").unwrap(),
+            json!("{\"a\":1}")
+        );
 
         let uuid = json!({"type": "string", "name": "io.debezium.data.Uuid"});
-        assert_eq!(d(json!("4c76d537-0000-0000-0000-000000000000"), uuid), json!("4c76d537-0000-0000-0000-000000000000"));
-        assert_eq!(d(json!("AAEC"), json!({"type": "bytes"})), json!({"$binary": {"base64": "AAEC", "subType": "00"}}));
+        assert_eq!(
+            d(json!("4c76d537-0000-0000-0000-000000000000"), uuid),
+            json!("4c76d537-0000-0000-0000-000000000000")
+        );
+        assert_eq!(
+            d(json!("AAEC"), json!({"type": "bytes"})),
+            json!({"$binary": {"base64": "AAEC", "subType": "00"}})
+        );
     }
 
     #[test]
     fn int64() {
         let s = json!({"type": "int64"});
         assert_eq!(d(json!(42), s.clone()), json!(42));
-        assert_eq!(d(json!(9_007_199_254_740_993i64), s.clone()), json!({"$numberLong": "9007199254740993"}));
-        assert_eq!(d(json!(-9_007_199_254_740_993i64), s.clone()), json!({"$numberLong": "-9007199254740993"}));
-        let opts = DecodeOptions { int64: Int64Mode::Long, ..Default::default() };
-        assert_eq!(decode_value(&json!(42), Some(&sc(s)), &opts, "f").unwrap(), json!({"$numberLong": "42"}));
+        assert_eq!(
+            d(json!(9_007_199_254_740_993i64), s.clone()),
+            json!({"$numberLong": "9007199254740993"})
+        );
+        assert_eq!(
+            d(json!(-9_007_199_254_740_993i64), s.clone()),
+            json!({"$numberLong": "-9007199254740993"})
+        );
+        let opts = DecodeOptions {
+            int64: Int64Mode::Long,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_value(&json!(42), Some(&sc(s)), &opts, "f").unwrap(),
+            json!({"$numberLong": "42"})
+        );
         assert_eq!(d(json!(42), json!({"type": "int32"})), json!(42));
         assert_eq!(d(json!(1.5), json!({"type": "float64"})), json!(1.5));
     }
@@ -480,7 +642,13 @@ mod tests {
     #[test]
     fn no_schema_passes_through() {
         let v = json!({"amount": "AQ==", "d": 19724});
-        assert_eq!(decode_value(&v, None, &DecodeOptions::default(), "f").unwrap(), v);
-        assert_eq!(decode_value(&v, Some(&Schema::default()), &DecodeOptions::default(), "f").unwrap(), v);
+        assert_eq!(
+            decode_value(&v, None, &DecodeOptions::default(), "f").unwrap(),
+            v
+        );
+        assert_eq!(
+            decode_value(&v, Some(&Schema::default()), &DecodeOptions::default(), "f").unwrap(),
+            v
+        );
     }
 }

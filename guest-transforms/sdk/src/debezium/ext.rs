@@ -63,7 +63,8 @@ impl<'de> Deserialize<'de> for DateTime {
             Value::Object(m) => m.get("$date").and_then(as_ms),
             other => as_ms(other),
         };
-        ms.map(DateTime).ok_or_else(|| D::Error::custom(format!("expected a $date, found {v}")))
+        ms.map(DateTime)
+            .ok_or_else(|| D::Error::custom(format!("expected a $date, found {v}")))
     }
 }
 

@@ -36,8 +36,8 @@ use decode::kind;
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::cell::OnceCell;
 use serde_json::{Map, Value};
+use std::cell::OnceCell;
 
 /// A row image or key: column name → decoded value, in column order.
 pub type Fields = Map<String, Value>;
@@ -131,7 +131,10 @@ impl PartialEq for Event {
 /// something that is not an object.
 enum Body {
     Null,
-    Payload { fields: Map<String, Value>, source: Option<Box<RawValue>> },
+    Payload {
+        fields: Map<String, Value>,
+        source: Option<Box<RawValue>>,
+    },
     Other(&'static str),
 }
 
@@ -141,7 +144,9 @@ impl Body {
         match v {
             Value::Null => Body::Null,
             Value::Object(mut fields) => {
-                let source = fields.shift_remove("source").and_then(|s| serde_json::value::to_raw_value(&s).ok());
+                let source = fields
+                    .shift_remove("source")
+                    .and_then(|s| serde_json::value::to_raw_value(&s).ok());
                 Body::Payload { fields, source }
             }
             other => Body::Other(kind(&other)),
@@ -237,7 +242,9 @@ fn parse_json(bytes: &[u8]) -> Result<(Value, Option<Schema>), serde_json::Error
     let v: Value = serde_json::from_slice(bytes)?;
     Ok(match v {
         // A schema of an unexpected shape: decode without it.
-        Value::Object(mut m) if m.len() == 2 && m.contains_key("schema") && m.contains_key("payload") => {
+        Value::Object(mut m)
+            if m.len() == 2 && m.contains_key("schema") && m.contains_key("payload") =>
+        {
             (m.remove("payload").unwrap_or(Value::Null), None)
         }
         other => (other, None),
@@ -253,10 +260,17 @@ fn parse_body(bytes: &[u8]) -> Result<(Body, Option<Schema>), serde_json::Error>
     }
     Ok(match serde_json::from_slice::<Body>(bytes)? {
         // A schema of an unexpected shape: decode without it.
-        Body::Payload { mut fields, source: None }
-            if fields.len() == 2 && fields.contains_key("schema") && fields.contains_key("payload") =>
+        Body::Payload {
+            mut fields,
+            source: None,
+        } if fields.len() == 2
+            && fields.contains_key("schema")
+            && fields.contains_key("payload") =>
         {
-            (Body::from_value(fields.shift_remove("payload").unwrap_or(Value::Null)), None)
+            (
+                Body::from_value(fields.shift_remove("payload").unwrap_or(Value::Null)),
+                None,
+            )
         }
         other => (other, None),
     })
@@ -272,7 +286,8 @@ fn parse_key(bytes: Option<&[u8]>) -> Result<ParsedKey, TransformError> {
     if bytes.is_empty() {
         return Ok((None, None));
     }
-    let (payload, schema) = parse_json(bytes).map_err(|e| TransformError::bad_input(format!("invalid key: not JSON ({e})")))?;
+    let (payload, schema) = parse_json(bytes)
+        .map_err(|e| TransformError::bad_input(format!("invalid key: not JSON ({e})")))?;
     match payload {
         Value::Null => Ok((None, None)),
         Value::Object(m) if m.is_empty() => Ok((None, None)),
@@ -293,7 +308,10 @@ impl Event {
     }
 
     /// [`Event::parse`] with decoding options.
-    pub fn parse_with(msg: &Message, options: DecodeOptions) -> Result<Option<Event>, TransformError> {
+    pub fn parse_with(
+        msg: &Message,
+        options: DecodeOptions,
+    ) -> Result<Option<Event>, TransformError> {
         Ok(match Self::classify_with(msg, options)? {
             Record::Change(e) => Some(e),
             Record::Tombstone | Record::NotAChange => None,
@@ -317,10 +335,14 @@ impl Event {
         if bytes.is_empty() {
             return Ok(Record::Tombstone);
         }
-        let (body, schema) = parse_body(bytes).map_err(|e| TransformError::bad_input(format!("value is not JSON: {e}")))?;
+        let (body, schema) = parse_body(bytes)
+            .map_err(|e| TransformError::bad_input(format!("value is not JSON: {e}")))?;
         let (payload, source_raw) = match body {
             Body::Null => return Ok(Record::Tombstone),
-            Body::Payload { fields, source: None } if fields.is_empty() => return Ok(Record::Tombstone),
+            Body::Payload {
+                fields,
+                source: None,
+            } if fields.is_empty() => return Ok(Record::Tombstone),
             Body::Payload { fields, source } => (fields, source),
             Body::Other(kind) => {
                 return Err(TransformError::bad_input(format!(
@@ -329,17 +351,32 @@ impl Event {
             }
         };
         let op = match payload.get("op") {
-            Some(Value::String(code)) => {
-                Op::from_code(code).ok_or_else(|| TransformError::bad_input(format!("unknown op {code:?}")))?
+            Some(Value::String(code)) => Op::from_code(code)
+                .ok_or_else(|| TransformError::bad_input(format!("unknown op {code:?}")))?,
+            Some(other) => {
+                return Err(TransformError::bad_input(format!(
+                    "'op' must be a string, found {}",
+                    kind(other)
+                )))
             }
-            Some(other) => return Err(TransformError::bad_input(format!("'op' must be a string, found {}", kind(other)))),
             None if payload.contains_key("before") || payload.contains_key("after") => {
-                return Err(TransformError::bad_input("the change event has no 'op' field"))
+                return Err(TransformError::bad_input(
+                    "the change event has no 'op' field",
+                ))
             }
             None => return Ok(Record::NotAChange),
         };
         let (key, key_schema) = parse_key(msg.key.as_deref())?;
-        Ok(Record::Change(Event { op, payload, source_raw, source: OnceCell::new(), schema, key, key_schema, options }))
+        Ok(Record::Change(Event {
+            op,
+            payload,
+            source_raw,
+            source: OnceCell::new(),
+            schema,
+            key,
+            key_schema,
+            options,
+        }))
     }
 
     pub fn op(&self) -> Op {
@@ -398,7 +435,10 @@ impl Event {
                 let schema = self.schema.as_ref().and_then(|s| s.field(name));
                 decode::decode_struct(m, schema, &self.options).map(Some)
             }
-            Some(other) => Err(TransformError::bad_input(format!("'{name}' must be an object, found {}", kind(other)))),
+            Some(other) => Err(TransformError::bad_input(format!(
+                "'{name}' must be an object, found {}",
+                kind(other)
+            ))),
         }
     }
 
@@ -411,7 +451,10 @@ impl Event {
                 }
                 Ok(Some(m))
             }
-            Some(other) => Err(TransformError::bad_input(format!("'{name}' must be an object, found {}", kind(&other)))),
+            Some(other) => Err(TransformError::bad_input(format!(
+                "'{name}' must be an object, found {}",
+                kind(&other)
+            ))),
         }
     }
 
@@ -475,9 +518,15 @@ impl Event {
     }
 }
 
-fn as_typed<T: DeserializeOwned>(fields: Option<Fields>, what: &str) -> Result<Option<T>, TransformError> {
+fn as_typed<T: DeserializeOwned>(
+    fields: Option<Fields>,
+    what: &str,
+) -> Result<Option<T>, TransformError> {
     fields
-        .map(|f| serde_json::from_value(Value::Object(f)).map_err(|e| TransformError::bad_input(format!("'{what}': {e}"))))
+        .map(|f| {
+            serde_json::from_value(Value::Object(f))
+                .map_err(|e| TransformError::bad_input(format!("'{what}': {e}")))
+        })
         .transpose()
 }
 

@@ -33,7 +33,9 @@ pub struct Schema {
 impl Schema {
     /// The schema of a struct's field.
     pub fn field(&self, name: &str) -> Option<&Schema> {
-        self.fields.iter().find(|f| f.field.as_deref() == Some(name))
+        self.fields
+            .iter()
+            .find(|f| f.field.as_deref() == Some(name))
     }
 
     /// A parameter as an integer (Connect writes them as strings).

@@ -74,7 +74,10 @@ fn with_schemas(op: &str) -> Message {
 }
 
 fn without_schemas(op: &str) -> Message {
-    message(Some(json!({"region": "apac", "order_id": 7})), Some(payload(op)))
+    message(
+        Some(json!({"region": "apac", "order_id": 7})),
+        Some(payload(op)),
+    )
 }
 
 #[test]
@@ -94,8 +97,22 @@ fn envelope_with_schemas_decodes_types() {
     );
     // Column order is the table's.
     let names: Vec<&str> = after.keys().map(String::as_str).collect();
-    assert_eq!(names, ["region", "order_id", "amount", "order_date", "created_at", "ref", "meta"]);
-    assert_eq!(Value::Object(e.key().unwrap().unwrap()), json!({"region": "apac", "order_id": 7}));
+    assert_eq!(
+        names,
+        [
+            "region",
+            "order_id",
+            "amount",
+            "order_date",
+            "created_at",
+            "ref",
+            "meta"
+        ]
+    );
+    assert_eq!(
+        Value::Object(e.key().unwrap().unwrap()),
+        json!({"region": "apac", "order_id": 7})
+    );
     assert!(e.key_schema().is_some());
 }
 
@@ -109,7 +126,10 @@ fn envelope_without_schemas_passes_values_through() {
     assert_eq!(after["order_date"], json!(20453));
     assert_eq!(after["created_at"], json!("2024-03-04T12:00:00.123000Z"));
     assert_eq!(after["meta"], json!("[1, \"two\", {\"three\": 3}]"));
-    assert_eq!(Value::Object(e.key().unwrap().unwrap()), json!({"region": "apac", "order_id": 7}));
+    assert_eq!(
+        Value::Object(e.key().unwrap().unwrap()),
+        json!({"region": "apac", "order_id": 7})
+    );
 }
 
 #[test]
@@ -130,8 +150,18 @@ fn source_accessors() {
 
 #[test]
 fn all_ops() {
-    for (code, op) in [("r", Op::Read), ("c", Op::Create), ("u", Op::Update), ("d", Op::Delete), ("t", Op::Truncate), ("m", Op::Message)] {
-        assert_eq!(Event::parse(&without_schemas(code)).unwrap().unwrap().op(), op);
+    for (code, op) in [
+        ("r", Op::Read),
+        ("c", Op::Create),
+        ("u", Op::Update),
+        ("d", Op::Delete),
+        ("t", Op::Truncate),
+        ("m", Op::Message),
+    ] {
+        assert_eq!(
+            Event::parse(&without_schemas(code)).unwrap().unwrap().op(),
+            op
+        );
         assert_eq!(op.code(), code);
     }
 }
@@ -139,25 +169,54 @@ fn all_ops() {
 #[test]
 fn tombstones_and_non_changes() {
     let key = Some(json!({"region": "apac", "order_id": 7}));
-    assert_eq!(Event::classify(&message(key.clone(), None)).unwrap(), Record::Tombstone);
-    assert_eq!(Event::classify(&message(key.clone(), Some(json!({})))).unwrap(), Record::Tombstone);
-    assert_eq!(Event::classify(&message(key.clone(), Some(json!({"schema": null, "payload": null})))).unwrap(), Record::Tombstone);
+    assert_eq!(
+        Event::classify(&message(key.clone(), None)).unwrap(),
+        Record::Tombstone
+    );
+    assert_eq!(
+        Event::classify(&message(key.clone(), Some(json!({})))).unwrap(),
+        Record::Tombstone
+    );
+    assert_eq!(
+        Event::classify(&message(
+            key.clone(),
+            Some(json!({"schema": null, "payload": null}))
+        ))
+        .unwrap(),
+        Record::Tombstone
+    );
     let mut empty = message(key, None);
     empty.value = Some(vec![]);
     assert_eq!(Event::classify(&empty).unwrap(), Record::Tombstone);
     // Schema change (DDL), heartbeat, transaction metadata.
     let ddl = json!({"source": {}, "databaseName": "postgres", "ddl": "CREATE TABLE t (id int)", "tableChanges": []});
-    assert_eq!(Event::classify(&message(None, Some(ddl))).unwrap(), Record::NotAChange);
-    assert_eq!(Event::classify(&message(None, Some(json!({"ts_ms": 1})))).unwrap(), Record::NotAChange);
-    assert!(Event::parse(&message(None, Some(json!({"status": "BEGIN", "id": "1"})))).unwrap().is_none());
+    assert_eq!(
+        Event::classify(&message(None, Some(ddl))).unwrap(),
+        Record::NotAChange
+    );
+    assert_eq!(
+        Event::classify(&message(None, Some(json!({"ts_ms": 1})))).unwrap(),
+        Record::NotAChange
+    );
+    assert!(
+        Event::parse(&message(None, Some(json!({"status": "BEGIN", "id": "1"}))))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
 fn bad_envelopes() {
     let cases = [
         (json!({"before": null, "after": {"id": 1}}), "no 'op'"),
-        (json!({"after": {"id": 1}, "op": 1}), "'op' must be a string, found a number"),
-        (json!({"after": {"id": 1}, "op": null}), "'op' must be a string, found null"),
+        (
+            json!({"after": {"id": 1}, "op": 1}),
+            "'op' must be a string, found a number",
+        ),
+        (
+            json!({"after": {"id": 1}, "op": null}),
+            "'op' must be a string, found null",
+        ),
         (json!({"after": {"id": 1}, "op": "x"}), "unknown op \"x\""),
         (json!([1, 2]), "expected a JSON object, found an array"),
     ];
@@ -168,23 +227,50 @@ fn bad_envelopes() {
     }
     let mut garbage = message(None, None);
     garbage.value = Some(b"{not json".to_vec());
-    assert!(Event::classify(&garbage).unwrap_err().message.starts_with("value is not JSON"));
+    assert!(Event::classify(&garbage)
+        .unwrap_err()
+        .message
+        .starts_with("value is not JSON"));
 
-    let e = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"})))).unwrap().unwrap();
-    assert!(e.after().unwrap_err().message.contains("'after' must be an object"));
+    let e = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"}))))
+        .unwrap()
+        .unwrap();
+    assert!(e
+        .after()
+        .unwrap_err()
+        .message
+        .contains("'after' must be an object"));
 }
 
 #[test]
 fn keys() {
     let value = Some(payload("c"));
-    assert!(Event::parse(&message(None, value.clone())).unwrap().unwrap().key().unwrap().is_none());
-    assert!(Event::parse(&message(Some(json!({})), value.clone())).unwrap().unwrap().key().unwrap().is_none());
-    assert!(Event::parse(&message(Some(Value::Null), value.clone())).unwrap().unwrap().key().unwrap().is_none());
+    assert!(Event::parse(&message(None, value.clone()))
+        .unwrap()
+        .unwrap()
+        .key()
+        .unwrap()
+        .is_none());
+    assert!(Event::parse(&message(Some(json!({})), value.clone()))
+        .unwrap()
+        .unwrap()
+        .key()
+        .unwrap()
+        .is_none());
+    assert!(Event::parse(&message(Some(Value::Null), value.clone()))
+        .unwrap()
+        .unwrap()
+        .key()
+        .unwrap()
+        .is_none());
     let err = Event::parse(&message(Some(json!("k")), value.clone())).unwrap_err();
     assert!(err.message.contains("invalid key"), "{}", err.message);
     let mut m = message(None, value);
     m.key = Some(b"\x00\x01".to_vec());
-    assert!(Event::parse(&m).unwrap_err().message.contains("invalid key: not JSON"));
+    assert!(Event::parse(&m)
+        .unwrap_err()
+        .message
+        .contains("invalid key: not JSON"));
 }
 
 #[test]
@@ -201,7 +287,10 @@ fn typed_images() {
     }
     let e = Event::parse(&with_schemas("c")).unwrap().unwrap();
     let o: Order = e.after_as().unwrap().unwrap();
-    assert_eq!((o.order_id, o.amount.0.as_str(), o.created_at.0), (7, "1234.50", 1709553600123));
+    assert_eq!(
+        (o.order_id, o.amount.0.as_str(), o.created_at.0),
+        (7, "1234.50", 1709553600123)
+    );
     assert!(e.before_as::<Order>().unwrap().is_none());
     assert_eq!(e.key_as::<Key>().unwrap().unwrap().region, "apac");
     assert_eq!(e.after_as::<Key>().unwrap().unwrap().region, "apac");
@@ -211,23 +300,41 @@ fn typed_images() {
 
 #[test]
 fn json_string_option() {
-    let opts = DecodeOptions { json: JsonMode::String, ..Default::default() };
-    let e = Event::parse_with(&with_schemas("c"), opts).unwrap().unwrap();
-    assert_eq!(e.after().unwrap().unwrap()["meta"], json!("[1, \"two\", {\"three\": 3}]"));
+    let opts = DecodeOptions {
+        json: JsonMode::String,
+        ..Default::default()
+    };
+    let e = Event::parse_with(&with_schemas("c"), opts)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.after().unwrap().unwrap()["meta"],
+        json!("[1, \"two\", {\"three\": 3}]")
+    );
 }
 
 #[test]
 fn odd_schema_is_ignored_not_fatal() {
-    let m = message(Some(json!({"region": "apac", "order_id": 7})), Some(json!({"schema": "not a schema", "payload": payload("c")})));
+    let m = message(
+        Some(json!({"region": "apac", "order_id": 7})),
+        Some(json!({"schema": "not a schema", "payload": payload("c")})),
+    );
     let e = Event::parse(&m).unwrap().unwrap();
     assert!(e.schema().is_none());
     assert_eq!(e.after().unwrap().unwrap()["amount"], json!("AeI6"));
     // Payload first, schema second: still split.
-    let text = format!(r#"{{"payload": {}, "schema": {}}}"#, payload("c"), envelope_schema());
+    let text = format!(
+        r#"{{"payload": {}, "schema": {}}}"#,
+        payload("c"),
+        envelope_schema()
+    );
     let mut m = message(None, None);
     m.value = Some(text.into_bytes());
     let e = Event::parse(&m).unwrap().unwrap();
-    assert_eq!(e.after().unwrap().unwrap()["amount"], json!({"$numberDecimal": "1234.50"}));
+    assert_eq!(
+        e.after().unwrap().unwrap()["amount"],
+        json!({"$numberDecimal": "1234.50"})
+    );
     assert_eq!(e.schema().unwrap().field("after").unwrap().fields.len(), 7);
 }
 
@@ -242,6 +349,12 @@ fn take_moves_the_decoded_images_out() {
     assert_eq!(e.take_key().unwrap(), key);
     assert!(e.key().unwrap().is_none());
     assert!(e.take_before().unwrap().is_none());
-    let mut bad = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"})))).unwrap().unwrap();
-    assert!(bad.take_after().unwrap_err().message.contains("'after' must be an object"));
+    let mut bad = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"}))))
+        .unwrap()
+        .unwrap();
+    assert!(bad
+        .take_after()
+        .unwrap_err()
+        .message
+        .contains("'after' must be an object"));
 }

@@ -30,7 +30,9 @@ fn digits(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter().try_fold(0u32, |acc, d| acc.checked_mul(10)?.checked_add((d - b'0') as u32))
+    s.iter().try_fold(0u32, |acc, d| {
+        acc.checked_mul(10)?.checked_add((d - b'0') as u32)
+    })
 }
 
 /// Parses an ISO-8601 instant with an offset (`2024-03-04T12:00:00.123456Z`,
@@ -62,7 +64,12 @@ pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
     let year = if neg { -year } else { year };
     let r = &rest[dash + 1..];
     // MM-DDTHH:MM:SS
-    if r.len() < 14 || r[2] != b'-' || (r[5] != b'T' && r[5] != b't' && r[5] != b' ') || r[8] != b':' || r[11] != b':' {
+    if r.len() < 14
+        || r[2] != b'-'
+        || (r[5] != b'T' && r[5] != b't' && r[5] != b' ')
+        || r[8] != b':'
+        || r[11] != b':'
+    {
         return None;
     }
     let month = digits(&r[0..2])?;
@@ -70,7 +77,13 @@ pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
     let hour = digits(&r[6..8])?;
     let minute = digits(&r[9..11])?;
     let second = digits(&r[12..14])?;
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     let mut r = &r[14..];
@@ -96,12 +109,17 @@ pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
             if h > 18 || m > 59 {
                 return None;
             }
-            if *sign == b'-' { -(h * 60 + m) } else { h * 60 + m }
+            if *sign == b'-' {
+                -(h * 60 + m)
+            } else {
+                h * 60 + m
+            }
         }
         _ => return None,
     };
     let days = days_from_civil(year, month, day);
-    let secs = days.checked_mul(86_400)? + hour as i64 * 3600 + minute as i64 * 60 + second as i64 - offset_min * 60;
+    let secs = days.checked_mul(86_400)? + hour as i64 * 3600 + minute as i64 * 60 + second as i64
+        - offset_min * 60;
     Some((secs.checked_mul(1000)?.checked_add(millis)?, exact))
 }
 
@@ -122,22 +140,58 @@ mod tests {
     #[test]
     fn zoned_timestamps() {
         assert_eq!(parse_zoned_timestamp_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_zoned_timestamp_ms("1970-01-01T00:00:00.000000Z"), Some(0));
-        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.123Z"), Some(1_709_553_600_123));
-        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.123000Z"), Some(1_709_553_600_123));
-        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.1Z"), Some(1_709_553_600_100));
-        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T14:00:00+02:00"), Some(1_709_553_600_000));
-        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T10:30:00-01:30"), Some(1_709_553_600_000));
-        assert_eq!(parse_zoned_timestamp_ms("1969-12-31T23:59:59.999Z"), Some(-1));
-        assert_eq!(parse_zoned_timestamp_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_zoned_timestamp_ms("1970-01-01T00:00:00.000000Z"),
+            Some(0)
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("2024-03-04T12:00:00.123Z"),
+            Some(1_709_553_600_123)
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("2024-03-04T12:00:00.123000Z"),
+            Some(1_709_553_600_123)
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("2024-03-04T12:00:00.1Z"),
+            Some(1_709_553_600_100)
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("2024-03-04T14:00:00+02:00"),
+            Some(1_709_553_600_000)
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("2024-03-04T10:30:00-01:30"),
+            Some(1_709_553_600_000)
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("1969-12-31T23:59:59.999Z"),
+            Some(-1)
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000)
+        );
     }
 
     #[test]
     fn lossy_or_invalid_timestamps() {
-        assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00.123456Z"), None);
-        assert_eq!(parse_zoned_timestamp("2024-03-04T12:00:00.123456Z"), Some((1_709_553_600_123, false)));
-        assert_eq!(parse_zoned_timestamp("1969-12-31T23:59:59.999999Z"), Some((-1, false)));
-        assert_eq!(parse_zoned_timestamp_ms("2026-01-01T04:59:59.999999Z"), None);
+        assert_eq!(
+            parse_zoned_timestamp_ms("2024-03-04T12:00:00.123456Z"),
+            None
+        );
+        assert_eq!(
+            parse_zoned_timestamp("2024-03-04T12:00:00.123456Z"),
+            Some((1_709_553_600_123, false))
+        );
+        assert_eq!(
+            parse_zoned_timestamp("1969-12-31T23:59:59.999999Z"),
+            Some((-1, false))
+        );
+        assert_eq!(
+            parse_zoned_timestamp_ms("2026-01-01T04:59:59.999999Z"),
+            None
+        );
         assert_eq!(parse_zoned_timestamp_ms("2024-03-04T12:00:00"), None);
         assert_eq!(parse_zoned_timestamp_ms("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_zoned_timestamp_ms("infinity"), None);

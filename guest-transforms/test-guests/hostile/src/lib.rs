@@ -28,17 +28,36 @@ fn echo(msg: &Message) -> Vec<WriteOp> {
 
 impl Transform for Hostile {
     fn init(config: &str) -> Result<Self, String> {
-        let cfg: Value = serde_json::from_str(config).map_err(|e| format!("hostile: config is not JSON: {e}"))?;
-        let num = |k: &str, default: usize| cfg.get(k).and_then(Value::as_u64).map_or(default, |n| n as usize);
-        Ok(match cfg.get("mode").and_then(Value::as_str).unwrap_or("ok") {
-            "ok" => Hostile::Ok,
-            "loop" => Hostile::Loop,
-            "membomb" => Hostile::MemBomb,
-            "trap" => Hostile::Trap { key: cfg.get("trap_key").and_then(Value::as_str).unwrap_or("").as_bytes().to_vec() },
-            "init-fails" => return Err("init refused: the hostile guest was configured to fail".into()),
-            "big-output" => Hostile::BigOutput { ops: num("ops", 1), doc_bytes: num("doc_bytes", 1 << 20) },
-            other => return Err(format!("hostile: unknown mode {other:?}")),
-        })
+        let cfg: Value = serde_json::from_str(config)
+            .map_err(|e| format!("hostile: config is not JSON: {e}"))?;
+        let num = |k: &str, default: usize| {
+            cfg.get(k)
+                .and_then(Value::as_u64)
+                .map_or(default, |n| n as usize)
+        };
+        Ok(
+            match cfg.get("mode").and_then(Value::as_str).unwrap_or("ok") {
+                "ok" => Hostile::Ok,
+                "loop" => Hostile::Loop,
+                "membomb" => Hostile::MemBomb,
+                "trap" => Hostile::Trap {
+                    key: cfg
+                        .get("trap_key")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .as_bytes()
+                        .to_vec(),
+                },
+                "init-fails" => {
+                    return Err("init refused: the hostile guest was configured to fail".into())
+                }
+                "big-output" => Hostile::BigOutput {
+                    ops: num("ops", 1),
+                    doc_bytes: num("doc_bytes", 1 << 20),
+                },
+                other => return Err(format!("hostile: unknown mode {other:?}")),
+            },
+        )
     }
 
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
@@ -60,13 +79,18 @@ impl Transform for Hostile {
             }
             Hostile::Trap { key } => {
                 if msg.key.as_deref() == Some(key.as_slice()) {
-                    panic!("hostile guest: trap on key {:?}", String::from_utf8_lossy(key));
+                    panic!(
+                        "hostile guest: trap on key {:?}",
+                        String::from_utf8_lossy(key)
+                    );
                 }
                 Ok(echo(msg))
             }
             Hostile::BigOutput { ops: n, doc_bytes } => {
                 let filler = "x".repeat(*doc_bytes);
-                Ok((0..*n).map(|i| ops::insert_one("hostile", json!({ "i": i, "filler": filler }))).collect())
+                Ok((0..*n)
+                    .map(|i| ops::insert_one("hostile", json!({ "i": i, "filler": filler })))
+                    .collect())
             }
         }
     }
@@ -93,8 +117,13 @@ mod tests {
     #[test]
     fn modes() {
         let ok = Hostile::init(r#"{"mode": "ok"}"#).unwrap();
-        assert_eq!(ops::describe(&ok.transform(&msg("a")).unwrap()[0])["document"], json!({"offset": 9}));
-        assert!(Hostile::init(r#"{"mode": "init-fails"}"#).unwrap_err().starts_with("init refused"));
+        assert_eq!(
+            ops::describe(&ok.transform(&msg("a")).unwrap()[0])["document"],
+            json!({"offset": 9})
+        );
+        assert!(Hostile::init(r#"{"mode": "init-fails"}"#)
+            .unwrap_err()
+            .starts_with("init refused"));
         assert!(Hostile::init(r#"{"mode": "nope"}"#).is_err());
         let trap = Hostile::init(r#"{"mode": "trap", "trap_key": "bad"}"#).unwrap();
         assert!(trap.transform(&msg("good")).is_ok());

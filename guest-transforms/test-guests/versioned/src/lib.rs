@@ -42,8 +42,13 @@ pub struct Versioned {
 
 impl Transform for Versioned {
     fn init(config: &str) -> Result<Self, String> {
-        let cfg: Value = serde_json::from_str(config).map_err(|e| format!("versioned: config is not JSON: {e}"))?;
-        if cfg.get("fail_init").and_then(Value::as_bool).unwrap_or(false) {
+        let cfg: Value = serde_json::from_str(config)
+            .map_err(|e| format!("versioned: config is not JSON: {e}"))?;
+        if cfg
+            .get("fail_init")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
             return Err("init refused: fail_init is set".into());
         }
         let nested = match cfg.get("shape").and_then(Value::as_str).unwrap_or("flat") {
@@ -53,7 +58,11 @@ impl Transform for Versioned {
         };
         Ok(Versioned {
             v: cfg.get("v").and_then(Value::as_i64).unwrap_or(0),
-            collection: cfg.get("collection").and_then(Value::as_str).unwrap_or("versioned").to_owned(),
+            collection: cfg
+                .get("collection")
+                .and_then(Value::as_str)
+                .unwrap_or("versioned")
+                .to_owned(),
             nested,
             trap: cfg.get("trap").and_then(Value::as_bool).unwrap_or(false),
             tag: tag(),
@@ -74,7 +83,13 @@ impl Transform for Versioned {
         } else {
             json!({"_id": key, "v": self.v, "tag": self.tag, "p": msg.partition, "o": msg.offset})
         };
-        Ok(vec![ops::replace_one(self.collection.as_str(), json!({"_id": key}), doc).upsert().build()])
+        Ok(vec![ops::replace_one(
+            self.collection.as_str(),
+            json!({"_id": key}),
+            doc,
+        )
+        .upsert()
+        .build()])
     }
 }
 
