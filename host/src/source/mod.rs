@@ -547,7 +547,8 @@ fn subscriptions(config: &Config) -> Vec<String> {
     out
 }
 
-fn owned(m: &BorrowedMessage<'_>) -> Message {
+/// The engine's message for a consumed record (the one copy out of librdkafka's buffer).
+pub fn owned(m: &BorrowedMessage<'_>) -> Message {
     Message {
         topic: m.topic().to_owned(),
         partition: m.partition(),

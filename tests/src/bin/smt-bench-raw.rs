@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::ClientConfig;
-use smt_host::engine::{Engine, EngineConfig, Header, Message};
+use smt_host::engine::{Engine, EngineConfig, Message};
 
 fn consumer(brokers: &str, topic: &str) -> Result<BaseConsumer> {
     let c: BaseConsumer = ClientConfig::new()
@@ -48,25 +48,7 @@ fn read(brokers: &str, topic: &str, n: usize, keep: bool) -> Result<(Vec<Message
                 started.get_or_insert_with(Instant::now);
                 count += 1;
                 if keep {
-                    out.push(Message {
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers: m
-                            .headers()
-                            .map(|hs| {
-                                hs.iter()
-                                    .map(|h| Header {
-                                        key: h.key.to_owned(),
-                                        value: h.value.map(<[u8]>::to_vec),
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                    });
+                    out.push(smt_host::source::owned(&m));
                 } else {
                     // Touch the payload as a consumer would.
                     std::hint::black_box(m.payload().map(|p| p.len()));
