@@ -8,6 +8,7 @@ use std::process::Command;
 /// (cargo package, env var suffix). Every guest built for the tests.
 const GUESTS: &[(&str, &str)] = &[
     ("debezium-mongo", "DEBEZIUM_MONGO"),
+    ("relational-mapper", "RELATIONAL_MAPPER"),
     ("hostile-guest", "HOSTILE"),
     ("versioned-guest", "VERSIONED"),
     ("example-customers", "EXAMPLE_CUSTOMERS"),
