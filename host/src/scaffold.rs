@@ -43,7 +43,7 @@ impl Lang {
             Lang::Rust => "Needs Rust (rustup); the script adds the `wasm32-wasip2` target. The `smt-guest` SDK is a path dependency on the smt repository `smt new` came from (`--sdk` to change it). Unit tests run natively: `cargo test`.",
             Lang::Python => "Needs Python 3 with venv; the script installs componentize-py 0.25.1 with pip on first use (cached under `${SMT_CACHE:-~/.cache/smt}/toolchains/python`). The build takes about a minute and gives an 18 MB component; smt caches its compiled form, so later loads take milliseconds.",
             Lang::Js => "Needs Node.js with npm; the script installs @bytecodealliance/componentize-js 0.23.0 on first use (cached under `${SMT_CACHE:-~/.cache/smt}/toolchains/node`). The build takes about a minute and gives a 12 MB component; smt caches its compiled form, so later loads take milliseconds.",
-            Lang::C => "Needs Debian's clang-19, lld-19, wasi-libc and libclang-rt-19-dev-wasm32 (the script apt-get installs them when run as root) and wasm-tools (pip, cached under `${SMT_CACHE:-~/.cache/smt}/toolchains/python`). The bindings in `gen/` were generated from `wit/transform.wit` by `wit-bindgen c wit -w transform --out-dir gen` (wit-bindgen-cli 0.63.0); regenerate them if the contract changes. Arguments are owned by the callee (free them); results must be malloc'ed (the host frees them).",
+            Lang::C => "Needs Debian's clang-19, lld-19, wasi-libc and libclang-rt-19-dev-wasm32 (the script apt-get installs them when run as root) and wasm-tools (pip, cached under `${SMT_CACHE:-~/.cache/smt}/toolchains/python`). The bindings in `gen/` were generated from `wit/transform.wit` by `wit-bindgen c wit -w transform --out-dir gen` (wit-bindgen-cli 0.63.0). That WIT is contract 0.1.0 (smt runs 0.1.0 and 0.2.0 guests); for the `aggregate` operation of 0.2.0, copy `wit/transform.wit` of the smt repository here and regenerate them. Arguments are owned by the callee (free them); results must be malloc'ed (the host frees them).",
         }
     }
 }
@@ -66,6 +66,9 @@ impl std::str::FromStr for Lang {
 type File = (&'static str, &'static str, bool);
 
 const WIT: &str = include_str!("../../wit/transform.wit");
+/// The C project's contract: its committed bindings (`gen/`) are of 0.1.0,
+/// which the host still runs.
+const WIT_0_1_0: &str = include_str!("../../wit/history/0.1.0/transform.wit");
 
 const COMMON: &[File] = &[
     (
@@ -84,7 +87,6 @@ const COMMON: &[File] = &[
         include_str!("../templates/common/expected.jsonl"),
         false,
     ),
-    ("wit/transform.wit", WIT, false),
 ];
 
 fn files(lang: Lang) -> &'static [File] {
@@ -101,6 +103,7 @@ fn files(lang: Lang) -> &'static [File] {
                 false,
             ),
             ("build.sh", include_str!("../templates/rust/build.sh"), true),
+            ("wit/transform.wit", WIT, false),
             (
                 ".gitignore",
                 "/target\n/*.wasm\n/test/out.jsonl\nCargo.lock\n",
@@ -114,6 +117,7 @@ fn files(lang: Lang) -> &'static [File] {
                 include_str!("../templates/python/build.sh"),
                 true,
             ),
+            ("wit/transform.wit", WIT, false),
             (
                 ".gitignore",
                 "/*.wasm\n/test/out.jsonl\n__pycache__/\n",
@@ -123,6 +127,7 @@ fn files(lang: Lang) -> &'static [File] {
         Lang::Js => &[
             ("app.js", include_str!("../templates/js/app.js"), false),
             ("build.sh", include_str!("../templates/js/build.sh"), true),
+            ("wit/transform.wit", WIT, false),
             (".gitignore", "/*.wasm\n/test/out.jsonl\n", false),
         ],
         Lang::C => &[
@@ -153,6 +158,7 @@ fn files(lang: Lang) -> &'static [File] {
                 false,
             ),
             ("build.sh", include_str!("../templates/c/build.sh"), true),
+            ("wit/transform.wit", WIT_0_1_0, false),
             (".gitignore", "/target\n/*.wasm\n/test/out.jsonl\n", false),
         ],
     }

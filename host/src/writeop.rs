@@ -64,6 +64,13 @@ pub enum WriteOp {
         ns: Namespace,
         filter: Document,
     },
+    /// An aggregation pipeline on `ns` run for its writes (contract 0.2.0):
+    /// validated to end in `$merge` and to hold no `$out`. It is not part of a
+    /// bulk write: the sink runs it alone, in order.
+    Aggregate {
+        ns: Namespace,
+        pipeline: Vec<Document>,
+    },
 }
 
 /// Why an operation returned by a guest cannot be executed.
@@ -101,6 +108,10 @@ impl WriteOp {
                 ns: namespace(o.ns)?,
                 filter: document("filter", o.filter)?,
             },
+            guest::WriteOp::Aggregate(a) => WriteOp::Aggregate {
+                ns: namespace(a.ns)?,
+                pipeline: aggregate_pipeline(a.pipeline)?,
+            },
         })
     }
 
@@ -113,6 +124,7 @@ impl WriteOp {
             WriteOp::UpdateMany(_) => "update-many",
             WriteOp::DeleteOne { .. } => "delete-one",
             WriteOp::DeleteMany { .. } => "delete-many",
+            WriteOp::Aggregate { .. } => "aggregate",
         }
     }
 
@@ -121,15 +133,26 @@ impl WriteOp {
             WriteOp::InsertOne { ns, .. }
             | WriteOp::ReplaceOne { ns, .. }
             | WriteOp::DeleteOne { ns, .. }
-            | WriteOp::DeleteMany { ns, .. } => ns,
+            | WriteOp::DeleteMany { ns, .. }
+            | WriteOp::Aggregate { ns, .. } => ns,
             WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => &u.ns,
         }
     }
 
     /// The driver's model for a multi-namespace `bulkWrite`.
+    ///
+    /// # Panics
+    /// For [`WriteOp::Aggregate`], which has none: see [`WriteOp::bulk_model`].
     pub fn to_model(&self, default_db: &str) -> WriteModel {
+        self.bulk_model(default_db)
+            .expect("an aggregate operation is not part of a bulk write")
+    }
+
+    /// The driver's model for a multi-namespace `bulkWrite`; `None` for
+    /// [`WriteOp::Aggregate`], which runs as its own command.
+    pub fn bulk_model(&self, default_db: &str) -> Option<WriteModel> {
         let namespace = self.namespace().resolve(default_db);
-        match self {
+        Some(match self {
             WriteOp::InsertOne { document, .. } => WriteModel::InsertOne(
                 InsertOneModel::builder()
                     .namespace(namespace)
@@ -179,7 +202,8 @@ impl WriteOp {
                     .filter(filter.clone())
                     .build(),
             ),
-        }
+            WriteOp::Aggregate { .. } => return None,
+        })
     }
 
     /// The operation as canonical Extended JSON: stable text for tests and diffs.
@@ -222,6 +246,10 @@ impl WriteOp {
             WriteOp::DeleteOne { filter, .. } | WriteOp::DeleteMany { filter, .. } => {
                 put("filter", canonical(filter))
             }
+            WriteOp::Aggregate { pipeline, .. } => put(
+                "pipeline",
+                Value::Array(pipeline.iter().map(canonical).collect()),
+            ),
         }
         out
     }
@@ -274,6 +302,7 @@ pub fn guest_output_size(ops: &[guest::WriteOp]) -> usize {
             guest::WriteOp::ReplaceOne(o) => doc(&o.filter) + doc(&o.replacement),
             guest::WriteOp::UpdateOne(u) | guest::WriteOp::UpdateMany(u) => update(u),
             guest::WriteOp::DeleteOne(d) | guest::WriteOp::DeleteMany(d) => doc(&d.filter),
+            guest::WriteOp::Aggregate(a) => a.pipeline.iter().map(doc).sum(),
         })
         .sum()
 }
@@ -342,6 +371,75 @@ fn replacement_doc(field: &'static str, doc: guest::Document) -> Result<Document
         });
     }
     Ok(doc)
+}
+
+/// The stages of an `aggregate` operation: at least one, each a single
+/// `$`-operator, the last one `$merge` with an `into`, no `$out` (it would
+/// replace a whole collection).
+fn aggregate_pipeline(stages: Vec<guest::Document>) -> Result<Vec<Document>, InvalidOp> {
+    let shape = |reason: String| InvalidOp::Shape {
+        field: "pipeline",
+        reason,
+    };
+    if stages.is_empty() {
+        return Err(shape(
+            "the pipeline has no stages (it must end with `$merge`)".into(),
+        ));
+    }
+    let stages: Vec<Document> = stages
+        .into_iter()
+        .map(|s| document("pipeline", s))
+        .collect::<Result<_, _>>()?;
+    let last = stages.len() - 1;
+    for (i, stage) in stages.iter().enumerate() {
+        let mut keys = stage.keys();
+        let name = match (keys.next(), keys.next()) {
+            (Some(k), None) if k.starts_with('$') => k.as_str(),
+            _ => {
+                return Err(shape(format!(
+                    "stage {i} is not one `{{\"$stage\": ...}}` operator (its keys: {})",
+                    stage
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        };
+        match name {
+            "$out" => {
+                return Err(shape(format!(
+                    "stage {i}: `$out` replaces a whole collection and is not allowed; use `$merge`"
+                )))
+            }
+            "$merge" if i != last => {
+                return Err(shape(format!("stage {i}: `$merge` must be the last stage")))
+            }
+            "$merge" => {
+                let into = stage
+                    .get_document("$merge")
+                    .ok()
+                    .and_then(|m| m.get("into"));
+                let valid = match into {
+                    Some(Bson::String(coll)) => !coll.is_empty(),
+                    Some(Bson::Document(target)) => target.get_str("coll").is_ok(),
+                    _ => false,
+                };
+                if !valid {
+                    return Err(shape(format!(
+                        "stage {i}: `$merge` needs an `into` (a collection name or `{{\"db\": ..., \"coll\": ...}}`)"
+                    )));
+                }
+            }
+            _ if i == last => {
+                return Err(shape(format!(
+                    "the last stage is `{name}`; an aggregate operation must end with `$merge`"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(stages)
 }
 
 fn update(u: guest::Update) -> Result<UpdateOp, InvalidOp> {
@@ -515,6 +613,105 @@ mod tests {
         }));
         assert!(matches!(
             empty_coll,
+            Err(InvalidOp::Shape {
+                field: "ns.collection",
+                ..
+            })
+        ));
+    }
+
+    fn aggregate(stages: &[&str]) -> Result<WriteOp, InvalidOp> {
+        WriteOp::from_guest(guest::WriteOp::Aggregate(guest::Aggregate {
+            ns: ns(),
+            pipeline: stages.iter().map(|s| json(s)).collect(),
+        }))
+    }
+
+    fn shape_reason(result: Result<WriteOp, InvalidOp>) -> String {
+        match result {
+            Err(InvalidOp::Shape {
+                field: "pipeline",
+                reason,
+            }) => reason,
+            other => panic!("expected a pipeline shape error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn aggregate_ends_with_merge_and_renders() {
+        let op = aggregate(&[
+            r#"{"$match":{"_id":{"$numberLong":"7"}}}"#,
+            r#"{"$lookup":{"from":"lines","localField":"_id","foreignField":"order","as":"lines"}}"#,
+            r#"{"$merge":{"into":{"db":"shop","coll":"orders"},"whenMatched":"replace"}}"#,
+        ])
+        .unwrap();
+        assert_eq!(op.kind(), "aggregate");
+        assert!(op.bulk_model("db").is_none());
+        let WriteOp::Aggregate { pipeline, .. } = &op else {
+            panic!()
+        };
+        assert_eq!(pipeline.len(), 3);
+        assert_eq!(
+            op.to_extjson(),
+            serde_json::json!({"op": "aggregate", "db": null, "coll": "c", "pipeline": [
+                {"$match": {"_id": {"$numberLong": "7"}}},
+                {"$lookup": {"from": "lines", "localField": "_id", "foreignField": "order", "as": "lines"}},
+                {"$merge": {"into": {"db": "shop", "coll": "orders"}, "whenMatched": "replace"}},
+            ]})
+        );
+        assert!(aggregate(&[r#"{"$merge":{"into":"docs"}}"#]).is_ok());
+    }
+
+    #[test]
+    fn aggregate_pipelines_are_validated_with_the_field_named() {
+        assert!(shape_reason(aggregate(&[])).contains("no stages"));
+        let missing = shape_reason(aggregate(&[r#"{"$match":{}}"#]));
+        assert!(missing.contains("must end with `$merge`"), "{missing}");
+        let not_last = shape_reason(aggregate(&[
+            r#"{"$merge":{"into":"a"}}"#,
+            r#"{"$match":{}}"#,
+        ]));
+        assert!(
+            not_last.contains("stage 0: `$merge` must be the last stage"),
+            "{not_last}"
+        );
+        let out = shape_reason(aggregate(&[
+            r#"{"$out":"a"}"#,
+            r#"{"$merge":{"into":"b"}}"#,
+        ]));
+        assert!(out.contains("stage 0: `$out`"), "{out}");
+        let out_last = shape_reason(aggregate(&[r#"{"$out":"a"}"#]));
+        assert!(out_last.contains("`$out`"), "{out_last}");
+        let no_into = shape_reason(aggregate(&[r#"{"$merge":{"on":"_id"}}"#]));
+        assert!(no_into.contains("needs an `into`"), "{no_into}");
+        let shorthand = shape_reason(aggregate(&[r#"{"$merge":"b"}"#]));
+        assert!(shorthand.contains("needs an `into`"), "{shorthand}");
+        let two_keys = shape_reason(aggregate(&[
+            r#"{"$match":{},"$limit":1}"#,
+            r#"{"$merge":{"into":"b"}}"#,
+        ]));
+        assert!(two_keys.contains("stage 0 is not one"), "{two_keys}");
+        let no_operator = shape_reason(aggregate(&[
+            r#"{"match":{}}"#,
+            r#"{"$merge":{"into":"b"}}"#,
+        ]));
+        assert!(no_operator.contains("stage 0 is not one"), "{no_operator}");
+        assert!(matches!(
+            aggregate(&["{nope", r#"{"$merge":{"into":"b"}}"#]),
+            Err(InvalidOp::Json {
+                field: "pipeline",
+                ..
+            })
+        ));
+        let bad_ns = WriteOp::from_guest(guest::WriteOp::Aggregate(guest::Aggregate {
+            ns: guest::Namespace {
+                database: None,
+                collection: String::new(),
+            },
+            pipeline: vec![json(r#"{"$merge":{"into":"b"}}"#)],
+        }));
+        assert!(matches!(
+            bad_ns,
             Err(InvalidOp::Shape {
                 field: "ns.collection",
                 ..

@@ -50,6 +50,10 @@ pub fn to_host_op(op: smt_guest::WriteOp) -> host::WriteOp {
             ns: ns(d.ns),
             filter: doc(d.filter),
         }),
+        G::Aggregate(a) => host::WriteOp::Aggregate(host::Aggregate {
+            ns: ns(a.ns),
+            pipeline: a.pipeline.into_iter().map(doc).collect(),
+        }),
     }
 }
 

@@ -31,12 +31,14 @@
 //! `cargo test` (call `Transform::init` and `Transform::transform` directly),
 //! and for `wasm32-wasip2` / `wasm32-unknown-unknown`, where
 //! [`export_transform!`] exports it as a component of the
-//! `smt:transform@0.1.0` world.
+//! `smt:transform@0.2.0` world (the host also still runs components built
+//! with earlier versions of this crate, against 0.1.0).
 //!
 //! - [`debezium`]: the Debezium envelope (JSON converter, with or without
 //!   schemas) and schema-aware decoding of column values into MongoDB
 //!   Extended JSON (Decimal128, dates, binary, ...).
-//! - [`ops`]: builders for the six write operations.
+//! - [`ops`]: builders for the write operations (the six CRUD operations and
+//!   [`ops::aggregate`]).
 //! - [`log`]: the host's structured log.
 
 // Lets the generated bindings (and the macros) name this crate as
@@ -72,8 +74,8 @@ pub mod log;
 pub mod ops;
 
 pub use bindings::smt::transform::types::{
-    Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne, TransformError,
-    Update, UpdateBody, WriteOp,
+    Aggregate, Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne,
+    TransformError, Update, UpdateBody, WriteOp,
 };
 
 impl Message {

@@ -20,7 +20,9 @@
 //! # assert_eq!(ops.len(), 3);
 //! ```
 
-use crate::{Delete, Document, InsertOne, Namespace, ReplaceOne, Update, UpdateBody, WriteOp};
+use crate::{
+    Aggregate, Delete, Document, InsertOne, Namespace, ReplaceOne, Update, UpdateBody, WriteOp,
+};
 use serde_json::{Map, Value};
 
 /// A collection in the pipeline's configured database.
@@ -89,6 +91,43 @@ pub fn delete_many(ns: impl Into<Namespace>, filter: Value) -> WriteOp {
     WriteOp::DeleteMany(Delete {
         ns: ns.into(),
         filter: owned_doc(filter),
+    })
+}
+
+/// `db.<ns>.aggregate(pipeline)` run for its writes (contract 0.2.0): the
+/// server computes documents (a `$lookup` join, a `$group`, ...) and the last
+/// stage, `$merge`, writes them. Each stage is one `{"$stage": ...}` object.
+///
+/// Use it when a document depends on rows that arrive in other records (a
+/// parent and its children): keep the rows in state collections with the
+/// ordinary operations, then rebuild the target documents from them on the
+/// server. The host validates the pipeline (not empty, one operator per
+/// stage, `$merge` with an `into` last, no `$out`) and runs it alone, after
+/// the operations before it and before those after it. It may run again
+/// after a crash: a `$merge` that replaces or merges whole documents converges.
+///
+/// ```
+/// use serde_json::json;
+/// use smt_guest::{ops, WriteOp};
+///
+/// // Rebuild order 7 in `orders` from its row and its lines.
+/// let op: WriteOp = ops::aggregate(
+///     "order_rows",
+///     vec![
+///         json!({"$match": {"_id": 7}}),
+///         json!({"$lookup": {"from": "line_rows", "localField": "_id",
+///                            "foreignField": "order_id", "as": "lines"}}),
+///         json!({"$merge": {"into": "orders", "on": "_id",
+///                           "whenMatched": "replace", "whenNotMatched": "insert"}}),
+///     ],
+/// );
+/// # let WriteOp::Aggregate(a) = op else { panic!() };
+/// # assert_eq!(a.pipeline.len(), 3);
+/// ```
+pub fn aggregate(ns: impl Into<Namespace>, pipeline: Vec<Value>) -> WriteOp {
+    WriteOp::Aggregate(Aggregate {
+        ns: ns.into(),
+        pipeline: pipeline.into_iter().map(owned_doc).collect(),
     })
 }
 
@@ -248,8 +287,8 @@ impl From<UpdateBuilder> for WriteOp {
 
 /// A write operation as one JSON object, for tests and debugging: `op`
 /// (`insert-one`, `replace-one`, `update-one`, `update-many`, `delete-one`,
-/// `delete-many`), `database` (null: the pipeline's), `collection`, then the
-/// operation's documents parsed (`document`, `filter`, `replacement`,
+/// `delete-many`, `aggregate`), `database` (null: the pipeline's), `collection`,
+/// then the operation's documents parsed (`document`, `filter`, `replacement`,
 /// `update` or `pipeline`, `upsert`, `array_filters` when not empty). BSON
 /// documents appear as `{"$bson": "<base64>"}`; JSON text that does not parse
 /// as `{"$invalid_json": "<text>"}`.
@@ -327,6 +366,13 @@ pub fn describe(op: &WriteOp) -> Value {
                 &x.ns,
             );
             m.insert("filter".into(), d(&x.filter));
+        }
+        WriteOp::Aggregate(a) => {
+            head("aggregate", &a.ns);
+            m.insert(
+                "pipeline".into(),
+                Value::Array(a.pipeline.iter().map(d).collect()),
+            );
         }
     }
     Value::Object(m)
@@ -408,6 +454,24 @@ mod tests {
             describe(&insert_one("c", json!({"x": 1}))),
             json!({"op": "insert-one", "database": null, "collection": "c", "document": {"x": 1}})
         );
+    }
+
+    #[test]
+    fn aggregate_stages_in_order() {
+        let op = aggregate(
+            ns_in("d", "rows"),
+            vec![
+                json!({"$match": {"_id": 1}}),
+                json!({"$merge": {"into": "docs"}}),
+            ],
+        );
+        assert_eq!(
+            describe(&op),
+            json!({"op": "aggregate", "database": "d", "collection": "rows",
+                   "pipeline": [{"$match": {"_id": 1}}, {"$merge": {"into": "docs"}}]})
+        );
+        let WriteOp::Aggregate(a) = op else { panic!() };
+        assert_eq!(j(&a.pipeline[1]), json!({"$merge": {"into": "docs"}}));
     }
 
     #[test]

@@ -8,5 +8,6 @@ wasmtime::component::bindgen!({
 
 pub use smt::transform::log::Level;
 pub use smt::transform::types::{
-    Delete, Document, ErrorKind, Header, InsertOne, Namespace, ReplaceOne, Update, UpdateBody,
+    Aggregate, Delete, Document, ErrorKind, Header, InsertOne, Namespace, ReplaceOne, Update,
+    UpdateBody,
 };

@@ -25,7 +25,7 @@ pub use bindings::{Header, Level, Message};
 /// The guest-side types of the contract, as `bindgen!` generated them.
 pub mod bindings_types {
     pub use super::bindings::{
-        Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne,
+        Aggregate, Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne,
         TransformError, Update, UpdateBody, WriteOp,
     };
 }

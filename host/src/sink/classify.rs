@@ -20,6 +20,31 @@ pub enum Failure {
     Batch { done: usize, message: String },
 }
 
+impl Failure {
+    /// The failure of a sub-slice starting at `start`, in terms of the whole slice.
+    pub fn shifted(self, start: usize) -> Failure {
+        match self {
+            Failure::Transient { done, message } => Failure::Transient {
+                done: start + done,
+                message,
+            },
+            Failure::Op {
+                index,
+                code,
+                message,
+            } => Failure::Op {
+                index: start + index,
+                code,
+                message,
+            },
+            Failure::Batch { done, message } => Failure::Batch {
+                done: start + done,
+                message,
+            },
+        }
+    }
+}
+
 /// Server error codes that say "try again later", not "this operation is wrong".
 pub fn is_transient_code(code: i32) -> bool {
     matches!(
@@ -94,6 +119,20 @@ pub fn classify(e: &Error) -> Failure {
             None => transient(0),
         },
         _ => Failure::Batch { done: 0, message },
+    }
+}
+
+/// Classifies the error of one command that is one operation (an `aggregate`
+/// with `$merge`): as [`classify`], except that a permanent server error is
+/// that operation's, with its code.
+pub fn classify_command(e: &Error) -> Failure {
+    match (classify(e), e.kind.as_ref()) {
+        (Failure::Batch { .. }, ErrorKind::Command(c)) => Failure::Op {
+            index: 0,
+            code: c.code,
+            message: format!("{} (code {})", c.message, c.code),
+        },
+        (failure, _) => failure,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Per-collection ordered writes for servers without the multi-namespace
 //! `bulkWrite` command: contiguous operations on one collection of one kind
-//! become one `insert`, `update` or `delete` command with `ordered: true`.
+//! become one `insert`, `update` or `delete` command with `ordered: true`;
+//! an `aggregate` operation is a command of its own.
 
 use bson::{doc, Bson, Document};
 
@@ -20,14 +21,19 @@ enum Kind {
     Delete,
 }
 
-fn kind(op: &WriteOp) -> Kind {
+/// The command an operation joins; `None` for an aggregate (a command alone).
+fn kind(op: &WriteOp) -> Option<Kind> {
     match op {
-        WriteOp::InsertOne { .. } => Kind::Insert,
-        WriteOp::ReplaceOne { .. } | WriteOp::UpdateOne(_) | WriteOp::UpdateMany(_) => Kind::Update,
-        WriteOp::DeleteOne { .. } | WriteOp::DeleteMany { .. } => Kind::Delete,
+        WriteOp::InsertOne { .. } => Some(Kind::Insert),
+        WriteOp::ReplaceOne { .. } | WriteOp::UpdateOne(_) | WriteOp::UpdateMany(_) => {
+            Some(Kind::Update)
+        }
+        WriteOp::DeleteOne { .. } | WriteOp::DeleteMany { .. } => Some(Kind::Delete),
+        WriteOp::Aggregate { .. } => None,
     }
 }
 
+/// The operation's entry in its `insert`/`update`/`delete` command.
 fn entry(op: &WriteOp) -> Document {
     match op {
         WriteOp::InsertOne { document, .. } => document.clone(),
@@ -70,6 +76,8 @@ fn entry(op: &WriteOp) -> Document {
         }
         WriteOp::DeleteOne { filter, .. } => doc! {"q": filter.clone(), "limit": 1},
         WriteOp::DeleteMany { filter, .. } => doc! {"q": filter.clone(), "limit": 0},
+        // Never asked: `kind` keeps aggregates out of the commands' runs.
+        WriteOp::Aggregate { .. } => Document::new(),
     }
 }
 
@@ -77,14 +85,22 @@ fn entry(op: &WriteOp) -> Document {
 pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> {
     let mut start = 0;
     while start < ops.len() {
+        let Some(k) = kind(ops[start]) else {
+            if let WriteOp::Aggregate { ns, pipeline } = ops[start] {
+                sink.aggregate(ns, pipeline)
+                    .await
+                    .map_err(|f| f.shifted(start))?;
+            }
+            start += 1;
+            continue;
+        };
         let ns = ops[start].namespace().resolve(sink.default_db());
-        let k = kind(ops[start]);
         let mut end = start;
         let mut bytes = 0;
         let mut entries = Vec::new();
         while end < ops.len()
             && end - start < MAX_OPS_PER_COMMAND
-            && kind(ops[end]) == k
+            && kind(ops[end]) == Some(k)
             && ops[end].namespace().resolve(sink.default_db()) == ns
             && (entries.is_empty() || bytes < MAX_BYTES_PER_COMMAND)
         {
@@ -104,27 +120,8 @@ pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> 
         }
         let reply = match sink.client().database(&ns.db).run_command(cmd).await {
             Ok(reply) => reply,
-            Err(e) => {
-                return Err(match classify(&e) {
-                    Failure::Transient { message, .. } => Failure::Transient {
-                        done: start,
-                        message,
-                    },
-                    Failure::Op {
-                        index,
-                        code,
-                        message,
-                    } => Failure::Op {
-                        index: start + index,
-                        code,
-                        message,
-                    },
-                    Failure::Batch { message, .. } => Failure::Batch {
-                        done: start,
-                        message,
-                    },
-                })
-            }
+            // `done` of a failed command is 0: nothing of it is known to be written.
+            Err(e) => return Err(classify(&e).shifted(start)),
         };
         if let Ok(errors) = reply.get_array("writeErrors") {
             let first = errors

@@ -6,6 +6,10 @@
 //! the server supports it (`maxWireVersion` ≥ 25, MongoDB 8.0+); otherwise
 //! contiguous operations on one collection are sent as ordered
 //! `insert`/`update`/`delete` commands ([`collection`]).
+//!
+//! An `aggregate` operation (a pipeline ending in `$merge`) is not part of a
+//! bulk write: it runs alone, as an `aggregate` command, after the operations
+//! before it are acknowledged and before the ones after it are sent.
 
 mod classify;
 mod collection;
@@ -22,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Metrics;
 use crate::config::{BulkApi, Config, WValue};
 use crate::pipeline::backoff::{Backoff, GiveUp};
-use crate::writeop::WriteOp;
+use crate::writeop::{Namespace, WriteOp};
 
-pub use classify::{classify, is_transient_code, Failure};
+pub use classify::{classify, classify_command, is_transient_code, Failure};
 
 /// First wire version with the multi-namespace `bulkWrite` command (MongoDB 8.0).
 pub const BULK_WRITE_WIRE_VERSION: i32 = 25;
@@ -113,6 +117,7 @@ impl Sink {
     /// Transient errors are retried from the first unacknowledged operation;
     /// a permanent error of one operation fails its record, whose remaining
     /// operations are dropped, and the rest continue. Returns the failures.
+    /// Bulk writes stop before each `aggregate` operation, which runs alone.
     pub async fn write(
         &self,
         ops: &[(usize, WriteOp)],
@@ -125,15 +130,20 @@ impl Sink {
         let mut attempt = 0u32;
         let mut one_at_a_time = false;
         while pos < pending.len() {
-            let end = if one_at_a_time {
+            let is_aggregate = |i: &usize| matches!(ops[*i].1, WriteOp::Aggregate { .. });
+            let end = if one_at_a_time || is_aggregate(&pending[pos]) {
                 pos + 1
             } else {
-                pending.len()
+                pending[pos..]
+                    .iter()
+                    .position(is_aggregate)
+                    .map_or(pending.len(), |n| pos + n)
             };
             let slice: Vec<&WriteOp> = pending[pos..end].iter().map(|&i| &ops[i].1).collect();
-            let result = match self.mode {
-                Mode::Client => self.client_bulk(&slice).await,
-                Mode::Collection => collection::write(self, &slice).await,
+            let result = match (slice[0], self.mode) {
+                (WriteOp::Aggregate { ns, pipeline }, _) => self.aggregate(ns, pipeline).await,
+                (_, Mode::Client) => self.client_bulk(&slice).await,
+                (_, Mode::Collection) => collection::write(self, &slice).await,
             };
             match result {
                 Ok(()) => {
@@ -218,8 +228,36 @@ impl Sink {
         }
     }
 
+    /// Runs one `aggregate` operation: its pipeline on `ns`, ending in `$merge`,
+    /// with the configured write concern (the driver sends it for `$merge`).
+    pub(crate) async fn aggregate(
+        &self,
+        ns: &Namespace,
+        pipeline: &[bson::Document],
+    ) -> Result<(), Failure> {
+        let ns = ns.resolve(&self.default_db);
+        let coll = self
+            .client
+            .database(&ns.db)
+            .collection::<bson::Document>(&ns.coll);
+        let mut action = coll.aggregate(pipeline.iter().cloned());
+        if let Some(wc) = &self.write_concern {
+            action = action.write_concern(wc.clone());
+        }
+        // `$merge` returns no documents: the cursor is closed (id 0) already.
+        match action.await {
+            Ok(_cursor) => Ok(()),
+            Err(e) => Err(classify_command(&e)),
+        }
+    }
+
     async fn client_bulk(&self, ops: &[&WriteOp]) -> Result<(), Failure> {
-        let models: Vec<_> = ops.iter().map(|op| op.to_model(&self.default_db)).collect();
+        // `write` never puts an aggregate operation in a bulk slice.
+        let models: Vec<_> = ops
+            .iter()
+            .filter_map(|op| op.bulk_model(&self.default_db))
+            .collect();
+        debug_assert_eq!(models.len(), ops.len());
         let mut action = self.client.bulk_write(models).ordered(true);
         if let Some(wc) = &self.write_concern {
             action = action.write_concern(wc.clone());
