@@ -1,18 +1,433 @@
-//! The relational mapper (see docs/relational-mapper.md). Work in progress.
+//! The relational mapper: Debezium change events of related tables →
+//! MongoDB documents shaped by declarative rules (a table → a collection;
+//! child tables embedded as sub-documents, merged fields or arrays), kept
+//! equal to the mapping of the current source rows under any event order and
+//! any replay. The reference is `docs/relational-mapper.md`.
+//!
+//! - [`config`]: the mapping file; [`plan`]: checked and resolved.
+//! - [`row`]: filters and mapped fragments; [`convert`]: type conversions.
+//! - [`render`]: the aggregation pipelines that rebuild documents.
 
-use smt_guest::{Message, TransformError, WriteOp};
+pub mod config;
+pub mod convert;
+pub mod plan;
+pub mod render;
+pub mod row;
 
-pub struct Mapper;
+use plan::{Plan, Target};
+use row::Row;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use smt_guest::debezium::{DecodeOptions, Event, Op, Record, TimestampMode};
+use smt_guest::{ops, Message, Namespace, TransformError, WriteOp};
+
+/// What Debezium writes for an unchanged TOASTed column it cannot read.
+const UNAVAILABLE: &str = "__debezium_unavailable_value";
+
+pub struct Mapper {
+    plan: Plan,
+}
 
 impl smt_guest::Transform for Mapper {
-    fn init(_config: &str) -> Result<Self, String> {
-        Ok(Mapper)
+    fn init(config: &str) -> Result<Self, String> {
+        Ok(Mapper {
+            plan: plan::build(config)?,
+        })
     }
 
-    fn transform(&self, _msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
-        Ok(Vec::new())
+    fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+        let options = DecodeOptions {
+            timestamps: TimestampMode::TruncateToMillis,
+            ..DecodeOptions::default()
+        };
+        let mut event = match Event::classify_with(msg, options)? {
+            Record::Change(e) => e,
+            Record::Tombstone | Record::NotAChange => return Ok(vec![]),
+        };
+        let source = event.source();
+        let (Some(schema), Some(name)) = (source.schema(), source.table()) else {
+            return Err(TransformError::bad_input(
+                "the change event's source block names no schema and table",
+            ));
+        };
+        let table_name = format!("{schema}.{name}");
+        let Some(table) = self.plan.tables.iter().position(|t| t.name == table_name) else {
+            smt_guest::log::debug(&format!("{table_name} is not in the mapping: skipped"));
+            return Ok(vec![]);
+        };
+        let op = event.op();
+        match op {
+            Op::Truncate => return Ok(self.truncate(table)),
+            Op::Message => return Ok(vec![]),
+            _ => {}
+        }
+        let key = event.take_key()?.ok_or_else(|| {
+            TransformError::unsupported(format!(
+                "{table_name} has no primary key (the record has no key): the relational mapper needs one"
+            ))
+        })?;
+        if op == Op::Delete {
+            return Ok(self.delete(table, &key));
+        }
+        let after = event.take_after()?.ok_or_else(|| {
+            TransformError::bad_input(format!("a {:?} event without an after image", op))
+        })?;
+        Ok(self.upsert(table, &key, &after))
     }
+}
+
+impl Mapper {
+    fn ns(&self, collection: impl Into<String>) -> Namespace {
+        match &self.plan.database {
+            Some(db) => ops::ns_in(db.clone(), collection),
+            None => ops::ns(collection),
+        }
+    }
+
+    fn state_ns(&self, table: usize) -> Namespace {
+        self.ns(self.plan.state_collection(table))
+    }
+
+    /// The `_id` of collection rule `rule`'s document for a row key.
+    fn doc_id(&self, rule: usize, key: &Row) -> Value {
+        let r = &self.plan.rules[rule];
+        let Target::Collection { id, .. } = &r.target else {
+            unreachable!("embedding rules have no _id");
+        };
+        match id {
+            config::IdMode::PrimaryKey if key.len() == 1 => {
+                key.values().next().cloned().unwrap_or(Value::Null)
+            }
+            config::IdMode::PrimaryKey | config::IdMode::KeyDocument => Value::Object(key.clone()),
+            config::IdMode::ObjectId => {
+                let table = &self.plan.tables[r.table].name;
+                let mut h = Sha256::new();
+                h.update(table.as_bytes());
+                h.update([0]);
+                h.update(Value::Object(key.clone()).to_string().as_bytes());
+                json!({"$oid": hex::encode(&h.finalize()[..12])})
+            }
+        }
+    }
+
+    fn upsert(&self, table: usize, key: &Row, after: &Row) -> Vec<WriteOp> {
+        let plan = &self.plan;
+        let t = &plan.tables[table];
+        let key_doc = Value::Object(key.clone());
+        let toasted: Vec<&String> = after
+            .iter()
+            .filter(|(_, v)| v.as_str() == Some(UNAVAILABLE))
+            .map(|(k, _)| k)
+            .collect();
+        let mut failed = Vec::new();
+        let mut out = Vec::new();
+        let stateful = t.needs_state(plan);
+        let has_embeds = t.rules.iter().any(|&r| plan.rules[r].embed().is_some());
+
+        if stateful {
+            let state = self.state_doc(table, key, after, &mut failed);
+            out.push(self.write_state(table, &key_doc, state, &toasted));
+        }
+        for &r in &t.rules {
+            let rule = &plan.rules[r];
+            if !matches!(rule.target, Target::Collection { .. }) {
+                continue;
+            }
+            let Target::Collection { collection, .. } = &rule.target else {
+                unreachable!()
+            };
+            let id = self.doc_id(r, key);
+            if !row::passes(rule, after) {
+                out.push(ops::delete_one(
+                    self.ns(collection.clone()),
+                    json!({"_id": id}),
+                ));
+            } else if !rule.children.is_empty() {
+                out.push(ops::aggregate(
+                    self.state_ns(table),
+                    render::rebuild_root(plan, r, &key_doc),
+                ));
+            } else {
+                let doc = row::fragment(rule, after, Some(id.clone()), &mut failed);
+                out.push(direct_write(
+                    self.ns(collection.clone()),
+                    rule,
+                    id,
+                    doc,
+                    &toasted,
+                ));
+            }
+        }
+        for &r in &t.rules {
+            if plan.rules[r].embed().is_some() {
+                out.push(ops::aggregate(
+                    self.state_ns(table),
+                    render::rebuild_up(plan, r, &key_doc),
+                ));
+            }
+        }
+        if has_embeds {
+            out.push(
+                ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
+                    .operator("$unset", json!({"prev": ""}))
+                    .build(),
+            );
+        }
+        for f in failed {
+            smt_guest::log::warn(&format!(
+                "{}: column {} value {} cannot be converted to {:?}: written as null",
+                t.name, f.column, f.value, f.ty
+            ));
+        }
+        out
+    }
+
+    fn delete(&self, table: usize, key: &Row) -> Vec<WriteOp> {
+        let plan = &self.plan;
+        let t = &plan.tables[table];
+        let key_doc = Value::Object(key.clone());
+        let mut out = Vec::new();
+        let stateful = t.needs_state(plan);
+        if stateful {
+            let off: Map<String, Value> = t
+                .rules
+                .iter()
+                .map(|&r| (plan.rules[r].id(), Value::Bool(false)))
+                .collect();
+            let mut set = Map::new();
+            set.insert("on".into(), Value::Object(off));
+            set.insert("prev".into(), render::prev_expr(plan, table));
+            out.push(
+                ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
+                    .pipeline(vec![json!({"$set": set})])
+                    .build(),
+            );
+        }
+        for &r in &t.rules {
+            if let Target::Collection { collection, .. } = &plan.rules[r].target {
+                let id = self.doc_id(r, key);
+                out.push(ops::delete_one(
+                    self.ns(collection.clone()),
+                    json!({"_id": id}),
+                ));
+            }
+        }
+        for &r in &t.rules {
+            if plan.rules[r].embed().is_some() {
+                out.push(ops::aggregate(
+                    self.state_ns(table),
+                    render::rebuild_up(plan, r, &key_doc),
+                ));
+            }
+        }
+        if stateful {
+            out.push(ops::delete_one(
+                self.state_ns(table),
+                json!({"_id": key_doc}),
+            ));
+        }
+        out
+    }
+
+    fn truncate(&self, table: usize) -> Vec<WriteOp> {
+        let plan = &self.plan;
+        let t = &plan.tables[table];
+        let mut out = Vec::new();
+        if t.needs_state(plan) {
+            out.push(ops::delete_many(self.state_ns(table), json!({})));
+        }
+        for &r in &t.rules {
+            match &plan.rules[r].target {
+                Target::Collection { collection, .. } => {
+                    out.push(ops::delete_many(self.ns(collection.clone()), json!({})));
+                }
+                Target::Embed(_) => {
+                    let root = *plan.chain_to_root(r).last().expect("a chain has its rule");
+                    let root_table = plan.rules[root].table;
+                    out.push(ops::aggregate(
+                        self.state_ns(root_table),
+                        render::rebuild_all(plan, root),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The row's state document: per rule whether its filter holds and its
+    /// fragment; the join values its children match on; its own join values
+    /// towards its parents; its sort values.
+    fn state_doc(
+        &self,
+        table: usize,
+        key: &Row,
+        after: &Row,
+        failed: &mut Vec<row::Unconvertible>,
+    ) -> Value {
+        let plan = &self.plan;
+        let t = &plan.tables[table];
+        let key_doc = Value::Object(key.clone());
+        let mut on = Map::new();
+        let mut doc = Map::new();
+        let mut fk = Map::new();
+        let mut sort = Map::new();
+        for &r in &t.rules {
+            let rule = &plan.rules[r];
+            let id = rule.id();
+            on.insert(id.clone(), Value::Bool(row::passes(rule, after)));
+            let doc_id =
+                matches!(rule.target, Target::Collection { .. }).then(|| self.doc_id(r, key));
+            doc.insert(
+                id.clone(),
+                Value::Object(row::fragment(rule, after, doc_id, failed)),
+            );
+            if let Some(e) = rule.embed() {
+                let values =
+                    e.on.iter()
+                        .map(|(child, parent)| (parent, after.get(child)));
+                fk.insert(id.clone(), join_value(values, "__nofk", &key_doc));
+                let s: Map<String, Value> = e
+                    .sort
+                    .iter()
+                    .map(|(c, _)| (c.clone(), after.get(c).cloned().unwrap_or(Value::Null)))
+                    .collect();
+                sort.insert(id, Value::Object(s));
+            }
+        }
+        let mut join = Map::new();
+        for &c in &t.child_rules {
+            let e = plan.rules[c].embed().expect("child rules embed");
+            let values = e.on.iter().map(|(_, parent)| (parent, after.get(parent)));
+            join.insert(plan.rules[c].id(), join_value(values, "__nojoin", &key_doc));
+        }
+        let mut state = Map::new();
+        state.insert("_id".into(), key_doc);
+        state.insert("on".into(), Value::Object(on));
+        state.insert("doc".into(), Value::Object(doc));
+        state.insert("join".into(), Value::Object(join));
+        state.insert("fk".into(), Value::Object(fk));
+        state.insert("s".into(), Value::Object(sort));
+        Value::Object(state)
+    }
+
+    /// The upsert of a state document, keeping `prev` (the parents the row
+    /// had) and, for unchanged TOASTed columns, the stored fragments' values.
+    fn write_state(
+        &self,
+        table: usize,
+        key_doc: &Value,
+        state: Value,
+        toasted: &[&String],
+    ) -> WriteOp {
+        let plan = &self.plan;
+        let t = &plan.tables[table];
+        let has_embeds = t.rules.iter().any(|&r| plan.rules[r].embed().is_some());
+        if !has_embeds && toasted.is_empty() {
+            return ops::replace_one(self.state_ns(table), json!({"_id": key_doc}), state)
+                .upsert()
+                .build();
+        }
+        let mut extra = Map::new();
+        if has_embeds {
+            extra.insert("prev".into(), render::prev_expr(plan, table));
+        }
+        if !toasted.is_empty() {
+            extra.insert("__old".into(), json!("$$ROOT"));
+        }
+        let mut stages =
+            vec![json!({"$replaceWith": {"$mergeObjects": [{"$literal": state}, extra]}})];
+        if !toasted.is_empty() {
+            let mut restore = Map::new();
+            for &r in &t.rules {
+                let rule = &plan.rules[r];
+                for f in rule.fields.iter().filter(|f| toasted.contains(&&f.column)) {
+                    let path = format!("doc.{}.{}", rule.id(), f.path.join("."));
+                    restore.insert(path.clone(), json!(format!("$__old.{path}")));
+                }
+            }
+            if !restore.is_empty() {
+                stages.push(json!({"$set": restore}));
+            }
+            stages.push(json!({"$unset": "__old"}));
+        }
+        ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
+            .pipeline(stages)
+            .upsert()
+            .build()
+    }
+}
+
+/// `{<parent column>: value, ...}`, or a value matching nothing when a
+/// column is NULL (SQL joins never match NULL; `$lookup` would).
+fn join_value<'a>(
+    values: impl Iterator<Item = (&'a String, Option<&'a Value>)>,
+    sentinel: &str,
+    key: &Value,
+) -> Value {
+    let mut out = Map::new();
+    for (name, v) in values {
+        match v {
+            Some(v) if !v.is_null() => {
+                out.insert(name.clone(), v.clone());
+            }
+            _ => return json!({sentinel: key}),
+        }
+    }
+    Value::Object(out)
+}
+
+/// A collection rule's document written directly (no embedded children):
+/// a replacement, or `$set`/`$unset` of the known fields when some columns
+/// are unavailable (unchanged TOAST) so their stored values stay.
+fn direct_write(
+    ns: Namespace,
+    rule: &plan::Rule,
+    id: Value,
+    doc: Row,
+    toasted: &[&String],
+) -> WriteOp {
+    if toasted.is_empty() {
+        return ops::replace_one(ns, json!({"_id": id}), Value::Object(doc))
+            .upsert()
+            .build();
+    }
+    let mut set = Map::new();
+    let mut unset = Map::new();
+    for f in &rule.fields {
+        if toasted.contains(&&f.column) {
+            continue;
+        }
+        let path = f.path.join(".");
+        match lookup(&doc, &f.path) {
+            Some(v) => {
+                set.insert(path, v.clone());
+            }
+            None => {
+                unset.insert(path, json!(""));
+            }
+        }
+    }
+    let mut b = ops::update_one(ns, json!({"_id": id}));
+    if !set.is_empty() {
+        b = b.set(Value::Object(set));
+    }
+    if !unset.is_empty() {
+        b = b.operator("$unset", Value::Object(unset));
+    }
+    b.upsert().build()
+}
+
+fn lookup<'a>(doc: &'a Row, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let v = doc.get(first)?;
+    if rest.is_empty() {
+        return Some(v);
+    }
+    lookup(v.as_object()?, rest)
 }
 
 #[cfg(feature = "export")]
 smt_guest::export_transform!(Mapper);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,620 @@
+//! Every mapping rule on the real Debezium fixtures
+//! (`tests/fixtures/debezium/schemas.jsonl`), with the exact operations.
+//! The pipelines' behaviour against a server is proven by
+//! `tests/tests/relational_mapper.rs` and the oracle test.
+
+use super::*;
+use serde_json::json;
+use smt_guest::ops::describe;
+use smt_guest::Transform;
+
+fn fixtures() -> Vec<Message> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/debezium/schemas.jsonl"
+    );
+    std::fs::read_to_string(path)
+        .expect("fixtures")
+        .lines()
+        .map(|line| {
+            let r: Value = serde_json::from_str(line).expect("fixture line");
+            Message {
+                topic: r["topic"].as_str().unwrap().into(),
+                partition: 0,
+                offset: r["offset"].as_i64().unwrap(),
+                timestamp_ms: None,
+                key: r["key"].as_str().map(|s| s.as_bytes().to_vec()),
+                value: r["value"].as_str().map(|s| s.as_bytes().to_vec()),
+                headers: vec![],
+            }
+        })
+        .collect()
+}
+
+fn record(topic: &str, offset: i64) -> Message {
+    fixtures()
+        .into_iter()
+        .find(|m| m.topic == topic && m.offset == offset)
+        .unwrap_or_else(|| panic!("no fixture {topic}@{offset}"))
+}
+
+const CUSTOMERS: &str = "dbz.inventory.customers";
+const ORDERS: &str = "dbz.inventory.orders";
+
+fn tables() -> Value {
+    json!({
+        "inventory.customers": {"columns": ["id", "first_name", "last_name", "email", "balance", "vip", "created_at"]},
+        "inventory.orders": {"columns": ["region", "order_id", "customer_id", "amount", "order_date", "status"]},
+        "inventory.documents": {"columns": ["id", "title", "body"]},
+        "inventory.all_types": {"columns": ["id", "c_numeric", "c_numeric_free", "c_timestamptz", "c_timestamp",
+            "c_date", "c_time", "c_uuid", "c_jsonb", "c_json", "c_bytea", "c_int_array", "c_text_array", "c_bool",
+            "c_real", "c_double", "c_smallint", "c_int", "c_bigint", "c_text", "c_varchar"]}
+    })
+}
+
+fn mapper(rules: Value) -> Mapper {
+    let config = json!({"tables": tables(), "rules": rules});
+    Mapper::init(&config.to_string()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run(m: &Mapper, msg: &Message) -> Vec<Value> {
+    m.transform(msg).unwrap().iter().map(describe).collect()
+}
+
+fn init_error(rules: Value) -> String {
+    let config = json!({"tables": tables(), "rules": rules});
+    match Mapper::init(&config.to_string()) {
+        Ok(_) => panic!("the mapping was accepted"),
+        Err(e) => e,
+    }
+}
+
+/// The `$literal` state document of a state upsert.
+fn state_of(op: &Value) -> &Value {
+    match op["op"].as_str() {
+        Some("replace-one") => &op["replacement"],
+        Some("update-one") => &op["pipeline"][0]["$replaceWith"]["$mergeObjects"][0]["$literal"],
+        other => panic!("not a state write: {other:?}"),
+    }
+}
+
+fn date(ms: i64) -> Value {
+    json!({"$date": {"$numberLong": ms.to_string()}})
+}
+
+const CREATED_AT_MS: i64 = 1704164645678; // 2024-01-02 03:04:05.678901+00 truncated
+
+// ---- a table → its own collection ----
+
+#[test]
+fn collection_rule_writes_the_row_directly() {
+    let m = mapper(json!([{"table": "inventory.customers", "collection": "people"}]));
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 0)),
+        vec![
+            json!({"op": "replace-one", "database": null, "collection": "people",
+            "filter": {"_id": 1},
+            "replacement": {"_id": 1, "id": 1, "first_name": "Sally", "last_name": "Thomas",
+                "email": "sally.thomas@acme.com", "balance": {"$numberDecimal": "1234.50"}, "vip": true,
+                "created_at": date(CREATED_AT_MS)},
+            "upsert": true})
+        ]
+    );
+    // delete, then the tombstone
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 5)),
+        vec![
+            json!({"op": "delete-one", "database": null, "collection": "people", "filter": {"_id": 3}})
+        ]
+    );
+    assert_eq!(run(&m, &record(CUSTOMERS, 6)), Vec::<Value>::new());
+}
+
+#[test]
+fn primary_key_change_moves_the_document() {
+    let m = mapper(
+        json!([{"table": "inventory.customers", "collection": "people", "include": ["id", "email"]}]),
+    );
+    // UPDATE … SET id = 102 WHERE id = 2: delete of 2, tombstone, create of 102
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 7))[0]["filter"],
+        json!({"_id": 2})
+    );
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 9))[0]["replacement"],
+        json!({"_id": 102, "id": 102, "email": "gbailey@foobar.com"})
+    );
+}
+
+#[test]
+fn id_modes() {
+    let ids = |id: &str, topic: &str, offset: i64| {
+        let table = if topic == ORDERS {
+            "inventory.orders"
+        } else {
+            "inventory.customers"
+        };
+        let m = mapper(json!([{"table": table, "collection": "c", "id": id, "include": [] }]));
+        run(&m, &record(topic, offset))[0]["replacement"]["_id"].clone()
+    };
+    assert_eq!(ids("primary-key", CUSTOMERS, 0), json!(1));
+    // a composite key forces the key document
+    assert_eq!(
+        ids("primary-key", ORDERS, 0),
+        json!({"region": "eu", "order_id": 1})
+    );
+    assert_eq!(ids("key-document", CUSTOMERS, 0), json!({"id": 1}));
+    // object-id: SHA-256 of "<schema>.<table>\0<key JSON>", first 12 bytes, as documented
+    let expected =
+        hex::encode(&Sha256::digest(b"inventory.orders\0{\"region\":\"eu\",\"order_id\":1}")[..12]);
+    assert_eq!(ids("object-id", ORDERS, 0), json!({"$oid": expected}));
+    assert_eq!(
+        ids("object-id", ORDERS, 3),
+        ids("object-id", ORDERS, 0),
+        "stable across events"
+    );
+}
+
+#[test]
+fn object_id_keeps_the_key_columns() {
+    let m = mapper(
+        json!([{"table": "inventory.orders", "collection": "orders", "id": "object-id",
+        "include": ["region", "order_id", "status"]}]),
+    );
+    let doc = &run(&m, &record(ORDERS, 0))[0]["replacement"];
+    assert_eq!(doc["region"], json!("eu"));
+    assert_eq!(doc["order_id"], json!(1));
+    assert!(doc["_id"]["$oid"].is_string());
+}
+
+// ---- fields: include, exclude, rename into paths, types, nulls ----
+
+#[test]
+fn include_exclude_and_rename_into_paths() {
+    let m = mapper(json!([{"table": "inventory.customers", "collection": "c",
+        "exclude": ["created_at", "vip"],
+        "fields": {"first_name": {"to": "name.first"}, "last_name": {"to": "name.last"},
+                   "email": {"to": "contact.email"}}}]));
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 0))[0]["replacement"],
+        json!({"_id": 1, "id": 1, "name": {"first": "Sally", "last": "Thomas"},
+               "contact": {"email": "sally.thomas@acme.com"}, "balance": {"$numberDecimal": "1234.50"}})
+    );
+    let m = mapper(
+        json!([{"table": "inventory.customers", "collection": "c", "include": ["email", "vip"]}]),
+    );
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 0))[0]["replacement"],
+        json!({"_id": 1, "email": "sally.thomas@acme.com", "vip": true})
+    );
+}
+
+#[test]
+fn type_conversions() {
+    let m = mapper(json!([{"table": "inventory.all_types", "collection": "t",
+    "include": ["c_numeric", "c_timestamptz", "c_date", "c_bool", "c_int", "c_bigint", "c_text", "c_double", "c_smallint", "c_varchar"],
+    "fields": {
+        "c_numeric": {"type": "Double"},
+        "c_timestamptz": {"type": "String"},
+        "c_date": {"type": "date"},
+        "c_bool": {"type": "Integer"},
+        "c_int": {"type": "Long"},
+        "c_bigint": {"type": "string"},
+        "c_text": {"type": "Integer"},
+        "c_double": {"type": "Decimal"},
+        "c_smallint": {"type": "Boolean"},
+        "c_varchar": {"type": "date"}
+    }}]));
+    assert_eq!(
+        run(&m, &record("dbz.inventory.all_types", 0))[0]["replacement"],
+        json!({"_id": 1,
+            "c_numeric": 1234.5,
+            "c_timestamptz": "2024-03-04T12:00:00.123Z",
+            "c_date": date(1709510400000),
+            "c_bool": 1,
+            "c_int": {"$numberLong": "2147483647"},
+            "c_bigint": "9223372036854775807",
+            "c_text": null,           // 'héllo wörld ✓' is not an integer
+            "c_double": {"$numberDecimal": "2.718281828459045"},
+            "c_smallint": true,
+            "c_varchar": null}) // 'short' is not a date
+    );
+}
+
+#[test]
+fn nulls_omitted_or_kept() {
+    // customer 3 has a NULL balance
+    let keep = mapper(
+        json!([{"table": "inventory.customers", "collection": "c", "include": ["balance"]}]),
+    );
+    assert_eq!(
+        run(&keep, &record(CUSTOMERS, 2))[0]["replacement"],
+        json!({"_id": 3, "balance": null})
+    );
+    let omit = mapper(
+        json!([{"table": "inventory.customers", "collection": "c", "include": ["balance"], "nulls": "omit"}]),
+    );
+    assert_eq!(
+        run(&omit, &record(CUSTOMERS, 2))[0]["replacement"],
+        json!({"_id": 3})
+    );
+    // the top-level default applies when a rule says nothing
+    let config = json!({"tables": tables(), "nulls": "omit",
+        "rules": [{"table": "inventory.customers", "collection": "c", "include": ["balance"]}]});
+    let m = Mapper::init(&config.to_string()).unwrap();
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 2))[0]["replacement"],
+        json!({"_id": 3})
+    );
+}
+
+#[test]
+fn unchanged_toast_columns_keep_their_stored_value() {
+    let m = mapper(json!([{"table": "inventory.documents", "collection": "docs"}]));
+    assert_eq!(
+        run(&m, &record("dbz.inventory.documents", 2)),
+        vec![
+            json!({"op": "update-one", "database": null, "collection": "docs", "filter": {"_id": 2},
+            "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": true})
+        ]
+    );
+}
+
+// ---- row filters ----
+
+#[test]
+fn filter_decides_whether_the_row_is_mapped() {
+    let m = mapper(
+        json!([{"table": "inventory.orders", "collection": "open_orders", "include": ["status"],
+        "filter": [{"column": "status", "op": "in", "value": ["new", "paid"]},
+                   {"column": "amount", "op": "gte", "value": 10}]}]),
+    );
+    // eu/1: new, 13.75 → mapped
+    assert_eq!(run(&m, &record(ORDERS, 0))[0]["op"], json!("replace-one"));
+    // us/1: new, 0.01 → not mapped: its document is removed (it may have been mapped before)
+    assert_eq!(
+        run(&m, &record(ORDERS, 1)),
+        vec![
+            json!({"op": "delete-one", "database": null, "collection": "open_orders",
+            "filter": {"_id": {"region": "us", "order_id": 1}}})
+        ]
+    );
+    // eu/1 shipped → no longer mapped
+    assert_eq!(run(&m, &record(ORDERS, 3))[0]["op"], json!("delete-one"));
+}
+
+#[test]
+fn filter_comparisons_follow_sql() {
+    let m = mapper(
+        json!([{"table": "inventory.customers", "collection": "c", "include": [],
+        "filter": [{"column": "balance", "op": "ne", "value": 0}]}]),
+    );
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 0))[0]["op"],
+        json!("replace-one")
+    ); // 1234.50
+    assert_eq!(run(&m, &record(CUSTOMERS, 1))[0]["op"], json!("delete-one")); // 0.00 = 0
+    assert_eq!(run(&m, &record(CUSTOMERS, 2))[0]["op"], json!("delete-one")); // NULL <> 0 is not true
+    let m = mapper(
+        json!([{"table": "inventory.customers", "collection": "c", "include": [],
+        "filter": [{"column": "balance", "op": "is_null"}]}]),
+    );
+    assert_eq!(
+        run(&m, &record(CUSTOMERS, 2))[0]["op"],
+        json!("replace-one")
+    );
+}
+
+// ---- embedding ----
+
+fn embedded(kind: Value) -> Mapper {
+    mapper(json!([
+        {"name": "customers", "table": "inventory.customers", "collection": "customers", "include": ["id", "email"]},
+        {"name": "orders", "table": "inventory.orders", "embed": kind,
+         "include": ["region", "order_id", "amount", "status"],
+         "filter": [{"column": "status", "op": "ne", "value": "cancelled"}]}
+    ]))
+}
+
+fn array_embedding() -> Mapper {
+    embedded(
+        json!({"parent": "customers", "on": {"customer_id": "id"}, "kind": "array", "as": "orders",
+        "sort": [{"column": "amount", "order": "desc"}], "limit": 2}),
+    )
+}
+
+const STATE_CUSTOMERS: &str = "__smt_rm.inventory.customers";
+const STATE_ORDERS: &str = "__smt_rm.inventory.orders";
+
+#[test]
+fn parent_change_writes_state_then_rebuilds_its_document() {
+    let ops = run(&array_embedding(), &record(CUSTOMERS, 0));
+    assert_eq!(ops.len(), 2);
+    assert_eq!(
+        ops[0],
+        json!({"op": "replace-one", "database": null, "collection": STATE_CUSTOMERS,
+            "filter": {"_id": {"id": 1}},
+            "replacement": {"_id": {"id": 1}, "on": {"r0": true},
+                "doc": {"r0": {"_id": 1, "id": 1, "email": "sally.thomas@acme.com"}},
+                "join": {"r1": {"id": 1}}, "fk": {}, "s": {}},
+            "upsert": true})
+    );
+    assert_eq!(
+        ops[1],
+        json!({"op": "aggregate", "database": null, "collection": STATE_CUSTOMERS, "pipeline": [
+            {"$match": {"_id": {"id": 1}, "on.r0": true}},
+            {"$lookup": {"from": STATE_ORDERS, "localField": "join.r1", "foreignField": "fk.r1",
+                "pipeline": [
+                    {"$match": {"on.r1": true}},
+                    {"$sort": {"s.r1.amount": -1, "_id": 1}},
+                    {"$limit": 2},
+                    {"$replaceWith": {"$ifNull": ["$doc.r1", {}]}}],
+                "as": "__r1"}},
+            {"$replaceWith": {"$mergeObjects": [{"$ifNull": ["$doc.r0", {}]}, {"__r1": "$__r1"}]}},
+            {"$set": {"orders": "$__r1"}},
+            {"$unset": ["__r1"]},
+            {"$merge": {"into": "customers", "on": "_id", "whenMatched": "replace", "whenNotMatched": "insert"}}
+        ]})
+    );
+}
+
+#[test]
+fn child_change_keeps_its_old_parents_and_rebuilds_up() {
+    let ops = run(&array_embedding(), &record(ORDERS, 0));
+    assert_eq!(ops.len(), 3);
+    let key = json!({"region": "eu", "order_id": 1});
+    let prev = json!({"r1": {"$filter": {"input": {"$setUnion": [{"$ifNull": ["$prev.r1", []]}, ["$fk.r1"]]},
+        "cond": {"$ne": ["$$this", null]}}}});
+    assert_eq!(
+        ops[0],
+        json!({"op": "update-one", "database": null, "collection": STATE_ORDERS, "filter": {"_id": key},
+            "pipeline": [{"$replaceWith": {"$mergeObjects": [
+                {"$literal": {"_id": key, "on": {"r1": true},
+                    "doc": {"r1": {"region": "eu", "order_id": 1, "amount": {"$numberDecimal": "13.75"}, "status": "new"}},
+                    "join": {}, "fk": {"r1": {"id": 1}}, "s": {"r1": {"amount": {"$numberDecimal": "13.75"}}}}},
+                {"prev": prev}]}}],
+            "upsert": true})
+    );
+    assert_eq!(ops[1]["op"], json!("aggregate"));
+    assert_eq!(ops[1]["collection"], json!(STATE_ORDERS));
+    assert_eq!(
+        ops[1]["pipeline"].as_array().unwrap()[..7],
+        [
+            json!({"$match": {"_id": key}}),
+            json!({"$project": {"_id": 0, "j": prev["r1"]}}),
+            json!({"$unwind": "$j"}),
+            json!({"$lookup": {"from": STATE_CUSTOMERS, "localField": "j", "foreignField": "join.r1", "as": "p"}}),
+            json!({"$unwind": "$p"}),
+            json!({"$replaceWith": "$p"}),
+            json!({"$match": {"on.r0": true}}),
+        ]
+    );
+    // …then the root's rebuild, exactly as a parent change does it
+    let root = run(&array_embedding(), &record(CUSTOMERS, 0))[1]["pipeline"].clone();
+    let tail: Vec<Value> = ops[1]["pipeline"].as_array().unwrap()[9..].to_vec();
+    assert_eq!(tail, root.as_array().unwrap()[1..].to_vec());
+    assert_eq!(
+        ops[2],
+        json!({"op": "update-one", "database": null, "collection": STATE_ORDERS, "filter": {"_id": key},
+            "update": {"$unset": {"prev": ""}}, "upsert": false})
+    );
+}
+
+#[test]
+fn child_delete_marks_rebuilds_then_forgets() {
+    let ops = run(&array_embedding(), &record(ORDERS, 4));
+    let key = json!({"region": "us", "order_id": 1});
+    assert_eq!(ops.len(), 3);
+    assert_eq!(ops[0]["op"], json!("update-one"));
+    assert_eq!(ops[0]["pipeline"][0]["$set"]["on"], json!({"r1": false}));
+    assert_eq!(ops[1]["op"], json!("aggregate"));
+    assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"_id": key}}));
+    assert_eq!(
+        ops[2],
+        json!({"op": "delete-one", "database": null, "collection": STATE_ORDERS, "filter": {"_id": key}})
+    );
+}
+
+#[test]
+fn parent_delete_removes_its_document() {
+    let ops = run(&array_embedding(), &record(CUSTOMERS, 5));
+    assert_eq!(ops.len(), 3);
+    assert_eq!(
+        ops[1],
+        json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": 3}})
+    );
+    assert_eq!(
+        ops[2],
+        json!({"op": "delete-one", "database": null, "collection": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}}})
+    );
+}
+
+#[test]
+fn document_and_merge_embeddings() {
+    let doc = embedded(
+        json!({"parent": "customers", "on": {"customer_id": "id"}, "kind": "document",
+        "as": "last.order", "sort": [{"column": "order_date", "order": "desc"}]}),
+    );
+    let p = run(&doc, &record(CUSTOMERS, 0))[1]["pipeline"].clone();
+    assert_eq!(p[1]["$lookup"]["pipeline"][2], json!({"$limit": 1}));
+    assert_eq!(
+        p[3],
+        json!({"$set": {"last.order": {"$cond": [{"$gt": [{"$size": "$__r1"}, 0]},
+            {"$arrayElemAt": ["$__r1", 0]}, "$$REMOVE"]}}})
+    );
+    let merge = embedded(
+        json!({"parent": "customers", "on": {"customer_id": "id"}, "kind": "merge", "prefix": "order_"}),
+    );
+    let state = state_of(&run(&merge, &record(ORDERS, 0))[0]).clone();
+    assert_eq!(
+        state["doc"]["r1"],
+        json!({"order_region": "eu", "order_order_id": 1, "order_amount": {"$numberDecimal": "13.75"}, "order_status": "new"})
+    );
+    let p = run(&merge, &record(CUSTOMERS, 0))[1]["pipeline"].clone();
+    assert_eq!(
+        p[2],
+        json!({"$replaceWith": {"$mergeObjects": [
+            {"$ifNull": ["$doc.r0", {}]},
+            {"$ifNull": [{"$arrayElemAt": ["$__r1", 0]}, {}]},
+            {"$ifNull": ["$doc.r0", {}]},
+            {"__r1": "$__r1"}]}})
+    );
+}
+
+#[test]
+fn filtered_out_children_are_kept_but_marked() {
+    let m = embedded(json!({"parent": "customers", "on": {"customer_id": "id"}, "as": "orders"}));
+    let m2 = mapper(json!([
+        {"name": "customers", "table": "inventory.customers", "collection": "customers"},
+        {"table": "inventory.orders", "embed": {"parent": "customers", "on": {"customer_id": "id"}, "as": "orders"},
+         "filter": [{"column": "status", "op": "eq", "value": "new"}]}
+    ]));
+    assert_eq!(
+        state_of(&run(&m, &record(ORDERS, 3))[0])["on"],
+        json!({"r1": true})
+    );
+    // eu/1 shipped: not mapped, but its state row stays so that it can come back
+    assert_eq!(
+        state_of(&run(&m2, &record(ORDERS, 3))[0])["on"],
+        json!({"r1": false})
+    );
+}
+
+#[test]
+fn nested_embeddings_climb_to_the_root() {
+    let m = mapper(json!([
+        {"name": "customers", "table": "inventory.customers", "collection": "customers", "include": ["id"]},
+        {"name": "orders", "table": "inventory.orders", "include": ["order_id"],
+         "embed": {"parent": "customers", "on": {"customer_id": "id"}, "as": "orders"}},
+        {"name": "docs", "table": "inventory.documents", "include": ["title"],
+         "embed": {"parent": "orders", "on": {"id": "order_id"}, "as": "docs"}}
+    ]));
+    let ops = run(&m, &record("dbz.inventory.documents", 0));
+    let p = ops[1]["pipeline"].as_array().unwrap();
+    // documents → orders (current and previous parents), orders → customers (current parent only)
+    assert_eq!(p[3]["$lookup"]["from"], json!(STATE_ORDERS));
+    assert_eq!(p[3]["$lookup"]["foreignField"], json!("join.r2"));
+    assert_eq!(
+        p[6],
+        json!({"$project": {"_id": 0, "j": {"$filter": {"input": ["$fk.r1"], "cond": {"$ne": ["$$this", null]}}}}})
+    );
+    assert_eq!(p[8]["$lookup"]["from"], json!(STATE_CUSTOMERS));
+    assert_eq!(p[8]["$lookup"]["foreignField"], json!("join.r1"));
+    // the orders rows carry the join values of their own children
+    let state = state_of(&run(&m, &record(ORDERS, 0))[0]).clone();
+    assert_eq!(state["join"], json!({"r2": {"order_id": 1}}));
+    assert_eq!(state["fk"], json!({"r1": {"id": 1}}));
+}
+
+#[test]
+fn null_join_columns_match_nothing() {
+    let m = mapper(json!([
+        {"name": "customers", "table": "inventory.customers", "collection": "customers"},
+        {"table": "inventory.all_types", "embed": {"parent": "customers", "on": {"c_int": "id"}, "as": "x"}}
+    ]));
+    // all_types id 2 has every other column NULL
+    let state = state_of(&run(&m, &record("dbz.inventory.all_types", 1))[0]).clone();
+    assert_eq!(state["fk"]["r1"], json!({"__nofk": {"id": 2}}));
+}
+
+#[test]
+fn truncate_of_a_child_rebuilds_every_root() {
+    let m = mapper(json!([
+        {"name": "customers", "table": "inventory.customers", "collection": "customers"},
+        {"table": "inventory.documents", "embed": {"parent": "customers", "on": {"id": "id"}, "as": "docs"}}
+    ]));
+    let truncate = Message {
+        topic: "dbz.inventory.documents".into(),
+        partition: 0,
+        offset: 9,
+        timestamp_ms: None,
+        key: None,
+        value: Some(
+            json!({"before": null, "after": null, "op": "t", "ts_ms": 1,
+            "source": {"schema": "inventory", "table": "documents"}})
+            .to_string()
+            .into_bytes(),
+        ),
+        headers: vec![],
+    };
+    let ops = run(&m, &truncate);
+    assert_eq!(
+        ops[0],
+        json!({"op": "delete-many", "database": null, "collection": "__smt_rm.inventory.documents", "filter": {}})
+    );
+    assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"on.r0": true}}));
+}
+
+#[test]
+fn tables_outside_the_mapping_and_tombstones_write_nothing() {
+    let m = array_embedding();
+    assert!(run(&m, &record("dbz.inventory.products", 0)).is_empty());
+    assert!(run(&m, &record(ORDERS, 5)).is_empty());
+}
+
+#[test]
+fn a_table_without_a_key_is_unsupported() {
+    let config = json!({"tables": {"inventory.audit_log": {"columns": ["actor", "action", "at"]}},
+        "rules": [{"table": "inventory.audit_log", "collection": "audit"}]});
+    let m = Mapper::init(&config.to_string()).unwrap();
+    let err = m
+        .transform(&record("dbz.inventory.audit_log", 0))
+        .unwrap_err();
+    assert_eq!(err.kind, smt_guest::ErrorKind::Unsupported);
+    assert!(
+        err.message
+            .contains("inventory.audit_log has no primary key"),
+        "{}",
+        err.message
+    );
+}
+
+// ---- mapping errors name their place ----
+
+#[test]
+fn mapping_errors_name_the_place() {
+    let cases = [
+        (json!([{"table": "inventory.nope", "collection": "c"}]), "rules[0].table: unknown table \"inventory.nope\""),
+        (json!([{"table": "inventory.customers", "collection": "c", "include": ["emial"]}]),
+            "rules[0].include: unknown column \"emial\" of inventory.customers"),
+        (json!([{"table": "inventory.customers", "collection": "c", "fields": {"id": {"typ": "int"}}}]),
+            "rules[0].fields.id.typ: unknown field `typ`"),
+        (json!([{"table": "inventory.customers", "collection": "c", "fields": {"id": {"type": "money"}}}]),
+            "rules[0].fields.id.type: unknown type \"money\""),
+        (json!([{"table": "inventory.customers", "collection": "c", "rank": 1}]), "rules[0].rank: unknown field `rank`"),
+        (json!([{"table": "inventory.customers"}]), "rules[0]: a rule has exactly one of \"collection\" and \"embed\""),
+        (json!([{"table": "inventory.orders", "embed": {"parent": "custmers", "on": {"customer_id": "id"}, "as": "o"}}]),
+            "rules[0].embed.parent: no rule named \"custmers\""),
+        (json!([{"name": "c", "table": "inventory.customers", "collection": "c"},
+                {"table": "inventory.orders", "embed": {"parent": "c", "on": {"customer_id": "idd"}, "as": "o"}}]),
+            "rules[1].embed.on.\"customer_id\": unknown column \"idd\" of the parent's table inventory.customers"),
+        (json!([{"name": "a", "table": "inventory.customers", "embed": {"parent": "b", "on": {"id": "customer_id"}, "as": "x"}},
+                {"name": "b", "table": "inventory.orders", "embed": {"parent": "a", "on": {"customer_id": "id"}, "as": "y"}}]),
+            "rules[0].embed.parent: embedding cycle a → b → a"),
+        (json!([{"table": "inventory.customers", "collection": "c", "filter": [{"column": "vip", "op": "eq"}]}]),
+            "rules[0].filter[0].value: required"),
+        (json!([{"table": "inventory.customers", "collection": "c", "fields": {"email": {"to": "first_name"}}}]),
+            "columns \"first_name\" and \"email\" both map to \"first_name\""),
+        (json!([{"name": "c", "table": "inventory.customers", "collection": "c"},
+                {"table": "inventory.orders", "embed": {"parent": "c", "on": {"customer_id": "id"}, "kind": "merge", "as": "o"}}]),
+            "rules[1].embed.as: a merge embedding has no \"as\""),
+    ];
+    for (rules, needle) in cases {
+        let err = init_error(rules.clone());
+        assert!(
+            err.contains(needle),
+            "{rules}\n  error: {err}\n  wanted: {needle}"
+        );
+    }
+    let err = match Mapper::init(r#"{"tables": {"x": {"columns": ["a"]}}, "rules": [{"table": "x", "collection": "c"}]}"#) {
+        Err(e) => e,
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(err.contains("tables.\"x\": a table is named"), "{err}");
+}
+
+#[test]
+fn the_oracle_mapping_and_the_docs_example_are_valid() {
+    let oracle = include_str!("../../../tests/fixtures/relational/mapping.json");
+    Mapper::init(oracle).unwrap_or_else(|e| panic!("{e}"));
+}
