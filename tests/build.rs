@@ -11,6 +11,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("relational-mapper", "RELATIONAL_MAPPER"),
     ("hostile-guest", "HOSTILE"),
     ("versioned-guest", "VERSIONED"),
+    ("contract-0-1-0-guest", "CONTRACT_0_1_0"),
     ("example-customers", "EXAMPLE_CUSTOMERS"),
 ];
 

@@ -75,8 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = config.map(read_config).transpose()?;
             let module = offline::check(&offline::engine()?, &transform, config.as_deref())?;
             println!(
-                "ok: {} implements smt:transform@0.1.0 (version {}, {:?} in {:.1} ms)",
+                "ok: {} implements smt:transform@{} (version {}, {:?} in {:.1} ms)",
                 transform.display(),
+                module.contract_version(),
                 module.version(),
                 module.origin(),
                 module.load_time().as_secs_f64() * 1e3

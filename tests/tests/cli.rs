@@ -43,7 +43,7 @@ fn check_accepts_the_default_transform() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("ok: ") && stdout.contains("smt:transform@0.1.0"),
+        stdout.starts_with("ok: ") && stdout.contains("implements smt:transform@0.2.0 "),
         "{stdout}"
     );
 }
@@ -124,5 +124,74 @@ fn test_reports_failures_per_record_and_exits_non_zero() {
         lines[3]["ops"].as_array().unwrap().len(),
         1,
         "a fresh instance serves the record after a trap"
+    );
+}
+
+#[test]
+fn check_names_the_contract_version_of_a_0_1_0_guest() {
+    let out = Command::new(smt_bin())
+        .args(["check", "--transform", env!("SMT_GUEST_CONTRACT_0_1_0")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("implements smt:transform@0.1.0 "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn test_prints_an_aggregate_operation_and_refuses_an_invalid_one() {
+    let dir = std::env::temp_dir().join(format!("smt-cli-agg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"topic":"t","partition":0,"offset":1,"key":"k","value":"{}","headers":[]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let run_with = |config: serde_json::Value| {
+        let path = dir.join("aggregate.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        run(&[
+            "test",
+            "--transform",
+            HOSTILE,
+            "--config",
+            path.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+    };
+    let (code, lines, stderr) = run_with(serde_json::json!({"mode": "aggregate", "pipeline": [
+        {"$match": {"n": {"$gt": 1}}},
+        {"$merge": {"into": {"db": "other", "coll": "docs"}, "whenMatched": "replace"}},
+    ]}));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        lines[0]["ops"],
+        serde_json::json!([{"op": "aggregate", "db": null, "coll": "hostile", "pipeline": [
+            {"$match": {"n": {"$gt": {"$numberInt": "1"}}}},
+            {"$merge": {"into": {"db": "other", "coll": "docs"}, "whenMatched": "replace"}},
+        ]}])
+    );
+
+    let (code, lines, _) = run_with(serde_json::json!({"mode": "aggregate", "pipeline": [
+        {"$out": "docs"},
+    ]}));
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["error"]["kind"], "invalid-operation");
+    let message = lines[0]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("pipeline") && message.contains("$out"),
+        "{message}"
     );
 }

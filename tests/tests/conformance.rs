@@ -90,6 +90,15 @@ fn every_language_gives_the_same_operations_on_every_fixture_record() {
         guests.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
         ["rust", "python", "js", "c"]
     );
+    // The C guest's committed bindings are of contract 0.1.0: the same
+    // operations from it prove that the host still runs 0.1.0 guests.
+    assert_eq!(
+        guests
+            .iter()
+            .map(|(_, m)| m.contract_version())
+            .collect::<Vec<_>>(),
+        ["0.2.0", "0.2.0", "0.2.0", "0.1.0"]
+    );
     for file in ["schemas.jsonl", "plain.jsonl"] {
         let msgs = fixture(file);
         let reference = run(&guests[0].1, &msgs);

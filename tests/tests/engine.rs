@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smt_host::engine::{
-    Engine, EngineConfig, FailureKind, Limits, LoadError, Message, Origin, TransformModule,
+    Engine, EngineConfig, FailureKind, Header, Limits, LoadError, Message, Origin, TransformModule,
+    CONTRACT_VERSIONS,
 };
 
 const HOSTILE: &str = env!("SMT_GUEST_HOSTILE");
+/// Built against the frozen `wit/history/0.1.0` contract.
+const CONTRACT_0_1_0: &str = env!("SMT_GUEST_CONTRACT_0_1_0");
 
 fn engine_with(limits: Limits, cache_dir: Option<&Path>) -> Engine {
     Engine::new(&EngineConfig {
@@ -237,4 +240,64 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn a_guest_built_against_contract_0_1_0_loads_runs_and_reports_its_version() {
+    assert_eq!(CONTRACT_VERSIONS, ["0.2.0", "0.1.0"]);
+    let engine = engine_with(Limits::default(), None);
+    assert_eq!(hostile(&engine).contract_version(), "0.2.0");
+    let old = engine
+        .load_file("old", Path::new(CONTRACT_0_1_0))
+        .expect("a 0.1.0 guest loads");
+    assert_eq!(old.contract_version(), "0.1.0");
+
+    // Its message arrives whole (headers included) and every operation kind
+    // it returns, JSON and BSON documents, converts to the current types.
+    let mut inst = old.instantiate("{}").unwrap();
+    let mut msg = record(7, "k");
+    msg.headers = vec![
+        Header {
+            key: "h".into(),
+            value: Some(b"v".to_vec()),
+        },
+        Header {
+            key: "n".into(),
+            value: None,
+        },
+    ];
+    let ops = inst
+        .transform(&msg)
+        .expect("the 0.1.0 guest maps the record");
+    let rendered: Vec<serde_json::Value> = ops.iter().map(|op| op.to_extjson()).collect();
+    let int = |n: i32| serde_json::json!({"$numberInt": n.to_string()});
+    assert_eq!(
+        serde_json::Value::Array(rendered),
+        serde_json::json!([
+            {"op": "insert-one", "db": null, "coll": "c",
+             "document": {"_id": int(7), "key": "k", "topic": "t", "headers": int(2)}},
+            {"op": "replace-one", "db": "other", "coll": "c", "filter": {"_id": int(7)},
+             "replacement": {"_id": int(7), "r": true}, "upsert": true},
+            {"op": "update-one", "db": null, "coll": "c", "filter": {"_id": int(7)},
+             "update": {"$set": {"a.$[e].x": int(1)}}, "upsert": false,
+             "arrayFilters": [{"e.k": int(2)}]},
+            {"op": "update-many", "db": null, "coll": "c", "filter": {},
+             "pipeline": [{"$set": {"n": int(1)}}], "upsert": false},
+            {"op": "delete-one", "db": null, "coll": "c", "filter": {"_id": int(7)}},
+            {"op": "delete-many", "db": null, "coll": "d", "filter": {}},
+        ])
+    );
+
+    // Its errors keep their kind; the instance stays usable.
+    let err = inst.transform(&record(8, "bad")).unwrap_err();
+    assert_eq!(err.kind, FailureKind::BadInput, "{err}");
+    assert_eq!(err.message, "the key is bad");
+    assert_eq!(inst.transform(&record(9, "k")).unwrap().len(), 6);
+
+    // And so does a refused configuration.
+    let Err(err) = old.instantiate(r#""reject""#) else {
+        panic!("init accepted the configuration it must refuse")
+    };
+    assert!(matches!(err, LoadError::Init { .. }), "{err:?}");
+    assert!(err.to_string().contains("rejected by request"), "{err}");
 }

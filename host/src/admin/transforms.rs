@@ -79,6 +79,7 @@ fn version_json(v: &Version) -> Value {
     let m = &v.active.module;
     json!({
         "version": m.version(),
+        "contract": m.contract_version(),
         "hash": m.hash(),
         "source": m.source(),
         "trigger": v.trigger,

@@ -15,7 +15,9 @@ pub enum LoadError {
     },
     #[error("transform `{name}` is not a valid WebAssembly component: {reason}")]
     Compile { name: String, reason: String },
-    #[error("transform `{name}` does not implement the smt:transform@0.1.0 contract: {reason}")]
+    /// It implements none of the contract versions the host runs; `reason`
+    /// is what the newest one is missing.
+    #[error("transform `{name}` does not implement the smt:transform contract (0.2.0 or 0.1.0): {reason}")]
     Contract { name: String, reason: String },
     #[error("transform `{name}` failed to initialise: {reason}")]
     Init { name: String, reason: String },

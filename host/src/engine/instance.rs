@@ -1,15 +1,17 @@
 //! A transform instance: a `Store` and its initialised component, replaced
-//! whenever a call leaves it unusable.
+//! whenever a call leaves it unusable. It hides the contract version: a 0.1.0
+//! guest gets its message and returns its operations in 0.1.0 types,
+//! converted here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::bindings::{Message, Transform, TransformError, WriteOp as GuestOp};
+use super::bindings::{v0_1_0, Message, Transform, TransformError, WriteOp as GuestOp};
 use super::error::{CallError, FailureKind, LoadError};
 use super::limits::MemoryLimitExceeded;
-use super::{deadline_ticks, truncate_with_ellipsis, State, TransformModule};
+use super::{deadline_ticks, truncate_with_ellipsis, Pre, State, TransformModule};
 use crate::writeop::{self, WriteOp};
 
 /// `init` may do real work (parse a mapping, warm a language runtime), so it
@@ -24,7 +26,40 @@ pub struct TransformInstance {
 
 struct Live {
     store: Store<State>,
-    bindings: Transform,
+    bindings: Bindings,
+}
+
+/// An instantiated component of one contract version.
+enum Bindings {
+    Current(Transform),
+    V0_1_0(v0_1_0::Transform),
+}
+
+impl Bindings {
+    fn call_init(
+        &self,
+        store: &mut Store<State>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Bindings::Current(b) => b.call_init(store, config),
+            Bindings::V0_1_0(b) => b.call_init(store, config),
+        }
+    }
+
+    fn call_transform(
+        &self,
+        store: &mut Store<State>,
+        msg: &Message,
+    ) -> wasmtime::Result<Result<Vec<GuestOp>, TransformError>> {
+        match self {
+            Bindings::Current(b) => b.call_transform(store, msg),
+            Bindings::V0_1_0(b) => Ok(b
+                .call_transform(store, &msg.into())?
+                .map(|ops| ops.into_iter().map(GuestOp::from).collect())
+                .map_err(TransformError::from)),
+        }
+    }
 }
 
 impl TransformInstance {
@@ -127,7 +162,11 @@ fn start(module: &TransformModule, config: &str) -> Result<Live, LoadError> {
     let mut store = engine.new_store(module);
     let init_timeout = Duration::from_millis(engine.limits().call_timeout_ms).max(MIN_INIT_TIMEOUT);
     store.set_epoch_deadline(deadline_ticks(init_timeout));
-    let bindings = module.pre.instantiate(&mut store).map_err(|e| {
+    let bindings = match &module.pre {
+        Pre::Current(pre) => pre.instantiate(&mut store).map(Bindings::Current),
+        Pre::V0_1_0(pre) => pre.instantiate(&mut store).map(Bindings::V0_1_0),
+    }
+    .map_err(|e| {
         init_error(format!(
             "instantiation failed: {}",
             classify_trap(&e, init_timeout.as_millis() as u64).1

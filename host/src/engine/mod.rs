@@ -6,6 +6,11 @@
 //! `Store` and is used by one worker at a time; after a trap, a timeout or a
 //! memory-limit hit its store is discarded and the next call gets a fresh,
 //! re-initialised instance.
+//!
+//! Components of every contract version in [`CONTRACT_VERSIONS`] load: the
+//! version is detected at load (newest first) and a [`TransformInstance`]
+//! converts older guests' values to the current types, so nothing past the
+//! engine sees the difference.
 
 mod bindings;
 mod cache;
@@ -34,9 +39,29 @@ pub use error::{CallError, FailureKind, LoadError};
 pub use instance::TransformInstance;
 pub use limits::{Limits, MemoryLimitExceeded};
 
-use bindings::{Transform, TransformPre};
+use bindings::{v0_1_0, Transform, TransformPre};
 use cache::CompileCache;
 use limits::MemoryCap;
+
+/// The `smt:transform` versions the host runs, newest first (the order in
+/// which a component is checked against them at load).
+pub const CONTRACT_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
+
+/// A linked module of one contract version.
+pub(crate) enum Pre {
+    /// The current contract, 0.2.0.
+    Current(TransformPre<State>),
+    V0_1_0(v0_1_0::TransformPre<State>),
+}
+
+impl Pre {
+    fn contract_version(&self) -> &'static str {
+        match self {
+            Pre::Current(_) => CONTRACT_VERSIONS[0],
+            Pre::V0_1_0(_) => "0.1.0",
+        }
+    }
+}
 
 /// How often the epoch advances: the resolution of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -111,6 +136,13 @@ impl WasiView for State {
 }
 
 impl bindings::smt::transform::types::Host for State {}
+impl v0_1_0::smt::transform::types::Host for State {}
+
+impl v0_1_0::smt::transform::log::Host for State {
+    fn log(&mut self, level: v0_1_0::smt::transform::log::Level, message: String) {
+        bindings::smt::transform::log::Host::log(self, level.into(), message)
+    }
+}
 
 /// Longest guest log line kept; guests must not be able to flood the host log.
 const MAX_LOG_LINE: usize = 4096;
@@ -162,8 +194,14 @@ impl Engine {
         // Guests built by some toolchains (Python, JavaScript, Go, Rust std)
         // import WASI; the context grants nothing (no files, sockets, env).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
+        // Every contract version's imports (`log@0.2.0`, `log@0.1.0`, ...).
         Transform::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
             .map_err(wasm_err)?;
+        v0_1_0::Transform::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(wasm_err)?;
 
         spawn_epoch_ticker(&wasm);
         let cache = CompileCache::new(&wasm, config.resolved_cache_dir());
@@ -223,6 +261,7 @@ impl Engine {
         tracing::info!(
             transform = name,
             version = %module.version,
+            contract = module.contract_version(),
             origin = ?origin,
             load_ms = module.load_time.as_secs_f64() * 1e3,
             "Loaded transform."
@@ -230,7 +269,8 @@ impl Engine {
         Ok(Arc::new(module))
     }
 
-    fn link(&self, name: &str, component: &Component) -> Result<TransformPre<State>, LoadError> {
+    /// Links `component` against the newest contract version it implements.
+    fn link(&self, name: &str, component: &Component) -> Result<Pre, LoadError> {
         let contract = |reason: String| LoadError::Contract {
             name: name.to_owned(),
             reason,
@@ -254,7 +294,15 @@ impl Engine {
             .linker
             .instantiate_pre(component)
             .map_err(|e| contract(format!("{e:#}")))?;
-        TransformPre::new(instance_pre).map_err(|e| contract(format!("{e:#}")))
+        let newest = match TransformPre::new(instance_pre.clone()) {
+            Ok(pre) => return Ok(Pre::Current(pre)),
+            Err(e) => e,
+        };
+        match v0_1_0::TransformPre::new(instance_pre) {
+            Ok(pre) => Ok(Pre::V0_1_0(pre)),
+            // Say what the newest contract wants: older ones are subsets of it.
+            Err(_) => Err(contract(format!("{newest:#}"))),
+        }
     }
 
     fn new_store(&self, module: &TransformModule) -> wasmtime::Store<State> {
@@ -284,7 +332,7 @@ pub struct TransformModule {
     loaded_at: SystemTime,
     origin: Origin,
     load_time: Duration,
-    pre: TransformPre<State>,
+    pre: Pre,
     engine: Engine,
 }
 
@@ -312,6 +360,11 @@ impl TransformModule {
     pub fn load_time(&self) -> Duration {
         self.load_time
     }
+    /// The `smt:transform` version the component implements (one of
+    /// [`CONTRACT_VERSIONS`], e.g. `"0.2.0"`).
+    pub fn contract_version(&self) -> &'static str {
+        self.pre.contract_version()
+    }
 
     /// A new instance initialised with `config` (JSON text).
     pub fn instantiate(self: &Arc<Self>, config: &str) -> Result<TransformInstance, LoadError> {
@@ -324,6 +377,7 @@ impl std::fmt::Debug for TransformModule {
         f.debug_struct("TransformModule")
             .field("name", &self.name)
             .field("version", &self.version)
+            .field("contract", &self.contract_version())
             .field("source", &self.source)
             .finish_non_exhaustive()
     }

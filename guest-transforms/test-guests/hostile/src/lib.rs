@@ -9,6 +9,7 @@
 //! | `trap` | `transform` panics (a trap) when the record key equals `trap_key`, else as `ok` |
 //! | `init-fails` | `init` returns `Err("init refused: …")` |
 //! | `big-output` | `transform` returns `ops` insert-ones (default 1) each with a string field of `doc_bytes` bytes (default 1 MiB) |
+//! | `aggregate` | `transform` returns one aggregate on `hostile` with the config's `pipeline` (an array of stages), unchecked |
 
 use serde_json::{json, Value};
 use smt_guest::{ops, Message, Transform, TransformError, WriteOp};
@@ -20,6 +21,7 @@ pub enum Hostile {
     MemBomb,
     Trap { key: Vec<u8> },
     BigOutput { ops: usize, doc_bytes: usize },
+    Aggregate { pipeline: Vec<Value> },
 }
 
 fn echo(msg: &Message) -> Vec<WriteOp> {
@@ -54,6 +56,13 @@ impl Transform for Hostile {
                 "big-output" => Hostile::BigOutput {
                     ops: num("ops", 1),
                     doc_bytes: num("doc_bytes", 1 << 20),
+                },
+                "aggregate" => Hostile::Aggregate {
+                    pipeline: cfg
+                        .get("pipeline")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
                 },
                 other => return Err(format!("hostile: unknown mode {other:?}")),
             },
@@ -91,6 +100,9 @@ impl Transform for Hostile {
                 Ok((0..*n)
                     .map(|i| ops::insert_one("hostile", json!({ "i": i, "filler": filler })))
                     .collect())
+            }
+            Hostile::Aggregate { pipeline } => {
+                Ok(vec![ops::aggregate("hostile", pipeline.clone())])
             }
         }
     }
