@@ -1,6 +1,7 @@
 //! The MongoDB sink against the real server: one ordered bulk write per
 //! batch, a permanent error of one operation fails only its record (the
-//! rest of the batch is written, in order), in both bulk APIs.
+//! rest of the batch is written, in order), in both bulk APIs; `aggregate`
+//! operations run alone, after the writes before them.
 
 use std::time::Duration;
 
@@ -135,4 +136,124 @@ async fn client_bulk_write_fails_only_the_bad_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_collection_writes_fail_only_the_bad_record() {
     check_mode("collection", Mode::Collection).await;
+}
+
+fn insert_row(id: i32, g: &str, n: i32) -> WriteOp {
+    WriteOp::InsertOne {
+        ns: ns("rows"),
+        document: doc! {"_id": id, "g": g, "n": n},
+    }
+}
+
+/// Sums `n` of `rows` per group `g` into field `field` of `totals` (merged
+/// into what is there).
+fn totals_into(field: &str) -> WriteOp {
+    WriteOp::Aggregate {
+        ns: ns("rows"),
+        pipeline: vec![
+            doc! {"$group": {"_id": "$g", "total": {"$sum": "$n"}}},
+            doc! {"$project": {"_id": 1, field: "$total"}},
+            doc! {"$merge": {"into": "totals", "on": "_id", "whenMatched": "merge", "whenNotMatched": "insert"}},
+        ],
+    }
+}
+
+async fn all(client: &mongodb::Client, db: &str, coll: &str) -> Vec<Document> {
+    let mut c = client
+        .database(db)
+        .collection::<Document>(coll)
+        .find(doc! {})
+        .sort(doc! {"_id": 1})
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while c.advance().await.unwrap() {
+        out.push(c.deserialize_current().unwrap());
+    }
+    out
+}
+
+/// Aggregate operations run alone and in order: each sees exactly the writes
+/// before it; one the server refuses fails only its record.
+async fn check_aggregate(bulk_api: &str, expected_mode: Mode) {
+    let s = Services::shared();
+    let dir = Scratch::new("sink-aggregate");
+    let db = unique_name("aggdb");
+    let cfg = config(&dir, &s.mongodb_uri(), &db, bulk_api);
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let sink = Sink::connect(&cfg, metrics.clone(), Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(sink.mode(), expected_mode);
+    let ops = vec![
+        // Record 0: three rows, then totals as `first`.
+        (0, insert_row(1, "x", 1)),
+        (0, insert_row(2, "x", 2)),
+        (0, insert_row(3, "y", 5)),
+        (0, totals_into("first")),
+        // Record 1: one row deleted, then totals as `second`.
+        (
+            1,
+            WriteOp::DeleteOne {
+                ns: ns("rows"),
+                filter: doc! {"_id": 2},
+            },
+        ),
+        (1, totals_into("second")),
+        // Record 2: a pipeline that fails on the server (its `$merge` finds
+        // the documents it must not match), then an op dropped with it.
+        (
+            2,
+            WriteOp::Aggregate {
+                ns: ns("rows"),
+                pipeline: vec![
+                    doc! {"$group": {"_id": "$g"}},
+                    doc! {"$merge": {"into": "totals", "whenMatched": "fail"}},
+                ],
+            },
+        ),
+        (2, insert("after", 99)),
+        // Record 3: written after the failure.
+        (3, insert("after", 1)),
+    ];
+    let failures = sink.write(&ops, &CancellationToken::new()).await.unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].record, 2, "{failures:?}");
+    assert_eq!(failures[0].code, Some(11000), "{failures:?}");
+
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .unwrap();
+    assert_eq!(
+        all(&client, &db, "totals").await,
+        vec![
+            doc! {"_id": "x", "first": 3, "second": 1},
+            doc! {"_id": "y", "first": 5, "second": 5},
+        ],
+        "the first aggregate saw the three rows and not the delete; the second saw the delete"
+    );
+    assert_eq!(
+        all(&client, &db, "after").await,
+        vec![doc! {"_id": 1, "v": "inserted"}],
+        "record 2's insert dropped with its failed aggregate, record 3 written"
+    );
+    let written = |kind: &str| {
+        metrics
+            .ops_written
+            .get_or_create(&[("kind", kind.into())])
+            .get()
+    };
+    assert_eq!(written("aggregate"), 2);
+    assert_eq!(written("insert-one"), 4);
+    assert_eq!(written("delete-one"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_mode_runs_aggregates_alone_and_in_order() {
+    check_aggregate("auto", Mode::Client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_mode_runs_aggregates_alone_and_in_order() {
+    check_aggregate("collection", Mode::Collection).await;
 }
