@@ -3,10 +3,10 @@
 //!
 //! Validation, in order (the first failure rejects the candidate and names
 //! its stage): `compile` (through the compile cache), `contract` (the
-//! smt:transform@0.1.0 exports and imports), `init` (with the candidate's
-//! config), `sample` (the configured fixture records and the last records the
-//! active version handled: the candidate must not trap on any of them, nor
-//! fail on one the active version transforms). A rejected candidate never
+//! smt:transform exports and imports, of 0.2.0 or 0.1.0), `init` (with the
+//! candidate's config), `sample` (the configured fixture records and the
+//! last records the active version handled: the candidate must not trap on
+//! any of them, nor fail on one the active version transforms). A rejected candidate never
 //! serves a record: it is not in the registry.
 //!
 //! Triggers: [`watch`] (the module files on disk) and the admin API
