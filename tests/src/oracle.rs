@@ -1,0 +1,1632 @@
+//! The relational mapper's oracle (tests/tests/relational_oracle.rs): a
+//! seeded random workload on the `shop` schema of
+//! `tests/fixtures/relational/schema.sql`, the expected documents computed by
+//! SQL from the final tables (`tests/fixtures/relational/expected.sql`), and
+//! the document-by-document comparison with what MongoDB holds.
+//!
+//! The workload generator keeps a model of which keys exist (never of the
+//! column values: the expected documents come from PostgreSQL alone), so that
+//! every statement succeeds and the number of records Debezium writes per
+//! topic is known in advance: an insert is one record, an update one per row,
+//! a delete two (the delete and its tombstone), a primary-key change three
+//! (delete, tombstone, create), a snapshot read one per row.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::services::repo_root;
+
+// ------------------------------------------------------------------ PRNG
+
+/// SplitMix64: small, seedable, the same sequence on every platform.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0);
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A seed nobody chose: the clock and the process id mixed.
+pub fn fresh_seed(n: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let mut r = Rng::new(nanos ^ ((std::process::id() as u64) << 32) ^ n.wrapping_mul(7919));
+    // Short enough to type.
+    r.below(1_000_000_000)
+}
+
+// ------------------------------------------------------------------ workload
+
+/// The tables, in the order of every per-table array here.
+pub const TABLES: [&str; 4] = ["customers", "addresses", "orders", "order_items"];
+const CUSTOMERS: usize = 0;
+const ADDRESSES: usize = 1;
+const ORDERS: usize = 2;
+const ITEMS: usize = 3;
+
+/// A generated workload.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub seed: u64,
+    /// Statements run before the Debezium connector exists (its snapshot reads the result).
+    pub before: Vec<String>,
+    /// Statements run while `smt` consumes.
+    pub during: Vec<String>,
+    /// Records Debezium writes per table (as [`TABLES`]): snapshot reads, then
+    /// change events and tombstones of `during`.
+    pub records: [u64; 4],
+    /// Of which snapshot reads.
+    pub snapshot_records: [u64; 4],
+    /// Rows per table at the end (the model's count; the test checks PostgreSQL agrees).
+    pub rows: [u64; 4],
+    /// How many operations of each kind were generated (rolled back ones included).
+    pub kinds: BTreeMap<&'static str, u64>,
+    /// Transactions committed and rolled back.
+    pub transactions: (u64, u64),
+}
+
+impl Workload {
+    pub fn total_records(&self) -> u64 {
+        self.records.iter().sum()
+    }
+
+    /// One line: what the workload holds.
+    pub fn summary(&self) -> String {
+        let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        format!(
+            "{} statements before the connector, {} after; {} records expected ({}); \
+             {} transactions committed, {} rolled back; {}",
+            self.before.len(),
+            self.during.len(),
+            self.total_records(),
+            TABLES
+                .iter()
+                .zip(self.records)
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.transactions.0,
+            self.transactions.1,
+            kinds.join(", ")
+        )
+    }
+}
+
+/// Which keys exist, which existed, and how many records Debezium has been given.
+#[derive(Clone, Debug, Default)]
+struct Model {
+    customers: BTreeSet<i32>,
+    /// id -> customer_id
+    addresses: BTreeMap<i32, Option<i32>>,
+    /// id -> customer_id
+    orders: BTreeMap<i32, Option<i32>>,
+    /// (order_id, line_no)
+    items: BTreeSet<(i32, i32)>,
+    gone_customers: BTreeSet<i32>,
+    gone_addresses: BTreeSet<i32>,
+    gone_orders: BTreeSet<i32>,
+    gone_items: BTreeSet<(i32, i32)>,
+    events: [u64; 4],
+}
+
+impl Model {
+    fn inserted(&mut self, t: usize) {
+        self.events[t] += 1;
+    }
+    fn updated(&mut self, t: usize, rows: usize) {
+        self.events[t] += rows as u64;
+    }
+    fn deleted(&mut self, t: usize, rows: usize) {
+        self.events[t] += 2 * rows as u64;
+    }
+    fn key_changed(&mut self, t: usize, rows: usize) {
+        self.events[t] += 3 * rows as u64;
+    }
+    fn rows(&self) -> [u64; 4] {
+        [
+            self.customers.len() as u64,
+            self.addresses.len() as u64,
+            self.orders.len() as u64,
+            self.items.len() as u64,
+        ]
+    }
+}
+
+/// A column value generator.
+type ValueGen = fn(&mut Gen) -> String;
+
+/// The generator: the model, the random source and the key ranges.
+struct Gen {
+    rng: Rng,
+    m: Model,
+    /// Key ranges: ids are drawn from `1..=range`, so keys are reused.
+    customers: i32,
+    addresses: i32,
+    orders: i32,
+    lines: i32,
+    /// The first ids of a range get most children (long arrays, `limit` at work).
+    hot_customers: i32,
+    hot_orders: i32,
+    kinds: BTreeMap<&'static str, u64>,
+}
+
+/// A SQL literal: a quoted string (ASCII; quotes doubled) or NULL.
+fn text(v: Option<&str>) -> String {
+    match v {
+        None => "NULL".into(),
+        Some(s) => format!("'{}'", s.replace('\'', "''")),
+    }
+}
+
+fn int(v: Option<i32>) -> String {
+    v.map_or("NULL".into(), |v| v.to_string())
+}
+
+/// `cents` as a decimal literal with two digits after the point.
+fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+}
+
+/// A `timestamptz` literal of `us` microseconds since the epoch, in UTC.
+pub fn timestamp(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "'{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac:06}+00'",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+const NAMES: &[&str] = &[
+    "Ann",
+    "bob",
+    "Cid",
+    "Dee",
+    "Eve",
+    "Zoe",
+    "o'Neil",
+    "Sam \"S\"",
+    "back\\slash",
+    "a b",
+];
+const TIERS: &[Option<&str>] = &[Some("gold"), Some("silver"), Some("bronze"), None];
+const KINDS: &[Option<&str>] = &[
+    Some("home"),
+    Some("work"),
+    Some("billing"),
+    Some("billing"),
+    None,
+];
+const CITIES: &[&str] = &[
+    "Paris", "paris", "Bern", "Zug", "Aachen", "ANTWERP", "New York", "Zurich", "", "Oslo", "oslo",
+    "Z",
+];
+const STATUSES: &[Option<&str>] = &[
+    Some("new"),
+    Some("paid"),
+    Some("shipped"),
+    Some("cancelled"),
+    None,
+];
+const NOTES: &[&str] = &[
+    "leave at the door",
+    "it's fragile",
+    "\"gift\"",
+    "back\\slash",
+    "",
+    "{\"json\": [1]}",
+    "$notAnOperator",
+];
+
+impl Gen {
+    fn new(seed: u64, ops: usize) -> Gen {
+        let customers = (ops / 20).max(8) as i32;
+        let addresses = (ops / 10).max(16) as i32;
+        let orders = (ops / 10).max(16) as i32;
+        Gen {
+            rng: Rng::new(seed),
+            m: Model::default(),
+            customers,
+            addresses,
+            orders,
+            lines: 12,
+            hot_customers: (customers / 6).max(2),
+            hot_orders: (orders / 6).max(2),
+            kinds: BTreeMap::new(),
+        }
+    }
+
+    // ---------------------------------------------------------- values
+
+    fn name(&mut self) -> String {
+        let n = *self.rng.pick(NAMES);
+        text(Some(&format!("{n} {}", self.rng.below(1000))))
+    }
+    fn email(&mut self) -> String {
+        if self.rng.chance(20) {
+            return text(None);
+        }
+        text(Some(&format!("u{}@example.com", self.rng.below(500))))
+    }
+    fn tier(&mut self) -> String {
+        text(*self.rng.pick(TIERS))
+    }
+    fn balance(&mut self) -> String {
+        if self.rng.chance(20) {
+            return "NULL".into();
+        }
+        match self.rng.below(4) {
+            0 => money(0),
+            1 => money(self.rng.range(-500_000, -1)),
+            _ => money(self.rng.range(1, 9_999_999_999)),
+        }
+    }
+    fn active(&mut self) -> String {
+        (*self.rng.pick(&["true", "false", "NULL"])).into()
+    }
+    /// Any instant of 2020–2025: whole seconds, milliseconds or microseconds.
+    fn created_at(&mut self) -> String {
+        if self.rng.chance(15) {
+            return "NULL".into();
+        }
+        let start = 1_577_836_800_i64; // 2020-01-01
+        let secs = start + self.rng.below(6 * 365 * 86_400) as i64;
+        let frac = match self.rng.below(3) {
+            0 => 0,
+            1 => self.rng.below(1000) as i64 * 1000,
+            _ => self.rng.below(1_000_000) as i64,
+        };
+        timestamp(secs * 1_000_000 + frac)
+    }
+    /// Few distinct instants (ties), some apart by less than a millisecond.
+    fn placed_at(&mut self) -> String {
+        if self.rng.chance(15) {
+            return "NULL".into();
+        }
+        let base = 1_709_251_200_i64 + 3600 * self.rng.below(24) as i64; // 2024-03-01
+        let frac = *self
+            .rng
+            .pick(&[0, 0, 500_000, 123_000, 123_456, 123_457, 999_999]);
+        timestamp(base * 1_000_000 + frac)
+    }
+    fn kind(&mut self) -> String {
+        text(*self.rng.pick(KINDS))
+    }
+    fn city(&mut self) -> String {
+        if self.rng.chance(10) {
+            return text(None);
+        }
+        text(Some(*self.rng.pick(CITIES)))
+    }
+    fn zip(&mut self) -> String {
+        if self.rng.chance(20) {
+            return text(None);
+        }
+        text(Some(&format!("{:05}", self.rng.below(100_000))))
+    }
+    fn status(&mut self) -> String {
+        text(*self.rng.pick(STATUSES))
+    }
+    fn total(&mut self) -> String {
+        if self.rng.chance(15) {
+            return "NULL".into();
+        }
+        money(self.rng.range(0, 99_999_999))
+    }
+    fn note(&mut self) -> String {
+        if self.rng.chance(40) {
+            return text(None);
+        }
+        text(Some(*self.rng.pick(NOTES)))
+    }
+    fn sku(&mut self) -> String {
+        if self.rng.chance(15) {
+            return text(None);
+        }
+        text(Some(&format!("SKU-{}", self.rng.below(50))))
+    }
+    fn qty(&mut self) -> String {
+        if self.rng.chance(15) {
+            return "NULL".into();
+        }
+        self.rng.range(-3, 100).to_string()
+    }
+    fn price(&mut self) -> String {
+        if self.rng.chance(15) {
+            return "NULL".into();
+        }
+        money(self.rng.range(0, 999_999))
+    }
+
+    // ---------------------------------------------------------- keys
+
+    fn nth<T: Copy>(&mut self, mut set: impl ExactSizeIterator<Item = T>) -> Option<T> {
+        let n = set.len();
+        if n == 0 {
+            return None;
+        }
+        let i = self.rng.below(n as u64) as usize;
+        set.nth(i)
+    }
+
+    fn existing_customer(&mut self) -> Option<i32> {
+        let set = self.m.customers.clone();
+        self.nth(set.into_iter())
+    }
+    fn existing_address(&mut self) -> Option<i32> {
+        let keys: Vec<i32> = self.m.addresses.keys().copied().collect();
+        self.nth(keys.into_iter())
+    }
+    fn existing_order(&mut self) -> Option<i32> {
+        let keys: Vec<i32> = self.m.orders.keys().copied().collect();
+        self.nth(keys.into_iter())
+    }
+    fn existing_item(&mut self) -> Option<(i32, i32)> {
+        let set = self.m.items.clone();
+        self.nth(set.into_iter())
+    }
+
+    /// A customer id for a child: NULL, a hot one, an existing one or any in
+    /// range (often a parent that does not exist yet).
+    fn customer_ref(&mut self) -> Option<i32> {
+        match self.rng.below(100) {
+            0..=7 => None,
+            8..=42 => Some(self.rng.range(1, self.hot_customers as i64) as i32),
+            43..=79 => self
+                .existing_customer()
+                .or(Some(self.rng.range(1, self.customers as i64) as i32)),
+            _ => Some(self.rng.range(1, self.customers as i64) as i32),
+        }
+    }
+
+    fn order_ref(&mut self) -> i32 {
+        match self.rng.below(100) {
+            0..=34 => self.rng.range(1, self.hot_orders as i64) as i32,
+            35..=79 => self
+                .existing_order()
+                .unwrap_or_else(|| self.rng.range(1, self.orders as i64) as i32),
+            _ => self.rng.range(1, self.orders as i64) as i32,
+        }
+    }
+
+    /// An unused key in `1..=range` (a few tries), preferring one that existed before.
+    fn free(
+        &mut self,
+        range: i32,
+        used: impl Fn(i32) -> bool,
+        gone: &BTreeSet<i32>,
+    ) -> Option<i32> {
+        if !gone.is_empty() && self.rng.chance(25) {
+            let gone: Vec<i32> = gone.iter().copied().filter(|k| !used(*k)).collect();
+            if let Some(k) = self.nth(gone.into_iter()) {
+                return Some(k);
+            }
+        }
+        (0..8)
+            .map(|_| self.rng.range(1, range as i64) as i32)
+            .find(|k| !used(*k))
+    }
+
+    fn free_customer(&mut self) -> Option<i32> {
+        let (used, gone) = (self.m.customers.clone(), self.m.gone_customers.clone());
+        self.free(self.customers, |k| used.contains(&k), &gone)
+    }
+    fn free_address(&mut self) -> Option<i32> {
+        let (used, gone) = (self.m.addresses.clone(), self.m.gone_addresses.clone());
+        self.free(self.addresses, |k| used.contains_key(&k), &gone)
+    }
+    fn free_order(&mut self) -> Option<i32> {
+        let (used, gone) = (self.m.orders.clone(), self.m.gone_orders.clone());
+        self.free(self.orders, |k| used.contains_key(&k), &gone)
+    }
+    fn free_line(&mut self, order: i32) -> Option<i32> {
+        (0..8)
+            .map(|_| self.rng.range(1, self.lines as i64) as i32)
+            .find(|l| !self.m.items.contains(&(order, *l)))
+    }
+
+    // ---------------------------------------------------------- operations
+
+    fn insert_customer(&mut self) -> Option<Vec<String>> {
+        let id = self.free_customer()?;
+        let sql = format!(
+            "INSERT INTO shop.customers VALUES ({id}, {}, {}, {}, {}, {}, {});",
+            self.name(),
+            self.email(),
+            self.tier(),
+            self.balance(),
+            self.active(),
+            self.created_at()
+        );
+        self.m.customers.insert(id);
+        self.m.gone_customers.remove(&id);
+        self.m.inserted(CUSTOMERS);
+        Some(vec![sql])
+    }
+
+    fn insert_address(&mut self) -> Option<Vec<String>> {
+        let id = self.free_address()?;
+        let customer = self.customer_ref();
+        let sql = format!(
+            "INSERT INTO shop.addresses VALUES ({id}, {}, {}, {}, {});",
+            int(customer),
+            self.kind(),
+            self.city(),
+            self.zip()
+        );
+        self.m.addresses.insert(id, customer);
+        self.m.gone_addresses.remove(&id);
+        self.m.inserted(ADDRESSES);
+        Some(vec![sql])
+    }
+
+    fn insert_order(&mut self) -> Option<Vec<String>> {
+        let id = self.free_order()?;
+        let customer = self.customer_ref();
+        let sql = format!(
+            "INSERT INTO shop.orders VALUES ({id}, {}, {}, {}, {}, {});",
+            int(customer),
+            self.status(),
+            self.total(),
+            self.placed_at(),
+            self.note()
+        );
+        self.m.orders.insert(id, customer);
+        self.m.gone_orders.remove(&id);
+        self.m.inserted(ORDERS);
+        Some(vec![sql])
+    }
+
+    fn insert_item(&mut self) -> Option<Vec<String>> {
+        let key = if !self.m.gone_items.is_empty() && self.rng.chance(15) {
+            let gone: Vec<(i32, i32)> = self.m.gone_items.iter().copied().collect();
+            self.nth(gone.into_iter())?
+        } else {
+            let order = self.order_ref();
+            (order, self.free_line(order)?)
+        };
+        if self.m.items.contains(&key) {
+            return None;
+        }
+        let sql = format!(
+            "INSERT INTO shop.order_items VALUES ({}, {}, {}, {}, {});",
+            key.0,
+            key.1,
+            self.sku(),
+            self.qty(),
+            self.price()
+        );
+        self.m.items.insert(key);
+        self.m.gone_items.remove(&key);
+        self.m.inserted(ITEMS);
+        Some(vec![sql])
+    }
+
+    /// `SET a = …, b = …` from 1–3 of `columns` (name, value generator).
+    fn sets(&mut self, columns: &[(&str, ValueGen)]) -> Vec<String> {
+        let n = self.rng.range(1, 3.min(columns.len() as i64)) as usize;
+        let mut chosen: Vec<usize> = Vec::new();
+        while chosen.len() < n {
+            let i = self.rng.below(columns.len() as u64) as usize;
+            if !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|i| format!("{} = {}", columns[i].0, (columns[i].1)(self)))
+            .collect()
+    }
+
+    fn update_customer(&mut self) -> Option<Vec<String>> {
+        let id = self.existing_customer()?;
+        let sets = self.sets(&[
+            ("name", Gen::name),
+            ("email", Gen::email),
+            ("tier", Gen::tier),
+            ("balance", Gen::balance),
+            ("active", Gen::active),
+            ("created_at", Gen::created_at),
+        ]);
+        self.m.updated(CUSTOMERS, 1);
+        Some(vec![format!(
+            "UPDATE shop.customers SET {} WHERE id = {id};",
+            sets.join(", ")
+        )])
+    }
+
+    fn update_address(&mut self) -> Option<Vec<String>> {
+        let id = self.existing_address()?;
+        let mut sets = self.sets(&[("kind", Gen::kind), ("city", Gen::city), ("zip", Gen::zip)]);
+        if self.rng.chance(30) {
+            let c = self.customer_ref();
+            sets.push(format!("customer_id = {}", int(c)));
+            self.m.addresses.insert(id, c);
+            *self.kinds.entry("move address").or_default() += 1;
+        }
+        self.m.updated(ADDRESSES, 1);
+        Some(vec![format!(
+            "UPDATE shop.addresses SET {} WHERE id = {id};",
+            sets.join(", ")
+        )])
+    }
+
+    fn update_order(&mut self) -> Option<Vec<String>> {
+        let id = self.existing_order()?;
+        let mut sets = self.sets(&[
+            ("status", Gen::status),
+            ("total", Gen::total),
+            ("placed_at", Gen::placed_at),
+            ("note", Gen::note),
+        ]);
+        if self.rng.chance(25) {
+            let c = self.customer_ref();
+            sets.push(format!("customer_id = {}", int(c)));
+            self.m.orders.insert(id, c);
+            *self.kinds.entry("move order").or_default() += 1;
+        }
+        self.m.updated(ORDERS, 1);
+        Some(vec![format!(
+            "UPDATE shop.orders SET {} WHERE id = {id};",
+            sets.join(", ")
+        )])
+    }
+
+    fn update_item(&mut self) -> Option<Vec<String>> {
+        let (o, l) = self.existing_item()?;
+        let sets = self.sets(&[("sku", Gen::sku), ("qty", Gen::qty), ("price", Gen::price)]);
+        self.m.updated(ITEMS, 1);
+        Some(vec![format!(
+            "UPDATE shop.order_items SET {} WHERE order_id = {o} AND line_no = {l};",
+            sets.join(", ")
+        )])
+    }
+
+    /// Moves an item to another order and/or line: a primary-key change.
+    fn move_item(&mut self) -> Option<Vec<String>> {
+        let (o, l) = self.existing_item()?;
+        let order = if self.rng.chance(70) {
+            self.order_ref()
+        } else {
+            o
+        };
+        let line = self.free_line(order)?;
+        if (order, line) == (o, l) {
+            return None;
+        }
+        let extra = if self.rng.chance(30) {
+            format!(", qty = {}", self.qty())
+        } else {
+            String::new()
+        };
+        self.m.items.remove(&(o, l));
+        self.m.gone_items.insert((o, l));
+        self.m.items.insert((order, line));
+        self.m.gone_items.remove(&(order, line));
+        self.m.key_changed(ITEMS, 1);
+        Some(vec![format!(
+            "UPDATE shop.order_items SET order_id = {order}, line_no = {line}{extra} \
+             WHERE order_id = {o} AND line_no = {l};"
+        )])
+    }
+
+    /// customers.id changes; half the time its children follow in the same transaction.
+    fn customer_key(&mut self) -> Option<Vec<String>> {
+        let old = self.existing_customer()?;
+        let new = self.free_customer()?;
+        let mut out = vec![format!(
+            "UPDATE shop.customers SET id = {new} WHERE id = {old};"
+        )];
+        self.m.customers.remove(&old);
+        self.m.gone_customers.insert(old);
+        self.m.customers.insert(new);
+        self.m.gone_customers.remove(&new);
+        self.m.key_changed(CUSTOMERS, 1);
+        if self.rng.chance(50) {
+            *self
+                .kinds
+                .entry("customer key (children follow)")
+                .or_default() += 1;
+            let moved: Vec<i32> = self
+                .m
+                .addresses
+                .iter()
+                .filter(|(_, c)| **c == Some(old))
+                .map(|(a, _)| *a)
+                .collect();
+            for a in &moved {
+                self.m.addresses.insert(*a, Some(new));
+            }
+            self.m.updated(ADDRESSES, moved.len());
+            out.push(format!(
+                "UPDATE shop.addresses SET customer_id = {new} WHERE customer_id = {old};"
+            ));
+            let moved: Vec<i32> = self
+                .m
+                .orders
+                .iter()
+                .filter(|(_, c)| **c == Some(old))
+                .map(|(o, _)| *o)
+                .collect();
+            for o in &moved {
+                self.m.orders.insert(*o, Some(new));
+            }
+            self.m.updated(ORDERS, moved.len());
+            out.push(format!(
+                "UPDATE shop.orders SET customer_id = {new} WHERE customer_id = {old};"
+            ));
+        }
+        Some(out)
+    }
+
+    fn address_key(&mut self) -> Option<Vec<String>> {
+        let old = self.existing_address()?;
+        let new = self.free_address()?;
+        let c = self.m.addresses.remove(&old).unwrap();
+        self.m.gone_addresses.insert(old);
+        self.m.addresses.insert(new, c);
+        self.m.gone_addresses.remove(&new);
+        self.m.key_changed(ADDRESSES, 1);
+        Some(vec![format!(
+            "UPDATE shop.addresses SET id = {new} WHERE id = {old};"
+        )])
+    }
+
+    /// orders.id changes; half the time its items follow (a key change of each).
+    fn order_key(&mut self) -> Option<Vec<String>> {
+        let old = self.existing_order()?;
+        let new = self.free_order()?;
+        let extra = if self.rng.chance(30) {
+            format!(", status = {}", self.status())
+        } else {
+            String::new()
+        };
+        let mut out = vec![format!(
+            "UPDATE shop.orders SET id = {new}{extra} WHERE id = {old};"
+        )];
+        let c = self.m.orders.remove(&old).unwrap();
+        self.m.gone_orders.insert(old);
+        self.m.orders.insert(new, c);
+        self.m.gone_orders.remove(&new);
+        self.m.key_changed(ORDERS, 1);
+        let clash = self.m.items.iter().any(|(o, _)| *o == new);
+        if !clash && self.rng.chance(50) {
+            *self.kinds.entry("order key (items follow)").or_default() += 1;
+            let lines: Vec<i32> = self
+                .m
+                .items
+                .iter()
+                .filter(|(o, _)| *o == old)
+                .map(|(_, l)| *l)
+                .collect();
+            for l in &lines {
+                self.m.items.remove(&(old, *l));
+                self.m.gone_items.insert((old, *l));
+                self.m.items.insert((new, *l));
+                self.m.gone_items.remove(&(new, *l));
+            }
+            self.m.key_changed(ITEMS, lines.len());
+            out.push(format!(
+                "UPDATE shop.order_items SET order_id = {new} WHERE order_id = {old};"
+            ));
+        }
+        Some(out)
+    }
+
+    /// Deletes a customer (children stay, or go in the same transaction).
+    fn delete_customer(&mut self) -> Option<Vec<String>> {
+        // Prefer customers with children.
+        let with_children: Vec<i32> = self
+            .m
+            .addresses
+            .values()
+            .chain(self.m.orders.values())
+            .flatten()
+            .copied()
+            .filter(|c| self.m.customers.contains(c))
+            .collect();
+        let id = if !with_children.is_empty() && self.rng.chance(70) {
+            *self.rng.pick(&with_children)
+        } else {
+            self.existing_customer()?
+        };
+        self.m.customers.remove(&id);
+        self.m.gone_customers.insert(id);
+        self.m.deleted(CUSTOMERS, 1);
+        let mut out = vec![format!("DELETE FROM shop.customers WHERE id = {id};")];
+        if self.rng.chance(25) {
+            *self
+                .kinds
+                .entry("delete customer with addresses")
+                .or_default() += 1;
+            let gone: Vec<i32> = self
+                .m
+                .addresses
+                .iter()
+                .filter(|(_, c)| **c == Some(id))
+                .map(|(a, _)| *a)
+                .collect();
+            for a in &gone {
+                self.m.addresses.remove(a);
+                self.m.gone_addresses.insert(*a);
+            }
+            self.m.deleted(ADDRESSES, gone.len());
+            out.push(format!(
+                "DELETE FROM shop.addresses WHERE customer_id = {id};"
+            ));
+        }
+        Some(out)
+    }
+
+    fn delete_address(&mut self) -> Option<Vec<String>> {
+        let id = self.existing_address()?;
+        self.m.addresses.remove(&id);
+        self.m.gone_addresses.insert(id);
+        self.m.deleted(ADDRESSES, 1);
+        Some(vec![format!("DELETE FROM shop.addresses WHERE id = {id};")])
+    }
+
+    /// Deletes an order, its items often left behind (they wait for a new order with that id).
+    fn delete_order(&mut self) -> Option<Vec<String>> {
+        let with_items: Vec<i32> = self
+            .m
+            .items
+            .iter()
+            .map(|(o, _)| *o)
+            .filter(|o| self.m.orders.contains_key(o))
+            .collect();
+        let id = if !with_items.is_empty() && self.rng.chance(70) {
+            *self.rng.pick(&with_items)
+        } else {
+            self.existing_order()?
+        };
+        self.m.orders.remove(&id);
+        self.m.gone_orders.insert(id);
+        self.m.deleted(ORDERS, 1);
+        let mut out = vec![format!("DELETE FROM shop.orders WHERE id = {id};")];
+        if self.rng.chance(30) {
+            *self.kinds.entry("delete order with items").or_default() += 1;
+            out.push(self.delete_items_of(id));
+        }
+        Some(out)
+    }
+
+    fn delete_items_of(&mut self, order: i32) -> String {
+        let lines: Vec<i32> = self
+            .m
+            .items
+            .iter()
+            .filter(|(o, _)| *o == order)
+            .map(|(_, l)| *l)
+            .collect();
+        for l in &lines {
+            self.m.items.remove(&(order, *l));
+            self.m.gone_items.insert((order, *l));
+        }
+        self.m.deleted(ITEMS, lines.len());
+        format!("DELETE FROM shop.order_items WHERE order_id = {order};")
+    }
+
+    fn delete_item(&mut self) -> Option<Vec<String>> {
+        let (o, l) = self.existing_item()?;
+        self.m.items.remove(&(o, l));
+        self.m.gone_items.insert((o, l));
+        self.m.deleted(ITEMS, 1);
+        Some(vec![format!(
+            "DELETE FROM shop.order_items WHERE order_id = {o} AND line_no = {l};"
+        )])
+    }
+
+    /// One statement changing every order of a customer.
+    fn bulk_orders(&mut self) -> Option<Vec<String>> {
+        let c = self.existing_customer()?;
+        let n = self.m.orders.values().filter(|v| **v == Some(c)).count();
+        self.m.updated(ORDERS, n);
+        let status = self.status();
+        Some(vec![format!(
+            "UPDATE shop.orders SET status = {status} WHERE customer_id = {c};"
+        )])
+    }
+
+    /// One statement changing every item of an order, or deleting them.
+    fn bulk_items(&mut self) -> Option<Vec<String>> {
+        let (o, _) = self.existing_item()?;
+        if self.rng.chance(25) {
+            return Some(vec![self.delete_items_of(o)]);
+        }
+        let n = self.m.items.iter().filter(|(x, _)| *x == o).count();
+        self.m.updated(ITEMS, n);
+        let price = self.price();
+        Some(vec![format!(
+            "UPDATE shop.order_items SET price = {price}, qty = coalesce(qty, 0) + 1 WHERE order_id = {o};"
+        )])
+    }
+
+    /// One operation (its statements), or None when it does not apply now.
+    fn op(&mut self) -> (&'static str, Option<Vec<String>>) {
+        type Op = fn(&mut Gen) -> Option<Vec<String>>;
+        const OPS: &[(&str, u64, Op)] = &[
+            ("insert customer", 8, Gen::insert_customer),
+            ("insert address", 9, Gen::insert_address),
+            ("insert order", 9, Gen::insert_order),
+            ("insert item", 12, Gen::insert_item),
+            ("update customer", 8, Gen::update_customer),
+            ("update address", 8, Gen::update_address),
+            ("update order", 9, Gen::update_order),
+            ("update item", 8, Gen::update_item),
+            ("move item (key)", 3, Gen::move_item),
+            ("customer key", 2, Gen::customer_key),
+            ("address key", 2, Gen::address_key),
+            ("order key", 2, Gen::order_key),
+            ("delete customer", 3, Gen::delete_customer),
+            ("delete address", 3, Gen::delete_address),
+            ("delete order", 3, Gen::delete_order),
+            ("delete item", 4, Gen::delete_item),
+            ("bulk orders", 2, Gen::bulk_orders),
+            ("bulk items", 2, Gen::bulk_items),
+        ];
+        let total: u64 = OPS.iter().map(|o| o.1).sum();
+        let mut x = self.rng.below(total);
+        for (name, w, f) in OPS {
+            if x < *w {
+                return (name, f(self));
+            }
+            x -= w;
+        }
+        unreachable!()
+    }
+
+    /// `n` operations; some grouped in transactions, a few of them rolled back.
+    fn statements(&mut self, n: usize, tx: &mut (u64, u64)) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut done = 0;
+        while done < n {
+            if self.rng.chance(15) {
+                let k = self.rng.range(2, 5) as usize;
+                let saved = self.m.clone();
+                out.push("BEGIN;".to_owned());
+                for _ in 0..k {
+                    out.extend(self.one());
+                }
+                done += k;
+                if self.rng.chance(10) {
+                    self.m = saved;
+                    out.push("ROLLBACK;".to_owned());
+                    tx.1 += 1;
+                } else {
+                    out.push("COMMIT;".to_owned());
+                    tx.0 += 1;
+                }
+            } else {
+                let stmts = self.one();
+                if stmts.len() > 1 {
+                    out.push("BEGIN;".to_owned());
+                    out.extend(stmts);
+                    out.push("COMMIT;".to_owned());
+                    tx.0 += 1;
+                } else {
+                    out.extend(stmts);
+                }
+                done += 1;
+            }
+        }
+        out
+    }
+
+    /// One operation that applies now (inserts always do while keys are free).
+    fn one(&mut self) -> Vec<String> {
+        for _ in 0..50 {
+            let (name, stmts) = self.op();
+            if let Some(s) = stmts {
+                *self.kinds.entry(name).or_default() += 1;
+                return s;
+            }
+        }
+        panic!("no operation applies: every key range is full and nothing exists?");
+    }
+}
+
+/// The workload of `seed`: `ops` operations, the first tenth before the connector exists.
+pub fn generate(seed: u64, ops: usize) -> Workload {
+    let mut g = Gen::new(seed, ops);
+    let mut tx = (0, 0);
+    let before = g.statements(ops / 10, &mut tx);
+    let snapshot_records = g.m.rows();
+    g.m.events = snapshot_records;
+    let during = g.statements(ops - ops / 10, &mut tx);
+    Workload {
+        seed,
+        before,
+        during,
+        records: g.m.events,
+        snapshot_records,
+        rows: g.m.rows(),
+        kinds: g.kinds,
+        transactions: tx,
+    }
+}
+
+// ------------------------------------------------------------------ PostgreSQL
+
+/// `url` (`postgresql://…/db`) with another database.
+pub fn database_url(url: &str, db: &str) -> String {
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("a postgresql:// URL with a database");
+    format!("{base}/{db}")
+}
+
+/// Runs SQL through psql in the database of `url` (stops at the first error);
+/// returns the unaligned output (one line per row).
+pub fn psql(url: &str, sql: &str) -> Result<String> {
+    let mut child = Command::new("psql")
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running psql")?;
+    let mut stdin = child.stdin.take().unwrap();
+    let input = sql.to_owned();
+    // Write from a thread: the output may fill its pipe before the input is all read.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(input.as_bytes())
+    });
+    let out = child.wait_with_output()?;
+    writer
+        .join()
+        .expect("psql writer")
+        .context("writing to psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root()
+        .join("tests")
+        .join("fixtures")
+        .join("relational")
+        .join(name)
+}
+
+/// The expected documents of `customers` and `orders`, from expected.sql run
+/// in the database of `url`: collection -> documents.
+pub fn expected_documents(url: &str) -> Result<BTreeMap<String, Vec<Value>>> {
+    let sql = std::fs::read_to_string(fixture("expected.sql"))?;
+    let out = psql(url, &sql).context("running expected.sql")?;
+    let mut docs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let (coll, doc) = line
+            .split_once('|')
+            .ok_or_else(|| anyhow!("expected.sql printed {line:?}"))?;
+        let v: Value = serde_json::from_str(doc)
+            .with_context(|| format!("expected.sql printed bad JSON: {doc}"))?;
+        docs.entry(coll.to_owned()).or_default().push(v);
+    }
+    Ok(docs)
+}
+
+/// The primary keys of a table's current rows, as the state check compares them.
+pub fn table_keys(url: &str, table: &str) -> Result<BTreeSet<Vec<i64>>> {
+    let cols = if table == "order_items" {
+        "order_id || ',' || line_no"
+    } else {
+        "id::text"
+    };
+    let out = psql(url, &format!("SELECT {cols} FROM shop.{table};"))?;
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split(',')
+                .map(|x| x.trim().parse::<i64>().map_err(Into::into))
+                .collect()
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ comparison
+
+/// One JSON form for both sides: `{"$numberDouble": …}` as Rust prints the
+/// parsed double (PostgreSQL prints `1234`, the BSON library `1234.0`), and
+/// with `object_id`, a top-level ObjectId `_id` as the placeholder of expected.sql.
+pub fn normalize(v: Value, object_id: bool) -> Value {
+    fn walk(v: Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                if m.len() == 1 {
+                    if let Some(Value::String(s)) = m.get("$numberDouble") {
+                        if let Ok(f) = s.parse::<f64>() {
+                            return serde_json::json!({ "$numberDouble": format!("{f:?}") });
+                        }
+                    }
+                }
+                Value::Object(m.into_iter().map(|(k, v)| (k, walk(v))).collect())
+            }
+            Value::Array(a) => Value::Array(a.into_iter().map(walk).collect()),
+            other => other,
+        }
+    }
+    let mut v = walk(v);
+    if object_id {
+        if let Some(id) = v.get_mut("_id") {
+            if id.get("$oid").is_some_and(Value::is_string) {
+                *id = Value::String("<ObjectId>".into());
+            }
+        }
+    }
+    v
+}
+
+/// A document's key for matching: the value of `field` as short text
+/// (`{"$numberInt": "7"}` -> `7`).
+pub fn doc_key(doc: &Value, field: &str) -> Option<String> {
+    let v = doc.get(field)?;
+    for t in ["$numberInt", "$numberLong"] {
+        if let Some(s) = v.get(t).and_then(Value::as_str) {
+            return Some(s.to_owned());
+        }
+    }
+    Some(v.to_string())
+}
+
+/// The differences between two documents, one line per path (at most `max`).
+pub fn diff(expected: &Value, got: &Value, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_at("", expected, got, &mut out);
+    if out.len() > max {
+        let n = out.len() - max;
+        out.truncate(max);
+        out.push(format!("… and {n} more"));
+    }
+    out
+}
+
+fn diff_at(path: &str, e: &Value, g: &Value, out: &mut Vec<String>) {
+    let here = if path.is_empty() { "(document)" } else { path };
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (e, g) {
+        (Value::Object(em), Value::Object(gm))
+            if !is_scalar_wrapper(e) && !is_scalar_wrapper(g) =>
+        {
+            let before = out.len();
+            for (k, ev) in em {
+                match gm.get(k) {
+                    None => out.push(format!("{}: missing, expected {ev}", join(k))),
+                    Some(gv) => diff_at(&join(k), ev, gv, out),
+                }
+            }
+            for (k, gv) in gm {
+                if !em.contains_key(k) {
+                    out.push(format!("{}: unexpected field, got {gv}", join(k)));
+                }
+            }
+            if out.len() == before {
+                let ek: Vec<&String> = em.keys().collect();
+                let gk: Vec<&String> = gm.keys().collect();
+                if ek != gk {
+                    out.push(format!("{here}: field order: expected {ek:?}, got {gk:?}"));
+                }
+            }
+        }
+        (Value::Array(ea), Value::Array(ga)) => {
+            if ea.len() != ga.len() {
+                out.push(format!(
+                    "{here}: expected {} elements, got {}: expected {e}, got {g}",
+                    ea.len(),
+                    ga.len()
+                ));
+                return;
+            }
+            for (i, (ev, gv)) in ea.iter().zip(ga).enumerate() {
+                diff_at(&format!("{path}[{i}]"), ev, gv, out);
+            }
+        }
+        _ => {
+            if e != g {
+                out.push(format!("{here}: expected {e}, got {g}"));
+            }
+        }
+    }
+}
+
+/// `{"$numberInt": "1"}` and the like: compared as values, not as documents.
+fn is_scalar_wrapper(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|m| m.len() == 1 && m.keys().next().is_some_and(|k| k.starts_with('$')))
+}
+
+/// The outcome of comparing one collection.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    pub collection: String,
+    pub expected: usize,
+    pub got: usize,
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    /// (key, diff lines, expected, got)
+    pub different: Vec<(String, Vec<String>, Value, Value)>,
+    /// Documents of the collection without the key field, or sharing a key.
+    pub malformed: Vec<String>,
+}
+
+impl Comparison {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.different.is_empty()
+            && self.malformed.is_empty()
+    }
+
+    /// A readable report: counts, the keys, and the first few diffs.
+    pub fn report(&self, shown: usize) -> String {
+        let mut s = String::new();
+        let keys = |v: &[String]| {
+            let mut t = v.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
+            if v.len() > 20 {
+                t.push_str(&format!(", … ({} in all)", v.len()));
+            }
+            t
+        };
+        let _ = writeln!(
+            s,
+            "{}: {} documents expected, {} in MongoDB: {} missing, {} extra, {} different, {} malformed",
+            self.collection,
+            self.expected,
+            self.got,
+            self.missing.len(),
+            self.extra.len(),
+            self.different.len(),
+            self.malformed.len()
+        );
+        if !self.missing.is_empty() {
+            let _ = writeln!(s, "  missing keys: {}", keys(&self.missing));
+        }
+        if !self.extra.is_empty() {
+            let _ = writeln!(s, "  extra keys: {}", keys(&self.extra));
+        }
+        for m in self.malformed.iter().take(shown) {
+            let _ = writeln!(s, "  malformed: {m}");
+        }
+        if !self.different.is_empty() {
+            let ks: Vec<String> = self.different.iter().map(|d| d.0.clone()).collect();
+            let _ = writeln!(s, "  different keys: {}", keys(&ks));
+        }
+        for (key, lines, e, g) in self.different.iter().take(shown) {
+            let _ = writeln!(s, "  key {key}:");
+            for l in lines {
+                let _ = writeln!(s, "    {l}");
+            }
+            let _ = writeln!(s, "    expected: {e}");
+            let _ = writeln!(s, "    got:      {g}");
+        }
+        s
+    }
+}
+
+fn sort_keys(keys: &mut [String]) {
+    keys.sort_by_key(|k| (k.parse::<i64>().unwrap_or(i64::MAX), k.clone()));
+}
+
+/// Compares documents matched by `key_field` (both sides normalized already).
+pub fn compare(collection: &str, key_field: &str, expected: &[Value], got: &[Value]) -> Comparison {
+    let mut c = Comparison {
+        collection: collection.to_owned(),
+        expected: expected.len(),
+        got: got.len(),
+        ..Default::default()
+    };
+    let mut want: BTreeMap<String, &Value> = BTreeMap::new();
+    for d in expected {
+        let k = doc_key(d, key_field).expect("expected documents have their key");
+        want.insert(k, d);
+    }
+    let mut have: BTreeMap<String, &Value> = BTreeMap::new();
+    for d in got {
+        match doc_key(d, key_field) {
+            None => c.malformed.push(format!("no {key_field}: {d}")),
+            Some(k) => {
+                if have.insert(k.clone(), d).is_some() {
+                    c.malformed
+                        .push(format!("two documents with {key_field} {k}: {d}"));
+                }
+            }
+        }
+    }
+    for (k, e) in &want {
+        match have.get(k) {
+            None => c.missing.push(k.clone()),
+            Some(g) => {
+                let lines = diff(e, g, 12);
+                if !lines.is_empty() {
+                    c.different
+                        .push((k.clone(), lines, (*e).clone(), (*g).clone()));
+                }
+            }
+        }
+    }
+    c.extra = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    sort_keys(&mut c.missing);
+    sort_keys(&mut c.extra);
+    c.different
+        .sort_by_key(|d| (d.0.parse::<i64>().unwrap_or(i64::MAX), d.0.clone()));
+    c
+}
+
+// ------------------------------------------------------------------ MongoDB
+
+/// Every document of `collection` as canonical Extended JSON (field order kept).
+pub async fn mongo_documents(
+    client: &mongodb::Client,
+    db: &str,
+    collection: &str,
+) -> Result<Vec<Value>> {
+    use mongodb::bson::{Bson, Document};
+    let mut cursor = client
+        .database(db)
+        .collection::<Document>(collection)
+        .find(Document::new())
+        .await?;
+    let mut out = Vec::new();
+    while cursor.advance().await? {
+        let d: Document = cursor.deserialize_current()?;
+        out.push(Bson::Document(d).into_canonical_extjson());
+    }
+    Ok(out)
+}
+
+/// A row's primary key (`[id]`, `[order_id, line_no]`).
+pub type Key = Vec<i64>;
+
+/// What a state collection holds, against the table's rows.
+#[derive(Debug)]
+pub struct StateCheck {
+    pub table: String,
+    pub rows: usize,
+    pub documents: usize,
+    /// Keys in the table without a state document, and state documents of no row
+    /// (when the `_id`s are readable as keys; None otherwise).
+    pub key_diff: Option<(Vec<Key>, Vec<Key>)>,
+    /// State documents still holding a non-empty `prev`.
+    pub with_prev: usize,
+}
+
+impl StateCheck {
+    pub fn ok(&self) -> bool {
+        self.rows == self.documents
+            && self
+                .key_diff
+                .as_ref()
+                .is_none_or(|(a, b)| a.is_empty() && b.is_empty())
+            && self.with_prev == 0
+    }
+
+    pub fn report(&self) -> String {
+        let mut s = format!(
+            "state of shop.{}: {} rows, {} state documents",
+            self.table, self.rows, self.documents
+        );
+        match &self.key_diff {
+            Some((missing, extra)) => {
+                let _ = write!(
+                    s,
+                    "; keys without state: {:?}; state without row: {:?}",
+                    &missing[..missing.len().min(10)],
+                    &extra[..extra.len().min(10)]
+                );
+            }
+            None => s.push_str("; (state _ids not readable as keys: counts only)"),
+        }
+        if self.with_prev > 0 {
+            let _ = write!(s, "; {} documents still hold `prev`", self.with_prev);
+        }
+        s
+    }
+}
+
+/// A state document's `_id` as key values: `7`, `{"id": 7}`, `{"order_id": 1, "line_no": 2}`.
+fn state_key(id: &mongodb::bson::Bson, columns: &[&str]) -> Option<Vec<i64>> {
+    use mongodb::bson::Bson;
+    let int = |b: &Bson| match b {
+        Bson::Int32(i) => Some(i64::from(*i)),
+        Bson::Int64(i) => Some(*i),
+        _ => None,
+    };
+    match id {
+        Bson::Document(d) => columns.iter().map(|c| d.get(*c).and_then(int)).collect(),
+        other if columns.len() == 1 => int(other).map(|i| vec![i]),
+        _ => None,
+    }
+}
+
+/// Compares the state collection `<prefix>shop.<table>` with the table's keys.
+pub async fn check_state(
+    client: &mongodb::Client,
+    db: &str,
+    prefix: &str,
+    table: &str,
+    keys: &BTreeSet<Vec<i64>>,
+) -> Result<StateCheck> {
+    use mongodb::bson::{Bson, Document};
+    let columns: &[&str] = if table == "order_items" {
+        &["order_id", "line_no"]
+    } else {
+        &["id"]
+    };
+    let mut cursor = client
+        .database(db)
+        .collection::<Document>(&format!("{prefix}shop.{table}"))
+        .find(Document::new())
+        .await?;
+    let mut documents = 0;
+    let mut with_prev = 0;
+    let mut state_keys = Some(BTreeSet::new());
+    while cursor.advance().await? {
+        let d: Document = cursor.deserialize_current()?;
+        documents += 1;
+        match d.get("prev") {
+            None | Some(Bson::Null) => {}
+            Some(Bson::Array(a)) if a.is_empty() => {}
+            Some(Bson::Document(p)) if p.is_empty() => {}
+            Some(_) => with_prev += 1,
+        }
+        let k = d.get("_id").and_then(|id| state_key(id, columns));
+        match (k, state_keys.as_mut()) {
+            (Some(k), Some(set)) => {
+                set.insert(k);
+            }
+            _ => state_keys = None,
+        }
+    }
+    let key_diff = state_keys.map(|set| {
+        (
+            keys.difference(&set).cloned().collect(),
+            set.difference(keys).cloned().collect(),
+        )
+    });
+    Ok(StateCheck {
+        table: table.to_owned(),
+        rows: keys.len(),
+        documents,
+        key_diff,
+        with_prev,
+    })
+}
+
+// ------------------------------------------------------------------ Kafka
+
+/// (topic, partition, committed offset of the group, high watermark).
+pub type PartitionProgress = (String, i32, Option<i64>, i64);
+
+/// Per partition of `topics`: what the consumer's group committed, and the end.
+pub fn group_progress(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    topics: &[String],
+) -> Result<Vec<PartitionProgress>> {
+    use rdkafka::consumer::Consumer;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut highs = Vec::new();
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        let topic = md
+            .topics()
+            .first()
+            .ok_or_else(|| anyhow!("no metadata for {t}"))?;
+        for p in topic.partitions() {
+            tpl.add_partition(t, p.id());
+            let (_, high) = consumer.fetch_watermarks(t, p.id(), Duration::from_secs(10))?;
+            highs.push(high);
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .zip(highs)
+        .map(|(e, high)| {
+            let off = match e.offset() {
+                rdkafka::Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            (e.topic().to_owned(), e.partition(), off, high)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_same_seed_gives_the_same_workload() {
+        let a = generate(42, 500);
+        let b = generate(42, 500);
+        assert_eq!(a.before, b.before);
+        assert_eq!(a.during, b.during);
+        assert_eq!(a.records, b.records);
+        assert_ne!(generate(43, 500).during, a.during);
+    }
+
+    #[test]
+    fn the_workload_has_every_kind_of_operation() {
+        let w = generate(7, 3000);
+        for kind in [
+            "insert customer",
+            "insert item",
+            "update address",
+            "move item (key)",
+            "customer key",
+            "customer key (children follow)",
+            "address key",
+            "order key",
+            "order key (items follow)",
+            "delete customer",
+            "delete order",
+            "delete order with items",
+            "bulk items",
+            "move order",
+        ] {
+            assert!(w.kinds.get(kind).copied().unwrap_or(0) > 0, "{kind}: {w:?}");
+        }
+        assert!(
+            w.transactions.0 > 10 && w.transactions.1 > 0,
+            "{:?}",
+            w.transactions
+        );
+        let all = w.during.join("\n");
+        for needle in ["NULL", "'billing'", "'cancelled'", ".123456+00", "o''Neil"] {
+            assert!(all.contains(needle), "{needle}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_utc_literals() {
+        assert_eq!(timestamp(0), "'1970-01-01 00:00:00.000000+00'");
+        assert_eq!(
+            timestamp(1_704_164_645_678_901),
+            "'2024-01-02 03:04:05.678901+00'"
+        );
+        assert_eq!(
+            timestamp(951_782_400_000_000),
+            "'2000-02-29 00:00:00.000000+00'"
+        );
+        assert_eq!(money(-5), "-0.05");
+        assert_eq!(money(123_450), "1234.50");
+    }
+
+    #[test]
+    fn the_diff_names_paths_values_and_field_order() {
+        let e = json!({"_id": 1, "a": {"b": [1, 2]}, "c": {"$numberDecimal": "1.50"}, "d": 1});
+        let g = json!({"_id": 1, "a": {"b": [1, 3]}, "c": {"$numberDecimal": "1.5"}, "e": 2});
+        let d = diff(&e, &g, 10);
+        assert_eq!(
+            d,
+            vec![
+                "a.b[1]: expected 2, got 3",
+                "c: expected {\"$numberDecimal\":\"1.50\"}, got {\"$numberDecimal\":\"1.5\"}",
+                "d: missing, expected 1",
+                "e: unexpected field, got 2",
+            ]
+        );
+        let order = diff(&json!({"a": 1, "b": 2}), &json!({"b": 2, "a": 1}), 10);
+        assert_eq!(
+            order,
+            vec!["(document): field order: expected [\"a\", \"b\"], got [\"b\", \"a\"]"]
+        );
+        assert!(diff(&e, &e, 10).is_empty());
+    }
+
+    #[test]
+    fn normalizing_makes_doubles_and_object_ids_comparable() {
+        let pg = json!({"_id": "<ObjectId>", "x": {"$numberDouble": "1234"}});
+        let mongo =
+            json!({"_id": {"$oid": "0123456789abcdef01234567"}, "x": {"$numberDouble": "1234.0"}});
+        assert_eq!(normalize(pg, false), normalize(mongo, true));
+    }
+
+    #[test]
+    fn the_comparison_reports_missing_extra_and_different_documents() {
+        let k = |i: i32| json!({"$numberInt": i.to_string()});
+        let expected = vec![
+            json!({"_id": k(1), "v": 1}),
+            json!({"_id": k(2), "v": 2}),
+            json!({"_id": k(10), "v": 3}),
+        ];
+        let got = vec![
+            json!({"_id": k(2), "v": 20}),
+            json!({"_id": k(3), "v": 3}),
+            json!({"v": 0}),
+        ];
+        let c = compare("customers", "_id", &expected, &got);
+        assert!(!c.ok());
+        assert_eq!(c.missing, vec!["1", "10"]);
+        assert_eq!(c.extra, vec!["3"]);
+        assert_eq!(c.different.len(), 1);
+        assert_eq!(c.different[0].1, vec!["v: expected 2, got 20"]);
+        assert_eq!(c.malformed.len(), 1);
+        let r = c.report(3);
+        assert!(
+            r.contains("missing keys: 1, 10") && r.contains("key 2:"),
+            "{r}"
+        );
+    }
+}

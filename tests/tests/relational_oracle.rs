@@ -1,0 +1,387 @@
+//! The relational mapper's oracle test: for each seed, a random workload on
+//! the `shop` tables (tests/fixtures/relational/schema.sql: inserts, updates,
+//! deletes, primary-key changes of every table, children before parents,
+//! NULLs, transactions, some rolled back) runs in a PostgreSQL database of its
+//! own; real Debezium streams it through Kafka to `smt run` with the
+//! relational mapper and tests/fixtures/relational/mapping.json; `smt` is
+//! SIGKILLed halfway through and restarted. Once the consumer group has
+//! committed every record, MongoDB must hold exactly the documents
+//! tests/fixtures/relational/expected.sql computes from the final tables, and
+//! the state collections exactly the tables' keys.
+//!
+//! Seeds: three fresh ones per run (printed first), or `SMT_ORACLE_SEEDS=1,2,3`;
+//! operations per seed: `SMT_ORACLE_OPS` (default [`DEFAULT_OPS`]).
+//! Full size: `scripts/oracle`. One seed again:
+//! `SMT_ORACLE_SEEDS=<seed> scripts/test -p smt-tests --test relational_oracle`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use smt_tests::oracle::{self, Workload, TABLES};
+use smt_tests::pipeline::{tail, topic_len, wait_for, ConfigBuilder, Smt};
+use smt_tests::services::{unique_name, DebeziumConnector, Services};
+
+/// Operations per seed in the test command (three seeds, a few minutes in all).
+const DEFAULT_OPS: usize = 600;
+/// Partitions of each table's topic: records of one table are consumed in parallel.
+const PARTITIONS: u32 = 2;
+/// Where the mapper keeps the current rows (the mapping's default `state_prefix`).
+const STATE_PREFIX: &str = "__smt_rm.";
+
+fn relational_mapper() -> &'static str {
+    env!("SMT_GUEST_RELATIONAL_MAPPER")
+}
+
+/// Straight to the terminal, past the test harness's capture: the seeds must
+/// be visible even if the run is killed.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("SMT_ORACLE_SEEDS") {
+        Ok(s) if !s.trim().is_empty() => s
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("SMT_ORACLE_SEEDS: {x:?} is not a seed"))
+            })
+            .collect(),
+        _ => (0..3).map(oracle::fresh_seed).collect(),
+    }
+}
+
+fn ops() -> usize {
+    match std::env::var("SMT_ORACLE_OPS") {
+        Ok(s) if !s.trim().is_empty() => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("SMT_ORACLE_OPS: {s:?} is not a number")),
+        _ => DEFAULT_OPS,
+    }
+}
+
+fn rerun(seed: u64, ops: usize) -> String {
+    let ops = if ops == DEFAULT_OPS {
+        String::new()
+    } else {
+        format!("SMT_ORACLE_OPS={ops} ")
+    };
+    format!("SMT_ORACLE_SEEDS={seed} {ops}scripts/test -p smt-tests --test relational_oracle")
+}
+
+#[test]
+fn mongodb_holds_what_sql_computes_from_the_final_tables_after_a_random_workload_and_a_sigkill() {
+    let seeds = seeds();
+    let ops = ops();
+    for seed in &seeds {
+        say(&format!(
+            "oracle seed {seed}: {ops} operations (rerun: {})",
+            rerun(*seed, ops)
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    for seed in &seeds {
+        let t0 = Instant::now();
+        match run_seed(*seed, ops, &rt) {
+            Ok(summary) => say(&format!(
+                "oracle seed {seed}: PASS in {:.0}s: {summary}",
+                t0.elapsed().as_secs_f64()
+            )),
+            Err(e) => {
+                say(&format!(
+                    "oracle seed {seed}: FAIL after {:.0}s (rerun: {})",
+                    t0.elapsed().as_secs_f64(),
+                    rerun(*seed, ops)
+                ));
+                failures.push(format!(
+                    "==== oracle seed {seed} FAILED (rerun: {})\n{e:#}",
+                    rerun(*seed, ops)
+                ));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        panic!(
+            "{} of {} seeds failed:\n{}",
+            failures.len(),
+            seeds.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// What one seed created, named in a failure so it can be inspected.
+struct Names {
+    /// PostgreSQL database, MongoDB database, connector, topic prefix.
+    tag: String,
+    pg_url: String,
+    topics: Vec<String>,
+    dir: PathBuf,
+}
+
+fn run_seed(seed: u64, ops: usize, rt: &tokio::runtime::Runtime) -> Result<String> {
+    let s = Services::shared();
+    let w = oracle::generate(seed, ops);
+    let tag = unique_name(&format!("oracle_{seed}"));
+    let names = Names {
+        pg_url: oracle::database_url(&s.postgres_url(), &tag),
+        topics: TABLES.iter().map(|t| format!("{tag}.shop.{t}")).collect(),
+        dir: std::env::temp_dir().join(&tag),
+        tag,
+    };
+    std::fs::create_dir_all(&names.dir)?;
+    let result = run_workload(s, &w, &names, rt);
+    match result {
+        Ok(summary) => {
+            cleanup(s, &names, rt);
+            let _ = std::fs::remove_dir_all(&names.dir);
+            Ok(summary)
+        }
+        Err(e) => Err(e.context(format!(
+            "seed {seed}: {}\nkept for inspection: PostgreSQL database {tag} ({url}), MongoDB database {tag}, \
+             connector and topic prefix {tag}, smt configs and logs in {dir}",
+            w.summary(),
+            tag = names.tag,
+            url = names.pg_url,
+            dir = names.dir.display()
+        ))),
+    }
+}
+
+fn run_workload(
+    s: &Services,
+    w: &Workload,
+    n: &Names,
+    rt: &tokio::runtime::Runtime,
+) -> Result<String> {
+    let brokers = s.brokers();
+    // 1. The database, the rows the snapshot reads, the topics, the connector.
+    s.sql(&format!("CREATE DATABASE {};", n.tag))?;
+    let schema = std::fs::read_to_string(oracle::fixture("schema.sql"))?;
+    oracle::psql(&n.pg_url, &schema).context("creating the shop schema")?;
+    oracle::psql(&n.pg_url, &w.before.join("\n")).context("the statements before the connector")?;
+    for t in &n.topics {
+        s.create_topic(t, PARTITIONS)?;
+    }
+    let mut c = DebeziumConnector::new(
+        &n.tag,
+        &n.tag,
+        &TABLES
+            .map(|t| format!("shop.{t}"))
+            .each_ref()
+            .map(String::as_str),
+    )
+    .schemas(true)
+    .set("database.dbname", &n.tag);
+    c.partitions = PARTITIONS;
+    s.debezium_connector(&c)?;
+    // The snapshot is in the topics: every later change is streamed.
+    wait_topics(
+        &brokers,
+        &n.topics,
+        &w.snapshot_records,
+        Duration::from_secs(120),
+    )
+    .context("waiting for Debezium's snapshot")?;
+
+    // 2. smt consuming the four topics with the mapper.
+    let mut builder = ConfigBuilder::new(&brokers, &s.mongodb_uri(), &n.tag);
+    let topics_toml = format!(
+        "[{}]",
+        n.topics
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    builder
+        .routes
+        .push((topics_toml, "shop".into(), "fail".into()));
+    builder.extra = format!(
+        "[transforms.shop]\nmodule = \"{}\"\nconfig-file = \"{}\"\n",
+        relational_mapper(),
+        oracle::fixture("mapping.json").display()
+    );
+    let config = builder.build();
+    let mut smt = Smt::start(&n.dir, "smt1", &config)?;
+    smt.wait_assigned(Duration::from_secs(60))?;
+
+    // 3. The workload while smt consumes; SIGKILL once it has processed half the records.
+    let writer = {
+        let (url, sql) = (n.pg_url.clone(), w.during.join("\n"));
+        std::thread::spawn(move || oracle::psql(&url, &sql))
+    };
+    let half = (w.total_records() / 2) as f64;
+    let at_kill = wait_for(
+        "smt to process half the records",
+        Duration::from_secs(300),
+        || {
+            if let Some(status) = smt.try_wait() {
+                bail!("smt exited with {status}:\n{}", tail(&smt.log_text(), 4000));
+            }
+            let done = smt.metric("smt_records_processed_total", &[])?;
+            Ok((done >= half).then_some(done))
+        },
+    )?;
+    smt.kill();
+    let mut smt = Smt::start(&n.dir, "smt2", &config)?;
+    smt.wait_assigned(Duration::from_secs(60))?;
+    writer
+        .join()
+        .map_err(|_| anyhow!("the workload thread panicked"))?
+        .context("the workload")?;
+
+    // 4. Everything captured (the model's counts), then everything committed.
+    let rows = table_rows(&n.pg_url)?;
+    if rows != w.rows {
+        bail!(
+            "the generator's model is wrong: PostgreSQL has {rows:?} rows per table ({TABLES:?}), the model {:?}",
+            w.rows
+        );
+    }
+    wait_topics(&brokers, &n.topics, &w.records, Duration::from_secs(180))
+        .context("waiting for Debezium to capture the workload")?;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &builder.group)
+        .create()?;
+    let budget = Duration::from_secs(120) + Duration::from_millis(100) * w.total_records() as u32;
+    let t0 = Instant::now();
+    let mut last = Vec::new();
+    wait_for("smt to commit every record", budget, || {
+        if let Some(status) = smt.try_wait() {
+            bail!("smt exited with {status}:\n{}", tail(&smt.log_text(), 4000));
+        }
+        last = oracle::group_progress(&consumer, &n.topics)?;
+        Ok(last
+            .iter()
+            .all(|(_, _, committed, high)| committed.unwrap_or(0) == *high)
+            .then_some(()))
+    })
+    .with_context(|| format!("committed vs end offsets: {last:?}"))?;
+    let drain = t0.elapsed();
+
+    // 5. The comparison.
+    let expected = oracle::expected_documents(&n.pg_url)?;
+    let mut keys = Vec::new();
+    for t in TABLES {
+        keys.push(oracle::table_keys(&n.pg_url, t)?);
+    }
+    let (comparisons, states) = rt.block_on(async {
+        let client = mongodb::Client::with_uri_str(&s.mongodb_uri()).await?;
+        let mut comparisons = Vec::new();
+        for (coll, key, object_id) in [("customers", "_id", false), ("orders", "id", true)] {
+            let want: Vec<_> = expected
+                .get(coll)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| oracle::normalize(d, false))
+                .collect();
+            let got: Vec<_> = oracle::mongo_documents(&client, &n.tag, coll)
+                .await?
+                .into_iter()
+                .map(|d| oracle::normalize(d, object_id))
+                .collect();
+            comparisons.push(oracle::compare(coll, key, &want, &got));
+        }
+        let mut states = Vec::new();
+        for (t, k) in TABLES.iter().zip(&keys) {
+            states.push(oracle::check_state(&client, &n.tag, STATE_PREFIX, t, k).await?);
+        }
+        anyhow::Ok((comparisons, states))
+    })?;
+    let ok = comparisons.iter().all(|c| c.ok()) && states.iter().all(|s| s.ok());
+    if !ok {
+        let mut report = String::new();
+        for c in &comparisons {
+            report.push_str(&c.report(3));
+        }
+        for st in &states {
+            report.push_str(&st.report());
+            report.push('\n');
+        }
+        bail!(
+            "MongoDB differs from the oracle (expected.sql on the final tables):\n{report}\
+             smt log (after the restart), last lines:\n{}",
+            tail(&smt.log_text(), 3000)
+        );
+    }
+    let status = smt.terminate(Duration::from_secs(60))?;
+    if status.code() != Some(0) {
+        bail!(
+            "smt exited with {status} after SIGTERM:\n{}",
+            tail(&smt.log_text(), 3000)
+        );
+    }
+    Ok(format!(
+        "{} customers and {} orders documents equal; {} records ({} snapshot reads), \
+         SIGKILL after {at_kill} processed, drained {:.0}s after the capture; {} transactions ({} rolled back)",
+        comparisons[0].expected,
+        comparisons[1].expected,
+        w.total_records(),
+        w.snapshot_records.iter().sum::<u64>(),
+        drain.as_secs_f64(),
+        w.transactions.0 + w.transactions.1,
+        w.transactions.1,
+    ))
+}
+
+/// Rows per table, as [`TABLES`].
+fn table_rows(url: &str) -> Result<[u64; 4]> {
+    let mut rows = [0; 4];
+    for (i, t) in TABLES.iter().enumerate() {
+        rows[i] = oracle::psql(url, &format!("SELECT count(*) FROM shop.{t};"))?
+            .trim()
+            .parse()?;
+    }
+    Ok(rows)
+}
+
+/// Waits until each topic holds exactly `want[i]` records.
+fn wait_topics(brokers: &str, topics: &[String], want: &[u64; 4], timeout: Duration) -> Result<()> {
+    let mut got = [0u64; 4];
+    let r = wait_for("the topics to hold the expected records", timeout, || {
+        for (i, t) in topics.iter().enumerate() {
+            got[i] = topic_len(brokers, t)? as u64;
+        }
+        if got.iter().zip(want).any(|(g, w)| g > w) {
+            bail!("more records than the workload makes: {got:?}, expected {want:?} ({TABLES:?})");
+        }
+        Ok((got == *want).then_some(()))
+    });
+    r.with_context(|| format!("records per topic {got:?}, expected {want:?} ({TABLES:?})"))
+}
+
+/// After a pass: the connector, its slot and the databases go (best effort).
+fn cleanup(s: &Services, n: &Names, rt: &tokio::runtime::Runtime) {
+    let _ = s.delete_connector("connect", &n.tag);
+    let slot = format!("smt_{}", n.tag);
+    let inactive = wait_for("the slot to be released", Duration::from_secs(30), || {
+        let out = s.sql(&format!(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}';"
+        ))?;
+        Ok((out.trim() != "t").then_some(()))
+    });
+    if inactive.is_ok() {
+        let _ = s.sql(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}';
+             DROP DATABASE IF EXISTS {} WITH (FORCE);",
+            n.tag
+        ));
+    }
+    rt.block_on(async {
+        if let Ok(c) = mongodb::Client::with_uri_str(&s.mongodb_uri()).await {
+            let _ = c.database(&n.tag).drop().await;
+        }
+    });
+}
