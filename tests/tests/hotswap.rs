@@ -648,6 +648,7 @@ async fn rollback_restores_the_previous_version_within_one_batch() {
     let st = status(&smt).unwrap();
     assert_eq!(st["active"]["config"], config(1, false), "{st}");
     assert_eq!(st["previous"]["version"], short_hash(&b).as_str(), "{st}");
+    assert_eq!(st["active"]["contract"], "0.2.0", "{st}");
     let rolled_back_at = Instant::now();
     // Records produced from now on.
     let marker_from = {
