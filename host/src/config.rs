@@ -245,6 +245,12 @@ pub struct RouteConfig {
     /// invalid operation, permanent write error): `dlq`, `skip` or `fail`.
     #[serde(default)]
     pub on_error: ErrorPolicy,
+    /// Write the batches of all this route's partitions one at a time instead
+    /// of concurrently (in this process). Transforms whose operations read
+    /// what other partitions write, such as the relational mapper's
+    /// server-side rebuilds, need it.
+    #[serde(default)]
+    pub serial_writes: bool,
 }
 
 /// Per-record failure policy.

@@ -30,7 +30,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// State shared by every partition worker.
 pub(crate) struct Shared {
-    routes: Vec<(Route, String, ErrorPolicy)>,
+    routes: Vec<RouteEntry>,
     registry: Arc<Registry>,
     sink: Arc<Sink>,
     dlq: Option<Arc<Dlq>>,
@@ -47,16 +47,35 @@ enum Route {
     Pattern(Regex),
 }
 
+struct RouteEntry {
+    route: Route,
+    transform: String,
+    policy: ErrorPolicy,
+    /// Held while a batch of the route is written (`serial-writes`).
+    write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// What a partition worker needs of its route.
+pub(crate) struct RouteOf {
+    pub transform: String,
+    pub policy: ErrorPolicy,
+    pub write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
 impl Shared {
-    /// The transform and policy of `topic`: the first route that names it or matches it.
-    fn route(&self, topic: &str) -> Option<(String, ErrorPolicy)> {
+    /// The route of `topic`: the first one that names it or matches it.
+    fn route(&self, topic: &str) -> Option<RouteOf> {
         self.routes
             .iter()
-            .find(|(r, _, _)| match r {
+            .find(|r| match &r.route {
                 Route::Topics(t) => t.iter().any(|t| t == topic),
                 Route::Pattern(p) => p.is_match(topic),
             })
-            .map(|(_, t, p)| (t.clone(), *p))
+            .map(|r| RouteOf {
+                transform: r.transform.clone(),
+                policy: r.policy,
+                write_lock: r.write_lock.clone(),
+            })
     }
 
     /// Stops the pipeline with an error (first one wins).
@@ -184,7 +203,14 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
             ))?),
             None => Route::Topics(r.topics.clone()),
         };
-        routes.push((route, r.transform.clone(), r.on_error));
+        routes.push(RouteEntry {
+            route,
+            transform: r.transform.clone(),
+            policy: r.on_error,
+            write_lock: r
+                .serial_writes
+                .then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        });
     }
     let acks = Arc::new(Acks::default());
     let shared = Arc::new(Shared {

@@ -32,7 +32,12 @@ pub(super) async fn run(
     mut rx: mpsc::Receiver<Message>,
     stop: CancellationToken,
 ) {
-    let Some((transform, policy)) = shared.route(&topic) else {
+    let Some(super::RouteOf {
+        transform,
+        policy,
+        write_lock,
+    }) = shared.route(&topic)
+    else {
         tracing::error!(
             topic,
             "No route for a consumed topic; its records are not processed."
@@ -49,7 +54,8 @@ pub(super) async fn run(
         };
         let started = Instant::now();
         let size = batch.len();
-        match process(&shared, &transform, policy, &mut instance, batch, &stop).await {
+        let route = (transform.as_str(), policy, write_lock.as_deref());
+        match process(&shared, route, &mut instance, batch, &stop).await {
             Ok(next) => {
                 shared.acks.ack(&topic, partition, next);
                 shared
@@ -125,8 +131,7 @@ struct Failed {
 
 async fn process(
     shared: &Arc<Shared>,
-    transform: &str,
-    policy: ErrorPolicy,
+    (transform, policy, write_lock): (&str, ErrorPolicy, Option<&tokio::sync::Mutex<()>>),
     slot: &mut Option<(u64, TransformInstance)>,
     batch: Vec<Message>,
     stop: &CancellationToken,
@@ -238,6 +243,11 @@ async fn process(
         }
     }
 
+    // `serial-writes`: no other partition of the route writes meanwhile.
+    let _serial = match write_lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
     let write_failures = shared.sink.write(&ops, stop).await.map_err(|g| match g {
         GiveUp::Stopped => Stop::Stopped,
         GiveUp::Exhausted(m) => Stop::Fatal {
