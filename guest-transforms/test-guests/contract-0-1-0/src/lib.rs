@@ -6,15 +6,19 @@
 //! JSON and as BSON), after a log line; the key `bad` gives a `bad-input`
 //! error. `init` refuses the configuration `"reject"`.
 
-wit_bindgen::generate!({
-    world: "transform",
-    path: "../../../wit/history/0.1.0",
-});
+#[allow(clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "transform",
+        path: "../../../wit/history/0.1.0",
+    });
+}
 
-use smt::transform::log::{log, Level};
-use smt::transform::types::{
+use bindings::smt::transform::log::{log, Level};
+use bindings::smt::transform::types::{
     Delete, Document, ErrorKind, InsertOne, Namespace, ReplaceOne, Update, UpdateBody,
 };
+use bindings::{Guest, Message, TransformError, WriteOp};
 
 struct Guest01;
 
@@ -105,4 +109,4 @@ impl Guest for Guest01 {
     }
 }
 
-export!(Guest01);
+bindings::export!(Guest01 with_types_in bindings);
