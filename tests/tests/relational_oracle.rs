@@ -24,7 +24,7 @@ use smt_tests::pipeline::{tail, topic_len, wait_for, ConfigBuilder, Smt};
 use smt_tests::services::{unique_name, DebeziumConnector, Services};
 
 /// Operations per seed in the test command (three seeds, a few minutes in all).
-const DEFAULT_OPS: usize = 600;
+const DEFAULT_OPS: usize = 1200;
 /// Partitions of each table's topic: records of one table are consumed in parallel.
 const PARTITIONS: u32 = 2;
 /// Where the mapper keeps the current rows (the mapping's default `state_prefix`).
@@ -206,9 +206,13 @@ fn run_workload(
     builder
         .routes
         .push((topics_toml, "shop".into(), "fail".into()));
+    // A copy of the module, not watched: a rebuild of the shared build's
+    // module during the run must not swap the transform under the test.
+    let module = n.dir.join("relational_mapper.wasm");
+    std::fs::copy(relational_mapper(), &module).context("copying the module")?;
     builder.extra = format!(
-        "[transforms.shop]\nmodule = \"{}\"\nconfig-file = \"{}\"\n",
-        relational_mapper(),
+        "[hot-swap]\nwatch = false\n[transforms.shop]\nmodule = \"{}\"\nconfig-file = \"{}\"\n",
+        module.display(),
         oracle::fixture("mapping.json").display()
     );
     let config = builder.build();
@@ -226,7 +230,7 @@ fn run_workload(
         Duration::from_secs(300),
         || {
             if let Some(status) = smt.try_wait() {
-                bail!("smt exited with {status}:\n{}", tail(&smt.log_text(), 4000));
+                bail!("smt exited with {status}:\n{}", log_tail(&smt, 4000));
             }
             let done = smt.metric("smt_records_processed_total", &[])?;
             Ok((done >= half).then_some(done))
@@ -259,7 +263,7 @@ fn run_workload(
     let mut last = Vec::new();
     wait_for("smt to commit every record", budget, || {
         if let Some(status) = smt.try_wait() {
-            bail!("smt exited with {status}:\n{}", tail(&smt.log_text(), 4000));
+            bail!("smt exited with {status}:\n{}", log_tail(&smt, 4000));
         }
         last = oracle::group_progress(&consumer, &n.topics)?;
         Ok(last
@@ -313,14 +317,14 @@ fn run_workload(
         bail!(
             "MongoDB differs from the oracle (expected.sql on the final tables):\n{report}\
              smt log (after the restart), last lines:\n{}",
-            tail(&smt.log_text(), 3000)
+            log_tail(&smt, 3000)
         );
     }
     let status = smt.terminate(Duration::from_secs(60))?;
     if status.code() != Some(0) {
         bail!(
             "smt exited with {status} after SIGTERM:\n{}",
-            tail(&smt.log_text(), 3000)
+            log_tail(&smt, 3000)
         );
     }
     Ok(format!(
@@ -334,6 +338,25 @@ fn run_workload(
         w.transactions.0 + w.transactions.1,
         w.transactions.1,
     ))
+}
+
+/// The end of smt's log, without terminal colours.
+fn log_tail(smt: &Smt, n: usize) -> String {
+    let text = smt.log_text();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    tail(&out, n).to_owned()
 }
 
 /// Rows per table, as [`TABLES`].
