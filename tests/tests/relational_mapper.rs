@@ -255,3 +255,21 @@ async fn any_interleaving_and_any_replayed_suffix_end_the_same() {
             .await;
     }
 }
+
+/// `examples/blog/run` end to end (its own services, real Debezium): it exits
+/// 0 only once MongoDB holds the example's `expected.json`.
+#[test]
+fn the_blog_example_reaches_its_expected_documents() {
+    let script = smt_tests::services::repo_root().join("examples/blog/run");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("running examples/blog/run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "examples/blog/run failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("blog.posts:"), "{stdout}");
+}
