@@ -663,6 +663,19 @@ mod tests {
     }
 
     #[test]
+    fn aggregate_stages_count_in_the_output_size() {
+        let stages = [r#"{"$match":{}}"#, r#"{"$merge":{"into":"b"}}"#];
+        let op = guest::WriteOp::Aggregate(guest::Aggregate {
+            ns: ns(),
+            pipeline: stages.iter().map(|s| json(s)).collect(),
+        });
+        assert_eq!(
+            guest_output_size(&[op]),
+            stages.iter().map(|s| s.len()).sum::<usize>()
+        );
+    }
+
+    #[test]
     fn aggregate_pipelines_are_validated_with_the_field_named() {
         assert!(shape_reason(aggregate(&[])).contains("no stages"));
         let missing = shape_reason(aggregate(&[r#"{"$match":{}}"#]));
