@@ -262,6 +262,12 @@ async fn any_interleaving_and_any_replayed_suffix_end_the_same() {
 fn the_blog_example_reaches_its_expected_documents() {
     let script = smt_tests::services::repo_root().join("examples/blog/run");
     let out = std::process::Command::new(&script)
+        .env("SMT_BIN", smt_tests::pipeline::smt_bin())
+        .env("SMT_MAPPER_WASM", MAPPER)
+        // Its own services, as a user's run has.
+        .env_remove("SMT_KAFKA_BROKERS")
+        .env_remove("SMT_MONGODB_URI")
+        .env_remove("SMT_POSTGRES_URL")
         .output()
         .expect("running examples/blog/run");
     let stdout = String::from_utf8_lossy(&out.stdout);
