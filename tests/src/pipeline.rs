@@ -275,6 +275,8 @@ pub struct ConfigBuilder {
     pub dlq_topic: Option<String>,
     pub routes: Vec<(String, String, String)>, // (topics toml, transform, on-error)
     pub transforms: Vec<(String, PathBuf, String)>, // (name, module, config toml inline table)
+    /// `serial-writes = true` on every route.
+    pub serial_writes: bool,
     pub extra: String,
 }
 
@@ -288,6 +290,7 @@ impl ConfigBuilder {
             dlq_topic: None,
             routes: Vec::new(),
             transforms: Vec::new(),
+            serial_writes: false,
             extra: String::new(),
         }
     }
@@ -346,6 +349,9 @@ listen = "{{admin}}"
             s.push_str(&format!(
                 "[[routes]]\ntopics = {topics}\ntransform = \"{transform}\"\non-error = \"{on_error}\"\n"
             ));
+            if self.serial_writes {
+                s.push_str("serial-writes = true\n");
+            }
         }
         s.push_str(&self.extra);
         s
