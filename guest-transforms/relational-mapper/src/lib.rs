@@ -130,11 +130,8 @@ impl Mapper {
         }
         for &r in &t.rules {
             let rule = &plan.rules[r];
-            if !matches!(rule.target, Target::Collection { .. }) {
-                continue;
-            }
             let Target::Collection { collection, .. } = &rule.target else {
-                unreachable!()
+                continue;
             };
             let id = self.doc_id(r, key);
             if !row::passes(rule, after) {
@@ -158,14 +155,7 @@ impl Mapper {
                 ));
             }
         }
-        for &r in &t.rules {
-            if plan.rules[r].embed().is_some() {
-                out.push(ops::aggregate(
-                    self.state_ns(table),
-                    render::rebuild_up(plan, r, &key_doc),
-                ));
-            }
-        }
+        out.extend(self.rebuild_parents(table, &key_doc));
         if has_embeds {
             out.push(
                 ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
@@ -212,14 +202,7 @@ impl Mapper {
                 ));
             }
         }
-        for &r in &t.rules {
-            if plan.rules[r].embed().is_some() {
-                out.push(ops::aggregate(
-                    self.state_ns(table),
-                    render::rebuild_up(plan, r, &key_doc),
-                ));
-            }
-        }
+        out.extend(self.rebuild_parents(table, &key_doc));
         if stateful {
             out.push(ops::delete_one(
                 self.state_ns(table),
@@ -227,6 +210,23 @@ impl Mapper {
             ));
         }
         out
+    }
+
+    /// One rebuild per embedding rule of the table: the documents the row
+    /// belongs or belonged to.
+    fn rebuild_parents<'a>(
+        &'a self,
+        table: usize,
+        key_doc: &'a Value,
+    ) -> impl Iterator<Item = WriteOp> + 'a {
+        let plan = &self.plan;
+        plan.tables[table]
+            .rules
+            .iter()
+            .filter(|&&r| plan.rules[r].embed().is_some())
+            .map(move |&r| {
+                ops::aggregate(self.state_ns(table), render::rebuild_up(plan, r, key_doc))
+            })
     }
 
     fn truncate(&self, table: usize) -> Vec<WriteOp> {

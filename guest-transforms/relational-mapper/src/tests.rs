@@ -606,7 +606,9 @@ fn mapping_errors_name_the_place() {
             "{rules}\n  error: {err}\n  wanted: {needle}"
         );
     }
-    let err = match Mapper::init(r#"{"tables": {"x": {"columns": ["a"]}}, "rules": [{"table": "x", "collection": "c"}]}"#) {
+    let err = match Mapper::init(
+        r#"{"tables": {"x": {"columns": ["a"]}}, "rules": [{"table": "x", "collection": "c"}]}"#,
+    ) {
         Err(e) => e,
         Ok(_) => panic!("accepted"),
     };
