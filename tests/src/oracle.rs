@@ -291,7 +291,19 @@ impl Gen {
 
     // ---------------------------------------------------------- values
 
+    /// Text too long to stay inline: PostgreSQL TOASTs it, and an update
+    /// that does not change it reaches Debezium without it (default replica
+    /// identity), as `__debezium_unavailable_value`.
+    fn long_text(&mut self) -> String {
+        const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
+        let n = self.rng.range(3000, 6000) as usize;
+        let s: String = (0..n).map(|_| *self.rng.pick(CHARS) as char).collect();
+        text(Some(&format!("long {s}")))
+    }
     fn name(&mut self) -> String {
+        if self.rng.chance(3) {
+            return self.long_text();
+        }
         let n = *self.rng.pick(NAMES);
         text(Some(&format!("{n} {}", self.rng.below(1000))))
     }
@@ -349,6 +361,9 @@ impl Gen {
         if self.rng.chance(10) {
             return text(None);
         }
+        if self.rng.chance(2) {
+            return self.long_text();
+        }
         text(Some(*self.rng.pick(CITIES)))
     }
     fn zip(&mut self) -> String {
@@ -369,6 +384,9 @@ impl Gen {
     fn note(&mut self) -> String {
         if self.rng.chance(40) {
             return text(None);
+        }
+        if self.rng.chance(10) {
+            return self.long_text();
         }
         text(Some(*self.rng.pick(NOTES)))
     }
@@ -1150,6 +1168,20 @@ pub fn diff(expected: &Value, got: &Value, max: usize) -> Vec<String> {
     out
 }
 
+/// `v` with strings longer than 80 characters cut (`abc…(5000 chars)`): for reports.
+pub fn shorten(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.len() > 80 => Value::String(format!(
+            "{}…({} chars)",
+            s.chars().take(60).collect::<String>(),
+            s.len()
+        )),
+        Value::Array(a) => Value::Array(a.iter().map(shorten).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shorten(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 fn diff_at(path: &str, e: &Value, g: &Value, out: &mut Vec<String>) {
     let here = if path.is_empty() { "(document)" } else { path };
     let join = |k: &str| {
@@ -1166,13 +1198,17 @@ fn diff_at(path: &str, e: &Value, g: &Value, out: &mut Vec<String>) {
             let before = out.len();
             for (k, ev) in em {
                 match gm.get(k) {
-                    None => out.push(format!("{}: missing, expected {ev}", join(k))),
+                    None => out.push(format!("{}: missing, expected {}", join(k), shorten(ev))),
                     Some(gv) => diff_at(&join(k), ev, gv, out),
                 }
             }
             for (k, gv) in gm {
                 if !em.contains_key(k) {
-                    out.push(format!("{}: unexpected field, got {gv}", join(k)));
+                    out.push(format!(
+                        "{}: unexpected field, got {}",
+                        join(k),
+                        shorten(gv)
+                    ));
                 }
             }
             if out.len() == before {
@@ -1186,9 +1222,11 @@ fn diff_at(path: &str, e: &Value, g: &Value, out: &mut Vec<String>) {
         (Value::Array(ea), Value::Array(ga)) => {
             if ea.len() != ga.len() {
                 out.push(format!(
-                    "{here}: expected {} elements, got {}: expected {e}, got {g}",
+                    "{here}: expected {} elements, got {}: expected {}, got {}",
                     ea.len(),
-                    ga.len()
+                    ga.len(),
+                    shorten(e),
+                    shorten(g)
                 ));
                 return;
             }
@@ -1198,7 +1236,11 @@ fn diff_at(path: &str, e: &Value, g: &Value, out: &mut Vec<String>) {
         }
         _ => {
             if e != g {
-                out.push(format!("{here}: expected {e}, got {g}"));
+                out.push(format!(
+                    "{here}: expected {}, got {}",
+                    shorten(e),
+                    shorten(g)
+                ));
             }
         }
     }
@@ -1271,8 +1313,8 @@ impl Comparison {
             for l in lines {
                 let _ = writeln!(s, "    {l}");
             }
-            let _ = writeln!(s, "    expected: {e}");
-            let _ = writeln!(s, "    got:      {g}");
+            let _ = writeln!(s, "    expected: {}", shorten(e));
+            let _ = writeln!(s, "    got:      {}", shorten(g));
         }
         s
     }
@@ -1593,6 +1635,14 @@ mod tests {
             vec!["(document): field order: expected [\"a\", \"b\"], got [\"b\", \"a\"]"]
         );
         assert!(diff(&e, &e, 10).is_empty());
+        let long = |c: char| json!({"n": format!("{}{c}", "x".repeat(100))});
+        let d = diff(&long('a'), &long('b'), 10);
+        assert_eq!(
+            d.len(),
+            1,
+            "long strings differing at the end differ: {d:?}"
+        );
+        assert!(d[0].contains("…(101 chars)"), "{d:?}");
     }
 
     #[test]
