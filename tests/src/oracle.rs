@@ -1274,6 +1274,41 @@ impl Comparison {
             && self.malformed.is_empty()
     }
 
+    /// Every differing path (array indexes as `[]`) with how many documents
+    /// differ there, most first: what kind of mismatch it is, at a glance.
+    pub fn paths(&self) -> String {
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, lines, _, _) in &self.different {
+            let mut seen = BTreeSet::new();
+            for l in lines {
+                let path = l.split(": ").next().unwrap_or(l);
+                let mut p = String::new();
+                let mut in_index = false;
+                for c in path.chars() {
+                    match c {
+                        '[' => {
+                            in_index = true;
+                            p.push_str("[]");
+                        }
+                        ']' => in_index = false,
+                        _ if in_index => {}
+                        _ => p.push(c),
+                    }
+                }
+                seen.insert(p);
+            }
+            for p in seen {
+                *count.entry(p).or_default() += 1;
+            }
+        }
+        let mut v: Vec<(String, usize)> = count.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.iter()
+            .map(|(p, n)| format!("{p} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// A readable report: counts, the keys, and the first few diffs.
     pub fn report(&self, shown: usize) -> String {
         let mut s = String::new();
@@ -1307,6 +1342,7 @@ impl Comparison {
         if !self.different.is_empty() {
             let ks: Vec<String> = self.different.iter().map(|d| d.0.clone()).collect();
             let _ = writeln!(s, "  different keys: {}", keys(&ks));
+            let _ = writeln!(s, "  where they differ: {}", self.paths());
         }
         for (key, lines, e, g) in self.different.iter().take(shown) {
             let _ = writeln!(s, "  key {key}:");
