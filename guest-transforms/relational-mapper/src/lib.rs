@@ -337,14 +337,38 @@ impl Mapper {
         let mut stages =
             vec![json!({"$replaceWith": {"$mergeObjects": [{"$literal": state}, extra]}})];
         if !toasted.is_empty() {
-            let mut restore = Map::new();
+            // Every place the unavailable value went: the fragments, the sort
+            // values and the join values take the stored ones back.
+            let mut paths = Vec::new();
+            let is_toasted = |c: &String| toasted.contains(&c);
             for &r in &t.rules {
                 let rule = &plan.rules[r];
-                for f in rule.fields.iter().filter(|f| toasted.contains(&&f.column)) {
-                    let path = format!("doc.{}.{}", rule.id(), f.path.join("."));
-                    restore.insert(path.clone(), json!(format!("$__old.{path}")));
+                let id = rule.id();
+                for f in rule.fields.iter().filter(|f| is_toasted(&f.column)) {
+                    paths.push(format!("doc.{id}.{}", f.path.join(".")));
+                }
+                if let Some(e) = rule.embed() {
+                    for (c, _) in e.sort.iter().filter(|(c, _)| is_toasted(c)) {
+                        paths.push(format!("s.{id}.{c}"));
+                    }
+                    if e.on.iter().any(|(c, _)| is_toasted(c)) {
+                        paths.push(format!("fk.{id}"));
+                    }
                 }
             }
+            for &c in &t.child_rules {
+                let e = plan.rules[c].embed().expect("child rules embed");
+                if e.on.iter().any(|(_, p)| is_toasted(p)) {
+                    paths.push(format!("join.{}", plan.rules[c].id()));
+                }
+            }
+            let restore: Map<String, Value> = paths
+                .into_iter()
+                .map(|p| {
+                    let old = json!(format!("$__old.{p}"));
+                    (p, old)
+                })
+                .collect();
             if !restore.is_empty() {
                 stages.push(json!({"$set": restore}));
             }

@@ -620,3 +620,25 @@ fn the_oracle_mapping_and_the_docs_example_are_valid() {
     let oracle = include_str!("../../../tests/fixtures/relational/mapping.json");
     Mapper::init(oracle).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn unchanged_toast_columns_keep_their_stored_fragment_sort_and_join_values() {
+    let m = mapper(json!([
+        {"name": "customers", "table": "inventory.customers", "collection": "customers"},
+        {"name": "docs", "table": "inventory.documents", "include": ["title", "body"],
+         "embed": {"parent": "customers", "on": {"id": "id"}, "as": "docs", "sort": [{"column": "body"}]},
+         "fields": {"body": {"to": "text.body"}}}
+    ]));
+    // documents 2: the title changes, the 9,600-character body is unavailable
+    let ops = run(&m, &record("dbz.inventory.documents", 2));
+    let stages = ops[0]["pipeline"].as_array().unwrap();
+    assert_eq!(
+        stages[0]["$replaceWith"]["$mergeObjects"][1]["__old"],
+        json!("$$ROOT")
+    );
+    assert_eq!(
+        stages[1],
+        json!({"$set": {"doc.r1.text.body": "$__old.doc.r1.text.body", "s.r1.body": "$__old.s.r1.body"}})
+    );
+    assert_eq!(stages[2], json!({"$unset": "__old"}));
+}
