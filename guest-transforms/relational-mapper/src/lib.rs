@@ -24,6 +24,33 @@ use smt_guest::{ops, Message, Namespace, TransformError, WriteOp};
 /// What Debezium writes for an unchanged TOASTed column it cannot read.
 const UNAVAILABLE: &str = "__debezium_unavailable_value";
 
+/// On the delete half of a primary-key change: the row's new key.
+const NEW_KEY_HEADER: &str = "__debezium.newkey";
+
+/// The key in a Debezium key header (`{"id": 2}`, or with its schema).
+fn header_key(msg: &Message, name: &str) -> Result<Option<Row>, TransformError> {
+    let Some(bytes) = msg
+        .headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value.as_deref())
+    else {
+        return Ok(None);
+    };
+    let bad = |why: &str| TransformError::bad_input(format!("header {name}: {why}"));
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()))?;
+    let key = match value {
+        Value::Object(mut o) if o.contains_key("schema") && o.contains_key("payload") => {
+            o.remove("payload").unwrap_or(Value::Null)
+        }
+        other => other,
+    };
+    match key {
+        Value::Object(o) => Ok(Some(o)),
+        _ => Err(bad("not a JSON object")),
+    }
+}
+
 pub struct Mapper {
     plan: Plan,
 }
@@ -67,7 +94,12 @@ impl smt_guest::Transform for Mapper {
             ))
         })?;
         if op == Op::Delete {
-            return Ok(self.delete(table, &key));
+            let mut out = Vec::new();
+            if let Some(new_key) = header_key(msg, NEW_KEY_HEADER)? {
+                out.extend(self.carry_over(table, &key, &new_key));
+            }
+            out.extend(self.delete(table, &key));
+            return Ok(out);
         }
         let after = event.take_after()?.ok_or_else(|| {
             TransformError::bad_input(format!("a {:?} event without an after image", op))
@@ -167,6 +199,47 @@ impl Mapper {
             smt_guest::log::warn(&format!(
                 "{}: column {} value {} cannot be converted to {:?}: written as null",
                 t.name, f.column, f.value, f.ty
+            ));
+        }
+        out
+    }
+
+    /// The delete half of a primary-key change: what the row had moves to
+    /// its new key unless that key is there already, because the create half
+    /// carries the unavailable value of every unchanged TOASTed column and
+    /// takes it from there (the halves may arrive in either order: their keys
+    /// can be on different partitions).
+    fn carry_over(&self, table: usize, old: &Row, new: &Row) -> Vec<WriteOp> {
+        let plan = &self.plan;
+        let t = &plan.tables[table];
+        let keep_or_insert = |into: &str| json!({"$merge": {"into": into, "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}});
+        let mut out = Vec::new();
+        if t.needs_state(plan) {
+            out.push(ops::aggregate(
+                self.state_ns(table),
+                vec![
+                    json!({"$match": {"_id": Value::Object(old.clone())}}),
+                    json!({"$project": {"_id": {"$literal": Value::Object(new.clone())},
+                        "doc": 1, "s": 1, "fk": 1, "join": 1}}),
+                    keep_or_insert(&plan.state_collection(table)),
+                ],
+            ));
+        }
+        for &r in &t.rules {
+            let rule = &plan.rules[r];
+            let Target::Collection { collection, .. } = &rule.target else {
+                continue;
+            };
+            if !rule.children.is_empty() {
+                continue; // rebuilt from the state
+            }
+            out.push(ops::aggregate(
+                self.ns(collection.clone()),
+                vec![
+                    json!({"$match": {"_id": self.doc_id(r, old)}}),
+                    json!({"$replaceWith": {"$mergeObjects": ["$$ROOT", {"_id": {"$literal": self.doc_id(r, new)}}]}}),
+                    keep_or_insert(collection),
+                ],
             ));
         }
         out

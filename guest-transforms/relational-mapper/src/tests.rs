@@ -25,7 +25,15 @@ fn fixtures() -> Vec<Message> {
                 timestamp_ms: None,
                 key: r["key"].as_str().map(|s| s.as_bytes().to_vec()),
                 value: r["value"].as_str().map(|s| s.as_bytes().to_vec()),
-                headers: vec![],
+                headers: r["headers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| smt_guest::Header {
+                        key: h["key"].as_str().unwrap().into(),
+                        value: h["value"].as_str().map(|v| v.as_bytes().to_vec()),
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -115,10 +123,12 @@ fn primary_key_change_moves_the_document() {
     let m = mapper(
         json!([{"table": "inventory.customers", "collection": "people", "include": ["id", "email"]}]),
     );
-    // UPDATE … SET id = 102 WHERE id = 2: delete of 2, tombstone, create of 102
+    // UPDATE … SET id = 102 WHERE id = 2: delete of 2 (after carrying it over), tombstone, create of 102
+    let delete = run(&m, &record(CUSTOMERS, 7));
+    assert_eq!(delete[0]["op"], json!("aggregate"));
     assert_eq!(
-        run(&m, &record(CUSTOMERS, 7))[0]["filter"],
-        json!({"_id": 2})
+        delete[1],
+        json!({"op": "delete-one", "database": null, "collection": "people", "filter": {"_id": 2}})
     );
     assert_eq!(
         run(&m, &record(CUSTOMERS, 9))[0]["replacement"],
@@ -641,4 +651,45 @@ fn unchanged_toast_columns_keep_their_stored_fragment_sort_and_join_values() {
         json!({"$set": {"doc.r1.text.body": "$__old.doc.r1.text.body", "s.r1.body": "$__old.s.r1.body"}})
     );
     assert_eq!(stages[2], json!({"$unset": "__old"}));
+}
+
+#[test]
+fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
+    // UPDATE customers SET id = 102 WHERE id = 2: the delete of 2 names the new key
+    let m = array_embedding();
+    let ops = run(&m, &record(CUSTOMERS, 7));
+    assert_eq!(
+        ops[0],
+        json!({"op": "aggregate", "database": null, "collection": STATE_CUSTOMERS, "pipeline": [
+            {"$match": {"_id": {"id": 2}}},
+            {"$project": {"_id": {"$literal": {"id": 102}}, "doc": 1, "s": 1, "fk": 1, "join": 1}},
+            {"$merge": {"into": STATE_CUSTOMERS, "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}}
+        ]})
+    );
+    // then the delete as usual
+    assert_eq!(
+        ops[1..],
+        run(&m, &record(CUSTOMERS, 5))[..]
+            .iter()
+            .map(|op| {
+                let text = op
+                    .to_string()
+                    .replace("{\"id\":3}", "{\"id\":2}")
+                    .replace("\"_id\":3", "\"_id\":2");
+                serde_json::from_str::<Value>(&text).unwrap()
+            })
+            .collect::<Vec<_>>()[..]
+    );
+    // a direct collection rule copies the document
+    let direct = mapper(
+        json!([{"table": "inventory.customers", "collection": "people", "include": ["email"]}]),
+    );
+    assert_eq!(
+        run(&direct, &record(CUSTOMERS, 7))[0],
+        json!({"op": "aggregate", "database": null, "collection": "people", "pipeline": [
+            {"$match": {"_id": 2}},
+            {"$replaceWith": {"$mergeObjects": ["$$ROOT", {"_id": {"$literal": 102}}]}},
+            {"$merge": {"into": "people", "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}}
+        ]})
+    );
 }
