@@ -25,8 +25,13 @@ use smt_tests::services::{unique_name, DebeziumConnector, Services};
 
 /// Operations per seed in the test command (three seeds, a few minutes in all).
 const DEFAULT_OPS: usize = 1200;
-/// Partitions of each table's topic: records of one table are consumed in parallel.
-const PARTITIONS: u32 = 2;
+/// Partitions of each table's topic. One, as docs/relational-mapper.md
+/// requires: the delete and the create of a primary-key change have different
+/// keys, and only one partition keeps them in order (the create carries
+/// `__debezium_unavailable_value` for unchanged TOASTed columns, which the
+/// mapper takes from the row the delete leaves). The four tables' topics are
+/// still consumed concurrently, in any interleaving.
+const PARTITIONS: u32 = 1;
 /// Where the mapper keeps the current rows (the mapping's default `state_prefix`).
 const STATE_PREFIX: &str = "__smt_rm.";
 
