@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod dlq;
 pub mod engine;
+pub mod extjson;
 pub mod offline;
 pub mod pipeline;
 pub mod records;

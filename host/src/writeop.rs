@@ -333,6 +333,11 @@ fn namespace(ns: guest::Namespace) -> Result<Namespace, InvalidOp> {
 pub fn document(field: &'static str, doc: guest::Document) -> Result<Document, InvalidOp> {
     match doc {
         guest::Document::Json(text) => {
+            // One pass, without a `serde_json::Value` in between; when in
+            // doubt it declines and the general conversion below decides.
+            if let Some(doc) = crate::extjson::document(&text) {
+                return Ok(doc);
+            }
             let value: Value = serde_json::from_str(&text).map_err(|e| InvalidOp::Json {
                 field,
                 reason: e.to_string(),
