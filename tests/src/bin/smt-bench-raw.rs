@@ -7,7 +7,11 @@
 //!     (b) the MongoDB driver alone: the operations of the same N records (made
 //!     by the same transform beforehand, not timed) written with
 //!     `Client::bulk_write`, ordered, BATCH operations per call, one partition
-//!     after another as smt's workers would.
+//!     after another.
+//! smt-bench-raw write-concurrent BROKERS TOPIC N MONGODB_URI DB MODULE BATCH CONFIG
+//!     (b4) as `write`, but the partitions are written concurrently, one task
+//!     each on one shared client, as smt's partition workers do: the server's
+//!     ceiling for smt's concurrency, without any transform or Kafka cost.
 //! ```
 //! Prints one JSON line: `{"records": N, "ops": M, "seconds": S, "rate": N/S}`.
 
@@ -70,7 +74,8 @@ fn main() -> Result<()> {
                 serde_json::json!({"records": n, "seconds": took.as_secs_f64(), "rate": n as f64 / took.as_secs_f64()})
             );
         }
-        Some("write") if args.len() == 9 => {
+        Some(verb @ ("write" | "write-concurrent")) if args.len() == 9 => {
+            let concurrent = verb == "write-concurrent";
             let n: usize = args[3].parse()?;
             let (uri, db, module, batch) = (&args[4], &args[5], &args[6], args[7].parse::<usize>()?);
             let (records, _) = read(&args[1], &args[2], n, true)?;
@@ -88,12 +93,25 @@ fn main() -> Result<()> {
             let took = rt.block_on(async {
                 let client = Arc::new(mongodb::Client::with_uri_str(uri).await?);
                 let started = Instant::now();
+                let mut tasks = Vec::new();
                 for models in per_partition.into_values() {
-                    let mut models = models.into_iter().peekable();
-                    while models.peek().is_some() {
-                        let chunk: Vec<_> = models.by_ref().take(batch).collect();
-                        client.bulk_write(chunk).ordered(true).await.context("bulk write")?;
+                    let client = client.clone();
+                    let partition = async move {
+                        let mut models = models.into_iter().peekable();
+                        while models.peek().is_some() {
+                            let chunk: Vec<_> = models.by_ref().take(batch).collect();
+                            client.bulk_write(chunk).ordered(true).await.context("bulk write")?;
+                        }
+                        anyhow::Ok(())
+                    };
+                    if concurrent {
+                        tasks.push(tokio::spawn(partition));
+                    } else {
+                        partition.await?;
                     }
+                }
+                for t in tasks {
+                    t.await??;
                 }
                 anyhow::Ok(started.elapsed())
             })?;
@@ -102,7 +120,7 @@ fn main() -> Result<()> {
                 serde_json::json!({"records": n, "ops": total_ops, "seconds": took.as_secs_f64(), "rate": n as f64 / took.as_secs_f64()})
             );
         }
-        _ => bail!("usage: smt-bench-raw consume BROKERS TOPIC N | write BROKERS TOPIC N MONGODB_URI DB MODULE BATCH CONFIG"),
+        _ => bail!("usage: smt-bench-raw consume BROKERS TOPIC N | write|write-concurrent BROKERS TOPIC N MONGODB_URI DB MODULE BATCH CONFIG"),
     }
     Ok(())
 }
