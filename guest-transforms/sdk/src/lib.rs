@@ -63,8 +63,18 @@ pub mod bindings {
     });
 }
 
+mod alloc;
 pub mod debezium;
 mod error;
+
+/// See [`alloc`]: size classes instead of dlmalloc for small blocks.
+#[cfg(all(
+    target_arch = "wasm32",
+    not(target_feature = "atomics"),
+    feature = "allocator"
+))]
+#[global_allocator]
+static ALLOCATOR: alloc::Global = alloc::Global::new();
 
 /// The README's example compiles.
 #[cfg(doctest)]
