@@ -231,15 +231,25 @@ fn starts_like_with_schema(bytes: &[u8]) -> bool {
     }
 }
 
+/// `serde_json::from_slice`, reading valid UTF-8 text as a `&str`: one
+/// validation of the whole text instead of one per string. Invalid UTF-8
+/// goes to `from_slice`, for its error.
+fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, serde_json::Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 /// Parses converter output: `{"schema": …, "payload": …}` into its parts;
 /// anything else is a payload without schema.
 fn parse_json(bytes: &[u8]) -> Result<(Value, Option<Schema>), serde_json::Error> {
     if starts_like_with_schema(bytes) {
-        if let Ok(w) = serde_json::from_slice::<WithSchema<Value>>(bytes) {
+        if let Ok(w) = from_json::<WithSchema<Value>>(bytes) {
             return Ok((w.payload, w.schema));
         }
     }
-    let v: Value = serde_json::from_slice(bytes)?;
+    let v: Value = from_json(bytes)?;
     Ok(match v {
         // A schema of an unexpected shape: decode without it.
         Value::Object(mut m)
@@ -254,11 +264,11 @@ fn parse_json(bytes: &[u8]) -> Result<(Value, Option<Schema>), serde_json::Error
 /// [`parse_json`] for record values, keeping `source` unparsed.
 fn parse_body(bytes: &[u8]) -> Result<(Body, Option<Schema>), serde_json::Error> {
     if starts_like_with_schema(bytes) {
-        if let Ok(w) = serde_json::from_slice::<WithSchema<Body>>(bytes) {
+        if let Ok(w) = from_json::<WithSchema<Body>>(bytes) {
             return Ok((w.payload, w.schema));
         }
     }
-    Ok(match serde_json::from_slice::<Body>(bytes)? {
+    Ok(match from_json::<Body>(bytes)? {
         // A schema of an unexpected shape: decode without it.
         Body::Payload {
             mut fields,
