@@ -160,9 +160,17 @@ impl DebeziumMongo {
                         .upsert()
                         .build()]);
                 }
-                let mut doc = Map::with_capacity(fields.len() + 1);
-                doc.insert("_id".to_owned(), id);
-                doc.extend(fields);
+                let doc = if fields.contains_key("_id") {
+                    // A non-key column named `_id` wins, in `_id`'s place.
+                    let mut doc = Map::with_capacity(fields.len() + 1);
+                    doc.insert("_id".to_owned(), id);
+                    doc.extend(fields);
+                    doc
+                } else {
+                    // `_id` first, without building the map again.
+                    fields.shift_insert(0, "_id".to_owned(), id);
+                    fields
+                };
                 Ok(vec![ops::replace_one(ns, filter, Value::Object(doc))
                     .upsert()
                     .build()])

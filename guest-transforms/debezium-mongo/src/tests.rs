@@ -340,6 +340,21 @@ fn replacement_keeps_column_order_with_id_first() {
     );
 }
 
+#[test]
+fn a_non_key_id_column_is_the_id_in_first_place() {
+    // As before `_id` was put in front of the row in place: the column's
+    // value wins (the server then refuses an `_id` change).
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 1})),
+        Some(envelope("c", Value::Null, json!({"id": 1, "name": "a", "_id": 7}))),
+    );
+    assert_eq!(
+        run(&m).unwrap(),
+        vec![replace(json!({"_id": {"id": 1}}), json!({"_id": 7, "name": "a"}))]
+    );
+}
+
 // ---- primary-key change ----
 
 #[test]
