@@ -66,6 +66,7 @@ pub mod bindings {
 mod alloc;
 pub mod debezium;
 mod error;
+mod jsontext;
 
 /// See [`alloc`]: size classes instead of dlmalloc for small blocks.
 #[cfg(all(

@@ -73,7 +73,7 @@ fn owned_doc(value: Value) -> Document {
 /// Compact JSON text, written straight into a `String` (`Value`'s `Display`
 /// goes through `fmt` adapters: the same text, several times slower in Wasm).
 fn json_text(value: &Value) -> String {
-    serde_json::to_string(value).expect("a serde_json::Value always serialises")
+    crate::jsontext::to_string(value)
 }
 
 /// `insertOne(document)`.
