@@ -20,7 +20,13 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("tests/ sits in the workspace root");
-    for watched in ["guest-transforms", "wit", "examples/customers/rust"] {
+    // `.cargo/config.toml`: the guests' compiler flags.
+    for watched in [
+        "guest-transforms",
+        "wit",
+        "examples/customers/rust",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
