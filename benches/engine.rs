@@ -10,7 +10,7 @@ use std::time::Instant;
 use smt_guest::Transform as _;
 use smt_host::engine::{Engine, EngineConfig, Origin};
 use smt_host::writeop::WriteOp;
-use smt_tests::bench_report::{machine, median, today, write_section};
+use smt_tests::bench_report::{load_average, machine, median, today, write_section};
 use smt_tests::native::{fixture, to_guest_message, to_host_op};
 
 const DEFAULT: &str = env!("SMT_GUEST_DEBEZIUM_MONGO");
@@ -33,6 +33,7 @@ fn ms(s: f64) -> String {
 }
 
 fn main() {
+    let load_before = load_average();
     let wasm_bytes = std::fs::read(DEFAULT).expect("the default transform component");
     let msg = fixture("update-1kb.jsonl").remove(0);
     let value_len = msg.value.as_ref().map_or(0, Vec::len);
@@ -109,9 +110,10 @@ fn main() {
     let report = format!(
         "## Engine: Wasm guest vs native, instantiation, compile cache\n\n\
          Machine: {machine}. Command: `scripts/bench engine` (`cargo bench -p smt-tests --bench engine`, release build). \
-         Medians of {ROUNDS} interleaved rounds; {date}.\n\n\
+         Medians of {ROUNDS} interleaved rounds; {date}; load average {load_before} at the start, {load_after} at the end.\n\n\
          Input: `tests/fixtures/debezium/update-1kb.jsonl` (a {value_len}-byte Debezium update, no schemas), \
-         default transform `debezium-mongo` ({size} KB component).\n\n\
+         default transform `debezium-mongo` ({size} KB component, built with the `guest` profile and the \
+         `wasm32-wasip2` flags of `.cargo/config.toml`; the native side is the release build of the same crates).\n\n\
          | measure | time | ratio |\n|---|---|---|\n\
          | native transform call (Rust, no Wasm) | {a} | 1.00 |\n\
          | native + host op parsing (what the host does with a guest's output) | {b} | {rb:.2}× native call |\n\
@@ -122,6 +124,7 @@ fn main() {
          Targets: Wasm ≤ 1.5× native per record; cached load ≥ 20× faster than compiling.\n",
         machine = machine(),
         date = today(),
+        load_after = load_average(),
         size = wasm_bytes.len() / 1024,
         a = us(native_only),
         b = us(native_full),

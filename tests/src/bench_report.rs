@@ -53,3 +53,11 @@ pub fn today() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
 }
+
+/// The 1-minute load average (`/proc/loadavg`), for the section's header:
+/// other builds share the machine.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().next().unwrap_or("?").to_owned())
+        .unwrap_or_else(|_| "?".into())
+}
