@@ -159,7 +159,7 @@ mod tests {
         }
         same(&json!({
             "null": null, "t": true, "f": false, "i": -5, "big": u64::MAX, "small": i64::MIN,
-            "floats": [0.0, -0.0, 1.0, 3.14, 1e300, -2.5e-308, 123456789.125],
+            "floats": [0.0, -0.0, 1.0, 2.75, 1e300, -2.5e-308, 123456789.125],
             "nested": {"a": [[], {}, [1, {"b": "c\"d"}]], "": ""},
             "decimal": {"$numberDecimal": "1234.50"}, "date": {"$date": {"$numberLong": "-1"}}
         }));
