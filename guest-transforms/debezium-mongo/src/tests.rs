@@ -347,11 +347,18 @@ fn a_non_key_id_column_is_the_id_in_first_place() {
     let m = msg(
         TOPIC,
         Some(json!({"id": 1})),
-        Some(envelope("c", Value::Null, json!({"id": 1, "name": "a", "_id": 7}))),
+        Some(envelope(
+            "c",
+            Value::Null,
+            json!({"id": 1, "name": "a", "_id": 7}),
+        )),
     );
     assert_eq!(
         run(&m).unwrap(),
-        vec![replace(json!({"_id": {"id": 1}}), json!({"_id": 7, "name": "a"}))]
+        vec![replace(
+            json!({"_id": {"id": 1}}),
+            json!({"_id": 7, "name": "a"})
+        )]
     );
 }
 
