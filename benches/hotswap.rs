@@ -246,12 +246,13 @@ fn main() {
          instance validation `init`ed and warmed up — the first worker of a transform after a \
          swap) and **cold** (it instantiates and `init`s one — every other worker). **Switch**: \
          the worker's time to get its new instance. Measured on a shared \
-         machine (load average 4–10 from concurrent builds on 2 cores): maxima are noisy. \
-         Target: under 100 ms.\n\n\
+         machine (load average {} at the end, from concurrent builds on 2 cores): maxima are \
+         noisy. Target: under 100 ms.\n\n\
          | guest | module | switch | swaps | batch | record gap | pause median | pause p95 | pause max | switch median | validation median |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         machine(),
-        today()
+        today(),
+        smt_tests::bench_report::load_average()
     );
     for r in &results {
         report.push_str(&format!(
