@@ -23,8 +23,8 @@ use smt_tests::oracle::{self, Workload, TABLES};
 use smt_tests::pipeline::{tail, topic_len, wait_for, ConfigBuilder, Smt};
 use smt_tests::services::{unique_name, DebeziumConnector, Services};
 
-/// Operations per seed in the test command (three seeds, a few minutes in all).
-const DEFAULT_OPS: usize = 1200;
+/// Operations per seed in the test command (three seeds: about 2 minutes warm on 2 cores).
+const DEFAULT_OPS: usize = 3000;
 /// Partitions of each table's topic. One, as docs/relational-mapper.md
 /// requires: the delete and the create of a primary-key change have different
 /// keys, and only one partition keeps them in order (the create carries
