@@ -208,16 +208,17 @@ fn run_workload(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    builder
+        .routes
+        .push((topics_toml, "shop".into(), "fail".into()));
     // The mapper's rebuilds read what other partitions write (docs/relational-mapper.md).
     builder.serial_writes = true;
     // A copy of the module, not watched: a rebuild of the shared build's
     // module during the run must not swap the transform under the test.
     let module = n.dir.join("relational_mapper.wasm");
     std::fs::copy(relational_mapper(), &module).context("copying the module")?;
-    // The route as docs/relational-mapper.md requires it: serial writes.
     builder.extra = format!(
-        "[hot-swap]\nwatch = false\n[transforms.shop]\nmodule = \"{}\"\nconfig-file = \"{}\"\n\
-         [[routes]]\ntopics = {topics_toml}\ntransform = \"shop\"\non-error = \"fail\"\nserial-writes = true\n",
+        "[hot-swap]\nwatch = false\n[transforms.shop]\nmodule = \"{}\"\nconfig-file = \"{}\"\n",
         module.display(),
         oracle::fixture("mapping.json").display()
     );
