@@ -14,10 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
 use crate::services::repo_root;
@@ -1030,46 +1029,7 @@ pub fn database_url(url: &str, db: &str) -> String {
     format!("{base}/{db}")
 }
 
-/// Runs SQL through psql in the database of `url` (stops at the first error);
-/// returns the unaligned output (one line per row).
-pub fn psql(url: &str, sql: &str) -> Result<String> {
-    let mut child = Command::new("psql")
-        .args([
-            url,
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running psql")?;
-    let mut stdin = child.stdin.take().unwrap();
-    let input = sql.to_owned();
-    // Write from a thread: the output may fill its pipe before the input is all read.
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        stdin.write_all(input.as_bytes())
-    });
-    let out = child.wait_with_output()?;
-    writer
-        .join()
-        .expect("psql writer")
-        .context("writing to psql")?;
-    if !out.status.success() {
-        bail!(
-            "psql failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use crate::services::psql;
 
 pub fn fixture(name: &str) -> PathBuf {
     repo_root()

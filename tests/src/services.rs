@@ -441,34 +441,12 @@ impl Services {
     /// (`psql -At`): one line per row, columns separated by `|`.
     pub fn sql(&self, sql: &str) -> Result<String> {
         let url = self.ensure("postgres")?;
-        let mut child = Command::new("psql")
-            .args([
-                url.as_str(),
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                "-",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running psql")?;
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(sql.as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "psql failed: {}\nSQL:\n{sql}\n(server log: {})",
-                String::from_utf8_lossy(&out.stderr),
+        psql(&url, sql).with_context(|| {
+            format!(
+                "SQL:\n{sql}\n(server log: {})",
                 self.log_path("postgres").display()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            )
+        })
     }
 
     /// Registers (or reconfigures) a Debezium connector on the Connect worker
@@ -658,4 +636,46 @@ impl Drop for Services {
                 .status();
         }
     }
+}
+
+/// Runs SQL through psql in the database of `url` (stops at the first error);
+/// returns the unaligned output (`psql -At`): one line per row, columns
+/// separated by `|`.
+pub fn psql(url: &str, sql: &str) -> Result<String> {
+    let mut child = Command::new("psql")
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running psql")?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = sql.to_owned();
+    // Write from a thread: the output may fill its pipe before the input is all read.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(input.as_bytes())
+    });
+    let out = child.wait_with_output()?;
+    writer
+        .join()
+        .expect("psql writer")
+        .context("writing to psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
