@@ -534,6 +534,27 @@ fn capture_workload() -> Result<Workload> {
     })
 }
 
+/// Every document of `db.coll`, by `_id`.
+pub async fn all_documents(
+    client: &mongodb::Client,
+    db: &str,
+    coll: &str,
+) -> Vec<mongodb::bson::Document> {
+    use mongodb::bson::{doc, Document};
+    let mut c = client
+        .database(db)
+        .collection::<Document>(coll)
+        .find(doc! {})
+        .sort(doc! {"_id": 1})
+        .await
+        .unwrap_or_else(|e| panic!("reading {db}.{coll}: {e}"));
+    let mut out = Vec::new();
+    while c.advance().await.unwrap() {
+        out.push(c.deserialize_current().unwrap());
+    }
+    out
+}
+
 /// The documents of `collection` as `{id -> {"id","name","qty"}}` (from `_id: {id}` and the fields).
 pub async fn mongo_rows(uri: &str, db: &str, collection: &str) -> Result<BTreeMap<i64, Value>> {
     use mongodb::bson::Document;

@@ -30,18 +30,23 @@ fn run(args: &[&str]) -> (i32, Vec<Value>, String) {
     )
 }
 
-#[test]
-fn check_accepts_the_default_transform() {
+/// `smt check` of a module that must pass: its standard output.
+fn check_ok(module: &str) -> String {
     let out = Command::new(smt_bin())
-        .args(["check", "--transform", DEFAULT])
+        .args(["check", "--transform", module])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn check_accepts_the_default_transform() {
+    let stdout = check_ok(DEFAULT);
     assert!(
         stdout.starts_with("ok: ") && stdout.contains("implements smt:transform@0.2.0 "),
         "{stdout}"
@@ -129,16 +134,7 @@ fn test_reports_failures_per_record_and_exits_non_zero() {
 
 #[test]
 fn check_names_the_contract_version_of_a_0_1_0_guest() {
-    let out = Command::new(smt_bin())
-        .args(["check", "--transform", env!("SMT_GUEST_CONTRACT_0_1_0")])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check_ok(env!("SMT_GUEST_CONTRACT_0_1_0"));
     assert!(
         stdout.contains("implements smt:transform@0.1.0 "),
         "{stdout}"

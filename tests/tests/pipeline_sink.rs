@@ -11,7 +11,7 @@ use smt_host::config::Config;
 use smt_host::pipeline::CancellationToken;
 use smt_host::sink::{Mode, Sink};
 use smt_host::writeop::{Namespace, WriteOp};
-use smt_tests::pipeline::Scratch;
+use smt_tests::pipeline::{all_documents as all, Scratch};
 use smt_tests::services::{unique_name, Services};
 
 fn config(dir: &Scratch, uri: &str, db: &str, bulk_api: &str) -> Config {
@@ -101,19 +101,7 @@ async fn check_mode(bulk_api: &str, expected_mode: Mode) {
     let client = mongodb::Client::with_uri_str(s.mongodb_uri())
         .await
         .unwrap();
-    let a: Vec<Document> = {
-        let mut c = client
-            .database(&db)
-            .collection::<Document>("a")
-            .find(doc! {})
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        while c.advance().await.unwrap() {
-            out.push(c.deserialize_current().unwrap());
-        }
-        out
-    };
+    let a = all(&client, &db, "a").await;
     assert_eq!(
         a,
         vec![doc! {"_id": 1, "v": "one again"}],
@@ -156,21 +144,6 @@ fn totals_into(field: &str) -> WriteOp {
             doc! {"$merge": {"into": "totals", "on": "_id", "whenMatched": "merge", "whenNotMatched": "insert"}},
         ],
     }
-}
-
-async fn all(client: &mongodb::Client, db: &str, coll: &str) -> Vec<Document> {
-    let mut c = client
-        .database(db)
-        .collection::<Document>(coll)
-        .find(doc! {})
-        .sort(doc! {"_id": 1})
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    while c.advance().await.unwrap() {
-        out.push(c.deserialize_current().unwrap());
-    }
-    out
 }
 
 /// Aggregate operations run alone and in order: each sees exactly the writes

@@ -177,19 +177,7 @@ impl Harness {
     }
 
     async fn docs(&self, collection: &str) -> Vec<Document> {
-        let mut cursor = self
-            .client
-            .database(&self.db)
-            .collection::<Document>(collection)
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        while cursor.advance().await.unwrap() {
-            out.push(cursor.deserialize_current().unwrap());
-        }
-        out
+        smt_tests::pipeline::all_documents(&self.client, &self.db, collection).await
     }
 
     async fn check(&self, what: &str) {

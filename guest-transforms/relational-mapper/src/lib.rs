@@ -78,7 +78,7 @@ impl smt_guest::Transform for Mapper {
             ));
         };
         let table_name = format!("{schema}.{name}");
-        let Some(table) = self.plan.tables.iter().position(|t| t.name == table_name) else {
+        let Some(table) = self.plan.table_index(&table_name) else {
             smt_guest::log::debug(&format!("{table_name} is not in the mapping: skipped"));
             return Ok(vec![]);
         };
@@ -154,7 +154,7 @@ impl Mapper {
         let mut failed = Vec::new();
         let mut out = Vec::new();
         let stateful = t.needs_state(plan);
-        let has_embeds = t.rules.iter().any(|&r| plan.rules[r].embed().is_some());
+        let has_embeds = t.has_embeds(plan);
 
         if stateful {
             let state = self.state_doc(table, key, after, &mut failed);
@@ -174,7 +174,7 @@ impl Mapper {
             } else if !rule.children.is_empty() {
                 out.push(ops::aggregate(
                     self.state_ns(table),
-                    render::rebuild_root(plan, r, &key_doc),
+                    render::rebuild(plan, r, Some(&key_doc)),
                 ));
             } else {
                 let doc = row::fragment(rule, after, Some(id.clone()), &mut failed);
@@ -319,7 +319,7 @@ impl Mapper {
                     let root_table = plan.rules[root].table;
                     out.push(ops::aggregate(
                         self.state_ns(root_table),
-                        render::rebuild_all(plan, root),
+                        render::rebuild(plan, root, None),
                     ));
                 }
             }
@@ -394,7 +394,7 @@ impl Mapper {
     ) -> WriteOp {
         let plan = &self.plan;
         let t = &plan.tables[table];
-        let has_embeds = t.rules.iter().any(|&r| plan.rules[r].embed().is_some());
+        let has_embeds = t.has_embeds(plan);
         if !has_embeds && toasted.is_empty() {
             return ops::replace_one(self.state_ns(table), json!({"_id": key_doc}), state)
                 .upsert()

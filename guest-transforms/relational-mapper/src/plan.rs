@@ -30,7 +30,12 @@ impl Table {
     /// Whether rows of this table are kept in a state collection: they are
     /// embedded somewhere, or something is embedded in them.
     pub fn needs_state(&self, plan: &Plan) -> bool {
-        !self.child_rules.is_empty() || self.rules.iter().any(|&r| plan.rules[r].embed().is_some())
+        !self.child_rules.is_empty() || self.has_embeds(plan)
+    }
+
+    /// Whether some rule embeds this table's rows in a parent.
+    pub fn has_embeds(&self, plan: &Plan) -> bool {
+        self.rules.iter().any(|&r| plan.rules[r].embed().is_some())
     }
 }
 
@@ -96,8 +101,9 @@ pub struct Condition {
 }
 
 impl Plan {
-    pub fn table(&self, name: &str) -> Option<&Table> {
-        self.by_table.get(name).map(|&i| &self.tables[i])
+    /// The index of a source table, `"<schema>.<table>"`.
+    pub fn table_index(&self, name: &str) -> Option<usize> {
+        self.by_table.get(name).copied()
     }
 
     /// The root (collection) rule above an embedding rule, and the chain of

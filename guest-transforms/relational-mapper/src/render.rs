@@ -89,21 +89,16 @@ pub fn render(plan: &Plan, rule: usize) -> Vec<Value> {
     stages
 }
 
-/// Rebuilds the documents of collection rule `root` for the state row `key`
-/// of its table (nothing when the row is gone or filtered out).
-pub fn rebuild_root(plan: &Plan, root: usize, key: &Value) -> Vec<Value> {
-    let rid = plan.rules[root].id();
-    let mut stages = vec![json!({"$match": {"_id": key, format!("on.{rid}"): true}})];
-    stages.extend(render(plan, root));
-    stages.push(merge_into(plan, root));
-    stages
-}
-
-/// Rebuilds every document of collection rule `root` (after a truncate of a
-/// table embedded in it).
-pub fn rebuild_all(plan: &Plan, root: usize) -> Vec<Value> {
-    let rid = plan.rules[root].id();
-    let mut stages = vec![json!({"$match": {format!("on.{rid}"): true}})];
+/// Rebuilds the documents of collection rule `root`: the one of the state
+/// row `key` of its table (nothing when the row is gone or filtered out), or
+/// with `None` every one (after a truncate of a table embedded in it).
+pub fn rebuild(plan: &Plan, root: usize, key: Option<&Value>) -> Vec<Value> {
+    let mut matched = Map::new();
+    if let Some(key) = key {
+        matched.insert("_id".into(), key.clone());
+    }
+    matched.insert(format!("on.{}", plan.rules[root].id()), json!(true));
+    let mut stages = vec![json!({ "$match": matched })];
     stages.extend(render(plan, root));
     stages.push(merge_into(plan, root));
     stages
