@@ -3,7 +3,7 @@
 //! without Wasm. The SDK's and the host's contract types are generated from
 //! the same WIT, so the conversion is field by field.
 
-use smt_host::engine::bindings_types as host;
+use smt_host::contract as host;
 use smt_host::engine::Message;
 
 /// The SDK's view of a host message.
