@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use smt_host::offline;
 
@@ -41,6 +41,18 @@ enum Command {
         /// Record lines (tests/fixtures/README.md); `-` or absent: standard input.
         #[arg(long)]
         input: Option<PathBuf>,
+    },
+    /// Check a configuration against the real services without consuming:
+    /// brokers (TLS/SASL), topics, consumer group, DLQ, MongoDB, transforms.
+    /// One ✓/✗ line per check. Exit code 0: every check passed; 1: a check
+    /// failed; 2: the configuration cannot be read.
+    Doctor {
+        /// The configuration file of `smt run`.
+        #[arg(long)]
+        config: PathBuf,
+        /// How long each service may take to answer, in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
     },
     /// Start a transform project: source, build script, contract, sample records and a test.
     New {
@@ -81,14 +93,21 @@ impl TransformConfigArg {
 }
 
 /// Exit codes (README, "Using smt"): 0 success; 1 failed while running (the
-/// pipeline stopped on an error, or `smt test` had a record fail); 2 could
-/// not start (configuration, services, transform); 64 usage error (EX_USAGE).
+/// pipeline stopped on an error, `smt test` had a record fail, an
+/// `smt doctor` check failed); 2 could not start (configuration, services,
+/// transform); 64 usage error (EX_USAGE).
 const EXIT_CANNOT_START: u8 = 2;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     init_logging();
-    let cli = match Cli::try_parse() {
+    let version = version_text();
+    let parsed = Cli::command()
+        .version(version.short.clone())
+        .long_version(version.long.clone())
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let usage = e.use_stderr();
@@ -109,9 +128,46 @@ fn main() -> ExitCode {
     }
 }
 
+/// `smt -V`: the version and librdkafka's; `smt --version`: also
+/// librdkafka's built-in features (TLS, SASL mechanisms, codecs).
+struct VersionText {
+    short: String,
+    long: String,
+}
+
+fn version_text() -> VersionText {
+    let lib = smt_host::kafka::librdkafka();
+    let short = format!("{} (librdkafka {})", env!("CARGO_PKG_VERSION"), lib.version);
+    let mut long = format!(
+        "{short}\nlibrdkafka builtin.features: {}",
+        lib.features.join(",")
+    );
+    let missing = lib.missing();
+    if !missing.is_empty() {
+        long.push_str(&format!("\nmissing: {}", missing.join(", ")));
+    }
+    VersionText { short, long }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config } => run_pipeline(&config),
+        Command::Doctor { config, timeout } => {
+            let config = smt_host::config::Config::load(&config)?;
+            let checks = smt_host::doctor::run(
+                &config,
+                std::time::Duration::from_secs(timeout.max(1)),
+                |c| println!("{}", c.line()),
+            );
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            if failed == 0 {
+                println!("all {} checks passed", checks.len());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{failed} of {} checks failed", checks.len());
+                Ok(ExitCode::from(1))
+            }
+        }
         Command::Check { transform, config } => {
             let config = config.read()?;
             let module = offline::check(&offline::engine()?, &transform, config.as_deref())?;

@@ -1,0 +1,362 @@
+//! `smt run` and `smt doctor` against a secured Apache Kafka broker (one per
+//! test binary: `scripts/services start kafka-secure`): SASL_SSL with
+//! SCRAM-SHA-512, SCRAM-SHA-256, PLAIN and OAUTHBEARER (Kafka's unsecured
+//! JWT login), mTLS, topics produced with every compression codec, and the
+//! bad paths (wrong password, untrusted broker certificate, client
+//! certificate of another CA, plaintext client on a TLS listener), which
+//! must fail at startup, fast, naming the cause, without printing secrets.
+//!
+//! Without TLS in librdkafka (`rdkafka` built without `ssl`) every good path
+//! here fails: `security.protocol = SASL_SSL`/`SSL` is refused when the
+//! client is created and `smt run` exits 2.
+//!
+//! Run: `scripts/test -p smt-tests --test kafka_security`
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use smt_tests::kafka_secure::{debezium_rows, secure_kafka, SecureKafka};
+use smt_tests::pipeline::*;
+use smt_tests::services::{unique_name, Services};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+const START: Duration = Duration::from_secs(45);
+
+fn debezium_module() -> &'static str {
+    env!("SMT_GUEST_DEBEZIUM_MONGO")
+}
+
+/// A pipeline config over the secured broker: `brokers`, `properties` (the
+/// `[kafka.properties]` lines), one route per topic to the default transform.
+fn config(brokers: &str, properties: &str, topics: &[String], database: &str, dlq: Option<&str>) -> String {
+    let mongodb = Services::shared().mongodb_uri();
+    let mut b = ConfigBuilder::new(brokers, &mongodb, database)
+        .transform("dbz", debezium_module(), "{}");
+    for t in topics {
+        b = b.route(t, "dbz", if dlq.is_some() { "dlq" } else { "fail" });
+    }
+    if let Some(d) = dlq {
+        b = b.dlq(d);
+    }
+    b.build().replace(
+        "[kafka.properties]\n",
+        &format!("[kafka.properties]\n{properties}"),
+    )
+}
+
+/// Topic `sec.s.<table>` (the default transform writes collection `<table>`).
+fn topic_for(table: &str) -> String {
+    format!("sec.s.{table}")
+}
+
+/// Asserts that no secret of the broker appears in `text`.
+fn assert_no_secret(k: &SecureKafka, text: &str) {
+    for (what, secret) in [
+        ("SCRAM password", &k.scram_password),
+        ("PLAIN password", &k.plain_password),
+        ("client key password", &k.client_key_password),
+    ] {
+        assert!(!text.contains(secret.as_str()), "the {what} was printed:\n{text}");
+    }
+}
+
+/// Produces the rows to a fresh topic, runs `smt run` with `properties`
+/// (secrets also via `env`) until MongoDB holds them, stops it; returns its log.
+async fn round_trip(name: &str, brokers: &str, properties: &str, env: &[(&str, &str)]) -> String {
+    let k = secure_kafka();
+    let dir = Scratch::new(name);
+    let table = unique_name(name);
+    let topic = topic_for(&table);
+    k.create_topic(&topic, 2).unwrap();
+    let (records, rows) = debezium_rows(60);
+    k.produce(&topic, "none", &records).unwrap();
+    let database = unique_name("sec");
+    let cfg = config(brokers, properties, &[topic.clone()], &database, None);
+    let mut smt = Smt::start_with_env(&dir.0, name, &cfg, &[&[("SMT_LOG", "debug")], env].concat()).unwrap();
+    let t0 = Instant::now();
+    smt.wait_assigned(START)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
+    wait_for_rows(&Services::shared().mongodb_uri(), &database, &table, &rows, CONVERGE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
+    eprintln!("{name}: {} documents in {:?}", rows.len(), t0.elapsed());
+    let status = smt.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status}");
+    let log = smt.log_text();
+    assert_no_secret(k, &log);
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_scram_sha_512_with_the_password_from_a_file() {
+    let k = secure_kafka();
+    let props = k.scram_properties(
+        "SCRAM-SHA-512",
+        &format!("{{ file = \"{}\" }}", k.file("scram.password")),
+    );
+    let log = round_trip("scram512", &k.sasl_ssl, &props, &[]).await;
+    // The debug log describes the consumer's configuration with the password masked.
+    assert!(log.contains("sasl.password=***"), "{}", tail(&log, 3000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_scram_sha_256_with_the_password_from_the_environment() {
+    let k = secure_kafka();
+    let props = k.scram_properties("SCRAM-SHA-256", "{ env = \"TEST_KAFKA_PASSWORD\" }");
+    round_trip("scram256", &k.sasl_ssl, &props, &[("TEST_KAFKA_PASSWORD", &k.scram_password)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_plain_with_the_password_from_an_override_variable() {
+    let k = secure_kafka();
+    let props = format!(
+        "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"{}\"\n\"ssl.ca.location\" = \"{}\"\n",
+        k.plain_user,
+        k.file("ca.pem")
+    );
+    round_trip(
+        "plain",
+        &k.sasl_ssl,
+        &props,
+        &[("SMT_KAFKA__PROPERTIES__SASL_PASSWORD", &k.plain_password)],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_with_an_encrypted_client_key() {
+    let k = secure_kafka();
+    round_trip("mtls", &k.ssl, &k.mtls_properties("client"), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_oauthbearer_with_kafkas_unsecured_jwt_login() {
+    let k = secure_kafka();
+    let props = format!(
+        "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"OAUTHBEARER\"\n\"enable.sasl.oauthbearer.unsecure.jwt\" = \"true\"\n\"sasl.oauthbearer.config\" = \"principal=smt\"\n\"ssl.ca.location\" = \"{}\"\n",
+        k.file("ca.pem")
+    );
+    round_trip("oauth", &k.sasl_ssl, &props, &[]).await;
+}
+
+/// Five topics, one per codec, the same records; one `smt run` over SASL_SSL
+/// (SCRAM-SHA-512) with a DLQ (produced through the same listener) and a
+/// poison record in the zstd topic: every collection equals the rows, the
+/// zstd one equals the uncompressed one, the poison record is in the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_codec_over_sasl_ssl_gives_the_same_documents() {
+    let k = secure_kafka();
+    let dir = Scratch::new("codecs");
+    let (records, rows) = debezium_rows(300);
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    let mut tables = BTreeMap::new();
+    for codec in codecs {
+        let table = unique_name(&format!("c_{codec}"));
+        let topic = topic_for(&table);
+        k.create_topic(&topic, 1).unwrap();
+        let mut recs = records.clone();
+        if codec == "zstd" {
+            recs.insert(10, (Some("{\"id\":999999}".into()), Some("not json at all".into())));
+        }
+        k.produce(&topic, codec, &recs).unwrap();
+        tables.insert(codec, (table, topic));
+    }
+    let dlq = unique_name("dlq");
+    k.create_topic(&dlq, 1).unwrap();
+    let database = unique_name("codecs");
+    let props = k.scram_properties("SCRAM-SHA-512", &format!("\"{}\"", k.scram_password.replace('\\', "\\\\").replace('"', "\\\"")));
+    let topics: Vec<String> = tables.values().map(|(_, t)| t.clone()).collect();
+    let cfg = config(&k.sasl_ssl, &props, &topics, &database, Some(&dlq));
+    let mut smt = Smt::start(&dir.0, "codecs", &cfg).unwrap();
+    smt.wait_assigned(START)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
+    let uri = Services::shared().mongodb_uri();
+    let mut docs = BTreeMap::new();
+    for codec in codecs {
+        let (table, _) = &tables[codec];
+        wait_for_rows(&uri, &database, table, &rows, CONVERGE)
+            .await
+            .unwrap_or_else(|e| panic!("codec {codec}: {e:#}\n{}", tail(&smt.log_text(), 4000)));
+        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        docs.insert(codec, all_documents(&client, &database, table).await);
+    }
+    assert_eq!(docs["zstd"], docs["none"], "zstd over SASL_SSL == uncompressed");
+    // The poison record went to the DLQ through the secured producer.
+    let dlq_record = wait_for("the poison record in the DLQ", CONVERGE, || {
+        let n = topic_len(&k.plaintext, &dlq)?;
+        Ok((n >= 1).then_some(n))
+    })
+    .unwrap();
+    assert_eq!(dlq_record, 1);
+    assert_eq!(smt.metric("smt_dlq_records_total", &[]).unwrap(), 1.0);
+    let status = smt.terminate(Duration::from_secs(30)).unwrap();
+    assert!(status.success(), "{status}");
+    assert_no_secret(k, &smt.log_text());
+}
+
+// ------------------------------------------------------------------ bad paths
+
+/// Runs `smt run` on a config that cannot connect; asserts it exits 2 well
+/// within the startup timeout (15 s), never became ready, said `expected`,
+/// and printed no secret. Returns the output.
+fn fails_at_startup(name: &str, brokers: &str, properties: &str, expected: &[&str]) -> String {
+    let k = secure_kafka();
+    let dir = Scratch::new(name);
+    let table = unique_name(name);
+    let topic = topic_for(&table);
+    k.create_topic(&topic, 1).unwrap();
+    let cfg = config(brokers, properties, &[topic], &unique_name("bad"), None);
+    let t0 = Instant::now();
+    let mut smt = Smt::start(&dir.0, name, &cfg).unwrap();
+    let mut ready = false;
+    let status = wait_for("smt to exit", Duration::from_secs(40), || {
+        if matches!(smt.get("/ready"), Ok((200, _))) {
+            ready = true;
+        }
+        Ok(smt.try_wait())
+    })
+    .unwrap();
+    let took = t0.elapsed();
+    let out = smt.log_text();
+    assert_eq!(status.code(), Some(2), "{name}: exit status {status}\n{out}");
+    assert!(!ready, "{name}: /ready answered 200\n{out}");
+    assert!(took < Duration::from_secs(12), "{name}: took {took:?} to fail\n{out}");
+    for e in expected {
+        assert!(out.contains(e), "{name}: the error should say {e:?}:\n{out}");
+    }
+    assert!(!out.contains("panicked"), "{out}");
+    assert_no_secret(k, &out);
+    eprintln!("{name}: failed in {took:?}: {}", out.lines().filter(|l| l.starts_with("error")).collect::<Vec<_>>().join(" | "));
+    out
+}
+
+#[test]
+fn a_wrong_password_fails_fast_saying_authentication_failed() {
+    let k = secure_kafka();
+    let props = k.scram_properties("SCRAM-SHA-512", "\"not-the-password\"");
+    fails_at_startup(
+        "wrongpw",
+        &k.sasl_ssl,
+        &props,
+        &["authentication failed", "sasl.password", &k.sasl_ssl],
+    );
+}
+
+#[test]
+fn an_untrusted_broker_certificate_fails_fast_saying_so() {
+    let k = secure_kafka();
+    let props = k
+        .scram_properties("SCRAM-SHA-512", &format!("{{ file = \"{}\" }}", k.file("scram.password")))
+        .replace(&k.file("ca.pem"), &k.file("other-ca.pem"));
+    fails_at_startup(
+        "untrusted",
+        &k.sasl_ssl,
+        &props,
+        &["broker's certificate cannot be verified", "ssl.ca.location", "certificate verify failed"],
+    );
+}
+
+#[test]
+fn a_client_certificate_of_another_ca_fails_fast_saying_so() {
+    let k = secure_kafka();
+    fails_at_startup(
+        "otherca",
+        &k.ssl,
+        &k.mtls_properties("other-client"),
+        &["refused the client certificate", "ssl.certificate.location"],
+    );
+}
+
+#[test]
+fn a_plaintext_client_on_a_tls_listener_fails_fast_naming_security_protocol() {
+    let k = secure_kafka();
+    fails_at_startup("plaintext", &k.sasl_ssl, "", &["security.protocol (PLAINTEXT)"]);
+}
+
+// ------------------------------------------------------------------ doctor
+
+fn doctor(dir: &std::path::Path, name: &str, cfg: &str) -> (Option<i32>, String) {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, cfg.replace("{admin}", "127.0.0.1:0")).unwrap();
+    let out = Command::new(smt_bin())
+        .args(["doctor", "--config"])
+        .arg(&path)
+        .args(["--timeout", "8"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn doctor_passes_a_good_secured_config_and_names_each_failure_of_a_bad_one() {
+    let k = secure_kafka();
+    let dir = Scratch::new("doctor");
+    let table = unique_name("doc");
+    let topic = topic_for(&table);
+    k.create_topic(&topic, 3).unwrap();
+    let dlq = unique_name("dlq");
+    k.create_topic(&dlq, 1).unwrap();
+    let good_props = k.scram_properties(
+        "SCRAM-SHA-512",
+        &format!("{{ file = \"{}\" }}", k.file("scram.password")),
+    );
+    let good = config(&k.sasl_ssl, &good_props, &[topic.clone()], &unique_name("doc"), Some(&dlq));
+    let (code, out) = doctor(&dir.0, "good", &good);
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "✓ librdkafka",
+        "✓ kafka brokers",
+        &format!("✓ topic {topic}: 3 partition(s)"),
+        "✓ consumer group",
+        &format!("✓ dlq topic {dlq}"),
+        "✓ mongodb:",
+        "✓ transform dbz",
+    ] {
+        assert!(out.contains(line), "missing {line:?}:\n{out}");
+    }
+    assert!(!out.contains('✗'), "{out}");
+    assert_no_secret(k, &out);
+
+    // Wrong password: the broker check fails with the cause; a missing topic
+    // and a transform whose config its init rejects fail on their own lines.
+    let bad = config(
+        &k.sasl_ssl,
+        &k.scram_properties("SCRAM-SHA-512", "\"wrong\""),
+        &[topic.clone()],
+        &unique_name("doc"),
+        None,
+    )
+    .replace("config = {}", "config = { colection = \"typo\" }");
+    let (code, out) = doctor(&dir.0, "bad", &bad);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("✗ kafka brokers") && out.contains("authentication failed"), "{out}");
+    assert!(out.contains("✗ transform dbz") && out.contains("colection"), "{out}");
+    assert!(out.contains("✓ mongodb:"), "{out}");
+
+    let missing = config(&k.sasl_ssl, &good_props, &["sec.s.nope_not_there".into()], "d", None);
+    let (code, out) = doctor(&dir.0, "missing", &missing);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("✗ topic sec.s.nope_not_there: does not exist"), "{out}");
+
+    // A configuration that cannot be read: exit 2.
+    let (code, out) = doctor(&dir.0, "typo", &good.replace("group-id", "group_id"));
+    assert_eq!(code, Some(2), "{out}");
+}
+
+#[test]
+fn version_names_librdkafka_and_its_features() {
+    let out = Command::new(smt_bin()).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("librdkafka 2."), "{text}");
+    for f in ["ssl", "sasl_scram", "sasl_oauthbearer", "zstd", "lz4", "snappy", "gzip"] {
+        assert!(text.contains(f), "{f} missing: {text}");
+    }
+    assert!(!text.contains("missing:"), "{text}");
+}
