@@ -398,45 +398,27 @@ fn mongodb_checks(config: &Config, timeout: Duration) -> Vec<Check> {
                     .map(|u| u.len())
                     .unwrap_or(0);
                 if users == 0 {
-                    out.push(Check::ok(
-                        name,
-                        "not authenticated: the server allows every operation to anyone (no access control)",
-                    ));
-                } else {
-                    let privileges = auth
-                        .and_then(|a| a.get_array("authenticatedUserPrivileges").ok())
-                        .cloned()
-                        .unwrap_or_default();
-                    let needed = ["find", "insert", "update", "remove"];
-                    let mut granted: BTreeSet<String> = BTreeSet::new();
-                    for p in privileges.iter().filter_map(|p| p.as_document()) {
-                        let Ok(res) = p.get_document("resource") else {
-                            continue;
-                        };
-                        let any = res.get_bool("anyResource").unwrap_or(false);
-                        let rdb = res.get_str("db").unwrap_or("-");
-                        let coll = res.get_str("collection").unwrap_or("-");
-                        if any || ((rdb == db || rdb.is_empty()) && coll.is_empty()) {
-                            for a in p.get_array("actions").into_iter().flatten() {
-                                if let Some(a) = a.as_str() {
-                                    granted.insert(a.to_owned());
-                                }
-                            }
-                        }
-                    }
-                    let lacking: Vec<&str> = needed
-                        .iter()
-                        .copied()
-                        .filter(|a| !granted.contains(*a))
-                        .collect();
-                    if lacking.is_empty() {
-                        out.push(Check::ok(name, format!("{} allowed", needed.join(", "))));
-                    } else {
-                        out.push(Check::fail(
+                    // No credentials: fine when the server has no access control.
+                    let probe = sink
+                        .client()
+                        .database(db)
+                        .run_command(doc! {"listCollections": 1, "nameOnly": true})
+                        .await;
+                    out.push(match probe {
+                        Ok(_) => Check::ok(
                             name,
-                            format!("the user lacks {} on database {db} (grant readWrite)", lacking.join(", ")),
-                        ));
-                    }
+                            "no credentials configured; the server has no access control",
+                        ),
+                        Err(e) => Check::fail(
+                            name,
+                            format!(
+                                "no credentials configured and the server refuses to list the collections of {db}: {} (set mongodb.username and mongodb.password)",
+                                sink::describe(&e)
+                            ),
+                        ),
+                    });
+                } else {
+                    out.push(privilege_check(name, db, auth));
                 }
             }
             Err(e) => out.push(Check::ok(
@@ -446,6 +428,77 @@ fn mongodb_checks(config: &Config, timeout: Duration) -> Vec<Check> {
         }
         out
     })
+}
+
+/// Whether the authenticated user may read and write `db`: through a role
+/// (`readWrite`/`dbOwner` on it, `readWriteAnyDatabase`/`root`) or the
+/// privileges the server lists (`find`, `insert`, `update`, `remove`).
+fn privilege_check(name: String, db: &str, auth: Option<&bson::Document>) -> Check {
+    let roles: Vec<(String, String)> = auth
+        .and_then(|a| a.get_array("authenticatedUserRoles").ok())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_document())
+        .map(|r| {
+            (
+                r.get_str("role").unwrap_or("").to_owned(),
+                r.get_str("db").unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let by_role = roles.iter().find(|(role, rdb)| {
+        (rdb == db && ["readWrite", "dbOwner"].contains(&role.as_str()))
+            || ["readWriteAnyDatabase", "root", "__system"].contains(&role.as_str())
+    });
+    if let Some((role, rdb)) = by_role {
+        return Check::ok(name, format!("allowed by the role {role}@{rdb}"));
+    }
+    let needed = ["find", "insert", "update", "remove"];
+    let mut granted: BTreeSet<String> = BTreeSet::new();
+    let privileges = auth
+        .and_then(|a| a.get_array("authenticatedUserPrivileges").ok())
+        .cloned()
+        .unwrap_or_default();
+    for p in privileges.iter().filter_map(|p| p.as_document()) {
+        let Ok(res) = p.get_document("resource") else {
+            continue;
+        };
+        let any = res.get_bool("anyResource").unwrap_or(false);
+        let rdb = res.get_str("db").unwrap_or("-");
+        let coll = res.get_str("collection").unwrap_or("-");
+        if any || ((rdb == db || rdb.is_empty()) && coll.is_empty()) {
+            for a in p.get_array("actions").into_iter().flatten() {
+                if let Some(a) = a.as_str() {
+                    granted.insert(a.to_owned());
+                }
+            }
+        }
+    }
+    let lacking: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|a| !granted.contains(*a))
+        .collect();
+    if lacking.is_empty() {
+        Check::ok(name, format!("{} allowed", needed.join(", ")))
+    } else {
+        Check::fail(
+            name,
+            format!(
+                "the user (roles: {}) lacks {} on database {db}: grant it readWrite on {db}",
+                if roles.is_empty() {
+                    "none".to_owned()
+                } else {
+                    roles
+                        .iter()
+                        .map(|(r, d)| format!("{r}@{d}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                lacking.join(", ")
+            ),
+        )
+    }
 }
 
 fn transform_checks(config: &Config) -> Vec<Check> {

@@ -38,6 +38,18 @@ pub struct SecureKafka {
     pub client_key_password: String,
     /// The broker's log.
     pub log: PathBuf,
+    mongo: OnceLock<SecureMongo>,
+}
+
+/// The MongoDB-protocol server with TLS and SCRAM (`scripts/services start mongo-secure`).
+pub struct SecureMongo {
+    /// `mongodb://127.0.0.1:P/?tls=true&tlsCAFile=…`, without credentials.
+    pub uri: String,
+    pub user: String,
+    /// Holds `/`, `?`, `@` and `:` on purpose.
+    pub password: String,
+    /// The file holding the password.
+    pub password_file: String,
 }
 
 static SECURE: OnceLock<SecureKafka> = OnceLock::new();
@@ -75,6 +87,32 @@ impl SecureKafka {
             client_key_password: s("client_key_password"),
             material,
             _services: services,
+            mongo: OnceLock::new(),
+        })
+    }
+
+    /// The TLS + SCRAM MongoDB-protocol server (started on first use, in the
+    /// same run directory, with a certificate of the same CA).
+    pub fn mongo(&self) -> &SecureMongo {
+        self.mongo.get_or_init(|| {
+            let out = self
+                ._services
+                .run_script(&["start", "mongo-secure"])
+                .expect("starting mongo-secure");
+            let env: std::collections::HashMap<&str, &str> =
+                out.lines().filter_map(|l| l.split_once('=')).collect();
+            let dir = PathBuf::from(env["SMT_MONGODB_SECURE_DIR"]);
+            let password_file = dir.join("mongo.password");
+            let password = std::fs::read_to_string(&password_file)
+                .expect("mongo.password")
+                .trim_end_matches('\n')
+                .to_owned();
+            SecureMongo {
+                uri: env["SMT_MONGODB_SECURE_URI"].to_owned(),
+                user: env["SMT_MONGODB_SECURE_USER"].to_owned(),
+                password,
+                password_file: password_file.display().to_string(),
+            }
         })
     }
 

@@ -195,6 +195,72 @@ async fn every_codec_over_sasl_ssl_gives_the_same_documents() {
     assert_no_secret(k, &smt.log_text());
 }
 
+// ------------------------------------------------------------------ MongoDB
+
+/// The MongoDB side secured too: TLS (`tlsCAFile`) and SCRAM-SHA-256 with
+/// `username`/`password` keys (the password, holding `/ ? @ :`, from a file),
+/// Kafka over mTLS. Then a wrong MongoDB password: exit 2 at startup, the
+/// cause named, neither password printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
+    let k = secure_kafka();
+    let m = k.mongo();
+    let dir = Scratch::new("mongotls");
+    let table = unique_name("mtls");
+    let topic = topic_for(&table);
+    k.create_topic(&topic, 1).unwrap();
+    let (records, rows) = debezium_rows(40);
+    k.produce(&topic, "zstd", &records).unwrap();
+    let database = unique_name("mtls");
+    let (base, query) = m.uri.split_once("/?").unwrap();
+    let ca = query.split('&').find_map(|kv| kv.strip_prefix("tlsCAFile=")).unwrap();
+    let secured = |password: &str| {
+        config(&k.ssl, &k.mtls_properties("client"), &[topic.clone()], &database, None)
+            .replace(
+                &format!("uri = \"{}\"", Services::shared().mongodb_uri()),
+                &format!("uri = \"{base}\""),
+            )
+            .replace(
+                &format!("database = \"{database}\"\n"),
+                &format!(
+                    "database = \"{database}\"\nusername = \"{}\"\npassword = {password}\n[mongodb.options]\ntls = \"true\"\ntlsCAFile = \"{ca}\"\nauthSource = \"admin\"\n",
+                    m.user
+                ),
+            )
+    };
+    let cfg = secured(&format!("{{ file = \"{}\" }}", m.password_file));
+    assert!(cfg.contains("tlsCAFile"), "{cfg}");
+    let mut smt = Smt::start_with_env(&dir.0, "mongotls", &cfg, &[("SMT_LOG", "debug")]).unwrap();
+    smt.wait_assigned(START)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
+    let authed = format!(
+        "mongodb://{}:{}@{}/?tls=true&tlsCAFile={ca}&authSource=admin",
+        m.user,
+        m.password.replace('%', "%25").replace('/', "%2F").replace('?', "%3F").replace('@', "%40").replace(':', "%3A"),
+        base.trim_start_matches("mongodb://")
+    );
+    wait_for_rows(&authed, &database, &table, &rows, CONVERGE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
+    assert!(smt.terminate(Duration::from_secs(30)).unwrap().success());
+    let log = smt.log_text();
+    assert!(!log.contains(&m.password), "the MongoDB password was printed:\n{log}");
+    assert_no_secret(k, &log);
+
+    // doctor on it: privileges through the user's role.
+    let (code, out) = doctor(&dir.0, "mongotls-doctor", &cfg);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("✓ mongodb privileges on {database}: allowed by the role")), "{out}");
+    assert!(!out.contains(&m.password), "{out}");
+
+    // A wrong password: exit 2 at startup, naming MongoDB and the failure.
+    let wrong = format!("\"{}x\"", m.password);
+    let (status, out) = run_to_exit(&dir.0, &secured(&wrong), Duration::from_secs(60)).unwrap();
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(out.contains("MongoDB") && out.to_lowercase().contains("authentication failed"), "{out}");
+    assert!(!out.contains(&m.password), "the MongoDB password was printed:\n{out}");
+}
+
 // ------------------------------------------------------------------ bad paths
 
 /// Runs `smt run` on a config that cannot connect; asserts it exits 2 well
