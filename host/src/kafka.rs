@@ -16,6 +16,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
@@ -306,6 +307,11 @@ impl ClientContext for RecordingContext {
 }
 
 impl ConsumerContext for RecordingContext {}
+
+impl ProducerContext for RecordingContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
 
 /// Fetches metadata (all topics, or `topic`) until it succeeds, an error
 /// that retrying cannot fix is reported (fails at once, saying what is

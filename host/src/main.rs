@@ -103,8 +103,8 @@ fn main() -> ExitCode {
     init_logging();
     let version = version_text();
     let parsed = Cli::command()
-        .version(version.short.clone())
-        .long_version(version.long.clone())
+        .version(leak(version.short))
+        .long_version(leak(version.long))
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
@@ -133,6 +133,11 @@ fn main() -> ExitCode {
 struct VersionText {
     short: String,
     long: String,
+}
+
+/// clap keeps `&'static str` versions (without its `string` feature); built once.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 fn version_text() -> VersionText {
