@@ -243,10 +243,12 @@ pub fn classify(code: Option<RDKafkaErrorCode>, reason: &str) -> Cause {
         || r.contains("alert certificate")
     {
         Cause::ClientCertificate
+    } else if r.contains("security.protocol")
+        || r.contains("disconnected while requesting apiversion")
+    {
+        Cause::Protocol
     } else if code == Some(RDKafkaErrorCode::SSL) || r.contains("ssl") {
         Cause::Tls
-    } else if r.contains("security.protocol") || r.contains("disconnected while requesting apiversion") {
-        Cause::Protocol
     } else {
         Cause::Other
     }
@@ -415,7 +417,7 @@ mod tests {
         c
     }
 
-    const SASL: &str = "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = { env = \"SECRET_PW\" }\n\"ssl.ca.location\" = \"/ca.pem\"\n";
+    const SASL: &str = "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = { env = \"SECRET_PW\" }\n\"ssl.ca.location\" = \"probe\"\n";
 
     #[test]
     fn consumer_and_dlq_producer_are_secured_the_same_way() {
@@ -426,7 +428,7 @@ mod tests {
             assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
             assert_eq!(cc.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
             assert_eq!(cc.get("sasl.password"), Some("pa55-from-env"));
-            assert_eq!(cc.get("ssl.ca.location"), Some("/ca.pem"));
+            assert_eq!(cc.get("ssl.ca.location"), Some("probe"));
             assert_eq!(cc.get("bootstrap.servers"), Some("b:9093"));
         }
         assert_eq!(consumer.get("group.id"), Some("g"));
@@ -450,7 +452,7 @@ mod tests {
         assert!(d.contains("sasl.username=u"), "{d}");
         assert!(!d.contains("pa55-from-env"), "{d}");
         let e = KafkaError::ClientConfig(
-            rdkafka::config::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
             "Invalid value".into(),
             "sasl.password".into(),
             "pa55-from-env".into(),
