@@ -80,6 +80,8 @@ impl Dlq {
     pub fn check(&self, _brokers: &str, timeout: Duration) -> anyhow::Result<()> {
         let md = kafka::wait_for_metadata(
             self.producer.client(),
+            // The producer's own thread serves its callbacks.
+            || {},
             &self.kafka,
             Some(&self.topic),
             timeout,

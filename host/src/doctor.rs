@@ -148,6 +148,7 @@ fn kafka_checks(config: &Config, timeout: Duration) -> Vec<Check> {
     };
     let md = match kafka::wait_for_metadata(
         consumer.client(),
+        || drop(consumer.poll(Duration::ZERO)),
         &config.kafka,
         None,
         timeout,
@@ -322,6 +323,7 @@ fn dlq_check(config: &Config, timeout: Duration, mut out: Vec<Check>) -> Vec<Che
         };
     match kafka::wait_for_metadata(
         producer.client(),
+        || producer.poll(Duration::ZERO),
         &config.kafka,
         Some(&dlq.topic),
         timeout,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::Client;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
@@ -245,6 +245,8 @@ pub fn classify(code: Option<RDKafkaErrorCode>, reason: &str) -> Cause {
         Cause::ClientCertificate
     } else if r.contains("security.protocol")
         || r.contains("disconnected while requesting apiversion")
+        || (r.contains("in state apiversion_query")
+            && (r.contains("disconnected") || r.contains("connection closed")))
     {
         Cause::Protocol
     } else if code == Some(RDKafkaErrorCode::SSL) || r.contains("ssl") {
@@ -265,6 +267,9 @@ pub struct ClientErrors {
 struct ErrorsInner {
     last: Option<String>,
     fatal: Option<(Cause, String)>,
+    /// Connections closed during the first request: fatal from the second
+    /// on (one can be a broker that is shutting down).
+    protocol_seen: u32,
 }
 
 impl ClientErrors {
@@ -275,13 +280,54 @@ impl ClientErrors {
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             return;
         }
-        let cause = classify(code, reason);
+        self.note(classify(code, reason), reason);
+    }
+
+    /// Records a librdkafka log line: connection failures (`FAIL`) say more
+    /// than the error callback for some causes (a connection closed during
+    /// the handshake is reported there only).
+    pub fn record_log(&self, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            self.note(classify(None, message), message);
+        }
+    }
+
+    fn note(&self, cause: Cause, reason: &str) {
         let mut e = self.inner.lock().expect("errors lock");
         e.last = Some(reason.to_owned());
-        if cause.is_fatal() && e.fatal.is_none() {
+        let fatal = match cause {
+            Cause::Protocol => {
+                e.protocol_seen += 1;
+                e.protocol_seen >= 2
+            }
+            c => c.is_fatal(),
+        };
+        if fatal && e.fatal.is_none() {
             e.fatal = Some((cause, reason.to_owned()));
         }
     }
+}
+
+/// librdkafka's log lines, recorded in `errors` and logged through `tracing`
+/// (as the default `ClientContext::log` does through `log`).
+pub fn log_line(errors: &ClientErrors, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    errors.record_log(fac, message);
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+    }
+}
+
+impl ClientErrors {
 
     /// The first error retrying cannot fix, if any.
     pub fn fatal(&self) -> Option<(Cause, String)> {
@@ -302,6 +348,10 @@ pub struct RecordingContext {
 }
 
 impl ClientContext for RecordingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_line(&self.errors, level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.errors.record(&error, reason);
         tracing::warn!(error = %error, reason, "Kafka client error (librdkafka retries by itself).");
@@ -318,8 +368,12 @@ impl ProducerContext for RecordingContext {
 /// Fetches metadata (all topics, or `topic`) until it succeeds, an error
 /// that retrying cannot fix is reported (fails at once, saying what is
 /// wrong), or `timeout` passes.
+///
+/// `serve` serves the client's callbacks (a consumer's or `BaseProducer`'s
+/// `poll(0)`): librdkafka reports errors through them.
 pub fn wait_for_metadata<C: ClientContext>(
     client: &Client<C>,
+    serve: impl Fn(),
     kafka: &KafkaConfig,
     topic: Option<&str>,
     timeout: Duration,
@@ -336,6 +390,7 @@ pub fn wait_for_metadata<C: ClientContext>(
         let left = deadline.saturating_duration_since(Instant::now());
         let attempt = left.min(Duration::from_millis(500));
         let result = client.fetch_metadata(topic, attempt);
+        serve();
         if let Some((cause, reason)) = errors.fatal() {
             anyhow::bail!(
                 "cannot connect to the Kafka brokers {brokers} (kafka.brokers): {}. librdkafka: {reason}",
@@ -505,6 +560,20 @@ mod tests {
         assert_eq!(classify(Some(C::BrokerTransportFailure), "ssl://h:1/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad certificate: SSL alert number 42"), Cause::ClientCertificate);
         assert_eq!(classify(Some(C::BrokerTransportFailure), "h:1/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request)"), Cause::Protocol);
         assert_eq!(classify(Some(C::BrokerTransportFailure), "h:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"), Cause::Other);
+        let closed = "127.0.0.1:1/bootstrap: Disconnected: connection closed by peer: receive 0 after POLLIN (after 700ms in state APIVERSION_QUERY)";
+        assert_eq!(classify(None, closed), Cause::Protocol);
+        // A connection closed during the handshake is fatal from the second one on.
+        let errors = ClientErrors::default();
+        errors.record_log("FAIL", closed);
+        assert!(errors.fatal().is_none());
+        errors.record_log("CONNECT", "not a failure line");
+        errors.record_log("FAIL", closed);
+        assert_eq!(errors.fatal().map(|f| f.0), Some(Cause::Protocol));
+        // "all brokers down" never hides the cause before it.
+        let errors = ClientErrors::default();
+        errors.record(&KafkaError::Global(C::Authentication), "SASL authentication error: Authentication failed");
+        errors.record(&KafkaError::Global(C::AllBrokersDown), "1/1 brokers are down");
+        assert_eq!(errors.last().unwrap(), "SASL authentication error: Authentication failed");
     }
 
     #[test]

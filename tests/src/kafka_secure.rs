@@ -126,13 +126,20 @@ impl SecureKafka {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.plaintext)
             .create()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let results = rt.block_on(admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        ))?;
+        // A runtime of its own, on a thread of its own: callers may be async tests.
+        let results = std::thread::scope(|s| {
+            s.spawn(|| -> Result<_> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                Ok(rt.block_on(admin.create_topics(
+                    &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                    &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+                ))?)
+            })
+            .join()
+            .expect("create_topic thread")
+        })?;
         for r in results {
             if let Err((t, e)) = r {
                 if e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {

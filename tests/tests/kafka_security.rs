@@ -73,7 +73,7 @@ async fn round_trip(name: &str, brokers: &str, properties: &str, env: &[(&str, &
     k.produce(&topic, "none", &records).unwrap();
     let database = unique_name("sec");
     let cfg = config(brokers, properties, &[topic.clone()], &database, None);
-    let mut smt = Smt::start_with_env(&dir.0, name, &cfg, &[&[("SMT_LOG", "debug")], env].concat()).unwrap();
+    let mut smt = Smt::start_with_env(&dir.0, name, &cfg, &[&[("SMT_LOG", "debug")][..], env].concat()).unwrap();
     let t0 = Instant::now();
     smt.wait_assigned(START)
         .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
@@ -104,7 +104,7 @@ async fn sasl_ssl_scram_sha_512_with_the_password_from_a_file() {
 async fn sasl_ssl_scram_sha_256_with_the_password_from_the_environment() {
     let k = secure_kafka();
     let props = k.scram_properties("SCRAM-SHA-256", "{ env = \"TEST_KAFKA_PASSWORD\" }");
-    round_trip("scram256", &k.sasl_ssl, &props, &[("TEST_KAFKA_PASSWORD", &k.scram_password)]).await;
+    round_trip("scram256", &k.sasl_ssl, &props, &[("TEST_KAFKA_PASSWORD", k.scram_password.as_str())]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +119,7 @@ async fn sasl_ssl_plain_with_the_password_from_an_override_variable() {
         "plain",
         &k.sasl_ssl,
         &props,
-        &[("SMT_KAFKA__PROPERTIES__SASL_PASSWORD", &k.plain_password)],
+        &[("SMT_KAFKA__PROPERTIES__SASL_PASSWORD", k.plain_password.as_str())],
     )
     .await;
 }
@@ -310,7 +310,7 @@ fn a_wrong_password_fails_fast_saying_authentication_failed() {
         "wrongpw",
         &k.sasl_ssl,
         &props,
-        &["authentication failed", "sasl.password", &k.sasl_ssl],
+        &["authentication failed", "sasl.password", k.sasl_ssl.as_str()],
     );
 }
 
@@ -383,9 +383,9 @@ fn doctor_passes_a_good_secured_config_and_names_each_failure_of_a_bad_one() {
     for line in [
         "✓ librdkafka",
         "✓ kafka brokers",
-        &format!("✓ topic {topic}: 3 partition(s)"),
+        format!("✓ topic {topic}: 3 partition(s)").as_str(),
         "✓ consumer group",
-        &format!("✓ dlq topic {dlq}"),
+        format!("✓ dlq topic {dlq}").as_str(),
         "✓ mongodb:",
         "✓ transform dbz",
     ] {

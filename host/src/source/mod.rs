@@ -167,6 +167,10 @@ impl ClientContext for SourceContext {
         }
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        kafka::log_line(&self.errors, level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.errors.record(&error, reason);
         tracing::warn!(error = %error, reason, "Kafka client error (librdkafka retries by itself).");
@@ -446,7 +450,14 @@ impl Source {
                     kafka::creation_error(&e)
                 )
             })?;
-        kafka::wait_for_metadata(consumer.client(), &config.kafka, None, timeout, &errors)?;
+        kafka::wait_for_metadata(
+            consumer.client(),
+            || drop(consumer.poll(Duration::ZERO)),
+            &config.kafka,
+            None,
+            timeout,
+            &errors,
+        )?;
         let subscriptions = subscriptions(config);
         let refs: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
         consumer
