@@ -244,7 +244,7 @@ fn kafka_checks(config: &Config, timeout: Duration) -> Vec<Check> {
 
     // The consumer group: state and committed offsets, read without joining it.
     let group = &config.kafka.group_id;
-    let state = match consumer.fetch_group_list(Some(group), timeout) {
+    let state = match retry_coordinator(timeout, || consumer.fetch_group_list(Some(group), timeout)) {
         Ok(list) => match list.groups().first() {
             Some(g) if !g.state().is_empty() && g.state() != "Dead" => {
                 format!("{}, {} member(s)", g.state(), g.members().len())
@@ -266,7 +266,7 @@ fn kafka_checks(config: &Config, timeout: Duration) -> Vec<Check> {
     if consumed.is_empty() {
         out.push(Check::ok(format!("consumer group {group}"), state));
     } else {
-        match consumer.committed_offsets(tpl, timeout) {
+        match retry_coordinator(timeout, || consumer.committed_offsets(tpl.clone(), timeout)) {
             Ok(committed) => {
                 let mut with_offset = 0;
                 let mut lag = 0i64;
@@ -301,6 +301,27 @@ fn kafka_checks(config: &Config, timeout: Duration) -> Vec<Check> {
         }
     }
     dlq_check(config, timeout, out)
+}
+
+/// Retries `f` while the group coordinator is loading or moving (a broker
+/// that just started, a rebalance of `__consumer_offsets`), up to `timeout`.
+fn retry_coordinator<T>(
+    timeout: Duration,
+    f: impl Fn() -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let r = f();
+        let transient = matches!(
+            r.as_ref().err().and_then(|e| e.rdkafka_error_code()),
+            Some(C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable | C::NotCoordinator)
+        );
+        if !transient || std::time::Instant::now() >= deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn dlq_check(config: &Config, timeout: Duration, mut out: Vec<Check>) -> Vec<Check> {
