@@ -138,7 +138,8 @@ impl ConfigBuilder {
                 }
             }
         }
-        toml::to_string(&doc).expect("a JSON object of tables, strings, numbers and booleans is TOML")
+        toml::to_string(&doc)
+            .expect("a JSON object of tables, strings, numbers and booleans is TOML")
     }
 }
 
@@ -159,7 +160,11 @@ mod tests {
     #[test]
     fn the_text_is_the_toml_of_the_table() {
         let text = ConfigBuilder::new("b:1", "mongodb://m", "d\"b")
-            .transform("t", "/m/t.wasm", json!({"mode": "trap", "n": 2, "nested": {"a": true}}))
+            .transform(
+                "t",
+                "/m/t.wasm",
+                json!({"mode": "trap", "n": 2, "nested": {"a": true}}),
+            )
             .route("topic", "t", "dlq")
             .route_topics(&["x", "y"], "t", "fail")
             .dlq("dead")

@@ -92,4 +92,3 @@ pub fn read_all(
     })?;
     Ok(out)
 }
-

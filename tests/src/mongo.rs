@@ -25,7 +25,8 @@ pub async fn documents(
         }
         Ok::<_, mongodb::error::Error>(out)
     };
-    read.await.with_context(|| format!("reading {db}.{collection}"))
+    read.await
+        .with_context(|| format!("reading {db}.{collection}"))
 }
 
 /// An integer field, whether stored as Int32 or Int64.

@@ -171,7 +171,14 @@ impl Smt {
 
     /// GET `path` of the admin endpoint: (status, body).
     pub fn get(&self, path: &str) -> Result<(u16, String)> {
-        http(self.admin_port, "GET", path, None, b"", Duration::from_secs(5))
+        http(
+            self.admin_port,
+            "GET",
+            path,
+            None,
+            b"",
+            Duration::from_secs(5),
+        )
     }
 
     /// Sum of the samples of metric `name` whose labels contain every `label=value` of `labels`.

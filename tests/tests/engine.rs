@@ -34,7 +34,7 @@ fn hostile(engine: &Engine) -> Arc<TransformModule> {
 
 /// A record on partition 3 of topic `t` with this key and `{}` as value.
 fn record(offset: i64, key: &str) -> Record {
-    smt_tests::record::record("t", Some(key.as_bytes()), Some(b"{}")).at(3, offset)
+    smt_tests::record::record("t", Some(key.as_bytes()), Some(b"{}".as_slice())).at(3, offset)
 }
 
 #[test]

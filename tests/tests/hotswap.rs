@@ -610,7 +610,7 @@ async fn rollback_restores_the_previous_version_within_one_batch() {
     let markers: Vec<Record> = (0..)
         .zip(&marker_from)
         .map(|(n, key)| {
-            record(&setup.topic, Some(key.as_bytes()), Some(b"{}")).at(n % PARTITIONS, 0)
+            record(&setup.topic, Some(key.as_bytes()), Some(b"{}".as_slice())).at(n % PARTITIONS, 0)
         })
         .collect();
     produce(&setup.brokers, &setup.topic, &markers).unwrap();
@@ -659,7 +659,10 @@ fn a_non_loopback_admin_without_a_token_refuses_to_start() {
     let config = ConfigBuilder::new("127.0.0.1:1", "mongodb://127.0.0.1:1", "x")
         .transform("vt", &module, json!({}))
         .route("t", "vt", "fail")
-        .set(&["admin", "listen"], json!(format!("0.0.0.0:{}", free_port())))
+        .set(
+            &["admin", "listen"],
+            json!(format!("0.0.0.0:{}", free_port())),
+        )
         .build();
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");

@@ -397,7 +397,13 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
     // Poison in the middle of partition 0 of the Debezium topic.
     let mut records = w.records.clone();
     let at = records.iter().position(|r| r.partition == 0).unwrap() + 40;
-    let poison = |value: &str| record("", Some(br#"{"id":999999}"#), Some(value.as_bytes()));
+    let poison = |value: &str| {
+        record(
+            "",
+            Some(br#"{"id":999999}"#.as_slice()),
+            Some(value.as_bytes()),
+        )
+    };
     records.insert(at, poison("{not json"));
     records.insert(
         at + 20,
@@ -492,7 +498,7 @@ fn trap_topic_with_records(s: &Services, n: usize) -> String {
 /// Records with keys `k0`, `k1`, … and `{}` as value, for the hostile guest.
 fn keyed_records(n: usize) -> Vec<Record> {
     (0..n)
-        .map(|i| record("", Some(format!("k{i}").as_bytes()), Some(b"{}")))
+        .map(|i| record("", Some(format!("k{i}").as_bytes()), Some(b"{}".as_slice())))
         .collect()
 }
 
@@ -528,7 +534,9 @@ async fn on_error_fail_stops_without_committing_past_the_record() {
     );
     // Everything before it is written and committed; nothing after it.
     let expected: BTreeSet<i64> = (0..5).collect();
-    let client = mongodb::Client::with_uri_str(s.mongodb_uri()).await.unwrap();
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .unwrap();
     assert_eq!(hostile_offsets(&client, &db).await, expected);
     assert_eq!(committed(&s.brokers(), &group, &topic), Some(5));
 }
@@ -549,7 +557,9 @@ async fn on_error_skip_logs_counts_and_continues() {
         .build();
     let mut smt = Smt::start(&dir.0, "smt", &config).unwrap();
     smt.wait_assigned(START).unwrap();
-    let client = mongodb::Client::with_uri_str(s.mongodb_uri()).await.unwrap();
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .unwrap();
     wait_for("11 documents", CONVERGE, || {
         Ok((futures_block(hostile_offsets(&client, &db)).len() == 11).then_some(()))
     })

@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use smt_tests::oracle::{self, Workload, TABLES};
 use smt_tests::config::ConfigBuilder;
 use smt_tests::kafka::topic_len;
-use smt_tests::smt_process::{tail, wait_for, Smt};
+use smt_tests::oracle::{self, Workload, TABLES};
 use smt_tests::services::{unique_name, DebeziumConnector, Services};
+use smt_tests::smt_process::{tail, wait_for, Smt};
 
 /// Operations per seed in the test command (three seeds: about 2 minutes warm on 2 cores).
 const DEFAULT_OPS: usize = 3000;

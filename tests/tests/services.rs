@@ -8,10 +8,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{doc, Document};
-use smt_tests::mongo::documents;
-use smt_tests::record::RecordExt as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use smt_tests::mongo::documents;
+use smt_tests::record::RecordExt as _;
 use smt_tests::services::{script, unique_name, DebeziumConnector, Services};
 
 const WAIT: Duration = Duration::from_secs(90);

@@ -132,10 +132,8 @@ fn create_or_read_without_key_inserts_with_server_objectid() {
         );
         assert_eq!(
             run(&m).unwrap(),
-            vec![
-                json!({"op": "insert-one", "db": null, "coll": "audit_log",
-                        "document": {"actor": "alice", "action": "login"}})
-            ]
+            vec![json!({"op": "insert-one", "db": null, "coll": "audit_log",
+                        "document": {"actor": "alice", "action": "login"}})]
         );
     }
 }
@@ -166,9 +164,7 @@ fn update_and_delete_without_key_filter_on_before() {
     );
     assert_eq!(
         run(&m).unwrap(),
-        vec![
-            json!({"op": "delete-one", "db": null, "coll": "audit_log", "filter": before})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "audit_log", "filter": before})]
     );
 }
 
@@ -524,9 +520,7 @@ fn id_object_id() {
     );
     assert_eq!(
         run_with(cfg, &m).unwrap(),
-        vec![
-            json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"id": 1}})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"id": 1}})]
     );
     // Without a key: the same as the reference (insert / filter on before).
     let m = msg(TOPIC, None, Some(envelope("c", Value::Null, row(1))));
@@ -574,9 +568,7 @@ fn truncate_options() {
         .is_empty());
     assert_eq!(
         run_with(r#"{"truncate": "delete-all"}"#, &m).unwrap(),
-        vec![
-            json!({"op": "delete-many", "db": null, "coll": "audit_log", "filter": {}})
-        ]
+        vec![json!({"op": "delete-many", "db": null, "coll": "audit_log", "filter": {}})]
     );
 }
 

@@ -99,21 +99,17 @@ fn collection_rule_writes_the_row_directly() {
     let m = mapper(json!([{"table": "inventory.customers", "collection": "people"}]));
     assert_eq!(
         run(&m, &record(CUSTOMERS, 0)),
-        vec![
-            json!({"op": "replace-one", "db": null, "coll": "people",
+        vec![json!({"op": "replace-one", "db": null, "coll": "people",
             "filter": {"_id": 1},
             "replacement": {"_id": 1, "id": 1, "first_name": "Sally", "last_name": "Thomas",
                 "email": "sally.thomas@acme.com", "balance": {"$numberDecimal": "1234.50"}, "vip": true,
                 "created_at": date(CREATED_AT_MS)},
-            "upsert": true})
-        ]
+            "upsert": true})]
     );
     // delete, then the tombstone
     assert_eq!(
         run(&m, &record(CUSTOMERS, 5)),
-        vec![
-            json!({"op": "delete-one", "db": null, "coll": "people", "filter": {"_id": 3}})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "people", "filter": {"_id": 3}})]
     );
     assert_eq!(run(&m, &record(CUSTOMERS, 6)), Vec::<Value>::new());
 }

@@ -513,7 +513,8 @@ impl Event {
     /// The primary-key columns, decoded and moved out of the event: a record
     /// without key (a table without primary key) is a `bad-input` error.
     pub fn require_key(&mut self) -> Result<Fields, TransformError> {
-        self.take_key()?.ok_or_else(|| missing("key (does the table have a primary key?)"))
+        self.take_key()?
+            .ok_or_else(|| missing("key (does the table have a primary key?)"))
     }
 
     /// The row before the change, decoded; `None` when absent (inserts, and

@@ -351,11 +351,18 @@ fn require_gives_the_decoded_image_or_a_bad_input_error() {
     let err = e.require_before().unwrap_err();
     assert_eq!(
         (err.kind, err.message.as_str()),
-        (ErrorKind::BadInput, "the change event has no 'before' image")
+        (
+            ErrorKind::BadInput,
+            "the change event has no 'before' image"
+        )
     );
     let delete = json!({"before": {"id": 1}, "after": null, "op": "d"});
     let mut keyless = Event::parse(&message(None, Some(delete))).unwrap().unwrap();
-    assert!(keyless.require_key().unwrap_err().message.contains("no key"));
+    assert!(keyless
+        .require_key()
+        .unwrap_err()
+        .message
+        .contains("no key"));
     assert_eq!(keyless.require_before().unwrap()["id"], 1);
     assert!(keyless.require_after().is_err());
     // A malformed image is the decoding error, not "missing".

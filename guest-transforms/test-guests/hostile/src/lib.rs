@@ -122,9 +122,13 @@ fn every_op(msg: &Message) -> Vec<WriteOp> {
                        "dec": {"$numberDecimal": "1.50"}, "t": {"$date": "2024-01-02T03:04:05Z"}});
     vec![
         ops::insert_one("c", json!({"_id": id, "typed": typed})),
-        ops::replace_one(ops::ns_in("other", "c"), json!({"_id": id}), json!({"_id": id, "r": true}))
-            .upsert()
-            .into(),
+        ops::replace_one(
+            ops::ns_in("other", "c"),
+            json!({"_id": id}),
+            json!({"_id": id, "r": true}),
+        )
+        .upsert()
+        .into(),
         ops::update_one("c", json!({"_id": id}))
             .set(json!({"a.$[e].x": 1}))
             .operator("$inc", json!({"n": 1}))
