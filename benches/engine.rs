@@ -36,7 +36,7 @@ fn ms(s: f64) -> String {
 /// The benchmark's record maps to one replace-one, handed over as the
 /// engine hands over a guest's (the strings moved, not copied).
 fn host_parse(op: smt_guest::WriteOp) -> WriteOp {
-    use smt_host::engine::bindings_types as contract;
+    use smt_host::contract;
     let smt_guest::WriteOp::ReplaceOne(r) = op else {
         panic!("the benchmark's record maps to one replace-one, got {op:?}")
     };

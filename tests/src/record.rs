@@ -5,7 +5,7 @@
 //! or built here are all of it, so a test moves a record from one to the
 //! other without converting it.
 
-pub use smt_host::engine::{Header, Message as Record};
+pub use smt_host::contract::{Header, Message as Record};
 
 /// A record of `topic` on partition 0 at offset 0, without timestamp or
 /// headers; `key`/`value` `None` are a null key / a tombstone.

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
-use smt_host::admin::Metrics;
 use smt_host::config::Config;
 use smt_host::pipeline::CancellationToken;
 use smt_host::sink::{Mode, Sink};
+use smt_host::telemetry::Metrics;
 use smt_host::writeop::{Namespace, WriteOp};
 use smt_tests::mongo::documents;
 use smt_tests::services::{unique_name, Services};

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bson::{doc, Bson, DateTime, Decimal128, Document};
-use smt_host::admin::Metrics;
 use smt_host::config::Config;
 use smt_host::engine::{Engine, EngineConfig, TransformInstance};
 use smt_host::pipeline::CancellationToken;
 use smt_host::sink::Sink;
+use smt_host::telemetry::Metrics;
 use smt_tests::native::fixture;
 use smt_tests::record::Record;
 use smt_tests::services::{unique_name, Services};
