@@ -17,6 +17,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
+use serde_json::{json, Value};
+
+use crate::config::ConfigBuilder;
 use crate::services::Services;
 
 /// The running secured broker and the material its clients need.
@@ -183,34 +186,48 @@ impl SecureKafka {
         Ok(())
     }
 
-    /// `[kafka.properties]` lines of SASL_SSL with SCRAM (`mechanism`
-    /// `SCRAM-SHA-512` or `SCRAM-SHA-256`); `password` is a TOML value
-    /// (text or `{ env = … }` / `{ file = … }`).
-    pub fn scram_properties(&self, mechanism: &str, password: &str) -> String {
-        format!(
-            "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"{mechanism}\"\n\"sasl.username\" = \"{}\"\n\"sasl.password\" = {password}\n\"ssl.ca.location\" = \"{}\"\n",
-            self.scram_user,
-            self.file("ca.pem")
-        )
+    /// `[kafka.properties]` of SASL_SSL with SCRAM (`mechanism`
+    /// `SCRAM-SHA-512` or `SCRAM-SHA-256`); `password` is text or
+    /// `{"env": …}` / `{"file": …}`.
+    pub fn scram_properties(&self, mechanism: &str, password: Value) -> Properties {
+        vec![
+            ("security.protocol".into(), json!("SASL_SSL")),
+            ("sasl.mechanism".into(), json!(mechanism)),
+            ("sasl.username".into(), json!(self.scram_user)),
+            ("sasl.password".into(), password),
+            ("ssl.ca.location".into(), json!(self.file("ca.pem"))),
+        ]
     }
 
-    /// `[kafka.properties]` lines of SSL with the client certificate of the
-    /// CA (`client`) or of the other CA (`other-client`).
-    pub fn mtls_properties(&self, client: &str) -> String {
-        let mut s = format!(
-            "\"security.protocol\" = \"SSL\"\n\"ssl.ca.location\" = \"{}\"\n\"ssl.certificate.location\" = \"{}\"\n\"ssl.key.location\" = \"{}\"\n",
-            self.file("ca.pem"),
-            self.file(&format!("{client}.pem")),
-            self.file(&format!("{client}.key")),
-        );
+    /// `[kafka.properties]` of SSL with the client certificate of the CA
+    /// (`client`, its key encrypted, the password from a file) or of the
+    /// other CA (`other-client`).
+    pub fn mtls_properties(&self, client: &str) -> Properties {
+        let mut p: Properties = vec![
+            ("security.protocol".into(), json!("SSL")),
+            ("ssl.ca.location".into(), json!(self.file("ca.pem"))),
+            ("ssl.certificate.location".into(), json!(self.file(&format!("{client}.pem")))),
+            ("ssl.key.location".into(), json!(self.file(&format!("{client}.key")))),
+        ];
         if client == "client" {
-            s.push_str(&format!(
-                "\"ssl.key.password\" = {{ file = \"{}\" }}\n",
-                self.file("client.key.password")
+            p.push((
+                "ssl.key.password".into(),
+                json!({ "file": self.file("client.key.password") }),
             ));
         }
-        s
+        p
     }
+}
+
+/// `[kafka.properties]` entries: (librdkafka name, TOML value as JSON).
+pub type Properties = Vec<(String, Value)>;
+
+/// `builder` with `properties` added to `[kafka.properties]`.
+pub fn with_properties(mut builder: ConfigBuilder, properties: &Properties) -> ConfigBuilder {
+    for (k, v) in properties {
+        builder = builder.set(&["kafka", "properties", k], v.clone());
+    }
+    builder
 }
 
 /// Synthetic Debezium change events (JSON converter without schemas) of

@@ -16,9 +16,16 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use smt_tests::kafka_secure::{debezium_rows, secure_kafka, SecureKafka};
-use smt_tests::pipeline::*;
+use serde_json::{json, Value};
+use smt_tests::config::{ConfigBuilder, ADMIN};
+use smt_tests::kafka::topic_len;
+use smt_tests::kafka_secure::{
+    debezium_rows, secure_kafka, with_properties, Properties, SecureKafka,
+};
+use smt_tests::mongo::documents;
 use smt_tests::services::{unique_name, Services};
+use smt_tests::smt_process::{run_to_exit, smt_bin, tail, wait_for, Scratch, Smt};
+use smt_tests::workload::wait_for_rows;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const START: Duration = Duration::from_secs(45);
@@ -27,22 +34,36 @@ fn debezium_module() -> &'static str {
     env!("SMT_GUEST_DEBEZIUM_MONGO")
 }
 
-/// A pipeline config over the secured broker: `brokers`, `properties` (the
-/// `[kafka.properties]` lines), one route per topic to the default transform.
-fn config(brokers: &str, properties: &str, topics: &[String], database: &str, dlq: Option<&str>) -> String {
+/// A pipeline config over the secured broker: `brokers`, `properties` (added
+/// to `[kafka.properties]`), one route per topic to the default transform.
+fn builder(
+    brokers: &str,
+    properties: &Properties,
+    topics: &[String],
+    database: &str,
+    dlq: Option<&str>,
+) -> ConfigBuilder {
     let mongodb = Services::shared().mongodb_uri();
-    let mut b = ConfigBuilder::new(brokers, &mongodb, database)
-        .transform("dbz", debezium_module(), "{}");
-    for t in topics {
-        b = b.route(t, "dbz", if dlq.is_some() { "dlq" } else { "fail" });
-    }
+    let mut b = ConfigBuilder::new(brokers, &mongodb, database).transform(
+        "dbz",
+        debezium_module(),
+        json!({}),
+    );
+    b = b.route_topics(topics, "dbz", if dlq.is_some() { "dlq" } else { "fail" });
     if let Some(d) = dlq {
         b = b.dlq(d);
     }
-    b.build().replace(
-        "[kafka.properties]\n",
-        &format!("[kafka.properties]\n{properties}"),
-    )
+    with_properties(b, properties)
+}
+
+fn config(
+    brokers: &str,
+    properties: &Properties,
+    topics: &[String],
+    database: &str,
+    dlq: Option<&str>,
+) -> String {
+    builder(brokers, properties, topics, database, dlq).build()
 }
 
 /// Topic `sec.s.<table>` (the default transform writes collection `<table>`).
@@ -63,7 +84,12 @@ fn assert_no_secret(k: &SecureKafka, text: &str) {
 
 /// Produces the rows to a fresh topic, runs `smt run` with `properties`
 /// (secrets also via `env`) until MongoDB holds them, stops it; returns its log.
-async fn round_trip(name: &str, brokers: &str, properties: &str, env: &[(&str, &str)]) -> String {
+async fn round_trip(
+    name: &str,
+    brokers: &str,
+    properties: &Properties,
+    env: &[(&str, &str)],
+) -> String {
     let k = secure_kafka();
     let dir = Scratch::new(name);
     let table = unique_name(name);
@@ -91,10 +117,7 @@ async fn round_trip(name: &str, brokers: &str, properties: &str, env: &[(&str, &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_scram_sha_512_with_the_password_from_a_file() {
     let k = secure_kafka();
-    let props = k.scram_properties(
-        "SCRAM-SHA-512",
-        &format!("{{ file = \"{}\" }}", k.file("scram.password")),
-    );
+    let props = k.scram_properties("SCRAM-SHA-512", json!({ "file": k.file("scram.password") }));
     let log = round_trip("scram512", &k.sasl_ssl, &props, &[]).await;
     // The debug log describes the consumer's configuration with the password masked.
     assert!(log.contains("sasl.password=***"), "{}", tail(&log, 3000));
@@ -103,18 +126,19 @@ async fn sasl_ssl_scram_sha_512_with_the_password_from_a_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_scram_sha_256_with_the_password_from_the_environment() {
     let k = secure_kafka();
-    let props = k.scram_properties("SCRAM-SHA-256", "{ env = \"TEST_KAFKA_PASSWORD\" }");
+    let props = k.scram_properties("SCRAM-SHA-256", json!({ "env": "TEST_KAFKA_PASSWORD" }));
     round_trip("scram256", &k.sasl_ssl, &props, &[("TEST_KAFKA_PASSWORD", k.scram_password.as_str())]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_plain_with_the_password_from_an_override_variable() {
     let k = secure_kafka();
-    let props = format!(
-        "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"{}\"\n\"ssl.ca.location\" = \"{}\"\n",
-        k.plain_user,
-        k.file("ca.pem")
-    );
+    let props: Properties = vec![
+        ("security.protocol".into(), json!("SASL_SSL")),
+        ("sasl.mechanism".into(), json!("PLAIN")),
+        ("sasl.username".into(), json!(k.plain_user)),
+        ("ssl.ca.location".into(), json!(k.file("ca.pem"))),
+    ];
     round_trip(
         "plain",
         &k.sasl_ssl,
@@ -133,10 +157,13 @@ async fn mtls_with_an_encrypted_client_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_oauthbearer_with_kafkas_unsecured_jwt_login() {
     let k = secure_kafka();
-    let props = format!(
-        "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"OAUTHBEARER\"\n\"enable.sasl.oauthbearer.unsecure.jwt\" = \"true\"\n\"sasl.oauthbearer.config\" = \"principal=smt\"\n\"ssl.ca.location\" = \"{}\"\n",
-        k.file("ca.pem")
-    );
+    let props: Properties = vec![
+        ("security.protocol".into(), json!("SASL_SSL")),
+        ("sasl.mechanism".into(), json!("OAUTHBEARER")),
+        ("enable.sasl.oauthbearer.unsecure.jwt".into(), json!("true")),
+        ("sasl.oauthbearer.config".into(), json!("principal=smt")),
+        ("ssl.ca.location".into(), json!(k.file("ca.pem"))),
+    ];
     round_trip("oauth", &k.sasl_ssl, &props, &[]).await;
 }
 
@@ -165,7 +192,7 @@ async fn every_codec_over_sasl_ssl_gives_the_same_documents() {
     let dlq = unique_name("dlq");
     k.create_topic(&dlq, 1).unwrap();
     let database = unique_name("codecs");
-    let props = k.scram_properties("SCRAM-SHA-512", &format!("\"{}\"", k.scram_password.replace('\\', "\\\\").replace('"', "\\\"")));
+    let props = k.scram_properties("SCRAM-SHA-512", json!(k.scram_password));
     let topics: Vec<String> = tables.values().map(|(_, t)| t.clone()).collect();
     let cfg = config(&k.sasl_ssl, &props, &topics, &database, Some(&dlq));
     let mut smt = Smt::start(&dir.0, "codecs", &cfg).unwrap();
@@ -179,7 +206,7 @@ async fn every_codec_over_sasl_ssl_gives_the_same_documents() {
             .await
             .unwrap_or_else(|e| panic!("codec {codec}: {e:#}\n{}", tail(&smt.log_text(), 4000)));
         let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-        docs.insert(codec, all_documents(&client, &database, table).await);
+        docs.insert(codec, documents(&client, &database, table).await.unwrap());
     }
     assert_eq!(docs["zstd"], docs["none"], "zstd over SASL_SSL == uncompressed");
     // The poison record went to the DLQ through the secured producer.
@@ -214,21 +241,17 @@ async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
     let database = unique_name("mtls");
     let (base, query) = m.uri.split_once("/?").unwrap();
     let ca = query.split('&').find_map(|kv| kv.strip_prefix("tlsCAFile=")).unwrap();
-    let secured = |password: &str| {
-        config(&k.ssl, &k.mtls_properties("client"), &[topic.clone()], &database, None)
-            .replace(
-                &format!("uri = \"{}\"", Services::shared().mongodb_uri()),
-                &format!("uri = \"{base}\""),
-            )
-            .replace(
-                &format!("database = \"{database}\"\n"),
-                &format!(
-                    "database = \"{database}\"\nusername = \"{}\"\npassword = {password}\n[mongodb.options]\ntls = \"true\"\ntlsCAFile = \"{ca}\"\nauthSource = \"admin\"\n",
-                    m.user
-                ),
-            )
+    let secured = |password: Value| {
+        builder(&k.ssl, &k.mtls_properties("client"), &[topic.clone()], &database, None)
+            .set(&["mongodb", "uri"], json!(base))
+            .set(&["mongodb", "username"], json!(m.user))
+            .set(&["mongodb", "password"], password)
+            .set(&["mongodb", "options", "tls"], json!("true"))
+            .set(&["mongodb", "options", "tlsCAFile"], json!(ca))
+            .set(&["mongodb", "options", "authSource"], json!("admin"))
+            .build()
     };
-    let cfg = secured(&format!("{{ file = \"{}\" }}", m.password_file));
+    let cfg = secured(json!({ "file": m.password_file }));
     assert!(cfg.contains("tlsCAFile"), "{cfg}");
     let mut smt = Smt::start_with_env(&dir.0, "mongotls", &cfg, &[("SMT_LOG", "debug")]).unwrap();
     smt.wait_assigned(START)
@@ -254,8 +277,8 @@ async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
     assert!(!out.contains(&m.password), "{out}");
 
     // A wrong password: exit 2 at startup, naming MongoDB and the failure.
-    let wrong = format!("\"{}x\"", m.password);
-    let (status, out) = run_to_exit(&dir.0, &secured(&wrong), Duration::from_secs(60)).unwrap();
+    let wrong = json!(format!("{}x", m.password));
+    let (status, out) = run_to_exit(&dir.0, &secured(wrong), Duration::from_secs(60)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(out.contains("MongoDB") && out.to_lowercase().contains("authentication failed"), "{out}");
     assert!(!out.contains(&m.password), "the MongoDB password was printed:\n{out}");
@@ -266,7 +289,7 @@ async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
 /// Runs `smt run` on a config that cannot connect; asserts it exits 2 on the
 /// first fatal connection error (not after the 15 s startup timeout), never
 /// became ready, said `expected`, and printed no secret. Returns the output.
-fn fails_at_startup(name: &str, brokers: &str, properties: &str, expected: &[&str]) -> String {
+fn fails_at_startup(name: &str, brokers: &str, properties: &Properties, expected: &[&str]) -> String {
     let k = secure_kafka();
     let dir = Scratch::new(name);
     let table = unique_name(name);
@@ -305,7 +328,7 @@ fn fails_at_startup(name: &str, brokers: &str, properties: &str, expected: &[&st
 #[test]
 fn a_wrong_password_fails_fast_saying_authentication_failed() {
     let k = secure_kafka();
-    let props = k.scram_properties("SCRAM-SHA-512", "\"not-the-password\"");
+    let props = k.scram_properties("SCRAM-SHA-512", json!("not-the-password"));
     fails_at_startup(
         "wrongpw",
         &k.sasl_ssl,
@@ -317,9 +340,12 @@ fn a_wrong_password_fails_fast_saying_authentication_failed() {
 #[test]
 fn an_untrusted_broker_certificate_fails_fast_saying_so() {
     let k = secure_kafka();
-    let props = k
-        .scram_properties("SCRAM-SHA-512", &format!("{{ file = \"{}\" }}", k.file("scram.password")))
-        .replace(&k.file("ca.pem"), &k.file("other-ca.pem"));
+    let mut props = k.scram_properties("SCRAM-SHA-512", json!({ "file": k.file("scram.password") }));
+    for (key, v) in &mut props {
+        if key == "ssl.ca.location" {
+            *v = json!(k.file("other-ca.pem"));
+        }
+    }
     fails_at_startup(
         "untrusted",
         &k.sasl_ssl,
@@ -342,14 +368,14 @@ fn a_client_certificate_of_another_ca_fails_fast_saying_so() {
 #[test]
 fn a_plaintext_client_on_a_tls_listener_fails_fast_naming_security_protocol() {
     let k = secure_kafka();
-    fails_at_startup("plaintext", &k.sasl_ssl, "", &["security.protocol (PLAINTEXT)"]);
+    fails_at_startup("plaintext", &k.sasl_ssl, &vec![], &["security.protocol (PLAINTEXT)"]);
 }
 
 // ------------------------------------------------------------------ doctor
 
 fn doctor(dir: &std::path::Path, name: &str, cfg: &str) -> (Option<i32>, String) {
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, cfg.replace("{admin}", "127.0.0.1:0")).unwrap();
+    std::fs::write(&path, cfg.replace(ADMIN, "127.0.0.1:0")).unwrap();
     let out = Command::new(smt_bin())
         .args(["doctor", "--config"])
         .arg(&path)
@@ -373,10 +399,7 @@ fn doctor_passes_a_good_secured_config_and_names_each_failure_of_a_bad_one() {
     k.create_topic(&topic, 3).unwrap();
     let dlq = unique_name("dlq");
     k.create_topic(&dlq, 1).unwrap();
-    let good_props = k.scram_properties(
-        "SCRAM-SHA-512",
-        &format!("{{ file = \"{}\" }}", k.file("scram.password")),
-    );
+    let good_props = k.scram_properties("SCRAM-SHA-512", json!({ "file": k.file("scram.password") }));
     let good = config(&k.sasl_ssl, &good_props, &[topic.clone()], &unique_name("doc"), Some(&dlq));
     let (code, out) = doctor(&dir.0, "good", &good);
     assert_eq!(code, Some(0), "{out}");
@@ -396,14 +419,15 @@ fn doctor_passes_a_good_secured_config_and_names_each_failure_of_a_bad_one() {
 
     // Wrong password: the broker check fails with the cause; a missing topic
     // and a transform whose config its init rejects fail on their own lines.
-    let bad = config(
+    let bad = builder(
         &k.sasl_ssl,
-        &k.scram_properties("SCRAM-SHA-512", "\"wrong\""),
+        &k.scram_properties("SCRAM-SHA-512", json!("wrong")),
         &[topic.clone()],
         &unique_name("doc"),
         None,
     )
-    .replace("config = {}", "config = { colection = \"typo\" }");
+    .transform("dbz", debezium_module(), json!({ "colection": "typo" }))
+    .build();
     let (code, out) = doctor(&dir.0, "bad", &bad);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("✗ kafka brokers") && out.contains("authentication failed"), "{out}");
