@@ -244,7 +244,8 @@ fn kafka_checks(config: &Config, timeout: Duration) -> Vec<Check> {
 
     // The consumer group: state and committed offsets, read without joining it.
     let group = &config.kafka.group_id;
-    let state = match retry_coordinator(timeout, || consumer.fetch_group_list(Some(group), timeout)) {
+    let state = match retry_coordinator(timeout, || consumer.fetch_group_list(Some(group), timeout))
+    {
         Ok(list) => match list.groups().first() {
             Some(g) if !g.state().is_empty() && g.state() != "Dead" => {
                 format!("{}, {} member(s)", g.state(), g.members().len())
@@ -353,9 +354,15 @@ fn dlq_check(config: &Config, timeout: Duration, mut out: Vec<Check>) -> Vec<Che
         Ok(md) => match md.topics().first() {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => out.push(Check::ok(
                 name,
-                format!("{} partition(s); the producer's configuration is accepted", t.partitions().len()),
+                format!(
+                    "{} partition(s); the producer's configuration is accepted",
+                    t.partitions().len()
+                ),
             )),
-            _ => out.push(Check::fail(name, "does not exist (dlq.topic): create it first")),
+            _ => out.push(Check::fail(
+                name,
+                "does not exist (dlq.topic): create it first",
+            )),
         },
         Err(e) => out.push(Check::fail(name, format!("the DLQ producer: {e:#}"))),
     }

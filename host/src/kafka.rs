@@ -128,7 +128,10 @@ pub fn warnings(config: &Config) -> Vec<String> {
     if p.get("enable.ssl.certificate.verification")
         .is_some_and(|v| v == "false")
     {
-        out.push("enable.ssl.certificate.verification = false: any broker certificate is accepted".into());
+        out.push(
+            "enable.ssl.certificate.verification = false: any broker certificate is accepted"
+                .into(),
+        );
     }
     out
 }
@@ -235,7 +238,9 @@ pub fn classify(code: Option<RDKafkaErrorCode>, reason: &str) -> Cause {
         || r.contains("authentication failed")
     {
         Cause::Authentication
-    } else if r.contains("certificate verify failed") || r.contains("broker certificate could not be verified") {
+    } else if r.contains("certificate verify failed")
+        || r.contains("broker certificate could not be verified")
+    {
         Cause::UntrustedBroker
     } else if r.contains("alert bad certificate")
         || r.contains("certificate required")
@@ -319,16 +324,19 @@ pub fn log_line(errors: &ClientErrors, level: RDKafkaLogLevel, fac: &str, messag
         | RDKafkaLogLevel::Error => {
             tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
         }
-        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
             tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}")
         }
-        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
     }
 }
 
 impl ClientErrors {
-
     /// The first error retrying cannot fix, if any.
     pub fn fatal(&self) -> Option<(Cause, String)> {
         self.inner.lock().expect("errors lock").fatal.clone()
@@ -490,12 +498,20 @@ mod tests {
         assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
         assert_eq!(consumer.get("session.timeout.ms"), Some("10000"));
         assert_eq!(producer.get("group.id"), None);
-        assert_eq!(producer.get("session.timeout.ms"), None, "consumer-only keys stay off the producer");
+        assert_eq!(
+            producer.get("session.timeout.ms"),
+            None,
+            "consumer-only keys stay off the producer"
+        );
         assert_eq!(producer.get("linger.ms"), Some("7"));
         assert_eq!(producer.get("enable.idempotence"), Some("true"));
         // Both create with librdkafka (the properties exist in this build).
-        consumer.create::<rdkafka::consumer::BaseConsumer>().unwrap();
-        producer.create::<rdkafka::producer::BaseProducer>().unwrap();
+        consumer
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .unwrap();
+        producer
+            .create::<rdkafka::producer::BaseProducer>()
+            .unwrap();
     }
 
     #[test]
@@ -528,7 +544,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         for role in [Role::Consumer, Role::DlqProducer] {
             let cc = client_config(&c, role);
-            assert_eq!(cc.get("sasl.oauthbearer.client.secret"), Some("0idc-cl1ent-s3cret"));
+            assert_eq!(
+                cc.get("sasl.oauthbearer.client.secret"),
+                Some("0idc-cl1ent-s3cret")
+            );
             assert!(!describe(&cc).contains("0idc-cl1ent-s3cret"));
             // librdkafka validates the OIDC settings when the client is created:
             // this fails on a build without OIDC support (no libcurl).
@@ -559,7 +578,13 @@ mod tests {
         assert_eq!(classify(Some(C::SSL), "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed"), Cause::UntrustedBroker);
         assert_eq!(classify(Some(C::BrokerTransportFailure), "ssl://h:1/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad certificate: SSL alert number 42"), Cause::ClientCertificate);
         assert_eq!(classify(Some(C::BrokerTransportFailure), "h:1/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request)"), Cause::Protocol);
-        assert_eq!(classify(Some(C::BrokerTransportFailure), "h:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"), Cause::Other);
+        assert_eq!(
+            classify(
+                Some(C::BrokerTransportFailure),
+                "h:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+            ),
+            Cause::Other
+        );
         let closed = "127.0.0.1:1/bootstrap: Disconnected: connection closed by peer: receive 0 after POLLIN (after 700ms in state APIVERSION_QUERY)";
         assert_eq!(classify(None, closed), Cause::Protocol);
         // A connection closed during the handshake is fatal from the second one on.
@@ -571,14 +596,29 @@ mod tests {
         assert_eq!(errors.fatal().map(|f| f.0), Some(Cause::Protocol));
         // "all brokers down" never hides the cause before it.
         let errors = ClientErrors::default();
-        errors.record(&KafkaError::Global(C::Authentication), "SASL authentication error: Authentication failed");
-        errors.record(&KafkaError::Global(C::AllBrokersDown), "1/1 brokers are down");
-        assert_eq!(errors.last().unwrap(), "SASL authentication error: Authentication failed");
+        errors.record(
+            &KafkaError::Global(C::Authentication),
+            "SASL authentication error: Authentication failed",
+        );
+        errors.record(
+            &KafkaError::Global(C::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        assert_eq!(
+            errors.last().unwrap(),
+            "SASL authentication error: Authentication failed"
+        );
     }
 
     #[test]
     fn this_build_has_tls_sasl_and_every_codec() {
         let l = librdkafka();
-        assert!(l.missing().is_empty(), "librdkafka {} lacks {:?} (has {:?})", l.version, l.missing(), l.features);
+        assert!(
+            l.missing().is_empty(),
+            "librdkafka {} lacks {:?} (has {:?})",
+            l.version,
+            l.missing(),
+            l.features
+        );
     }
 }

@@ -178,7 +178,8 @@ impl SecureKafka {
             if let Some(v) = v {
                 r = r.payload(v.as_str());
             }
-            p.send(r).map_err(|(e, _)| anyhow!("producing to {topic}: {e}"))?;
+            p.send(r)
+                .map_err(|(e, _)| anyhow!("producing to {topic}: {e}"))?;
             p.poll(Duration::ZERO);
         }
         p.flush(Duration::from_secs(30))
@@ -206,8 +207,14 @@ impl SecureKafka {
         let mut p: Properties = vec![
             ("security.protocol".into(), json!("SSL")),
             ("ssl.ca.location".into(), json!(self.file("ca.pem"))),
-            ("ssl.certificate.location".into(), json!(self.file(&format!("{client}.pem")))),
-            ("ssl.key.location".into(), json!(self.file(&format!("{client}.key")))),
+            (
+                "ssl.certificate.location".into(),
+                json!(self.file(&format!("{client}.pem"))),
+            ),
+            (
+                "ssl.key.location".into(),
+                json!(self.file(&format!("{client}.key"))),
+            ),
         ];
         if client == "client" {
             p.push((

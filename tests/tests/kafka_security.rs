@@ -78,7 +78,10 @@ fn assert_no_secret(k: &SecureKafka, text: &str) {
         ("PLAIN password", &k.plain_password),
         ("client key password", &k.client_key_password),
     ] {
-        assert!(!text.contains(secret.as_str()), "the {what} was printed:\n{text}");
+        assert!(
+            !text.contains(secret.as_str()),
+            "the {what} was printed:\n{text}"
+        );
     }
 }
 
@@ -99,13 +102,25 @@ async fn round_trip(
     k.produce(&topic, "none", &records).unwrap();
     let database = unique_name("sec");
     let cfg = config(brokers, properties, &[topic.clone()], &database, None);
-    let mut smt = Smt::start_with_env(&dir.0, name, &cfg, &[&[("SMT_LOG", "debug")][..], env].concat()).unwrap();
+    let mut smt = Smt::start_with_env(
+        &dir.0,
+        name,
+        &cfg,
+        &[&[("SMT_LOG", "debug")][..], env].concat(),
+    )
+    .unwrap();
     let t0 = Instant::now();
     smt.wait_assigned(START)
         .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
-    wait_for_rows(&Services::shared().mongodb_uri(), &database, &table, &rows, CONVERGE)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
+    wait_for_rows(
+        &Services::shared().mongodb_uri(),
+        &database,
+        &table,
+        &rows,
+        CONVERGE,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
     eprintln!("{name}: {} documents in {:?}", rows.len(), t0.elapsed());
     let status = smt.terminate(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "{status}");
@@ -127,7 +142,13 @@ async fn sasl_ssl_scram_sha_512_with_the_password_from_a_file() {
 async fn sasl_ssl_scram_sha_256_with_the_password_from_the_environment() {
     let k = secure_kafka();
     let props = k.scram_properties("SCRAM-SHA-256", json!({ "env": "TEST_KAFKA_PASSWORD" }));
-    round_trip("scram256", &k.sasl_ssl, &props, &[("TEST_KAFKA_PASSWORD", k.scram_password.as_str())]).await;
+    round_trip(
+        "scram256",
+        &k.sasl_ssl,
+        &props,
+        &[("TEST_KAFKA_PASSWORD", k.scram_password.as_str())],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +164,10 @@ async fn sasl_ssl_plain_with_the_password_from_an_override_variable() {
         "plain",
         &k.sasl_ssl,
         &props,
-        &[("SMT_KAFKA__PROPERTIES__SASL_PASSWORD", k.plain_password.as_str())],
+        &[(
+            "SMT_KAFKA__PROPERTIES__SASL_PASSWORD",
+            k.plain_password.as_str(),
+        )],
     )
     .await;
 }
@@ -184,7 +208,13 @@ async fn every_codec_over_sasl_ssl_gives_the_same_documents() {
         k.create_topic(&topic, 1).unwrap();
         let mut recs = records.clone();
         if codec == "zstd" {
-            recs.insert(10, (Some("{\"id\":999999}".into()), Some("not json at all".into())));
+            recs.insert(
+                10,
+                (
+                    Some("{\"id\":999999}".into()),
+                    Some("not json at all".into()),
+                ),
+            );
         }
         k.produce(&topic, codec, &recs).unwrap();
         tables.insert(codec, (table, topic));
@@ -208,7 +238,10 @@ async fn every_codec_over_sasl_ssl_gives_the_same_documents() {
         let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
         docs.insert(codec, documents(&client, &database, table).await.unwrap());
     }
-    assert_eq!(docs["zstd"], docs["none"], "zstd over SASL_SSL == uncompressed");
+    assert_eq!(
+        docs["zstd"], docs["none"],
+        "zstd over SASL_SSL == uncompressed"
+    );
     // The poison record went to the DLQ through the secured producer.
     let dlq_record = wait_for("the poison record in the DLQ", CONVERGE, || {
         let n = topic_len(&k.plaintext, &dlq)?;
@@ -240,16 +273,25 @@ async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
     k.produce(&topic, "zstd", &records).unwrap();
     let database = unique_name("mtls");
     let (base, query) = m.uri.split_once("/?").unwrap();
-    let ca = query.split('&').find_map(|kv| kv.strip_prefix("tlsCAFile=")).unwrap();
+    let ca = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("tlsCAFile="))
+        .unwrap();
     let secured = |password: Value| {
-        builder(&k.ssl, &k.mtls_properties("client"), &[topic.clone()], &database, None)
-            .set(&["mongodb", "uri"], json!(base))
-            .set(&["mongodb", "username"], json!(m.user))
-            .set(&["mongodb", "password"], password)
-            .set(&["mongodb", "options", "tls"], json!("true"))
-            .set(&["mongodb", "options", "tlsCAFile"], json!(ca))
-            .set(&["mongodb", "options", "authSource"], json!("admin"))
-            .build()
+        builder(
+            &k.ssl,
+            &k.mtls_properties("client"),
+            &[topic.clone()],
+            &database,
+            None,
+        )
+        .set(&["mongodb", "uri"], json!(base))
+        .set(&["mongodb", "username"], json!(m.user))
+        .set(&["mongodb", "password"], password)
+        .set(&["mongodb", "options", "tls"], json!("true"))
+        .set(&["mongodb", "options", "tlsCAFile"], json!(ca))
+        .set(&["mongodb", "options", "authSource"], json!("admin"))
+        .build()
     };
     let cfg = secured(json!({ "file": m.password_file }));
     assert!(cfg.contains("tlsCAFile"), "{cfg}");
@@ -259,7 +301,12 @@ async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
     let authed = format!(
         "mongodb://{}:{}@{}/?tls=true&tlsCAFile={ca}&authSource=admin",
         m.user,
-        m.password.replace('%', "%25").replace('/', "%2F").replace('?', "%3F").replace('@', "%40").replace(':', "%3A"),
+        m.password
+            .replace('%', "%25")
+            .replace('/', "%2F")
+            .replace('?', "%3F")
+            .replace('@', "%40")
+            .replace(':', "%3A"),
         base.trim_start_matches("mongodb://")
     );
     wait_for_rows(&authed, &database, &table, &rows, CONVERGE)
@@ -267,21 +314,35 @@ async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
     assert!(smt.terminate(Duration::from_secs(30)).unwrap().success());
     let log = smt.log_text();
-    assert!(!log.contains(&m.password), "the MongoDB password was printed:\n{log}");
+    assert!(
+        !log.contains(&m.password),
+        "the MongoDB password was printed:\n{log}"
+    );
     assert_no_secret(k, &log);
 
     // doctor on it: privileges through the user's role.
     let (code, out) = doctor(&dir.0, "mongotls-doctor", &cfg);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("✓ mongodb privileges on {database}: allowed by the role")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "✓ mongodb privileges on {database}: allowed by the role"
+        )),
+        "{out}"
+    );
     assert!(!out.contains(&m.password), "{out}");
 
     // A wrong password: exit 2 at startup, naming MongoDB and the failure.
     let wrong = json!(format!("{}x", m.password));
     let (status, out) = run_to_exit(&dir.0, &secured(wrong), Duration::from_secs(60)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
-    assert!(out.contains("MongoDB") && out.to_lowercase().contains("authentication failed"), "{out}");
-    assert!(!out.contains(&m.password), "the MongoDB password was printed:\n{out}");
+    assert!(
+        out.contains("MongoDB") && out.to_lowercase().contains("authentication failed"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&m.password),
+        "the MongoDB password was printed:\n{out}"
+    );
 }
 
 // ------------------------------------------------------------------ bad paths
@@ -289,7 +350,12 @@ async fn mongodb_over_tls_with_scram_credentials_from_separate_keys() {
 /// Runs `smt run` on a config that cannot connect; asserts it exits 2 on the
 /// first fatal connection error (not after the 15 s startup timeout), never
 /// became ready, said `expected`, and printed no secret. Returns the output.
-fn fails_at_startup(name: &str, brokers: &str, properties: &Properties, expected: &[&str]) -> String {
+fn fails_at_startup(
+    name: &str,
+    brokers: &str,
+    properties: &Properties,
+    expected: &[&str],
+) -> String {
     let k = secure_kafka();
     let dir = Scratch::new(name);
     let table = unique_name(name);
@@ -308,20 +374,36 @@ fn fails_at_startup(name: &str, brokers: &str, properties: &Properties, expected
     .unwrap();
     let took = t0.elapsed();
     let out = smt.log_text();
-    assert_eq!(status.code(), Some(2), "{name}: exit status {status}\n{out}");
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "{name}: exit status {status}\n{out}"
+    );
     assert!(!ready, "{name}: /ready answered 200\n{out}");
     // Failed on the cause, not after the 15 s startup timeout ("… within 15s").
     assert!(
         out.contains("cannot connect to the Kafka brokers") && !out.contains("within 15s"),
         "{name}: should fail on the first fatal error, not time out:\n{out}"
     );
-    assert!(took < Duration::from_secs(30), "{name}: took {took:?} to fail\n{out}");
+    assert!(
+        took < Duration::from_secs(30),
+        "{name}: took {took:?} to fail\n{out}"
+    );
     for e in expected {
-        assert!(out.contains(e), "{name}: the error should say {e:?}:\n{out}");
+        assert!(
+            out.contains(e),
+            "{name}: the error should say {e:?}:\n{out}"
+        );
     }
     assert!(!out.contains("panicked"), "{out}");
     assert_no_secret(k, &out);
-    eprintln!("{name}: failed in {took:?}: {}", out.lines().filter(|l| l.starts_with("error")).collect::<Vec<_>>().join(" | "));
+    eprintln!(
+        "{name}: failed in {took:?}: {}",
+        out.lines()
+            .filter(|l| l.starts_with("error"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     out
 }
 
@@ -333,14 +415,19 @@ fn a_wrong_password_fails_fast_saying_authentication_failed() {
         "wrongpw",
         &k.sasl_ssl,
         &props,
-        &["authentication failed", "sasl.password", k.sasl_ssl.as_str()],
+        &[
+            "authentication failed",
+            "sasl.password",
+            k.sasl_ssl.as_str(),
+        ],
     );
 }
 
 #[test]
 fn an_untrusted_broker_certificate_fails_fast_saying_so() {
     let k = secure_kafka();
-    let mut props = k.scram_properties("SCRAM-SHA-512", json!({ "file": k.file("scram.password") }));
+    let mut props =
+        k.scram_properties("SCRAM-SHA-512", json!({ "file": k.file("scram.password") }));
     for (key, v) in &mut props {
         if key == "ssl.ca.location" {
             *v = json!(k.file("other-ca.pem"));
@@ -350,7 +437,11 @@ fn an_untrusted_broker_certificate_fails_fast_saying_so() {
         "untrusted",
         &k.sasl_ssl,
         &props,
-        &["broker's certificate cannot be verified", "ssl.ca.location", "certificate verify failed"],
+        &[
+            "broker's certificate cannot be verified",
+            "ssl.ca.location",
+            "certificate verify failed",
+        ],
     );
 }
 
@@ -368,7 +459,12 @@ fn a_client_certificate_of_another_ca_fails_fast_saying_so() {
 #[test]
 fn a_plaintext_client_on_a_tls_listener_fails_fast_naming_security_protocol() {
     let k = secure_kafka();
-    fails_at_startup("plaintext", &k.sasl_ssl, &vec![], &["security.protocol (PLAINTEXT)"]);
+    fails_at_startup(
+        "plaintext",
+        &k.sasl_ssl,
+        &vec![],
+        &["security.protocol (PLAINTEXT)"],
+    );
 }
 
 // ------------------------------------------------------------------ doctor
@@ -399,8 +495,15 @@ fn doctor_passes_a_good_secured_config_and_names_each_failure_of_a_bad_one() {
     k.create_topic(&topic, 3).unwrap();
     let dlq = unique_name("dlq");
     k.create_topic(&dlq, 1).unwrap();
-    let good_props = k.scram_properties("SCRAM-SHA-512", json!({ "file": k.file("scram.password") }));
-    let good = config(&k.sasl_ssl, &good_props, &[topic.clone()], &unique_name("doc"), Some(&dlq));
+    let good_props =
+        k.scram_properties("SCRAM-SHA-512", json!({ "file": k.file("scram.password") }));
+    let good = config(
+        &k.sasl_ssl,
+        &good_props,
+        &[topic.clone()],
+        &unique_name("doc"),
+        Some(&dlq),
+    );
     let (code, out) = doctor(&dir.0, "good", &good);
     assert_eq!(code, Some(0), "{out}");
     for line in [
@@ -430,14 +533,29 @@ fn doctor_passes_a_good_secured_config_and_names_each_failure_of_a_bad_one() {
     .build();
     let (code, out) = doctor(&dir.0, "bad", &bad);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("✗ kafka brokers") && out.contains("authentication failed"), "{out}");
-    assert!(out.contains("✗ transform dbz") && out.contains("colection"), "{out}");
+    assert!(
+        out.contains("✗ kafka brokers") && out.contains("authentication failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✗ transform dbz") && out.contains("colection"),
+        "{out}"
+    );
     assert!(out.contains("✓ mongodb:"), "{out}");
 
-    let missing = config(&k.sasl_ssl, &good_props, &["sec.s.nope_not_there".into()], "d", None);
+    let missing = config(
+        &k.sasl_ssl,
+        &good_props,
+        &["sec.s.nope_not_there".into()],
+        "d",
+        None,
+    );
     let (code, out) = doctor(&dir.0, "missing", &missing);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("✗ topic sec.s.nope_not_there: does not exist"), "{out}");
+    assert!(
+        out.contains("✗ topic sec.s.nope_not_there: does not exist"),
+        "{out}"
+    );
 
     // A configuration that cannot be read: exit 2.
     let (code, out) = doctor(&dir.0, "typo", &good.replace("group-id", "group_id"));
@@ -450,7 +568,15 @@ fn version_names_librdkafka_and_its_features() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("librdkafka 2."), "{text}");
-    for f in ["ssl", "sasl_scram", "sasl_oauthbearer", "zstd", "lz4", "snappy", "gzip"] {
+    for f in [
+        "ssl",
+        "sasl_scram",
+        "sasl_oauthbearer",
+        "zstd",
+        "lz4",
+        "snappy",
+        "gzip",
+    ] {
         assert!(text.contains(f), "{f} missing: {text}");
     }
     assert!(!text.contains("missing:"), "{text}");

@@ -466,7 +466,9 @@ impl Config {
         base: &Path,
         env: &std::collections::HashMap<String, String>,
     ) -> Result<(), (String, String)> {
-        self.kafka.properties.resolve("kafka.properties", base, env)?;
+        self.kafka
+            .properties
+            .resolve("kafka.properties", base, env)?;
         if let Some(d) = &mut self.dlq {
             d.properties.resolve("dlq.properties", base, env)?;
         }
@@ -680,29 +682,49 @@ on-error = "dlq"
             "\"session.timeout.ms\" = \"10000\"",
             "\"session.timeout.ms\" = 10000\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = { env = \"KAFKA_PW\" }\n\"ssl.key.password\" = { file = \"key.pw\" }\n\"sasl.oauthbearer.client.secret\" = \"inline-0auth-s3cret\"",
         ) + "[mongodb.options]\ntlsCertificateKeyFilePassword = { env = \"MONGO_KEY_PW\" }\n";
-        let text = text.replace(
-            "database = \"db\"",
-            "database = \"db\"\nusername = \"app\"\npassword = { file = \"mongo.pw\" }",
-        ).replace("uri = \"mongodb://u:pw@127.0.0.1:27017\"", "uri = \"mongodb://127.0.0.1:27017\"");
+        let text = text
+            .replace(
+                "database = \"db\"",
+                "database = \"db\"\nusername = \"app\"\npassword = { file = \"mongo.pw\" }",
+            )
+            .replace(
+                "uri = \"mongodb://u:pw@127.0.0.1:27017\"",
+                "uri = \"mongodb://127.0.0.1:27017\"",
+            );
         let (dir, path) = write(&text);
         std::fs::write(dir.0.join("key.pw"), "k3y-pa55w0rd\n").unwrap();
         std::fs::write(dir.0.join("mongo.pw"), "m0ng0-pa55\n").unwrap();
         let c = Config::load_with_env(
             &path,
-            env(&[("KAFKA_PW", "kafka-pa55w0rd"), ("MONGO_KEY_PW", "tls-k3y-pw")]),
+            env(&[
+                ("KAFKA_PW", "kafka-pa55w0rd"),
+                ("MONGO_KEY_PW", "tls-k3y-pw"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.kafka.properties["sasl.password"], "kafka-pa55w0rd");
         assert_eq!(c.kafka.properties["ssl.key.password"], "k3y-pa55w0rd");
         assert_eq!(c.kafka.properties["session.timeout.ms"], "10000");
         assert_eq!(c.mongodb.password.as_ref().unwrap().expose(), "m0ng0-pa55");
-        assert_eq!(c.mongodb.options["tlsCertificateKeyFilePassword"], "tls-k3y-pw");
+        assert_eq!(
+            c.mongodb.options["tlsCertificateKeyFilePassword"],
+            "tls-k3y-pw"
+        );
         let dump = format!("{c:?}");
-        for secret in ["kafka-pa55w0rd", "k3y-pa55w0rd", "inline-0auth-s3cret", "m0ng0-pa55", "tls-k3y-pw"] {
+        for secret in [
+            "kafka-pa55w0rd",
+            "k3y-pa55w0rd",
+            "inline-0auth-s3cret",
+            "m0ng0-pa55",
+            "tls-k3y-pw",
+        ] {
             assert!(!dump.contains(secret), "{secret} printed in {dump}");
         }
         assert!(dump.contains("\"sasl.password\": \"***\""), "{dump}");
-        assert!(dump.contains("SASL_SSL"), "non-secret values stay readable: {dump}");
+        assert!(
+            dump.contains("SASL_SSL"),
+            "non-secret values stay readable: {dump}"
+        );
         let listed = c.kafka.properties.redacted();
         assert!(listed.contains(&("sasl.password".to_owned(), "***".to_owned())));
     }
@@ -714,21 +736,33 @@ on-error = "dlq"
             "\"sasl.password\" = { env = \"NOT_SET_ANYWHERE\" }",
         );
         let (_dir, path) = write(&text);
-        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
-        assert!(e.contains("kafka.properties.sasl.password") && e.contains("NOT_SET_ANYWHERE"), "{e}");
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kafka.properties.sasl.password") && e.contains("NOT_SET_ANYWHERE"),
+            "{e}"
+        );
         let text = SAMPLE.replace(
             "\"session.timeout.ms\" = \"10000\"",
             "\"ssl.key.password\" = { file = \"nope.pw\" }",
         );
         let (_dir, path) = write(&text);
-        let e = Config::load_with_env(&path, env(&[])).unwrap_err().to_string();
-        assert!(e.contains("kafka.properties.ssl.key.password") && e.contains("nope.pw"), "{e}");
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kafka.properties.ssl.key.password") && e.contains("nope.pw"),
+            "{e}"
+        );
         let text = SAMPLE.replace(
             "\"session.timeout.ms\" = \"10000\"",
             "\"sasl.password\" = { env = \"A\", file = \"b\" }",
         );
         let (_dir, path) = write(&text);
-        let e = Config::load_with_env(&path, env(&[("A", "x")])).unwrap_err().to_string();
+        let e = Config::load_with_env(&path, env(&[("A", "x")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("exactly one"), "{e}");
     }
 }

@@ -84,8 +84,9 @@ impl ValueSource {
                 } else {
                     file.clone()
                 };
-                let mut text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {} (named by `file`): {e}", path.display()))?;
+                let mut text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!("cannot read {} (named by `file`): {e}", path.display())
+                })?;
                 if text.ends_with('\n') {
                     text.pop();
                     if text.ends_with('\r') {
@@ -156,7 +157,9 @@ impl Properties {
             if self.values.contains_key(k) {
                 continue;
             }
-            let v = src.read(base, env).map_err(|m| (format!("{section}.{k}"), m))?;
+            let v = src
+                .read(base, env)
+                .map_err(|m| (format!("{section}.{k}"), m))?;
             self.values.insert(k.clone(), v);
         }
         Ok(())

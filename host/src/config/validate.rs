@@ -44,10 +44,7 @@ impl Config {
         }
         let m = &self.mongodb;
         if m.password.is_some() && m.username.is_none() {
-            return Err((
-                "mongodb.password".into(),
-                "needs mongodb.username".into(),
-            ));
+            return Err(("mongodb.password".into(), "needs mongodb.username".into()));
         }
         if let Some(user) = &m.username {
             if user.is_empty() {

@@ -99,7 +99,10 @@ mod tests {
             ("mongodb://user:ab/cd@h:27017/db", "cd"),
             ("mongodb://user:ab?cd@h:27017/db?w=1", "cd"),
             ("mongodb://user:a/b?c@d@h:27017", "b?c"),
-            ("mongodb+srv://user:x/y?z@cluster0.example.net/?retryWrites=true", "x/y"),
+            (
+                "mongodb+srv://user:x/y?z@cluster0.example.net/?retryWrites=true",
+                "x/y",
+            ),
             ("mongodb://user:p:q#r@h", "q#r"),
         ] {
             let r = redact_uri(uri);
