@@ -116,13 +116,30 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
     ("customers", 4, "update", &["replace-one"]),
     ("customers", 5, "delete", &["delete-one"]),
     ("customers", 6, "tombstone", &[]),
-    ("customers", 7, "pk change: delete old key", &["delete-one"]),
+    (
+        "customers",
+        7,
+        "pk change: delete old key (move)",
+        &[
+            "aggregate",
+            "aggregate",
+            "update-one",
+            "delete-one",
+            "delete-one",
+        ],
+    ),
     ("customers", 8, "pk change: tombstone", &[]),
     (
         "customers",
         9,
-        "pk change: create new key",
-        &["replace-one"],
+        "pk change: create new key (then meet the move)",
+        &[
+            "replace-one",
+            "update-one",
+            "aggregate",
+            "update-one",
+            "delete-one",
+        ],
     ),
     ("customers", 10, "insert in a transaction", &["replace-one"]),
     ("customers", 11, "insert in a transaction", &["replace-one"]),
@@ -167,13 +184,18 @@ fn check_kinds(file: &str) {
         );
         let got: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
         assert_eq!(got, *kinds, "{file}: {table}@{offset} ({what})");
+        // Key changes also write the side collection where their halves meet.
+        let moves = json!(format!("__smt_moves.{table}"));
         assert!(
-            ops.iter()
-                .all(|o| o["database"].is_null() && o["collection"] == json!(table)),
+            ops.iter().all(|o| o["database"].is_null()
+                && (o["collection"] == json!(table) || o["collection"] == moves)),
             "{file}: {table}@{offset} namespace"
         );
+        // Writes of rows upsert; the marks of a key change's side entry
+        // only touch an entry that exists.
         assert!(
             ops.iter()
+                .filter(|o| o["collection"] == json!(table))
                 .all(|o| o.get("upsert").is_none_or(|u| u == true)),
             "{file}: {table}@{offset} upsert"
         );
@@ -208,7 +230,7 @@ fn customers_lifecycle_with_schemas() {
         [replace(
             1,
             json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally.thomas@acme.com",
-            "balance": {"$numberDecimal": "1234.50"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"})
+            "balance": {"$numberDecimal": "1234.50"}, "vip": true, "created_at": {"$date": {"$numberLong": "1704164645678"}}})
         )]
     );
     assert_eq!(
@@ -216,20 +238,75 @@ fn customers_lifecycle_with_schemas() {
         [replace(
             1,
             json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally@acme.com",
-            "balance": {"$numberDecimal": "1500.25"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"})
+            "balance": {"$numberDecimal": "1500.25"}, "vip": true, "created_at": {"$date": {"$numberLong": "1704164645678"}}})
         )]
     );
     assert_eq!(find(&r, "customers", 5), [delete(3)]);
-    // Primary-key change 2 → 102: the old document goes, the new one comes.
-    assert_eq!(find(&r, "customers", 7), [delete(2)]);
+    // Primary-key change 2 → 102: the delete half stashes the old document
+    // in the side collection and deletes it; the create half writes the new
+    // one; whichever comes second merges the stash under it.
+    let entry = json!({"_id": {"from": {"id": 2}, "to": {"id": 102}}});
+    let moves = |op: &str| json!({"op": op, "database": null, "collection": "__smt_moves.customers"});
+    let with = |mut base: Value, extra: Value| {
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        base
+    };
+    let both_seen = json!({"_id": entry["_id"], "delete_seen": true, "create_seen": true});
+    let fill = with(
+        moves("aggregate"),
+        json!({"pipeline": [
+            {"$match": both_seen},
+            {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}},
+            {"$merge": {"into": "customers", "on": "_id",
+                        "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
+                        "whenNotMatched": "discard"}}
+        ]}),
+    );
+    let done = |flag: &str| {
+        with(
+            moves("update-one"),
+            json!({"filter": both_seen, "update": {"$set": {flag: true}}, "upsert": false}),
+        )
+    };
+    let tidy = with(
+        moves("delete-one"),
+        json!({"filter": {"_id": entry["_id"], "delete_done": true, "create_done": true}}),
+    );
+    assert_eq!(
+        find(&r, "customers", 7),
+        [
+            json!({"op": "aggregate", "database": null, "collection": "customers", "pipeline": [
+                {"$match": {"_id": {"id": 2}}},
+                {"$replaceWith": {"_id": {"$literal": entry["_id"]}, "doc": "$$ROOT",
+                                  "delete_seen": {"$literal": true}}},
+                {"$merge": {"into": "__smt_moves.customers", "on": "_id",
+                            "whenMatched": "merge", "whenNotMatched": "insert"}}
+            ]}),
+            fill.clone(),
+            done("delete_done"),
+            tidy.clone(),
+            delete(2)
+        ]
+    );
     assert!(find(&r, "customers", 8).is_empty());
     assert_eq!(
         find(&r, "customers", 9),
-        [replace(
-            102,
-            json!({"first_name": "George", "last_name": "Bailey", "email": "gbailey@foobar.com",
-            "balance": {"$numberDecimal": "0.00"}, "vip": false, "created_at": "2024-01-02T03:04:05.678901Z"})
-        )]
+        [
+            replace(
+                102,
+                json!({"first_name": "George", "last_name": "Bailey", "email": "gbailey@foobar.com",
+                "balance": {"$numberDecimal": "0.00"}, "vip": false, "created_at": {"$date": {"$numberLong": "1704164645678"}}})
+            ),
+            with(
+                moves("update-one"),
+                json!({"filter": entry, "update": {"$set": {"create_seen": true}}, "upsert": true})
+            ),
+            fill,
+            done("create_done"),
+            tidy
+        ]
     );
 }
 
@@ -287,10 +364,16 @@ fn no_key_table_and_truncate() {
 fn toast_placeholder_keeps_the_stored_body() {
     for file in ["schemas.jsonl", "plain.jsonl"] {
         let r = run("{}", &load(file));
+        // Without schemas every integer is a long.
+        let id = if file == "schemas.jsonl" {
+            json!(2)
+        } else {
+            json!({"$numberLong": "2"})
+        };
         assert_eq!(
             find(&r, "documents", 2),
             [
-                json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
+                json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": id}},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
             ],
             "{file}"
@@ -337,11 +420,12 @@ fn all_types_with_schemas() {
         "_id": {"id": 1},
         "c_numeric": {"$numberDecimal": "1234.50"},
         "c_numeric_free": {"$numberDecimal": "3.14159265358979323846"},
-        // Microsecond digits: a BSON date would lose them, so the text stays (see the `timestamps` option).
-        "c_timestamptz": "2024-03-04T12:00:00.123456Z",
-        "c_timestamp": 1709553600123456i64,
+        // One BSON type per column: dates truncated to the millisecond
+        // (the `timestamps` option keeps every digit as text instead).
+        "c_timestamptz": {"$date": {"$numberLong": "1709553600123"}},
+        "c_timestamp": {"$date": {"$numberLong": "1709553600123"}},
         "c_date": {"$date": {"$numberLong": "1709510400000"}},
-        "c_time": 45296789000i64,
+        "c_time": {"$numberLong": "45296789000"},
         "c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
         "c_jsonb": {"a": 1, "b": [true, null, "x"]},
         "c_json": {"k": "v"},
@@ -376,20 +460,27 @@ fn all_types_with_schemas() {
         .filter(|(k, _)| *k != "_id")
         .all(|(_, v)| v.is_null()));
 
-    // Options: dates truncated to the millisecond, JSON kept as text, bigint always a long.
+    // Options: every timestamp as exact UTC text, JSON kept as text, bigint
+    // a long (the only choice; "truncate-to-millis" still names the default).
     let r = run(
-        r#"{"timestamps": "truncate-to-millis", "json": "string", "int64": "long"}"#,
+        r#"{"timestamps": "iso-string", "json": "string", "int64": "long"}"#,
         &load("schemas.jsonl"),
     );
     let doc = &find(&r, "all_types", 0)[0]["replacement"];
+    assert_eq!(doc["c_timestamptz"], json!("2024-03-04T12:00:00.123456Z"));
+    assert_eq!(doc["c_timestamp"], json!("2024-03-04T12:00:00.123456Z"));
+    let update = &find(&r, "all_types", 2)[0]["replacement"];
+    assert_eq!(update["c_timestamptz"], json!("1970-01-01T00:00:00.000000Z"));
+    let r = run(r#"{"timestamps": "truncate-to-millis"}"#, &load("schemas.jsonl"));
     assert_eq!(
-        doc["c_timestamptz"],
+        find(&r, "all_types", 0)[0]["replacement"]["c_timestamp"],
         json!({"$date": {"$numberLong": "1709553600123"}})
     );
-    assert_eq!(
-        doc["c_timestamp"],
-        json!({"$date": {"$numberLong": "1709553600123"}})
+    let r = run(
+        r#"{"json": "string"}"#,
+        &load("schemas.jsonl"),
     );
+    let doc = &find(&r, "all_types", 0)[0]["replacement"];
     assert_eq!(
         doc["c_jsonb"],
         json!("{\"a\": 1, \"b\": [true, null, \"x\"]}")
@@ -406,16 +497,18 @@ fn all_types_without_schemas_pass_through() {
     assert_eq!(doc["c_numeric"], json!("AeI6"));
     assert_eq!(
         doc["c_numeric_free"],
-        json!({"scale": 20, "value": "EQfV61tbpNfG"})
+        json!({"scale": {"$numberLong": "20"}, "value": "EQfV61tbpNfG"})
     );
     assert_eq!(doc["c_timestamptz"], json!("2024-03-04T12:00:00.123456Z"));
-    assert_eq!(doc["c_date"], json!(19786));
+    // Every integer a long: a plain number would be an int32 or an int64 by magnitude.
+    assert_eq!(doc["c_date"], json!({"$numberLong": "19786"}));
     assert_eq!(
         doc["c_jsonb"],
         json!("{\"a\": 1, \"b\": [true, null, \"x\"]}")
     );
     assert_eq!(doc["c_bytea"], json!("3q2+7wD/"));
-    assert_eq!(doc["c_bigint"], json!(9223372036854775807i64));
+    assert_eq!(doc["c_bigint"], json!({"$numberLong": "9223372036854775807"}));
+    assert_eq!(doc["c_int"], json!({"$numberLong": "2147483647"}));
 }
 
 #[test]
@@ -434,5 +527,8 @@ fn benchmark_fixture() {
     let r = run("{}", &load("update-1kb.jsonl"));
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].2[0]["op"], "replace-one");
-    assert_eq!(r[0].2[0]["filter"], json!({"_id": {"id": 1}}));
+    assert_eq!(
+        r[0].2[0]["filter"],
+        json!({"_id": {"id": {"$numberLong": "1"}}})
+    );
 }

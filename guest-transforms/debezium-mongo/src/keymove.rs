@@ -1,0 +1,181 @@
+//! Primary-key changes without losing unchanged values.
+//!
+//! Debezium writes a key change as two records: the delete of the old key
+//! (header `__debezium.newkey`) and the create of the new key (header
+//! `__debezium.oldkey`) whose `after` carries the TOAST placeholder for every
+//! unchanged out-of-line column. Their keys differ, so on a topic with
+//! several partitions they can be written in either order, and a later
+//! change of the new key can even overtake the delete. The old document is
+//! the only copy of the unchanged values, so it is moved, not dropped.
+//!
+//! The two halves meet in a side collection (`__smt_moves.<collection>`),
+//! one entry per change, `_id: {from: <old>, to: <new>}`:
+//!
+//! - the delete stashes the old document there (`doc`, `delete_seen`), then
+//!   deletes it from the collection;
+//! - the create writes its columns as usual and marks `create_seen`;
+//! - each half then runs the *fill*: when the entry has both marks, the
+//!   stashed document is merged under the new key's document, whose own
+//!   fields win (`$mergeObjects: ["$$new", "$$ROOT"]`); a new key's document
+//!   that no longer exists (deleted meanwhile) is not recreated
+//!   (`whenNotMatched: "discard"`);
+//! - each half then marks itself done (only once both were seen), and the
+//!   entry goes when both are done.
+//!
+//! Whichever half comes second finds both marks and fills, whatever the
+//! order and even with the two halves' batches written concurrently: the
+//! entry is removed only after both fills ran, and the fill of the half that
+//! set the second mark runs after it. Every step is idempotent, so a replay
+//! converges; a replayed half whose partner is done may leave a small entry
+//! behind (see docs/debezium-mongo.md).
+
+use serde_json::{json, Map, Value};
+use smt_guest::{ops, Namespace, WriteOp};
+
+/// The header on the delete half (and its tombstone): the new key.
+pub(crate) const NEW_KEY_HEADER: &str = "__debezium.newkey";
+/// The header on the create half: the old key.
+pub(crate) const OLD_KEY_HEADER: &str = "__debezium.oldkey";
+/// Prefix of the side collection where the halves meet.
+pub(crate) const MOVES_PREFIX: &str = "__smt_moves.";
+
+/// How a row's document is found: by `_id` (wrapped and scalar ids) or by
+/// its key columns (object-id mode, where `_id` is the server's ObjectId).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ident {
+    Id(Value),
+    Columns(Map<String, Value>),
+}
+
+impl Ident {
+    /// The filter that finds the row's document.
+    pub(crate) fn filter(&self) -> Value {
+        match self {
+            Ident::Id(id) => json!({ "_id": id }),
+            Ident::Columns(cols) => Value::Object(cols.clone()),
+        }
+    }
+
+    /// The identity as one value, for the side collection's `_id`.
+    fn value(&self) -> Value {
+        match self {
+            Ident::Id(id) => id.clone(),
+            Ident::Columns(cols) => Value::Object(cols.clone()),
+        }
+    }
+}
+
+/// One primary-key change of a document in `ns`.
+pub(crate) struct KeyMove<'a> {
+    pub ns: &'a Namespace,
+    pub from: Ident,
+    pub to: Ident,
+}
+
+impl KeyMove<'_> {
+    fn moves_ns(&self) -> Namespace {
+        Namespace {
+            database: self.ns.database.clone(),
+            collection: format!("{MOVES_PREFIX}{}", self.ns.collection),
+        }
+    }
+
+    fn entry_id(&self) -> Value {
+        json!({"from": self.from.value(), "to": self.to.value()})
+    }
+
+    /// The delete half: stash the old document, fill, mark done, tidy, then
+    /// delete the old document.
+    pub(crate) fn delete_half(&self) -> Vec<WriteOp> {
+        let moves = self.moves_ns();
+        let id = self.entry_id();
+        let stash = ops::aggregate(
+            self.ns.clone(),
+            vec![
+                json!({"$match": self.from.filter()}),
+                json!({"$replaceWith": {
+                    "_id": {"$literal": id},
+                    "doc": "$$ROOT",
+                    "delete_seen": {"$literal": true}
+                }}),
+                json!({"$merge": {
+                    "into": moves.collection,
+                    "on": "_id",
+                    "whenMatched": "merge",
+                    "whenNotMatched": "insert"
+                }}),
+            ],
+        );
+        vec![
+            stash,
+            self.fill(),
+            self.mark_done("delete_done"),
+            self.tidy(),
+            ops::delete_one(self.ns.clone(), self.from.filter()),
+        ]
+    }
+
+    /// The create half, after the create's own write: mark, fill, mark done, tidy.
+    pub(crate) fn create_half(&self) -> Vec<WriteOp> {
+        let mark = ops::update_one(self.moves_ns(), json!({"_id": self.entry_id()}))
+            .set(json!({"create_seen": true}))
+            .upsert()
+            .build();
+        vec![
+            mark,
+            self.fill(),
+            self.mark_done("create_done"),
+            self.tidy(),
+        ]
+    }
+
+    /// Merges the stashed document under the new key's document, once both
+    /// halves were seen; nothing when the new key's document is gone.
+    fn fill(&self) -> WriteOp {
+        let moves = self.moves_ns();
+        let mut stages = vec![
+            json!({"$match": {"_id": self.entry_id(), "delete_seen": true, "create_seen": true}}),
+        ];
+        let on = match &self.to {
+            Ident::Id(to) => {
+                stages.push(json!({"$replaceWith": {
+                    "$mergeObjects": ["$doc", {"_id": {"$literal": to}}]
+                }}));
+                json!("_id")
+            }
+            Ident::Columns(cols) => {
+                // The target keeps its own ObjectId: `$$new` has none.
+                stages.push(json!({"$replaceWith": {
+                    "$mergeObjects": ["$doc", {"$literal": cols}]
+                }}));
+                stages.push(json!({"$unset": "_id"}));
+                Value::Array(cols.keys().map(|k| Value::String(k.clone())).collect())
+            }
+        };
+        stages.push(json!({"$merge": {
+            "into": self.ns.collection,
+            "on": on,
+            "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
+            "whenNotMatched": "discard"
+        }}));
+        ops::aggregate(moves, stages)
+    }
+
+    fn mark_done(&self, flag: &str) -> WriteOp {
+        let mut set = Map::new();
+        set.insert(flag.to_owned(), Value::Bool(true));
+        ops::update_one(
+            self.moves_ns(),
+            json!({"_id": self.entry_id(), "delete_seen": true, "create_seen": true}),
+        )
+        .set(Value::Object(set))
+        .build()
+    }
+
+    fn tidy(&self) -> WriteOp {
+        ops::delete_one(
+            self.moves_ns(),
+            json!({"_id": self.entry_id(), "delete_done": true, "create_done": true}),
+        )
+    }
+}
