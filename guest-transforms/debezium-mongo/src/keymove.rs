@@ -19,13 +19,11 @@
 //!   fields win (`$mergeObjects: ["$$new", "$$ROOT"]`); a new key's document
 //!   that no longer exists (deleted meanwhile) is not recreated
 //!   (`whenNotMatched: "discard"`);
-//! - each half then marks itself done (only once both were seen), and the
-//!   entry goes when both are done.
+//! - each half then marks itself done, and the entry goes when both are.
 //!
-//! Whichever half comes second finds both marks and fills, whatever the
-//! order and even with the two halves' batches written concurrently: the
-//! entry is removed only after both fills ran, and the fill of the half that
-//! set the second mark runs after it. Every step is idempotent, so a replay
+//! Whichever half sets the second mark runs its fill after it and finds both
+//! marks, whatever the order and even with the two halves' batches written
+//! concurrently; the entry is removed only after both halves' fills ran. Every step is idempotent, so a replay
 //! converges; a replayed half whose partner is done may leave a small entry
 //! behind (see docs/debezium-mongo.md).
 
@@ -161,15 +159,14 @@ impl KeyMove<'_> {
         ops::aggregate(moves, stages)
     }
 
+    /// Marks a half done, after its fill: the entry goes only once both are,
+    /// that is after the fill of the half that came second.
     fn mark_done(&self, flag: &str) -> WriteOp {
         let mut set = Map::new();
         set.insert(flag.to_owned(), Value::Bool(true));
-        ops::update_one(
-            self.moves_ns(),
-            json!({"_id": self.entry_id(), "delete_seen": true, "create_seen": true}),
-        )
-        .set(Value::Object(set))
-        .build()
+        ops::update_one(self.moves_ns(), json!({"_id": self.entry_id()}))
+            .set(Value::Object(set))
+            .build()
     }
 
     fn tidy(&self) -> WriteOp {

@@ -451,7 +451,7 @@ fn primary_key_change_moves_the_old_document_to_the_new_key() {
                     "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
                     "whenNotMatched": "discard"}}]});
     let done = |flag: &str| json!({"op": "update-one", "database": null, "collection": moves,
-        "filter": both, "update": {"$set": {flag: true}}, "upsert": false});
+        "filter": {"_id": entry}, "update": {"$set": {flag: true}}, "upsert": false});
     let tidy = json!({"op": "delete-one", "database": null, "collection": moves,
         "filter": {"_id": entry, "delete_done": true, "create_done": true}});
     assert_eq!(

@@ -267,7 +267,7 @@ fn customers_lifecycle_with_schemas() {
     let done = |flag: &str| {
         with(
             moves("update-one"),
-            json!({"filter": both_seen, "update": {"$set": {flag: true}}, "upsert": false}),
+            json!({"filter": entry, "update": {"$set": {flag: true}}, "upsert": false}),
         )
     };
     let tidy = with(
