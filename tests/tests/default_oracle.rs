@@ -6,7 +6,8 @@
 //! back) runs in a PostgreSQL database of its own; real Debezium (JSON with
 //! schemas) streams it through Kafka — **four partitions** per keyed table,
 //! so the two halves of a key change can be written in either order — to
-//! `smt run` with the default transform and `config = {}`; `smt` is
+//! `smt run` with the default transform and its default options, except
+//! `truncate = "delete-all"` (the default ignores truncates); `smt` is
 //! SIGKILLed halfway through and restarted. Once the consumer group has
 //! committed every record, MongoDB must hold exactly the documents
 //! tests/fixtures/default-oracle/expected.sql computes from the final tables
@@ -52,8 +53,13 @@ const ORACLE: Oracle = Oracle {
     default_ops: DEFAULT_OPS,
 };
 
-fn default_transform() -> &'static str {
-    env!("SMT_GUEST_DEBEZIUM_MONGO")
+/// The module under test: the test build's, or `SMT_ORACLE_MODULE` (another
+/// build of the transform, e.g. with a fix reverted, to see the oracle fail).
+fn default_transform() -> String {
+    match std::env::var("SMT_ORACLE_MODULE") {
+        Ok(m) if !m.trim().is_empty() => m,
+        _ => env!("SMT_GUEST_DEBEZIUM_MONGO").to_owned(),
+    }
 }
 
 fn with_reference() -> bool {
@@ -179,7 +185,7 @@ fn run_workload(
     let module = n.dir.join("debezium_mongo.wasm");
     std::fs::copy(default_transform(), &module).context("copying the module")?;
     builder.extra = format!(
-        "[hot-swap]\nwatch = false\n[transforms.dbz]\nmodule = \"{}\"\nconfig = {{}}\n",
+        "[hot-swap]\nwatch = false\n[transforms.dbz]\nmodule = \"{}\"\nconfig = {{ truncate = \"delete-all\" }}\n",
         module.display()
     );
     let config = builder.build();

@@ -188,24 +188,7 @@ impl DebeziumMongo {
         let key = self.take_key(&mut event)?;
 
         let Some(key) = key else {
-            // A table without primary key.
-            let mut fields = after;
-            fields.retain(|k, _| !unavailable.contains(k));
-            if matches!(event.op(), Op::Create | Op::Read) {
-                // The server assigns a new ObjectId.
-                return Ok(vec![ops::insert_one(ns, Value::Object(fields))]);
-            }
-            let filter = self.before_filter(&mut event)?;
-            return Ok(vec![if unavailable.is_empty() {
-                ops::replace_one(ns, filter, Value::Object(fields))
-                    .upsert()
-                    .build()
-            } else {
-                ops::update_one(ns, filter)
-                    .set(Value::Object(fields))
-                    .upsert()
-                    .build()
-            }]);
+            return self.write_keyless(ns, event, msg, after, &unavailable);
         };
 
         // A primary-key change: the old document's unchanged values move here.
@@ -219,6 +202,43 @@ impl DebeziumMongo {
             out.extend(m.create_half());
         }
         Ok(out)
+    }
+
+    /// A row of a table without primary key. An insert gets an `_id` derived
+    /// from the record's position (topic, partition, offset), so that a
+    /// replay after a crash rewrites the same document instead of adding a
+    /// second one; an update finds the document by its whole `before` image
+    /// and does not upsert, so that a replayed update whose row has changed
+    /// since finds nothing instead of adding a copy.
+    fn write_keyless(
+        &self,
+        ns: Namespace,
+        mut event: Event,
+        msg: Option<&Message>,
+        after: Fields,
+        unavailable: &[String],
+    ) -> Result<Vec<WriteOp>, TransformError> {
+        let mut fields = after;
+        fields.retain(|k, _| !unavailable.contains(k));
+        if matches!(event.op(), Op::Create | Op::Read) {
+            let Some(msg) = msg else {
+                // Without the record (`map_event`): the server assigns an ObjectId.
+                return Ok(vec![ops::insert_one(ns, Value::Object(fields))]);
+            };
+            let id = record_object_id(msg);
+            fields.shift_insert(0, "_id".to_owned(), id.clone());
+            return Ok(vec![ops::replace_one(ns, single("_id", id), Value::Object(fields))
+                .upsert()
+                .build()]);
+        }
+        let filter = self.before_filter(&mut event)?;
+        Ok(vec![if unavailable.is_empty() {
+            ops::replace_one(ns, filter, Value::Object(fields)).build()
+        } else {
+            ops::update_one(ns, filter)
+                .set(Value::Object(fields))
+                .build()
+        }])
     }
 
     /// The write of a row with a key: a replace, or a `$set` of the available
@@ -348,6 +368,24 @@ impl DebeziumMongo {
             Op::Delete => self.delete(self.router.namespace(topic), event, msg),
         }
     }
+}
+
+/// An ObjectId that names a record's position: 4 bytes of FNV-1a of the
+/// topic, 2 of the partition, 6 of the offset. The same record (replayed)
+/// always gets the same one; two records of a collection's topics differ
+/// unless two topics routed to one collection collide in 32 bits.
+fn record_object_id(msg: &Message) -> Value {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in msg.topic.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let partition = (msg.partition as u32) & 0xffff;
+    let offset = (msg.offset as u64) & 0xffff_ffff_ffff;
+    single(
+        "$oid",
+        Value::String(format!("{h:08x}{partition:04x}{offset:012x}")),
+    )
 }
 
 fn single(k: &str, v: Value) -> Value {

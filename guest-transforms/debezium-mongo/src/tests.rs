@@ -158,7 +158,7 @@ fn delete_with_key_deletes_by_id() {
 }
 
 #[test]
-fn create_or_read_without_key_inserts_with_server_objectid() {
+fn create_or_read_without_key_upserts_an_id_of_the_record_position() {
     for op in ["c", "r"] {
         let m = msg(
             "dbz.inventory.audit_log",
@@ -169,14 +169,35 @@ fn create_or_read_without_key_inserts_with_server_objectid() {
                 json!({"actor": "alice", "action": "login"}),
             )),
         );
+        // 4 bytes of the topic's hash, partition 0, offset 3: a replay writes the same document.
+        let ops = run(&m).unwrap();
+        let id = ops[0]["filter"]["_id"].clone();
+        let hex = id["$oid"].as_str().unwrap();
+        assert_eq!(hex.len(), 24, "{id}");
+        assert_eq!(&hex[8..], "0000000000000003", "{id}");
+        assert_eq!(run(&m).unwrap(), ops);
         assert_eq!(
-            run(&m).unwrap(),
+            ops,
             vec![
-                json!({"op": "insert-one", "database": null, "collection": "audit_log",
-                        "document": {"actor": "alice", "action": "login"}})
+                json!({"op": "replace-one", "database": null, "collection": "audit_log",
+                        "filter": {"_id": id}, "replacement": {"_id": id, "actor": "alice", "action": "login"},
+                        "upsert": true})
             ]
         );
+        // Another offset, another document.
+        let other = run(&m.clone().with_offset(4)).unwrap();
+        assert_ne!(other[0]["filter"], ops[0]["filter"]);
     }
+    // Without the record (the `map_event` API) the server assigns the ObjectId.
+    let t = DebeziumMongo::init("{}").unwrap();
+    let m = msg(
+        "dbz.inventory.audit_log",
+        None,
+        Some(envelope("c", Value::Null, json!({"actor": "alice"}))),
+    );
+    let event = smt_guest::debezium::Event::parse(&m).unwrap().unwrap();
+    let ops = t.map_event(&m.topic, event).unwrap();
+    assert_eq!(describe(&ops[0])["op"], "insert-one");
 }
 
 #[test]
@@ -194,8 +215,9 @@ fn update_and_delete_without_key_filter_on_before() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
+            // No upsert: a replayed update whose row has changed since finds nothing.
             json!({"op": "replace-one", "database": null, "collection": "audit_log", "filter": before,
-                    "replacement": {"actor": "alice", "action": "logout"}, "upsert": true})
+                    "replacement": {"actor": "alice", "action": "logout"}, "upsert": false})
         ]
     );
     let m = msg(
@@ -571,7 +593,7 @@ fn toast_with_object_id_and_without_key() {
         run(&m).unwrap(),
         vec![
             json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
-                    "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": true})
+                    "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": false})
         ]
     );
 }
@@ -646,9 +668,11 @@ fn id_object_id() {
             json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"id": 1}})
         ]
     );
-    // Without a key: the same as the reference (insert / filter on before).
+    // Without a key: the same in every mode (an `_id` of the record's position).
     let m = msg(TOPIC, None, Some(envelope("c", Value::Null, row(1))));
-    assert_eq!(run_with(cfg, &m).unwrap()[0]["op"], "insert-one");
+    let ops = run_with(cfg, &m).unwrap();
+    assert_eq!(ops, run(&m).unwrap());
+    assert_eq!(ops[0]["op"], "replace-one");
 }
 
 #[test]

@@ -142,7 +142,7 @@ impl Gen {
             if !s.is_empty() {
                 s.push(' ');
             }
-            s.push_str(self.rng.pick(WORDS));
+            s.push_str(*self.rng.pick(WORDS));
         }
         s
     }
@@ -535,12 +535,13 @@ impl Gen {
             }
             94..=98 if self.m.events > 0 => {
                 self.count("delete event");
+                let ctid = self.event_ctid();
                 self.m.events -= 1;
                 self.m.records[EVENTS] += 2;
-                let ctid = self.event_ctid();
                 format!("DELETE FROM fid.events WHERE ctid = {ctid};")
             }
-            99 => {
+            // Rare: a truncate empties the table.
+            99 if self.rng.chance(30) => {
                 self.count("truncate events");
                 self.m.events = 0;
                 self.m.records[EVENTS] += 1;
