@@ -252,8 +252,9 @@ fn run_workload(
             log_tail(&smt, 3000)
         );
     }
+    // The reference sink is measured, not judged: its failure is reported, not fatal.
     let reference = if with_reference() {
-        reference_report(s, n, &expected, rt)?
+        reference_report(s, n, &expected, rt).unwrap_or_else(|e| format!("reference sink: {e:#}"))
     } else {
         "reference sink not run".into()
     };

@@ -9,23 +9,25 @@
 //! the only copy of the unchanged values, so it is moved, not dropped.
 //!
 //! The two halves meet in a side collection (`__smt_moves.<collection>`),
-//! one entry per change, `_id: {from: <old>, to: <new>}`:
+//! one entry per change, `_id: {from: <old>, to: <new>, lsn: <the change's
+//! log position>}` (both halves carry the same `source.lsn`):
 //!
-//! - the delete stashes the old document there (`doc`, `delete_seen`), then
-//!   deletes it from the collection;
+//! - the delete stashes the old document there (`doc`, `delete_seen`; the
+//!   first stash wins, so a replay cannot replace it with what the old key
+//!   holds by then), then deletes it from the collection;
 //! - the create writes its columns as usual and marks `create_seen`;
 //! - each half then runs the *fill*: when the entry has both marks, the
 //!   stashed document is merged under the new key's document, whose own
 //!   fields win (`$mergeObjects: ["$$new", "$$ROOT"]`); a new key's document
 //!   that no longer exists (deleted meanwhile) is not recreated
-//!   (`whenNotMatched: "discard"`);
-//! - each half then marks itself done, and the entry goes when both are.
+//!   (`whenNotMatched: "discard"`).
 //!
 //! Whichever half sets the second mark runs its fill after it and finds both
 //! marks, whatever the order and even with the two halves' batches written
-//! concurrently; the entry is removed only after both halves' fills ran. Every step is idempotent, so a replay
-//! converges; a replayed half whose partner is done may leave a small entry
-//! behind (see docs/debezium-mongo.md).
+//! concurrently. The entry stays: a crash can replay the create half after
+//! an earlier delete of the new key, and only the stash can then restore
+//! the unchanged values (`seen_at`, the change's time, lets users prune old
+//! entries with a TTL index).
 
 use serde_json::{json, Map, Value};
 use smt_guest::{ops, Namespace, WriteOp};
@@ -68,6 +70,11 @@ pub(crate) struct KeyMove<'a> {
     pub ns: &'a Namespace,
     pub from: Ident,
     pub to: Ident,
+    /// `source.lsn` of the change (the same in both halves), when the
+    /// connector writes one: tells apart two changes between the same keys.
+    pub lsn: Option<i64>,
+    /// `source.ts_ms` of the change, as `seen_at`.
+    pub ts_ms: Option<i64>,
 }
 
 impl KeyMove<'_> {
@@ -79,27 +86,40 @@ impl KeyMove<'_> {
     }
 
     fn entry_id(&self) -> Value {
-        json!({"from": self.from.value(), "to": self.to.value()})
+        let mut id = Map::new();
+        id.insert("from".into(), self.from.value());
+        id.insert("to".into(), self.to.value());
+        if let Some(lsn) = self.lsn {
+            id.insert("lsn".into(), json!({"$numberLong": lsn.to_string()}));
+        }
+        Value::Object(id)
     }
 
-    /// The delete half: stash the old document, fill, mark done, tidy, then
-    /// delete the old document.
+    fn seen_at(&self) -> Option<Value> {
+        self.ts_ms
+            .map(|ms| json!({"$date": {"$numberLong": ms.to_string()}}))
+    }
+
+    /// The delete half: stash the old document (the first stash wins), fill,
+    /// then delete the old document.
     pub(crate) fn delete_half(&self) -> Vec<WriteOp> {
         let moves = self.moves_ns();
-        let id = self.entry_id();
+        let mut entry = Map::new();
+        entry.insert("_id".into(), json!({"$literal": self.entry_id()}));
+        entry.insert("doc".into(), json!("$$ROOT"));
+        entry.insert("delete_seen".into(), json!({"$literal": true}));
+        if let Some(at) = self.seen_at() {
+            entry.insert("seen_at".into(), json!({"$literal": at}));
+        }
         let stash = ops::aggregate(
             self.ns.clone(),
             vec![
                 json!({"$match": self.from.filter()}),
-                json!({"$replaceWith": {
-                    "_id": {"$literal": id},
-                    "doc": "$$ROOT",
-                    "delete_seen": {"$literal": true}
-                }}),
+                json!({"$replaceWith": Value::Object(entry)}),
                 json!({"$merge": {
                     "into": moves.collection,
                     "on": "_id",
-                    "whenMatched": "merge",
+                    "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
                     "whenNotMatched": "insert"
                 }}),
             ],
@@ -107,24 +127,22 @@ impl KeyMove<'_> {
         vec![
             stash,
             self.fill(),
-            self.mark_done("delete_done"),
-            self.tidy(),
             ops::delete_one(self.ns.clone(), self.from.filter()),
         ]
     }
 
-    /// The create half, after the create's own write: mark, fill, mark done, tidy.
+    /// The create half, after the create's own write: mark, then fill.
     pub(crate) fn create_half(&self) -> Vec<WriteOp> {
+        let mut set = Map::new();
+        set.insert("create_seen".into(), Value::Bool(true));
+        if let Some(at) = self.seen_at() {
+            set.insert("seen_at".into(), at);
+        }
         let mark = ops::update_one(self.moves_ns(), json!({"_id": self.entry_id()}))
-            .set(json!({"create_seen": true}))
+            .set(Value::Object(set))
             .upsert()
             .build();
-        vec![
-            mark,
-            self.fill(),
-            self.mark_done("create_done"),
-            self.tidy(),
-        ]
+        vec![mark, self.fill()]
     }
 
     /// Merges the stashed document under the new key's document, once both
@@ -157,22 +175,5 @@ impl KeyMove<'_> {
             "whenNotMatched": "discard"
         }}));
         ops::aggregate(moves, stages)
-    }
-
-    /// Marks a half done, after its fill: the entry goes only once both are,
-    /// that is after the fill of the half that came second.
-    fn mark_done(&self, flag: &str) -> WriteOp {
-        let mut set = Map::new();
-        set.insert(flag.to_owned(), Value::Bool(true));
-        ops::update_one(self.moves_ns(), json!({"_id": self.entry_id()}))
-            .set(Value::Object(set))
-            .build()
-    }
-
-    fn tidy(&self) -> WriteOp {
-        ops::delete_one(
-            self.moves_ns(),
-            json!({"_id": self.entry_id(), "delete_done": true, "create_done": true}),
-        )
     }
 }

@@ -196,6 +196,8 @@ impl DebeziumMongo {
             ns: &ns,
             from: self.ident(old),
             to: self.ident(key.clone()),
+            lsn: event.source().lsn(),
+            ts_ms: event.source().ts_ms(),
         });
         let mut out = self.write_row(&ns, key, after, &unavailable)?;
         if let Some(m) = key_move {
@@ -317,6 +319,8 @@ impl DebeziumMongo {
                         ns: &ns,
                         from,
                         to: self.ident(new_key),
+                        lsn: event.source().lsn(),
+                        ts_ms: event.source().ts_ms(),
                     };
                     return Ok(m.delete_half());
                 }

@@ -463,29 +463,28 @@ fn key_change() -> [Message; 3] {
 #[test]
 fn primary_key_change_moves_the_old_document_to_the_new_key() {
     let [delete, tombstone, create] = key_change();
+    // The envelopes here have no `source.lsn`; their `source.ts_ms` is 1.
     let entry = json!({"from": {"id": 2}, "to": {"id": 102}});
-    let both = json!({"_id": entry, "delete_seen": true, "create_seen": true});
+    // (`{"$date": {"$numberLong": "1"}}`, read through `relax_longs`.)
+    let seen_at = json!({"$date": 1});
     let moves = "__smt_moves.documents";
     let fill = json!({"op": "aggregate", "database": null, "collection": moves, "pipeline": [
-        {"$match": both},
+        {"$match": {"_id": entry, "delete_seen": true, "create_seen": true}},
         {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}},
         {"$merge": {"into": "documents", "on": "_id",
                     "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
                     "whenNotMatched": "discard"}}]});
-    let done = |flag: &str| json!({"op": "update-one", "database": null, "collection": moves,
-        "filter": {"_id": entry}, "update": {"$set": {flag: true}}, "upsert": false});
-    let tidy = json!({"op": "delete-one", "database": null, "collection": moves,
-        "filter": {"_id": entry, "delete_done": true, "create_done": true}});
     assert_eq!(
         run(&delete).unwrap(),
         vec![
             json!({"op": "aggregate", "database": null, "collection": "documents", "pipeline": [
                 {"$match": {"_id": {"id": 2}}},
-                {"$replaceWith": {"_id": {"$literal": entry}, "doc": "$$ROOT", "delete_seen": {"$literal": true}}},
-                {"$merge": {"into": moves, "on": "_id", "whenMatched": "merge", "whenNotMatched": "insert"}}]}),
+                {"$replaceWith": {"_id": {"$literal": entry}, "doc": "$$ROOT",
+                                  "delete_seen": {"$literal": true}, "seen_at": {"$literal": seen_at}}},
+                {"$merge": {"into": moves, "on": "_id",
+                            "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
+                            "whenNotMatched": "insert"}}]}),
             fill.clone(),
-            done("delete_done"),
-            tidy.clone(),
             json!({"op": "delete-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}}}),
         ]
     );
@@ -496,11 +495,22 @@ fn primary_key_change_moves_the_old_document_to_the_new_key() {
             json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 102}},
                    "update": {"$set": {"title": "t"}}, "upsert": true}),
             json!({"op": "update-one", "database": null, "collection": moves, "filter": {"_id": entry},
-                   "update": {"$set": {"create_seen": true}}, "upsert": true}),
+                   "update": {"$set": {"create_seen": true, "seen_at": seen_at}}, "upsert": true}),
             fill,
-            done("create_done"),
-            tidy,
         ]
+    );
+}
+
+#[test]
+fn the_halves_of_a_key_change_meet_by_its_log_position() {
+    let [mut delete, _, _] = key_change();
+    let mut v: Value = serde_json::from_slice(delete.value.as_deref().unwrap()).unwrap();
+    v["source"]["lsn"] = json!(22180576);
+    delete.value = Some(v.to_string().into_bytes());
+    let ops = run(&delete).unwrap();
+    assert_eq!(
+        ops[1]["pipeline"][0]["$match"]["_id"],
+        json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": 22180576})
     );
 }
 
@@ -513,7 +523,7 @@ fn primary_key_change_in_scalar_and_object_id_modes() {
         ops[0]["pipeline"][1]["$replaceWith"]["_id"],
         json!({"$literal": {"from": 2, "to": 102}})
     );
-    assert_eq!(ops[4]["filter"], json!({"_id": 2}));
+    assert_eq!(ops[2]["filter"], json!({"_id": 2}));
 
     // object-id: found by the key columns; the new key's document keeps its
     // own ObjectId (`_id` is dropped from the moved one).
@@ -530,10 +540,10 @@ fn primary_key_change_in_scalar_and_object_id_modes() {
                         "whenNotMatched": "discard"}}
         ])
     );
-    assert_eq!(ops[4]["filter"], json!({"id": 2}));
+    assert_eq!(ops[2]["filter"], json!({"id": 2}));
     let ops = run_with(r#"{"id": "object-id"}"#, &create).unwrap();
     assert_eq!(ops[0]["filter"], json!({"id": 102}));
-    assert_eq!(ops.len(), 5);
+    assert_eq!(ops.len(), 3);
 }
 
 #[test]

@@ -361,8 +361,6 @@ pub async fn mongo_documents(
     Ok(out)
 }
 
-/// A row's primary key (`[id]`, `[order_id, line_no]`).
-
 #[cfg(test)]
 mod tests {
     use super::*;

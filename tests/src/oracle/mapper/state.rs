@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
+/// A row's primary key (`[id]`, `[order_id, line_no]`).
+pub type Key = Vec<i64>;
 
 /// What a state collection holds, against the table's rows.
 #[derive(Debug)]

@@ -961,7 +961,6 @@ pub fn generate(seed: u64, ops: usize) -> Workload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn the_same_seed_gives_the_same_workload() {
