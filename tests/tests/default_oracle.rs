@@ -261,7 +261,7 @@ fn run_workload(
     Ok(format!(
         "{} docs, {} lines, {} events documents equal; {} records ({} snapshot reads), \
          SIGKILL after {at_kill} processed, drained {:.0}s after the capture; {} transactions ({} rolled back); \
-         {leftovers} key-move entries left by replays; {reference}",
+         {leftovers} key-change entries kept; {reference}",
         comparisons[0].expected,
         comparisons[1].expected,
         comparisons[2].expected,

@@ -8,26 +8,28 @@
 //! change of the new key can even overtake the delete. The old document is
 //! the only copy of the unchanged values, so it is moved, not dropped.
 //!
-//! The two halves meet in a side collection (`__smt_moves.<collection>`),
-//! one entry per change, `_id: {from: <old>, to: <new>, lsn: <the change's
-//! log position>}` (both halves carry the same `source.lsn`):
+//! The two halves meet in a side collection (`__smt_moves.<collection>`)
+//! through two entries per change, one per half, so that the halves, which
+//! run concurrently on different partitions, never write the same document
+//! (two concurrent inserts of one `_id` fail with a duplicate key):
+//! `_id: {from: <old>, to: <new>, lsn: <the change's log position>, half:
+//! "delete" | "create"}` (both halves carry the same `source.lsn`):
 //!
-//! - the delete stashes the old document there (`doc`, `delete_seen`; the
-//!   first stash wins, so a replay cannot replace it with what the old key
-//!   holds by then), then deletes it from the collection;
-//! - the create writes its columns as usual and marks `create_seen`;
-//! - each half then runs the *fill*: when the entry has both marks, the
-//!   stashed document is merged under the new key's document, whose own
-//!   fields win (`$mergeObjects: ["$$new", "$$ROOT"]`); a new key's document
-//!   that no longer exists (deleted meanwhile) is not recreated
-//!   (`whenNotMatched: "discard"`).
+//! - the delete stashes the old document in its entry (`doc`; the first
+//!   stash wins, so a replay cannot replace it with what the old key holds
+//!   by then), then deletes it from the collection;
+//! - the create writes its columns as usual, then its own entry (a mark);
+//! - each half then runs the *fill*: when the delete's entry exists and
+//!   finds the create's mark (`$lookup`), the stashed document is merged
+//!   under the new key's document, whose own fields win (`$mergeObjects:
+//!   ["$$new", "$$ROOT"]`); a new key's document that no longer exists
+//!   (deleted meanwhile) is not recreated (`whenNotMatched: "discard"`).
 //!
-//! Whichever half sets the second mark runs its fill after it and finds both
-//! marks, whatever the order and even with the two halves' batches written
-//! concurrently. The entry stays: a crash can replay the create half after
-//! an earlier delete of the new key, and only the stash can then restore
-//! the unchanged values (`seen_at`, the change's time, lets users prune old
-//! entries with a TTL index).
+//! Whichever half writes its entry second runs its fill after it and finds
+//! both, whatever the order. The entries stay: a crash can replay the create
+//! half after an earlier delete of the new key, and only the stash can then
+//! restore the unchanged values (`seen_at`, the change's time, lets users
+//! prune old entries with a TTL index).
 
 use serde_json::{json, Map, Value};
 use smt_guest::{ops, Namespace, WriteOp};
@@ -85,13 +87,15 @@ impl KeyMove<'_> {
         }
     }
 
-    fn entry_id(&self) -> Value {
+    /// The `_id` of one half's entry.
+    fn entry_id(&self, half: &str) -> Value {
         let mut id = Map::new();
         id.insert("from".into(), self.from.value());
         id.insert("to".into(), self.to.value());
         if let Some(lsn) = self.lsn {
             id.insert("lsn".into(), json!({"$numberLong": lsn.to_string()}));
         }
+        id.insert("half".into(), Value::String(half.to_owned()));
         Value::Object(id)
     }
 
@@ -105,9 +109,9 @@ impl KeyMove<'_> {
     pub(crate) fn delete_half(&self) -> Vec<WriteOp> {
         let moves = self.moves_ns();
         let mut entry = Map::new();
-        entry.insert("_id".into(), json!({"$literal": self.entry_id()}));
+        entry.insert("_id".into(), json!({"$literal": self.entry_id("delete")}));
         entry.insert("doc".into(), json!("$$ROOT"));
-        entry.insert("delete_seen".into(), json!({"$literal": true}));
+        entry.insert("create".into(), json!({"$literal": self.entry_id("create")}));
         if let Some(at) = self.seen_at() {
             entry.insert("seen_at".into(), json!({"$literal": at}));
         }
@@ -134,11 +138,11 @@ impl KeyMove<'_> {
     /// The create half, after the create's own write: mark, then fill.
     pub(crate) fn create_half(&self) -> Vec<WriteOp> {
         let mut set = Map::new();
-        set.insert("create_seen".into(), Value::Bool(true));
+        set.insert("seen".into(), Value::Bool(true));
         if let Some(at) = self.seen_at() {
             set.insert("seen_at".into(), at);
         }
-        let mark = ops::update_one(self.moves_ns(), json!({"_id": self.entry_id()}))
+        let mark = ops::update_one(self.moves_ns(), json!({"_id": self.entry_id("create")}))
             .set(Value::Object(set))
             .upsert()
             .build();
@@ -150,7 +154,10 @@ impl KeyMove<'_> {
     fn fill(&self) -> WriteOp {
         let moves = self.moves_ns();
         let mut stages = vec![
-            json!({"$match": {"_id": self.entry_id(), "delete_seen": true, "create_seen": true}}),
+            json!({"$match": {"_id": self.entry_id("delete")}}),
+            json!({"$lookup": {"from": moves.collection, "localField": "create",
+                               "foreignField": "_id", "as": "created"}}),
+            json!({"$match": {"created": {"$ne": []}}}),
         ];
         let on = match &self.to {
             Ident::Id(to) => {

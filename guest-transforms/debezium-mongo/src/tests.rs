@@ -464,12 +464,14 @@ fn key_change() -> [Message; 3] {
 fn primary_key_change_moves_the_old_document_to_the_new_key() {
     let [delete, tombstone, create] = key_change();
     // The envelopes here have no `source.lsn`; their `source.ts_ms` is 1.
-    let entry = json!({"from": {"id": 2}, "to": {"id": 102}});
+    let entry = |half: &str| json!({"from": {"id": 2}, "to": {"id": 102}, "half": half});
     // (`{"$date": {"$numberLong": "1"}}`, read through `relax_longs`.)
     let seen_at = json!({"$date": 1});
     let moves = "__smt_moves.documents";
     let fill = json!({"op": "aggregate", "database": null, "collection": moves, "pipeline": [
-        {"$match": {"_id": entry, "delete_seen": true, "create_seen": true}},
+        {"$match": {"_id": entry("delete")}},
+        {"$lookup": {"from": moves, "localField": "create", "foreignField": "_id", "as": "created"}},
+        {"$match": {"created": {"$ne": []}}},
         {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}},
         {"$merge": {"into": "documents", "on": "_id",
                     "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
@@ -479,8 +481,8 @@ fn primary_key_change_moves_the_old_document_to_the_new_key() {
         vec![
             json!({"op": "aggregate", "database": null, "collection": "documents", "pipeline": [
                 {"$match": {"_id": {"id": 2}}},
-                {"$replaceWith": {"_id": {"$literal": entry}, "doc": "$$ROOT",
-                                  "delete_seen": {"$literal": true}, "seen_at": {"$literal": seen_at}}},
+                {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
+                                  "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
                 {"$merge": {"into": moves, "on": "_id",
                             "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
                             "whenNotMatched": "insert"}}]}),
@@ -494,8 +496,8 @@ fn primary_key_change_moves_the_old_document_to_the_new_key() {
         vec![
             json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 102}},
                    "update": {"$set": {"title": "t"}}, "upsert": true}),
-            json!({"op": "update-one", "database": null, "collection": moves, "filter": {"_id": entry},
-                   "update": {"$set": {"create_seen": true, "seen_at": seen_at}}, "upsert": true}),
+            json!({"op": "update-one", "database": null, "collection": moves, "filter": {"_id": entry("create")},
+                   "update": {"$set": {"seen": true, "seen_at": seen_at}}, "upsert": true}),
             fill,
         ]
     );
@@ -510,7 +512,7 @@ fn the_halves_of_a_key_change_meet_by_its_log_position() {
     let ops = run(&delete).unwrap();
     assert_eq!(
         ops[1]["pipeline"][0]["$match"]["_id"],
-        json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": 22180576})
+        json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": 22180576, "half": "delete"})
     );
 }
 
@@ -521,7 +523,7 @@ fn primary_key_change_in_scalar_and_object_id_modes() {
     assert_eq!(ops[0]["pipeline"][0], json!({"$match": {"_id": 2}}));
     assert_eq!(
         ops[0]["pipeline"][1]["$replaceWith"]["_id"],
-        json!({"$literal": {"from": 2, "to": 102}})
+        json!({"$literal": {"from": 2, "to": 102, "half": "delete"}})
     );
     assert_eq!(ops[2]["filter"], json!({"_id": 2}));
 
@@ -532,7 +534,9 @@ fn primary_key_change_in_scalar_and_object_id_modes() {
     assert_eq!(
         ops[1]["pipeline"],
         json!([
-            {"$match": {"_id": {"from": {"id": 2}, "to": {"id": 102}}, "delete_seen": true, "create_seen": true}},
+            {"$match": {"_id": {"from": {"id": 2}, "to": {"id": 102}, "half": "delete"}}},
+            {"$lookup": {"from": "__smt_moves.documents", "localField": "create", "foreignField": "_id", "as": "created"}},
+            {"$match": {"created": {"$ne": []}}},
             {"$replaceWith": {"$mergeObjects": ["$doc", {"$literal": {"id": 102}}]}},
             {"$unset": "_id"},
             {"$merge": {"into": "documents", "on": ["id"],

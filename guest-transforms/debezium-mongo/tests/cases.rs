@@ -237,7 +237,7 @@ fn customers_lifecycle_with_schemas() {
     // in the side collection and deletes it; the create half writes the new
     // one; whichever comes second merges the stash under it. Both halves
     // carry the same log position, which names the change.
-    let entry = json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": {"$numberLong": "22180576"}});
+    let entry = |half: &str| json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": {"$numberLong": "22180576"}, "half": half});
     let seen_at = json!({"$date": {"$numberLong": "1795611486192"}});
     let moves = |op: &str| json!({"op": op, "database": null, "collection": "__smt_moves.customers"});
     let with = |mut base: Value, extra: Value| {
@@ -250,7 +250,9 @@ fn customers_lifecycle_with_schemas() {
     let fill = with(
         moves("aggregate"),
         json!({"pipeline": [
-            {"$match": {"_id": entry, "delete_seen": true, "create_seen": true}},
+            {"$match": {"_id": entry("delete")}},
+            {"$lookup": {"from": "__smt_moves.customers", "localField": "create", "foreignField": "_id", "as": "created"}},
+            {"$match": {"created": {"$ne": []}}},
             {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}},
             {"$merge": {"into": "customers", "on": "_id", "whenMatched": merge_under,
                         "whenNotMatched": "discard"}}
@@ -261,8 +263,8 @@ fn customers_lifecycle_with_schemas() {
         [
             json!({"op": "aggregate", "database": null, "collection": "customers", "pipeline": [
                 {"$match": {"_id": {"id": 2}}},
-                {"$replaceWith": {"_id": {"$literal": entry}, "doc": "$$ROOT",
-                                  "delete_seen": {"$literal": true}, "seen_at": {"$literal": seen_at}}},
+                {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
+                                  "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
                 {"$merge": {"into": "__smt_moves.customers", "on": "_id",
                             "whenMatched": merge_under, "whenNotMatched": "insert"}}
             ]}),
@@ -281,7 +283,7 @@ fn customers_lifecycle_with_schemas() {
             ),
             with(
                 moves("update-one"),
-                json!({"filter": {"_id": entry}, "update": {"$set": {"create_seen": true, "seen_at": seen_at}}, "upsert": true})
+                json!({"filter": {"_id": entry("create")}, "update": {"$set": {"seen": true, "seen_at": seen_at}}, "upsert": true})
             ),
             fill
         ]

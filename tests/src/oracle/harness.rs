@@ -148,15 +148,22 @@ pub fn wait_topics(
     r.with_context(|| format!("records per topic {got:?}, expected {want:?} ({topics:?})"))
 }
 
-/// Waits until `smt` has processed `n` records (its metric), failing if it exits.
+/// Waits until `smt` has processed `n` records (its metric), failing at
+/// once if it exits.
 pub fn wait_processed(smt: &mut Smt, n: f64, timeout: Duration) -> Result<f64> {
-    wait_for("smt to process half the records", timeout, || {
+    let mut exited = None;
+    let done = wait_for("smt to process half the records", timeout, || {
         if let Some(status) = smt.try_wait() {
-            bail!("smt exited with {status}:\n{}", log_tail(smt, 4000));
+            exited = Some(format!("smt exited with {status}:\n{}", log_tail(smt, 4000)));
+            return Ok(Some(0.0));
         }
         let done = smt.metric("smt_records_processed_total", &[])?;
         Ok((done >= n).then_some(done))
-    })
+    })?;
+    match exited {
+        Some(e) => bail!(e),
+        None => Ok(done),
+    }
 }
 
 /// Waits until the group has committed every record of `topics`; returns how long it took.
@@ -190,8 +197,13 @@ pub fn wait_group_committed(
         .create()?;
     let t0 = Instant::now();
     let mut last: Vec<PartitionProgress> = Vec::new();
+    // The consumer's death ends the wait at once (`wait_for` retries errors).
+    let mut dead = None;
     wait_for(&format!("group {group} to commit every record"), budget, || {
-        alive()?;
+        if let Err(e) = alive() {
+            dead = Some(e);
+            return Ok(Some(()));
+        }
         last = group_progress(&consumer, topics)?;
         Ok(last
             .iter()
@@ -199,6 +211,9 @@ pub fn wait_group_committed(
             .then_some(()))
     })
     .with_context(|| format!("committed vs end offsets: {last:?}"))?;
+    if let Some(e) = dead {
+        return Err(e);
+    }
     Ok(t0.elapsed())
 }
 
