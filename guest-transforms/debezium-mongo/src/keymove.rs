@@ -128,10 +128,77 @@ impl KeyMove<'_> {
                 }}),
             ],
         );
+        let mut out = vec![stash, self.fill()];
+        out.extend(self.push_downstream());
+        out.push(ops::delete_one(self.ns.clone(), self.from.filter()));
+        out
+    }
+
+    /// A delete half written late: the new key may have changed again
+    /// meanwhile (B → C → …), its later changes stashed and filled without
+    /// the values this change moves. Push them down that chain — every later
+    /// change whose old key is this one's new key, transitively
+    /// (`$graphLookup`) — into those changes' stashes and into their new
+    /// keys' documents, as fills (what is already there wins). Needs the log
+    /// position, which orders the changes.
+    fn push_downstream(&self) -> Vec<WriteOp> {
+        let Some(lsn) = self.lsn else {
+            return Vec::new();
+        };
+        let moves = self.moves_ns();
+        let chain = || {
+            vec![
+                json!({"$match": {"_id": self.entry_id("delete")}}),
+                json!({"$graphLookup": {
+                    "from": moves.collection,
+                    "startWith": "$_id.to",
+                    "connectFromField": "_id.to",
+                    "connectToField": "_id.from",
+                    "as": "next",
+                    "restrictSearchWithMatch": {
+                        "_id.half": "delete",
+                        "_id.lsn": {"$gt": {"$numberLong": lsn.to_string()}}
+                    }
+                }}),
+                json!({"$unwind": "$next"}),
+            ]
+        };
+        let mut into_stashes = chain();
+        into_stashes.push(json!({"$replaceWith": {
+            "_id": "$next._id",
+            "doc": {"$mergeObjects": ["$doc", "$next.doc"]}
+        }}));
+        into_stashes.push(json!({"$merge": {
+            "into": moves.collection,
+            "on": "_id",
+            "whenMatched": "merge",
+            "whenNotMatched": "discard"
+        }}));
+        let mut into_documents = chain();
+        let on = match &self.to {
+            Ident::Id(_) => {
+                into_documents.push(json!({"$replaceWith": {
+                    "$mergeObjects": ["$doc", {"_id": "$next._id.to"}]
+                }}));
+                json!("_id")
+            }
+            Ident::Columns(cols) => {
+                into_documents.push(json!({"$replaceWith": {
+                    "$mergeObjects": ["$doc", "$next._id.to"]
+                }}));
+                into_documents.push(json!({"$unset": "_id"}));
+                Value::Array(cols.keys().map(|k| Value::String(k.clone())).collect())
+            }
+        };
+        into_documents.push(json!({"$merge": {
+            "into": self.ns.collection,
+            "on": on,
+            "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
+            "whenNotMatched": "discard"
+        }}));
         vec![
-            stash,
-            self.fill(),
-            ops::delete_one(self.ns.clone(), self.from.filter()),
+            ops::aggregate(moves.clone(), into_stashes),
+            ops::aggregate(moves, into_documents),
         ]
     }
 

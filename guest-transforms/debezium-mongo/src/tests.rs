@@ -514,6 +514,13 @@ fn the_halves_of_a_key_change_meet_by_its_log_position() {
         ops[1]["pipeline"][0]["$match"]["_id"],
         json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": 22180576, "half": "delete"})
     );
+    // With a log position the delete half also pushes down later changes of 102.
+    let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["aggregate", "aggregate", "aggregate", "aggregate", "delete-one"]);
+    assert_eq!(
+        ops[2]["pipeline"][1]["$graphLookup"]["restrictSearchWithMatch"],
+        json!({"_id.half": "delete", "_id.lsn": {"$gt": 22180576}})
+    );
 }
 
 #[test]

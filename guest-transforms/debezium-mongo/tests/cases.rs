@@ -120,7 +120,7 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
         "customers",
         7,
         "pk change: delete old key (move)",
-        &["aggregate", "aggregate", "delete-one"],
+        &["aggregate", "aggregate", "aggregate", "aggregate", "delete-one"],
     ),
     ("customers", 8, "pk change: tombstone", &[]),
     (
@@ -258,6 +258,19 @@ fn customers_lifecycle_with_schemas() {
                         "whenNotMatched": "discard"}}
         ]}),
     );
+    // A late delete half pushes the values down a chain of later key
+    // changes of the new key (102 → …), into their stashes and documents.
+    let push = |tail: Value| {
+        let mut pipeline = vec![
+            json!({"$match": {"_id": entry("delete")}}),
+            json!({"$graphLookup": {"from": "__smt_moves.customers", "startWith": "$_id.to",
+                "connectFromField": "_id.to", "connectToField": "_id.from", "as": "next",
+                "restrictSearchWithMatch": {"_id.half": "delete", "_id.lsn": {"$gt": {"$numberLong": "22180576"}}}}}),
+            json!({"$unwind": "$next"}),
+        ];
+        pipeline.extend(tail.as_array().unwrap().iter().cloned());
+        with(moves("aggregate"), json!({"pipeline": pipeline}))
+    };
     assert_eq!(
         find(&r, "customers", 7),
         [
@@ -269,6 +282,16 @@ fn customers_lifecycle_with_schemas() {
                             "whenMatched": merge_under, "whenNotMatched": "insert"}}
             ]}),
             fill.clone(),
+            push(json!([
+                {"$replaceWith": {"_id": "$next._id", "doc": {"$mergeObjects": ["$doc", "$next.doc"]}}},
+                {"$merge": {"into": "__smt_moves.customers", "on": "_id", "whenMatched": "merge",
+                            "whenNotMatched": "discard"}}
+            ])),
+            push(json!([
+                {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": "$next._id.to"}]}},
+                {"$merge": {"into": "customers", "on": "_id", "whenMatched": merge_under,
+                            "whenNotMatched": "discard"}}
+            ])),
             delete(2)
         ]
     );
