@@ -19,10 +19,6 @@
 //! they are the measurement of docs/debezium-mongo.md). `SMT_ORACLE_REFERENCE=0`
 //! leaves it out.
 //!
-//! A row whose key changed changes it again only 300 operations later
-//! (`REKEY_GAP`): two key changes of one row before the first one's delete
-//! half is written is the documented limit of several partitions.
-//!
 //! The table without key and its truncates use a topic with one partition:
 //! their records have no key, so nothing else would order them
 //! (docs/debezium-mongo.md).

@@ -89,18 +89,7 @@ struct Gen {
     doc_range: i32,
     line_range: i32,
     kinds: BTreeMap<&'static str, u64>,
-    /// Operations generated so far, and when each key last got its value by
-    /// a key change: such a row changes its key again only [`REKEY_GAP`]
-    /// operations later (the documented limit of topics with several
-    /// partitions, docs/debezium-mongo.md: a second change before the first
-    /// one's delete half is written can lose the unchanged values).
-    n: usize,
-    moved_docs: BTreeMap<i32, usize>,
-    moved_lines: BTreeMap<(String, i32), usize>,
 }
-
-/// See [`Gen::moved_docs`].
-pub const REKEY_GAP: usize = 300;
 
 const REGIONS: &[&str] = &["eu", "us", "ap", "o'sea"];
 const WORDS: &[&str] = &[
@@ -130,9 +119,6 @@ impl Gen {
             doc_range: (ops as i32 / 12).max(40),
             line_range: (ops as i32 / 30).max(20),
             kinds: BTreeMap::new(),
-            n: 0,
-            moved_docs: BTreeMap::new(),
-            moved_lines: BTreeMap::new(),
         }
     }
 
@@ -408,25 +394,7 @@ impl Gen {
     }
 
     /// One operation: its statement, with the model updated.
-    /// A row to change the key of: none moved in the last [`REKEY_GAP`] operations.
-    fn pick_doc_to_rekey(&mut self) -> Option<i32> {
-        let id = self.pick_doc()?;
-        match self.moved_docs.get(&id) {
-            Some(at) if self.n - at < REKEY_GAP => None,
-            _ => Some(id),
-        }
-    }
-
-    fn pick_line_to_rekey(&mut self) -> Option<(String, i32)> {
-        let k = self.pick_line()?;
-        match self.moved_lines.get(&k) {
-            Some(at) if self.n - at < REKEY_GAP => None,
-            _ => Some(k),
-        }
-    }
-
     fn op(&mut self) -> String {
-        self.n += 1;
         let r = self.rng.below(100);
         match r {
             0..=11 => match self.free_doc() {
@@ -455,11 +423,10 @@ impl Gen {
                 }
                 None => "SELECT 1;".into(),
             },
-            37..=44 => match (self.pick_doc_to_rekey(), self.free_doc()) {
+            37..=44 => match (self.pick_doc(), self.free_doc()) {
                 (Some(old), Some(new)) => {
                     self.m.docs.remove(&old);
                     self.m.docs.insert(new);
-                    self.moved_docs.insert(new, self.n);
                     self.m.records[DOCS] += 3;
                     let mut set = format!("id = {new}");
                     if self.rng.chance(25) {
@@ -522,12 +489,11 @@ impl Gen {
                 }
                 None => "SELECT 1;".into(),
             },
-            70..=74 => match (self.pick_line_to_rekey(), self.free_line()) {
+            70..=74 => match (self.pick_line(), self.free_line()) {
                 (Some(old), Some(new)) => {
                     self.count("line key");
                     self.m.lines.remove(&old);
                     self.m.lines.insert(new.clone());
-                    self.moved_lines.insert(new.clone(), self.n);
                     self.m.records[LINES] += 3;
                     format!(
                         "UPDATE fid.lines SET region = {}, n = {} WHERE {};",
