@@ -175,6 +175,21 @@ impl KeyMove<'_> {
             "whenNotMatched": "discard"
         }}));
         let mut into_documents = chain();
+        // Not into a later life of a chain's new key (as in the fill).
+        into_documents.push(json!({"$lookup": {"from": moves.collection, "localField": "next._id.to",
+                                               "foreignField": "_id.from", "as": "moved_on"}}));
+        into_documents.push(json!({"$lookup": {"from": moves.collection, "localField": "next._id.to",
+                                               "foreignField": "_id.to", "as": "came_back"}}));
+        let later = |list: &str, half: &str| {
+            json!({"$anyElementTrue": [{"$map": {"input": list, "as": "e", "in": {"$and": [
+                {"$eq": ["$$e._id.half", half]},
+                {"$gt": ["$$e._id.lsn", "$next._id.lsn"]}
+            ]}}}]})
+        };
+        into_documents.push(json!({"$match": {"$expr": {"$not": [{"$or": [
+            later("$moved_on", "delete"),
+            later("$came_back", "create")
+        ]}]}}}));
         let on = match &self.to {
             Ident::Id(_) => {
                 into_documents.push(json!({"$replaceWith": {
@@ -226,6 +241,20 @@ impl KeyMove<'_> {
                                "foreignField": "_id", "as": "created"}}),
             json!({"$match": {"created": {"$ne": []}}}),
         ];
+        if let Some(lsn) = self.lsn {
+            // Not into a later life of the new key: once it moved on (a later
+            // change from it) or came back (a later change into it), its
+            // document is not this change's; the push covers the move on.
+            let later = json!({"$numberLong": lsn.to_string()});
+            stages.push(json!({"$lookup": {"from": moves.collection, "localField": "_id.to",
+                                           "foreignField": "_id.from", "as": "moved_on"}}));
+            stages.push(json!({"$lookup": {"from": moves.collection, "localField": "_id.to",
+                                           "foreignField": "_id.to", "as": "came_back"}}));
+            stages.push(json!({"$match": {
+                "moved_on": {"$not": {"$elemMatch": {"_id.half": "delete", "_id.lsn": {"$gt": later}}}},
+                "came_back": {"$not": {"$elemMatch": {"_id.half": "create", "_id.lsn": {"$gt": later}}}}
+            }}));
+        }
         let on = match &self.to {
             Ident::Id(to) => {
                 stages.push(json!({"$replaceWith": {

@@ -247,54 +247,58 @@ fn customers_lifecycle_with_schemas() {
         base
     };
     let merge_under = json!([{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}]);
-    let fill = with(
-        moves("aggregate"),
-        json!({"pipeline": [
-            {"$match": {"_id": entry("delete")}},
-            {"$lookup": {"from": "__smt_moves.customers", "localField": "create", "foreignField": "_id", "as": "created"}},
-            {"$match": {"created": {"$ne": []}}},
-            {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}},
-            {"$merge": {"into": "customers", "on": "_id", "whenMatched": merge_under,
-                        "whenNotMatched": "discard"}}
-        ]}),
-    );
-    // A late delete half pushes the values down a chain of later key
-    // changes of the new key (102 → …), into their stashes and documents.
-    let push = |tail: Value| {
-        let mut pipeline = vec![
-            json!({"$match": {"_id": entry("delete")}}),
-            json!({"$graphLookup": {"from": "__smt_moves.customers", "startWith": "$_id.to",
-                "connectFromField": "_id.to", "connectToField": "_id.from", "as": "next",
-                "restrictSearchWithMatch": {"_id.half": "delete", "_id.lsn": {"$gt": {"$numberLong": "22180576"}}}}}),
-            json!({"$unwind": "$next"}),
-        ];
-        pipeline.extend(tail.as_array().unwrap().iter().cloned());
-        with(moves("aggregate"), json!({"pipeline": pipeline}))
+    // The stage operators of an aggregate, in order.
+    let stages = |op: &Value| -> Vec<String> {
+        op["pipeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| st.as_object().unwrap().keys().next().unwrap().clone())
+            .collect()
     };
+    let d = find(&r, "customers", 7);
     assert_eq!(
-        find(&r, "customers", 7),
-        [
-            json!({"op": "aggregate", "database": null, "collection": "customers", "pipeline": [
-                {"$match": {"_id": {"id": 2}}},
-                {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
-                                  "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
-                {"$merge": {"into": "__smt_moves.customers", "on": "_id",
-                            "whenMatched": merge_under, "whenNotMatched": "insert"}}
-            ]}),
-            fill.clone(),
-            push(json!([
-                {"$replaceWith": {"_id": "$next._id", "doc": {"$mergeObjects": ["$doc", "$next.doc"]}}},
-                {"$merge": {"into": "__smt_moves.customers", "on": "_id", "whenMatched": "merge",
-                            "whenNotMatched": "discard"}}
-            ])),
-            push(json!([
-                {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": "$next._id.to"}]}},
-                {"$merge": {"into": "customers", "on": "_id", "whenMatched": merge_under,
-                            "whenNotMatched": "discard"}}
-            ])),
-            delete(2)
-        ]
+        d[0],
+        json!({"op": "aggregate", "database": null, "collection": "customers", "pipeline": [
+            {"$match": {"_id": {"id": 2}}},
+            {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
+                              "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
+            {"$merge": {"into": "__smt_moves.customers", "on": "_id",
+                        "whenMatched": merge_under, "whenNotMatched": "insert"}}
+        ]})
     );
+    // The fill: the delete's entry, the create's found, the new key not in a
+    // later life, the stash merged under the new document.
+    let fill = &d[1];
+    assert_eq!(fill["collection"], "__smt_moves.customers");
+    assert_eq!(
+        stages(fill),
+        ["$match", "$lookup", "$match", "$lookup", "$lookup", "$match", "$replaceWith", "$merge"]
+    );
+    assert_eq!(fill["pipeline"][0], json!({"$match": {"_id": entry("delete")}}));
+    assert_eq!(
+        fill["pipeline"][6],
+        json!({"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}})
+    );
+    assert_eq!(
+        fill["pipeline"][7],
+        json!({"$merge": {"into": "customers", "on": "_id", "whenMatched": merge_under,
+                          "whenNotMatched": "discard"}})
+    );
+    // The push down later changes of 102: into their stashes, into their documents.
+    assert_eq!(
+        stages(&d[2]),
+        ["$match", "$graphLookup", "$unwind", "$replaceWith", "$merge"]
+    );
+    assert_eq!(
+        d[2]["pipeline"][1]["$graphLookup"]["restrictSearchWithMatch"],
+        json!({"_id.half": "delete", "_id.lsn": {"$gt": {"$numberLong": "22180576"}}})
+    );
+    assert_eq!(
+        stages(&d[3]),
+        ["$match", "$graphLookup", "$unwind", "$lookup", "$lookup", "$match", "$replaceWith", "$merge"]
+    );
+    assert_eq!(d[4], delete(2));
     assert!(find(&r, "customers", 8).is_empty());
     assert_eq!(
         find(&r, "customers", 9),
@@ -308,7 +312,7 @@ fn customers_lifecycle_with_schemas() {
                 moves("update-one"),
                 json!({"filter": {"_id": entry("create")}, "update": {"$set": {"seen": true, "seen_at": seen_at}}, "upsert": true})
             ),
-            fill
+            fill.clone()
         ]
     );
 }
