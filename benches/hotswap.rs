@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smt_host::admin::Metrics;
 use smt_host::engine::{Engine, EngineConfig, Message};
 use smt_host::registry::{Registry, Trigger};
 use smt_host::swap::Swapper;
+use smt_host::telemetry::Metrics;
 use smt_tests::bench_report::{machine, today, write_section};
 use smt_tests::native::fixture;
 

@@ -9,10 +9,10 @@ use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::Metrics;
 use crate::config::Config;
-use crate::engine::Message;
-use crate::pipeline::backoff::{Backoff, GiveUp};
+use crate::contract::Message;
+use crate::retry::{Backoff, GiveUp};
+use crate::telemetry::Metrics;
 
 pub const H_SOURCE_TOPIC: &str = "smt.source.topic";
 pub const H_SOURCE_PARTITION: &str = "smt.source.partition";

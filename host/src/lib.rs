@@ -2,7 +2,9 @@
 //! WebAssembly transform, execute the MongoDB writes it returns.
 
 pub mod admin;
+pub mod app;
 pub mod config;
+pub mod contract;
 pub mod dlq;
 pub mod engine;
 pub mod extjson;
@@ -10,8 +12,10 @@ pub mod offline;
 pub mod pipeline;
 pub mod records;
 pub mod registry;
+pub mod retry;
 pub mod scaffold;
 pub mod sink;
 pub mod source;
 pub mod swap;
+pub mod telemetry;
 pub mod writeop;

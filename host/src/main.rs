@@ -28,18 +28,16 @@ enum Command {
         /// The transform component (.wasm).
         #[arg(long)]
         transform: PathBuf,
-        /// A JSON config file to run `init` with as part of the check.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: TransformConfigArg,
     },
     /// Run record lines through a transform and print the operations, one JSON line per record.
     Test {
         /// The transform component (.wasm).
         #[arg(long)]
         transform: PathBuf,
-        /// The transform's JSON config file (default: `{}`).
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: TransformConfigArg,
         /// Record lines (tests/fixtures/README.md); `-` or absent: standard input.
         #[arg(long)]
         input: Option<PathBuf>,
@@ -57,13 +55,56 @@ enum Command {
     },
 }
 
+/// The transform's JSON `init` config of `smt check` and `smt test`.
+#[derive(clap::Args)]
+struct TransformConfigArg {
+    /// The transform's JSON config file, handed to `init` (default: `{}`).
+    #[arg(long = "transform-config", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Deprecated spelling of `--transform-config` (`--config` is the TOML
+    /// pipeline file of `smt run`).
+    #[arg(long = "config", hide = true, conflicts_with = "file")]
+    legacy: Option<PathBuf>,
+}
+
+impl TransformConfigArg {
+    /// The config file's JSON text, if one was named.
+    fn read(self) -> anyhow::Result<Option<String>> {
+        if self.legacy.is_some() {
+            eprintln!(
+                "warning: `--config` of `smt check`/`smt test` is deprecated: use `--transform-config` \
+                 (`--config` names the pipeline's TOML file of `smt run`)"
+            );
+        }
+        self.file.or(self.legacy).map(read_config).transpose()
+    }
+}
+
+/// Exit codes (README, "Using smt"): 0 success; 1 failed while running (the
+/// pipeline stopped on an error, or `smt test` had a record fail); 2 could
+/// not start (configuration, services, transform); 64 usage error (EX_USAGE).
+const EXIT_CANNOT_START: u8 = 2;
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
     init_logging();
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_CANNOT_START)
         }
     }
 }
@@ -72,7 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config } => run_pipeline(&config),
         Command::Check { transform, config } => {
-            let config = config.map(read_config).transpose()?;
+            let config = config.read()?;
             let module = offline::check(&offline::engine()?, &transform, config.as_deref())?;
             println!(
                 "ok: {} implements smt:transform@{} (version {}, {:?} in {:.1} ms)",
@@ -89,10 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             input,
         } => {
-            let config = config
-                .map(read_config)
-                .transpose()?
-                .unwrap_or_else(|| "{}".to_owned());
+            let config = config.read()?.unwrap_or_else(|| "{}".to_owned());
             let engine = offline::engine()?;
             let stdout = std::io::stdout().lock();
             let failures = match input.filter(|p| p.as_os_str() != "-") {
@@ -132,11 +170,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `smt run`. Exit codes: 0 after a requested shutdown, 1 when the pipeline
 /// stopped on an error, 2 when it could not start (config, services, modules).
 fn run_pipeline(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use smt_host::app::{self, Outcome};
     use smt_host::config::Config;
-    use smt_host::pipeline::{self, Outcome};
 
     let config = Config::load(path)?;
-    let prepared = pipeline::prepare(config)?;
+    let prepared = app::prepare(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("smt-worker")
@@ -145,7 +183,7 @@ fn run_pipeline(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(wait_for_signals(shutdown.clone()));
-        pipeline::run(prepared, shutdown).await
+        app::run(prepared, shutdown).await
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match outcome {

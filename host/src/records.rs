@@ -11,7 +11,7 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Header, Message};
+use crate::contract::{Header, Message};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -15,7 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::engine::{Message, TransformInstance, TransformModule};
+use crate::contract::Message;
+use crate::engine::{TransformInstance, TransformModule};
 
 /// One active version of a transform, as a worker needs it.
 #[derive(Clone, Debug)]
@@ -128,7 +129,7 @@ impl Default for Registry {
 }
 
 /// Records kept per transform for validation, unless configured otherwise.
-pub const DEFAULT_RECENT_SAMPLES: usize = 100;
+pub use crate::config::DEFAULT_RECENT_SAMPLES;
 
 impl Registry {
     pub fn new() -> Self {

@@ -1,30 +1,17 @@
 //! The write operations a transform returns, validated and parsed into BSON,
-//! and their two renderings: driver write models (the sink) and canonical
-//! Extended JSON (`smt test`).
+//! and their canonical Extended JSON (`smt test`). Their MongoDB renderings
+//! (driver models and commands) are the sink's (`sink::model`).
 
 use bson::{Bson, Document, RawDocumentBuf};
-use mongodb::options::{
-    DeleteManyModel, DeleteOneModel, InsertOneModel, ReplaceOneModel, UpdateManyModel,
-    UpdateModifications, UpdateOneModel, WriteModel,
-};
 use serde_json::{json, Value};
 
-use crate::engine::bindings_types as guest;
+use crate::contract as guest;
 
 /// Where an operation writes; `database: None` is the pipeline's default database.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Namespace {
     pub database: Option<String>,
     pub collection: String,
-}
-
-impl Namespace {
-    pub fn resolve(&self, default_db: &str) -> mongodb::Namespace {
-        mongodb::Namespace::new(
-            self.database.as_deref().unwrap_or(default_db),
-            &self.collection,
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,73 +126,6 @@ impl WriteOp {
         }
     }
 
-    /// The driver's model for a multi-namespace `bulkWrite`.
-    ///
-    /// # Panics
-    /// For [`WriteOp::Aggregate`], which has none: see [`WriteOp::bulk_model`].
-    pub fn to_model(&self, default_db: &str) -> WriteModel {
-        self.bulk_model(default_db)
-            .expect("an aggregate operation is not part of a bulk write")
-    }
-
-    /// The driver's model for a multi-namespace `bulkWrite`; `None` for
-    /// [`WriteOp::Aggregate`], which runs as its own command.
-    pub fn bulk_model(&self, default_db: &str) -> Option<WriteModel> {
-        let namespace = self.namespace().resolve(default_db);
-        Some(match self {
-            WriteOp::InsertOne { document, .. } => WriteModel::InsertOne(
-                InsertOneModel::builder()
-                    .namespace(namespace)
-                    .document(document.clone())
-                    .build(),
-            ),
-            WriteOp::ReplaceOne {
-                filter,
-                replacement,
-                upsert,
-                ..
-            } => WriteModel::ReplaceOne(
-                ReplaceOneModel::builder()
-                    .namespace(namespace)
-                    .filter(filter.clone())
-                    .replacement(replacement.clone())
-                    .upsert(*upsert)
-                    .build(),
-            ),
-            WriteOp::UpdateOne(u) => WriteModel::UpdateOne(
-                UpdateOneModel::builder()
-                    .namespace(namespace)
-                    .filter(u.filter.clone())
-                    .update(u.modifications())
-                    .upsert(u.upsert)
-                    .array_filters(u.array_filters_bson())
-                    .build(),
-            ),
-            WriteOp::UpdateMany(u) => WriteModel::UpdateMany(
-                UpdateManyModel::builder()
-                    .namespace(namespace)
-                    .filter(u.filter.clone())
-                    .update(u.modifications())
-                    .upsert(u.upsert)
-                    .array_filters(u.array_filters_bson())
-                    .build(),
-            ),
-            WriteOp::DeleteOne { filter, .. } => WriteModel::DeleteOne(
-                DeleteOneModel::builder()
-                    .namespace(namespace)
-                    .filter(filter.clone())
-                    .build(),
-            ),
-            WriteOp::DeleteMany { filter, .. } => WriteModel::DeleteMany(
-                DeleteManyModel::builder()
-                    .namespace(namespace)
-                    .filter(filter.clone())
-                    .build(),
-            ),
-            WriteOp::Aggregate { .. } => return None,
-        })
-    }
-
     /// The operation as canonical Extended JSON: stable text for tests and diffs.
     pub fn to_extjson(&self) -> Value {
         let ns = self.namespace();
@@ -252,25 +172,6 @@ impl WriteOp {
             ),
         }
         out
-    }
-}
-
-impl UpdateOp {
-    pub fn modifications(&self) -> UpdateModifications {
-        match &self.update {
-            Update::Operators(d) => UpdateModifications::Document(d.clone()),
-            Update::Pipeline(stages) => UpdateModifications::Pipeline(stages.clone()),
-        }
-    }
-
-    pub fn array_filters_bson(&self) -> Option<Vec<Bson>> {
-        (!self.array_filters.is_empty()).then(|| {
-            self.array_filters
-                .iter()
-                .cloned()
-                .map(Bson::Document)
-                .collect()
-        })
     }
 }
 
@@ -651,7 +552,6 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(op.kind(), "aggregate");
-        assert!(op.bulk_model("db").is_none());
         let WriteOp::Aggregate { pipeline, .. } = &op else {
             panic!()
         };
@@ -735,27 +635,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn pipeline_updates_and_array_filters_reach_the_model() {
-        let op = WriteOp::from_guest(guest::WriteOp::UpdateMany(guest::Update {
-            ns: guest::Namespace {
-                database: Some("shop".into()),
-                collection: "orders".into(),
-            },
-            filter: json(r#"{"_id":1}"#),
-            update: guest::UpdateBody::Pipeline(vec![json(r#"{"$set":{"n":{"$add":["$n",1]}}}"#)]),
-            upsert: true,
-            array_filters: vec![json(r#"{"e.id":3}"#)],
-        }))
-        .unwrap();
-        let WriteModel::UpdateMany(m) = op.to_model("default") else {
-            panic!()
-        };
-        assert_eq!(m.namespace, mongodb::Namespace::new("shop", "orders"));
-        assert!(matches!(m.update, UpdateModifications::Pipeline(ref p) if p.len() == 1));
-        assert_eq!(m.array_filters.unwrap().len(), 1);
-        assert_eq!(m.upsert, Some(true));
     }
 }

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use smt_tests::pipeline::smt_bin;
+use smt_tests::smt_process::smt_bin;
 
 const DEFAULT: &str = env!("SMT_GUEST_DEBEZIUM_MONGO");
 const HOSTILE: &str = env!("SMT_GUEST_HOSTILE");
@@ -110,7 +110,8 @@ fn test_reports_failures_per_record_and_exits_non_zero() {
         ),
     )
     .unwrap();
-    let (code, lines, _) = run(&[
+    // The deprecated spelling of `--transform-config` still works, with a warning.
+    let (code, lines, stderr) = run(&[
         "test",
         "--transform",
         HOSTILE,
@@ -119,6 +120,10 @@ fn test_reports_failures_per_record_and_exits_non_zero() {
         "--input",
         input.to_str().unwrap(),
     ]);
+    assert!(
+        stderr.contains("`--config` of `smt check`/`smt test` is deprecated"),
+        "{stderr}"
+    );
     assert_eq!(code, 1);
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[0]["ops"].as_array().unwrap().len(), 1);
@@ -161,7 +166,7 @@ fn test_prints_an_aggregate_operation_and_refuses_an_invalid_one() {
             "test",
             "--transform",
             HOSTILE,
-            "--config",
+            "--transform-config",
             path.to_str().unwrap(),
             "--input",
             input.to_str().unwrap(),
@@ -190,4 +195,22 @@ fn test_prints_an_aggregate_operation_and_refuses_an_invalid_one() {
         message.contains("pipeline") && message.contains("$out"),
         "{message}"
     );
+}
+
+#[test]
+fn usage_errors_and_startup_failures_exit_differently() {
+    let (usage, _, stderr) = run(&["test", "--no-such-flag"]);
+    assert_eq!(usage, 64, "a usage error is EX_USAGE: {stderr}");
+    let (both, _, stderr) = run(&[
+        "check",
+        "--transform",
+        HOSTILE,
+        "--config",
+        "a.json",
+        "--transform-config",
+        "b.json",
+    ]);
+    assert_eq!(both, 64, "the old and new spelling together: {stderr}");
+    let (missing, _, stderr) = run(&["check", "--transform", "/nonexistent/t.wasm"]);
+    assert_eq!(missing, 2, "a transform that cannot load: {stderr}");
 }

@@ -38,7 +38,8 @@ use serde_json::Value;
 use smt_tests::oracle::debezium_mongo::{self as dm, Workload, TABLES};
 use smt_tests::oracle::harness::{self, log_tail, Oracle};
 use smt_tests::oracle::{self, Comparison};
-use smt_tests::pipeline::{ConfigBuilder, Smt};
+use smt_tests::config::ConfigBuilder;
+use smt_tests::smt_process::Smt;
 use smt_tests::services::{unique_name, DebeziumConnector, Services};
 
 /// Operations per seed in the test command (three seeds).
@@ -168,26 +169,14 @@ fn run_workload(
         )
         .context("starting the reference sink")?;
     }
-    let mut builder = ConfigBuilder::new(&brokers, &s.mongodb_uri(), &n.tag);
-    let topics_toml = format!(
-        "[{}]",
-        n.topics
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    builder
-        .routes
-        .push((topics_toml, "dbz".into(), "fail".into()));
     // A copy of the module, not watched: a rebuild of the shared build's
     // module during the run must not swap the transform under the test.
     let module = n.dir.join("debezium_mongo.wasm");
     std::fs::copy(default_transform(), &module).context("copying the module")?;
-    builder.extra = format!(
-        "[hot-swap]\nwatch = false\n[transforms.dbz]\nmodule = \"{}\"\nconfig = {{ truncate = \"delete-all\" }}\n",
-        module.display()
-    );
+    let builder = ConfigBuilder::new(&brokers, &s.mongodb_uri(), &n.tag)
+        .transform("dbz", &module, serde_json::json!({"truncate": "delete-all"}))
+        .route_topics(&n.topics, "dbz", "fail")
+        .set(&["hot-swap", "watch"], serde_json::json!(false));
     let config = builder.build();
     let mut smt = Smt::start(&n.dir, "smt1", &config)?;
     smt.wait_assigned(Duration::from_secs(60))?;

@@ -91,7 +91,7 @@ fn bad_input(m: &Message, needle: &str) {
 }
 
 fn replace(filter: Value, replacement: Value) -> Value {
-    json!({"op": "replace-one", "database": null, "collection": "customers", "filter": filter,
+    json!({"op": "replace-one", "db": null, "coll": "customers", "filter": filter,
            "replacement": replacement, "upsert": true})
 }
 
@@ -152,7 +152,7 @@ fn delete_with_key_deletes_by_id() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": 3}}})
+            json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"_id": {"id": 3}}})
         ]
     );
 }
@@ -179,7 +179,7 @@ fn create_or_read_without_key_upserts_an_id_of_the_record_position() {
         assert_eq!(
             ops,
             vec![
-                json!({"op": "replace-one", "database": null, "collection": "audit_log",
+                json!({"op": "replace-one", "db": null, "coll": "audit_log",
                         "filter": {"_id": id}, "replacement": {"_id": id, "actor": "alice", "action": "login"},
                         "upsert": true})
             ]
@@ -216,7 +216,7 @@ fn update_and_delete_without_key_filter_on_before() {
         run(&m).unwrap(),
         vec![
             // No upsert: a replayed update whose row has changed since finds nothing.
-            json!({"op": "replace-one", "database": null, "collection": "audit_log", "filter": before,
+            json!({"op": "replace-one", "db": null, "coll": "audit_log", "filter": before,
                     "replacement": {"actor": "alice", "action": "logout"}, "upsert": false})
         ]
     );
@@ -227,9 +227,7 @@ fn update_and_delete_without_key_filter_on_before() {
     );
     assert_eq!(
         run(&m).unwrap(),
-        vec![
-            json!({"op": "delete-one", "database": null, "collection": "audit_log", "filter": before})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "audit_log", "filter": before})]
     );
 }
 
@@ -374,7 +372,7 @@ fn composite_key_wraps_all_columns() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
+            json!({"op": "replace-one", "db": null, "coll": "orders", "filter": {"_id": id},
                     "replacement": {"_id": id, "amount": "AQ==", "status": "new"}, "upsert": true})
         ]
     );
@@ -468,7 +466,7 @@ fn primary_key_change_moves_the_old_document_to_the_new_key() {
     // (`{"$date": {"$numberLong": "1"}}`, read through `relax_longs`.)
     let seen_at = json!({"$date": 1});
     let moves = "__smt_moves.documents";
-    let fill = json!({"op": "aggregate", "database": null, "collection": moves, "pipeline": [
+    let fill = json!({"op": "aggregate", "db": null, "coll": moves, "pipeline": [
         {"$match": {"_id": entry("delete")}},
         {"$lookup": {"from": moves, "localField": "create", "foreignField": "_id", "as": "created"}},
         {"$match": {"created": {"$ne": []}}},
@@ -479,7 +477,7 @@ fn primary_key_change_moves_the_old_document_to_the_new_key() {
     assert_eq!(
         run(&delete).unwrap(),
         vec![
-            json!({"op": "aggregate", "database": null, "collection": "documents", "pipeline": [
+            json!({"op": "aggregate", "db": null, "coll": "documents", "pipeline": [
                 {"$match": {"_id": {"id": 2}}},
                 {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
                                   "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
@@ -487,16 +485,16 @@ fn primary_key_change_moves_the_old_document_to_the_new_key() {
                             "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
                             "whenNotMatched": "insert"}}]}),
             fill.clone(),
-            json!({"op": "delete-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}}}),
+            json!({"op": "delete-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}}}),
         ]
     );
     assert!(run(&tombstone).unwrap().is_empty());
     assert_eq!(
         run(&create).unwrap(),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 102}},
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 102}},
                    "update": {"$set": {"title": "t"}}, "upsert": true}),
-            json!({"op": "update-one", "database": null, "collection": moves, "filter": {"_id": entry("create")},
+            json!({"op": "update-one", "db": null, "coll": moves, "filter": {"_id": entry("create")},
                    "update": {"$set": {"seen": true, "seen_at": seen_at}}, "upsert": true}),
             fill,
         ]
@@ -564,7 +562,7 @@ fn delete_without_the_new_key_header_only_deletes() {
     delete.headers.clear();
     assert_eq!(
         run(&delete).unwrap(),
-        vec![json!({"op": "delete-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}}})]
+        vec![json!({"op": "delete-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}}})]
     );
 }
 
@@ -585,7 +583,7 @@ fn toast_placeholder_sets_the_other_fields() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
         ]
     );
@@ -601,7 +599,7 @@ fn toast_with_object_id_and_without_key() {
     assert_eq!(
         run_with(r#"{"id": "object-id"}"#, &m).unwrap(),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"id": 2},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
         ]
     );
@@ -613,7 +611,7 @@ fn toast_with_object_id_and_without_key() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"id": 2},
                     "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": false})
         ]
     );
@@ -685,9 +683,7 @@ fn id_object_id() {
     );
     assert_eq!(
         run_with(cfg, &m).unwrap(),
-        vec![
-            json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"id": 1}})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"id": 1}})]
     );
     // Without a key: the same in every mode (an `_id` of the record's position).
     let m = msg(TOPIC, None, Some(envelope("c", Value::Null, row(1))));
@@ -709,17 +705,17 @@ fn routing_options() {
     )
     .unwrap();
     assert_eq!(
-        (&ops[0]["database"], &ops[0]["collection"]),
+        (&ops[0]["db"], &ops[0]["coll"]),
         (&json!("sink"), &json!("inventory_customers"))
     );
     let ops = run_with(r#"{"rename": {"inventory.customers": "crm.people"}}"#, &m).unwrap();
     assert_eq!(
-        (&ops[0]["database"], &ops[0]["collection"]),
+        (&ops[0]["db"], &ops[0]["coll"]),
         (&json!("crm"), &json!("people"))
     );
     let ops = run_with(r#"{"rename": {"dbz.inventory.customers": "people"}}"#, &m).unwrap();
     assert_eq!(
-        (&ops[0]["database"], &ops[0]["collection"]),
+        (&ops[0]["db"], &ops[0]["coll"]),
         (&Value::Null, &json!("people"))
     );
 }
@@ -737,9 +733,7 @@ fn truncate_options() {
         .is_empty());
     assert_eq!(
         run_with(r#"{"truncate": "delete-all"}"#, &m).unwrap(),
-        vec![
-            json!({"op": "delete-many", "database": null, "collection": "audit_log", "filter": {}})
-        ]
+        vec![json!({"op": "delete-many", "db": null, "coll": "audit_log", "filter": {}})]
     );
 }
 

@@ -175,8 +175,8 @@ fn check_kinds(file: &str) {
         // Key changes also write the side collection where their halves meet.
         let moves = json!(format!("__smt_moves.{table}"));
         assert!(
-            ops.iter().all(|o| o["database"].is_null()
-                && (o["collection"] == json!(table) || o["collection"] == moves)),
+            ops.iter().all(|o| o["db"].is_null()
+                && (o["coll"] == json!(table) || o["coll"] == moves)),
             "{file}: {table}@{offset} namespace"
         );
         // Writes of rows with a key upsert; updates of rows without one
@@ -186,7 +186,7 @@ fn check_kinds(file: &str) {
             table == "audit_log"
                 || ops
                     .iter()
-                    .filter(|o| o["collection"] == json!(table))
+                    .filter(|o| o["coll"] == json!(table))
                     .all(|o| o.get("upsert").is_none_or(|u| u == true)),
             "{file}: {table}@{offset} upsert"
         );
@@ -212,10 +212,10 @@ fn customers_lifecycle_with_schemas() {
             .as_object_mut()
             .unwrap()
             .extend(doc.as_object().unwrap().clone());
-        json!({"op": "replace-one", "database": null, "collection": "customers", "filter": {"_id": {"id": id}},
+        json!({"op": "replace-one", "db": null, "coll": "customers", "filter": {"_id": {"id": id}},
                "replacement": replacement, "upsert": true})
     };
-    let delete = |id: i64| json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": id}}});
+    let delete = |id: i64| json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"_id": {"id": id}}});
     assert_eq!(
         find(&r, "customers", 0),
         [replace(
@@ -239,7 +239,7 @@ fn customers_lifecycle_with_schemas() {
     // carry the same log position, which names the change.
     let entry = |half: &str| json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": {"$numberLong": "22180576"}, "half": half});
     let seen_at = json!({"$date": {"$numberLong": "1795611486192"}});
-    let moves = |op: &str| json!({"op": op, "database": null, "collection": "__smt_moves.customers"});
+    let moves = |op: &str| json!({"op": op, "db": null, "coll": "__smt_moves.customers"});
     let with = |mut base: Value, extra: Value| {
         base.as_object_mut()
             .unwrap()
@@ -259,7 +259,7 @@ fn customers_lifecycle_with_schemas() {
     let d = find(&r, "customers", 7);
     assert_eq!(
         d[0],
-        json!({"op": "aggregate", "database": null, "collection": "customers", "pipeline": [
+        json!({"op": "aggregate", "db": null, "coll": "customers", "pipeline": [
             {"$match": {"_id": {"id": 2}}},
             {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
                               "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
@@ -270,7 +270,7 @@ fn customers_lifecycle_with_schemas() {
     // The fill: the delete's entry, the create's found, the new key not in a
     // later life, the stash merged under the new document.
     let fill = &d[1];
-    assert_eq!(fill["collection"], "__smt_moves.customers");
+    assert_eq!(fill["coll"], "__smt_moves.customers");
     assert_eq!(
         stages(fill),
         ["$match", "$lookup", "$match", "$lookup", "$lookup", "$match", "$replaceWith", "$merge"]
@@ -332,7 +332,7 @@ fn no_key_table_and_truncate() {
         let login = json!({"actor": "alice", "action": "login", "at": at("2024-03-04T12:00:00.000000Z", 1709553600000)});
         let logout = json!({"actor": "alice", "action": "logout", "at": at("2024-03-04T12:00:00.000000Z", 1709553600000)});
         let boot = json!({"actor": "system", "action": "bootstrap", "at": at("2024-01-01T00:00:00.000000Z", 1704067200000)});
-        let ns = |op: &str| json!({"op": op, "database": null, "collection": "audit_log"});
+        let ns = |op: &str| json!({"op": op, "db": null, "coll": "audit_log"});
         let prefix = find(&r, "audit_log", 0)[0]["filter"]["_id"]["$oid"]
             .as_str()
             .unwrap()[..8]
@@ -389,7 +389,7 @@ fn toast_placeholder_keeps_the_stored_body() {
         assert_eq!(
             find(&r, "documents", 2),
             [
-                json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": id}},
+                json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": id}},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
             ],
             "{file}"
@@ -406,7 +406,7 @@ fn composite_key_orders() {
     assert_eq!(
         find(&r, "orders", 3),
         [
-            json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
+            json!({"op": "replace-one", "db": null, "coll": "orders", "filter": {"_id": id},
                 "replacement": {"_id": id, "customer_id": 1, "amount": {"$numberDecimal": "13.75"},
                                 "order_date": {"$date": {"$numberLong": "1704153600000"}}, "status": "shipped"},
                 "upsert": true})
@@ -415,7 +415,7 @@ fn composite_key_orders() {
     assert_eq!(
         find(&r, "orders", 4),
         [
-            json!({"op": "delete-one", "database": null, "collection": "orders", "filter": {"_id": {"region": "us", "order_id": 1}}})
+            json!({"op": "delete-one", "db": null, "coll": "orders", "filter": {"_id": {"region": "us", "order_id": 1}}})
         ]
     );
     // Scalar ids need a single-column key: composite keys stay wrapped.

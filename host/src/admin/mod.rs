@@ -3,11 +3,10 @@
 //! MongoDB reached, subscribed to Kafka), and the transform management
 //! routes of [`transforms`] (hot swap).
 
-pub mod metrics;
 pub mod transforms;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -17,14 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-pub use metrics::Metrics;
-
-/// What `/health` and `/ready` report.
-#[derive(Default)]
-pub struct Status {
-    pub ready: AtomicBool,
-    pub failed: AtomicBool,
-}
+use crate::telemetry::{Metrics, Status};
 
 #[derive(Clone)]
 struct AppState {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::bindings::{v0_1_0, Message, Transform, TransformError, WriteOp as GuestOp};
 use super::error::{CallError, FailureKind, LoadError};
 use super::limits::MemoryLimitExceeded;
 use super::{deadline_ticks, truncate_with_ellipsis, Pre, State, TransformModule};
+use crate::contract::{v0_1_0, Message, Transform, TransformError, WriteOp as GuestOp};
 use crate::writeop::{self, WriteOp};
 
 /// `init` may do real work (parse a mapping, warm a language runtime), so it
@@ -181,8 +181,8 @@ fn start(module: &TransformModule, config: &str) -> Result<Live, LoadError> {
     }
 }
 
-fn guest_kind(kind: super::bindings::ErrorKind) -> FailureKind {
-    use super::bindings::ErrorKind;
+fn guest_kind(kind: crate::contract::ErrorKind) -> FailureKind {
+    use crate::contract::ErrorKind;
     match kind {
         ErrorKind::BadInput => FailureKind::BadInput,
         ErrorKind::Unsupported => FailureKind::Unsupported,

@@ -12,7 +12,6 @@
 //! converts older guests' values to the current types, so nothing past the
 //! engine sees the difference.
 
-mod bindings;
 mod cache;
 mod error;
 mod instance;
@@ -22,24 +21,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Deserialize;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use bindings::{Header, Level, Message};
-/// The guest-side types of the contract, as `bindgen!` generated them.
-pub mod bindings_types {
-    pub use super::bindings::{
-        Aggregate, Delete, Document, ErrorKind, Header, InsertOne, Message, Namespace, ReplaceOne,
-        TransformError, Update, UpdateBody, WriteOp,
-    };
-}
+/// The engine's settings and the contract's record types, where the
+/// engine's users (tests, benchmarks, tools) look for them.
+pub use crate::config::{EngineConfig, Limits};
+pub use crate::contract::{Header, Level, Message};
 pub use cache::{content_hash, wasmtime_version, Origin};
 pub use error::{CallError, FailureKind, LoadError};
 pub use instance::TransformInstance;
-pub use limits::{Limits, MemoryLimitExceeded};
+pub use limits::MemoryLimitExceeded;
 
-use bindings::{v0_1_0, Transform, TransformPre};
+use crate::contract::{self, v0_1_0, Transform, TransformPre};
 use cache::CompileCache;
 use limits::MemoryCap;
 
@@ -65,20 +59,6 @@ impl Pre {
 
 /// How often the epoch advances: the resolution of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Settings of the Wasm engine (the `[engine]` table of the configuration).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct EngineConfig {
-    /// Limits applied to every transform instance.
-    pub limits: Limits,
-    /// Directory of compiled components. Default: `$XDG_CACHE_HOME/smt/compiled`
-    /// (or `~/.cache/smt/compiled`). Compiling once per module version and
-    /// engine build makes restarts load in milliseconds.
-    pub cache_dir: Option<PathBuf>,
-    /// Disable the compile cache (every load compiles).
-    pub no_cache: bool,
-}
 
 impl EngineConfig {
     fn resolved_cache_dir(&self) -> Option<PathBuf> {
@@ -135,19 +115,19 @@ impl WasiView for State {
     }
 }
 
-impl bindings::smt::transform::types::Host for State {}
+impl contract::smt::transform::types::Host for State {}
 impl v0_1_0::smt::transform::types::Host for State {}
 
 impl v0_1_0::smt::transform::log::Host for State {
     fn log(&mut self, level: v0_1_0::smt::transform::log::Level, message: String) {
-        bindings::smt::transform::log::Host::log(self, level.into(), message)
+        contract::smt::transform::log::Host::log(self, level.into(), message)
     }
 }
 
 /// Longest guest log line kept; guests must not be able to flood the host log.
 const MAX_LOG_LINE: usize = 4096;
 
-impl bindings::smt::transform::log::Host for State {
+impl contract::smt::transform::log::Host for State {
     fn log(&mut self, level: Level, message: String) {
         let mut message = message;
         truncate_with_ellipsis(&mut message, MAX_LOG_LINE);

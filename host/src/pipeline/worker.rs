@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::GiveUp;
 use super::Shared;
-use crate::admin::Metrics;
 use crate::config::ErrorPolicy;
+use crate::contract::Message;
 use crate::dlq;
-use crate::engine::{CallError, Message, TransformInstance};
+use crate::engine::{CallError, TransformInstance};
 use crate::registry::Active;
+use crate::retry::GiveUp;
+use crate::telemetry::Metrics;
 use crate::writeop::WriteOp;
 
 /// How a batch ended when it did not complete.

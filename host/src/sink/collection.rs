@@ -3,11 +3,12 @@
 //! become one `insert`, `update` or `delete` command with `ordered: true`;
 //! an `aggregate` operation is a command of its own.
 
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson};
 
 use super::classify::{classify, is_transient_code, Failure};
+use super::model::{command_entry, namespace};
 use super::Sink;
-use crate::writeop::{Update, WriteOp};
+use crate::writeop::WriteOp;
 
 /// Most operations in one command (well under the server's maxWriteBatchSize).
 const MAX_OPS_PER_COMMAND: usize = 1000;
@@ -33,54 +34,6 @@ fn kind(op: &WriteOp) -> Option<Kind> {
     }
 }
 
-/// The operation's entry in its `insert`/`update`/`delete` command.
-fn entry(op: &WriteOp) -> Document {
-    match op {
-        WriteOp::InsertOne { document, .. } => document.clone(),
-        WriteOp::ReplaceOne {
-            filter,
-            replacement,
-            upsert,
-            ..
-        } => {
-            doc! {"q": filter.clone(), "u": replacement.clone(), "upsert": *upsert, "multi": false}
-        }
-        WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
-            let mut d = doc! {
-                "q": u.filter.clone(),
-                "upsert": u.upsert,
-                "multi": matches!(op, WriteOp::UpdateMany(_)),
-            };
-            d.insert(
-                "u",
-                match &u.update {
-                    Update::Operators(o) => Bson::Document(o.clone()),
-                    Update::Pipeline(p) => {
-                        Bson::Array(p.iter().cloned().map(Bson::Document).collect())
-                    }
-                },
-            );
-            if !u.array_filters.is_empty() {
-                d.insert(
-                    "arrayFilters",
-                    Bson::Array(
-                        u.array_filters
-                            .iter()
-                            .cloned()
-                            .map(Bson::Document)
-                            .collect(),
-                    ),
-                );
-            }
-            d
-        }
-        WriteOp::DeleteOne { filter, .. } => doc! {"q": filter.clone(), "limit": 1},
-        WriteOp::DeleteMany { filter, .. } => doc! {"q": filter.clone(), "limit": 0},
-        // Never asked: `kind` keeps aggregates out of the commands' runs.
-        WriteOp::Aggregate { .. } => Document::new(),
-    }
-}
-
 /// Writes `ops` in order, one command per run; the first failure ends the attempt.
 pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> {
     let mut start = 0;
@@ -94,17 +47,17 @@ pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> 
             start += 1;
             continue;
         };
-        let ns = ops[start].namespace().resolve(sink.default_db());
+        let ns = namespace(ops[start].namespace(), sink.default_db());
         let mut end = start;
         let mut bytes = 0;
         let mut entries = Vec::new();
         while end < ops.len()
             && end - start < MAX_OPS_PER_COMMAND
             && kind(ops[end]) == Some(k)
-            && ops[end].namespace().resolve(sink.default_db()) == ns
+            && namespace(ops[end].namespace(), sink.default_db()) == ns
             && (entries.is_empty() || bytes < MAX_BYTES_PER_COMMAND)
         {
-            let e = entry(ops[end]);
+            let e = command_entry(ops[end]);
             bytes += e.to_vec().map(|v| v.len()).unwrap_or(0);
             entries.push(Bson::Document(e));
             end += 1;

@@ -13,6 +13,8 @@
 
 mod classify;
 mod collection;
+pub mod model;
+pub mod uri;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,9 +25,9 @@ use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::Metrics;
 use crate::config::{BulkApi, Config, WValue};
-use crate::pipeline::backoff::{Backoff, GiveUp};
+use crate::retry::{Backoff, GiveUp};
+use crate::telemetry::Metrics;
 use crate::writeop::{Namespace, WriteOp};
 
 pub use classify::{classify, classify_command, is_transient_code, Failure};
@@ -67,8 +69,8 @@ impl Sink {
         metrics: Arc<Metrics>,
         timeout: Duration,
     ) -> anyhow::Result<Sink> {
-        let redacted = crate::config::redact_uri(&config.mongodb.uri);
-        let mut options = ClientOptions::parse(config.mongodb_uri())
+        let redacted = uri::redact_uri(&config.mongodb.uri);
+        let mut options = ClientOptions::parse(uri::connection_string(&config.mongodb))
             .await
             .map_err(|e| anyhow::anyhow!("mongodb.uri {redacted}: {}", describe(&e)))?;
         if options.server_selection_timeout.is_none() {
@@ -235,7 +237,7 @@ impl Sink {
         ns: &Namespace,
         pipeline: &[bson::Document],
     ) -> Result<(), Failure> {
-        let ns = ns.resolve(&self.default_db);
+        let ns = model::namespace(ns, &self.default_db);
         let coll = self
             .client
             .database(&ns.db)
@@ -255,7 +257,7 @@ impl Sink {
         // `write` never puts an aggregate operation in a bulk slice.
         let models: Vec<_> = ops
             .iter()
-            .filter_map(|op| op.bulk_model(&self.default_db))
+            .filter_map(|op| model::bulk_model(op, &self.default_db))
             .collect();
         debug_assert_eq!(models.len(), ops.len());
         let mut action = self.client.bulk_write(models).ordered(true);

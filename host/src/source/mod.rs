@@ -25,9 +25,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::Metrics;
 use crate::config::Config;
-use crate::engine::{Header, Message};
+use crate::contract::{Header, Message};
+use crate::telemetry::Metrics;
 
 /// (topic, partition)
 pub type PartitionKey = (String, i32);

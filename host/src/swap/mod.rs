@@ -19,39 +19,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::admin::Metrics;
 use crate::config::Config;
-use crate::engine::{Engine, FailureKind, LoadError, Message, TransformModule};
+use crate::contract::Message;
+use crate::engine::{Engine, FailureKind, LoadError, TransformModule};
 use crate::registry::{unix_ms, Registry, Rejection, Trigger, Version};
-
-/// `[hot-swap]`: how new transform versions are picked up and validated.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct HotSwapConfig {
-    /// Watch every transform's module file and deploy it when it changes.
-    pub watch: bool,
-    /// How often the module files are checked, in ms. A change is deployed
-    /// once the file's content is the same on two consecutive checks.
-    pub poll_interval_ms: u64,
-    /// How many of the last records each transform handled are kept as
-    /// validation samples for the next version (0: none).
-    pub recent_samples: usize,
-    /// Largest module the admin API accepts, in MiB.
-    pub max_module_mib: usize,
-}
-
-impl Default for HotSwapConfig {
-    fn default() -> Self {
-        HotSwapConfig {
-            watch: true,
-            poll_interval_ms: 500,
-            recent_samples: crate::registry::DEFAULT_RECENT_SAMPLES,
-            max_module_mib: 256,
-        }
-    }
-}
+use crate::telemetry::Metrics;
 
 /// Why a swap request did not activate anything.
 #[derive(Debug, thiserror::Error)]

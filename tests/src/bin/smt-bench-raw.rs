@@ -86,7 +86,7 @@ fn main() -> Result<()> {
             let mut per_partition: std::collections::BTreeMap<i32, Vec<mongodb::options::WriteModel>> = Default::default();
             for r in &records {
                 let ops = inst.transform(r).map_err(|e| anyhow::anyhow!("{e}"))?;
-                per_partition.entry(r.partition).or_default().extend(ops.iter().map(|o| o.to_model(db)));
+                per_partition.entry(r.partition).or_default().extend(ops.iter().filter_map(|o| smt_host::sink::model::bulk_model(o, db)));
             }
             let total_ops: usize = per_partition.values().map(Vec::len).sum();
             let rt = tokio::runtime::Runtime::new()?;

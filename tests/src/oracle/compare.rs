@@ -341,24 +341,18 @@ fn compare_by(
     c
 }
 
-/// Every document of `collection` as canonical Extended JSON (field order kept).
+/// Every document of `collection` as canonical Extended JSON (field order
+/// kept), through the tests' one collection reader.
 pub async fn mongo_documents(
     client: &mongodb::Client,
     db: &str,
     collection: &str,
 ) -> Result<Vec<Value>> {
-    use mongodb::bson::{Bson, Document};
-    let mut cursor = client
-        .database(db)
-        .collection::<Document>(collection)
-        .find(Document::new())
-        .await?;
-    let mut out = Vec::new();
-    while cursor.advance().await? {
-        let d: Document = cursor.deserialize_current()?;
-        out.push(Bson::Document(d).into_canonical_extjson());
-    }
-    Ok(out)
+    Ok(crate::mongo::documents(client, db, collection)
+        .await?
+        .into_iter()
+        .map(|d| mongodb::bson::Bson::Document(d).into_canonical_extjson())
+        .collect())
 }
 
 #[cfg(test)]

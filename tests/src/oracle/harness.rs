@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::oracle::{fresh_seed, group_progress, PartitionProgress};
-use crate::pipeline::{tail, topic_len, wait_for, Smt};
+use crate::kafka::topic_len;
+use crate::smt_process::{tail, wait_for, Smt};
 use crate::services::Services;
 
 /// Straight to the terminal, past the test harness's capture: the seeds must

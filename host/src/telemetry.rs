@@ -1,6 +1,8 @@
 //! Every metric `smt run` exports, in one place. Labels stay low-cardinality:
 //! topic, partition, transform, kind, outcome.
 
+use std::sync::atomic::AtomicBool;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -10,6 +12,13 @@ use prometheus_client::registry::Registry;
 type L1 = [(&'static str, String); 1];
 type L2 = [(&'static str, String); 2];
 type L3 = [(&'static str, String); 3];
+
+/// What `/health` and `/ready` report.
+#[derive(Default)]
+pub struct Status {
+    pub ready: AtomicBool,
+    pub failed: AtomicBool,
+}
 
 pub struct Metrics {
     registry: Registry,

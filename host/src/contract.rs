@@ -1,8 +1,10 @@
-//! The one place that runs `bindgen!`: over the current contract in `wit/`
-//! and over the frozen 0.1.0 contract in `wit/history/0.1.0` ([`v0_1_0`]),
-//! whose guests the host still runs. Everything else in the host uses the
-//! current types re-exported from here; 0.1.0 values are converted to them at
-//! the boundary (the `From` impls below; 0.2.0 only added a case).
+//! The contract between the host and a transform, `smt:transform`: the one
+//! place that runs `bindgen!`, over the current contract in `wit/` and over the
+//! frozen 0.1.0 contract in `wit/history/0.1.0` ([`v0_1_0`]), whose guests the
+//! host still runs. The source builds [`Message`]s, the engine calls guests,
+//! `writeop` parses their [`WriteOp`]s: all of them depend downward on this
+//! module. 0.1.0 values are converted to the current types at the boundary
+//! (the `From` impls below; 0.2.0 only added a case).
 
 wasmtime::component::bindgen!({
     world: "transform",

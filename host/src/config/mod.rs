@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::engine::EngineConfig;
+mod env;
+mod validate;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,7 +43,7 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Hot swap of transforms: file watch and validation (docs/hot-swap.md).
     #[serde(default)]
-    pub hot_swap: crate::swap::HotSwapConfig,
+    pub hot_swap: HotSwapConfig,
     /// The transforms, by name.
     pub transforms: BTreeMap<String, TransformConfig>,
     /// Which topics go to which transform, and what happens to records that fail.
@@ -276,6 +277,77 @@ impl ErrorPolicy {
     }
 }
 
+/// Settings of the Wasm engine (the `[engine]` table of the configuration).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EngineConfig {
+    /// Limits applied to every transform instance.
+    pub limits: Limits,
+    /// Directory of compiled components. Default: `$XDG_CACHE_HOME/smt/compiled`
+    /// (or `~/.cache/smt/compiled`). Compiling once per module version and
+    /// engine build makes restarts load in milliseconds.
+    pub cache_dir: Option<PathBuf>,
+    /// Disable the compile cache (every load compiles).
+    pub no_cache: bool,
+}
+
+/// Limits applied to every instance of every transform.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    /// Largest linear memory an instance may grow to, in MiB. JavaScript
+    /// guests keep a ~100 MiB heap: give them at least 128.
+    pub memory_mib: u64,
+    /// Wall-clock deadline of one `init` or `transform` call, in milliseconds.
+    /// A call past it is interrupted and its instance discarded.
+    pub call_timeout_ms: u64,
+    /// Largest total size of the documents one `transform` call may return, in bytes.
+    pub max_output_bytes: usize,
+    /// Most write operations one `transform` call may return.
+    pub max_output_ops: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mib: 256,
+            call_timeout_ms: 1_000,
+            max_output_bytes: 16 << 20,
+            max_output_ops: 10_000,
+        }
+    }
+}
+
+/// How many recent records a transform keeps as validation samples, by default.
+pub const DEFAULT_RECENT_SAMPLES: usize = 100;
+
+/// `[hot-swap]`: how new transform versions are picked up and validated.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct HotSwapConfig {
+    /// Watch every transform's module file and deploy it when it changes.
+    pub watch: bool,
+    /// How often the module files are checked, in ms. A change is deployed
+    /// once the file's content is the same on two consecutive checks.
+    pub poll_interval_ms: u64,
+    /// How many of the last records each transform handled are kept as
+    /// validation samples for the next version (0: none).
+    pub recent_samples: usize,
+    /// Largest module the admin API accepts, in MiB.
+    pub max_module_mib: usize,
+}
+
+impl Default for HotSwapConfig {
+    fn default() -> Self {
+        HotSwapConfig {
+            watch: true,
+            poll_interval_ms: 500,
+            recent_samples: DEFAULT_RECENT_SAMPLES,
+            max_module_mib: 256,
+        }
+    }
+}
+
 fn default_offset_reset() -> String {
     "earliest".into()
 }
@@ -304,15 +376,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Keys of librdkafka `smt` sets itself.
-const MANAGED_KAFKA_KEYS: &[&str] = &[
-    "bootstrap.servers",
-    "metadata.broker.list",
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-];
 
 impl Config {
     /// Reads `path`, applies the `SMT_…__…` overrides of the process environment, validates.
@@ -350,8 +413,8 @@ impl Config {
             if !rest.contains("__") {
                 continue;
             }
-            let key =
-                apply_override(&mut value, rest, &raw).map_err(|m| err(Some(name.clone()), m))?;
+            let key = env::apply_override(&mut value, rest, &raw)
+                .map_err(|m| err(Some(name.clone()), m))?;
             from_env.insert(key, name);
         }
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -390,131 +453,6 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
-        if self.kafka.brokers.trim().is_empty() {
-            return Err(("kafka.brokers".into(), "must not be empty".into()));
-        }
-        if self.kafka.group_id.trim().is_empty() {
-            return Err(("kafka.group-id".into(), "must not be empty".into()));
-        }
-        if !["earliest", "latest"].contains(&self.kafka.auto_offset_reset.as_str()) {
-            return Err((
-                "kafka.auto-offset-reset".into(),
-                format!(
-                    "`{}`: expected `earliest` or `latest`",
-                    self.kafka.auto_offset_reset
-                ),
-            ));
-        }
-        for (section, props) in [("kafka.properties", &self.kafka.properties)]
-            .into_iter()
-            .chain(self.dlq.as_ref().map(|d| ("dlq.properties", &d.properties)))
-        {
-            for key in props.keys() {
-                if MANAGED_KAFKA_KEYS.contains(&key.as_str()) {
-                    return Err((
-                        format!("{section}.{key}"),
-                        "is set by smt itself (use the first-class option instead)".into(),
-                    ));
-                }
-            }
-        }
-        if self.mongodb.database.is_empty() {
-            return Err(("mongodb.database".into(), "must not be empty".into()));
-        }
-        let p = &self.pipeline;
-        for (key, v) in [
-            ("pipeline.max-batch-size", p.max_batch_size),
-            ("pipeline.queue-capacity", p.queue_capacity),
-        ] {
-            if v == 0 {
-                return Err((key.into(), "must be at least 1".into()));
-            }
-        }
-        if p.retry_backoff_ms == 0 || p.retry_backoff_max_ms < p.retry_backoff_ms {
-            return Err((
-                "pipeline.retry-backoff-ms".into(),
-                "must be at least 1 and not above retry-backoff-max-ms".into(),
-            ));
-        }
-        if self.admin.enabled {
-            match &self.admin.token {
-                Some(t) if t.expose().trim().is_empty() => {
-                    return Err(("admin.token".into(), "must not be empty".into()));
-                }
-                None if !self.admin.listen.ip().is_loopback() => {
-                    return Err((
-                        "admin.token".into(),
-                        format!(
-                            "the admin endpoint listens on {}, not a loopback address: set a bearer token (admin.token, or SMT_ADMIN__TOKEN) or listen on 127.0.0.1",
-                            self.admin.listen
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if self.transforms.is_empty() {
-            return Err((
-                "transforms".into(),
-                "at least one transform is needed".into(),
-            ));
-        }
-        for (name, t) in &self.transforms {
-            if t.config.is_some() && t.config_file.is_some() {
-                return Err((
-                    format!("transforms.{name}"),
-                    "set `config` or `config-file`, not both".into(),
-                ));
-            }
-            if let Some(c) = &t.config {
-                if !c.is_table() {
-                    return Err((
-                        format!("transforms.{name}.config"),
-                        "must be a table".into(),
-                    ));
-                }
-            }
-        }
-        if self.routes.is_empty() {
-            return Err(("routes".into(), "at least one route is needed".into()));
-        }
-        for (i, r) in self.routes.iter().enumerate() {
-            let key = |k: &str| format!("routes[{i}].{k}");
-            if r.topics.is_empty() == r.topic_pattern.is_none() {
-                return Err((
-                    key("topics"),
-                    "set either `topics` or `topic-pattern`".into(),
-                ));
-            }
-            if let Some(p) = &r.topic_pattern {
-                regex::Regex::new(p)
-                    .map_err(|e| (key("topic-pattern"), format!("invalid regex: {e}")))?;
-            }
-            if !self.transforms.contains_key(&r.transform) {
-                return Err((
-                    key("transform"),
-                    format!(
-                        "no transform named `{}` (defined: {})",
-                        r.transform,
-                        self.transforms
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-            if r.on_error == ErrorPolicy::Dlq && self.dlq.is_none() {
-                return Err((
-                    key("on-error"),
-                    "`dlq` needs a `[dlq]` section with a topic".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// The JSON config text handed to the `init` of transform `name`.
     pub fn transform_config_json(&self, name: &str) -> anyhow::Result<String> {
         let t = &self.transforms[name];
@@ -538,155 +476,6 @@ impl Config {
             None => "{}".to_owned(),
         })
     }
-
-    /// The MongoDB connection string with `[mongodb.options]` appended.
-    pub fn mongodb_uri(&self) -> String {
-        let mut uri = self.mongodb.uri.clone();
-        if self.mongodb.options.is_empty() {
-            return uri;
-        }
-        let has_path = uri
-            .split_once("://")
-            .map(|(_, rest)| rest.contains('/'))
-            .unwrap_or(false);
-        if !uri.contains('?') {
-            if !has_path {
-                uri.push('/');
-            }
-            uri.push('?');
-        } else if !uri.ends_with('?') && !uri.ends_with('&') {
-            uri.push('&');
-        }
-        let pairs: Vec<String> = self
-            .mongodb
-            .options
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        uri.push_str(&pairs.join("&"));
-        uri
-    }
-}
-
-/// Applies `SMT_A__B__C=value` to the TOML tree. Returns the key path as
-/// serde_path_to_error prints it (`a.b.c`, `routes[0].x`).
-fn apply_override(root: &mut toml::Value, rest: &str, raw: &str) -> Result<String, String> {
-    let raw_segments: Vec<&str> = rest.split("__").collect();
-    if raw_segments.iter().any(|s| s.is_empty()) {
-        return Err("empty key segment in the variable name".into());
-    }
-    let mut segments = Vec::new();
-    let mut verbatim = false;
-    for s in &raw_segments {
-        let lower = s.to_ascii_lowercase();
-        if verbatim {
-            segments.push(lower.replace('_', "."));
-        } else {
-            let key = lower.replace('_', "-");
-            verbatim = key == "properties" || key == "options";
-            segments.push(key);
-        }
-    }
-    let parsed = parse_env_value(raw);
-    let mut node = root;
-    let mut path = String::new();
-    for (i, seg) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
-        if let toml::Value::Array(items) = node {
-            let idx: usize = seg
-                .parse()
-                .map_err(|_| format!("`{seg}` is not an array index"))?;
-            path.push_str(&format!("[{idx}]"));
-            let len = items.len();
-            let item = items
-                .get_mut(idx)
-                .ok_or_else(|| format!("index {idx} is past the {len} entries of the array"))?;
-            if last {
-                *item = parsed.clone();
-                return Ok(path);
-            }
-            node = item;
-            continue;
-        }
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(seg);
-        let table = node
-            .as_table_mut()
-            .ok_or_else(|| format!("`{path}` does not name a table"))?;
-        if last {
-            // A map of string options keeps strings.
-            let value = if verbatim {
-                toml::Value::String(raw.to_owned())
-            } else {
-                parsed.clone()
-            };
-            table.insert(seg.clone(), value);
-            return Ok(path);
-        }
-        node = table
-            .entry(seg.clone())
-            .or_insert_with(|| toml::Value::Table(Default::default()));
-    }
-    Ok(path)
-}
-
-fn parse_env_value(raw: &str) -> toml::Value {
-    #[derive(Deserialize)]
-    struct V {
-        v: toml::Value,
-    }
-    toml::from_str::<V>(&format!("v = {raw}"))
-        .map(|v| v.v)
-        .unwrap_or_else(|_| toml::Value::String(raw.to_owned()))
-}
-
-/// `uri` with the password (and any query option that looks secret) replaced: safe to log.
-pub fn redact_uri(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{user}:***@{hosts}")
-        }
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
-                    _ => kv.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}")
-}
-
-/// Property names whose values must never be logged.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "credential",
-        "sasl.oauthbearer.config",
-        "key.pem",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
 }
 
 #[cfg(test)]
@@ -840,27 +629,5 @@ on-error = "dlq"
         let c = Config::load_with_env(&path, env(&[("SMT_ADMIN__TOKEN", "s3cret-t0ken")])).unwrap();
         assert_eq!(c.admin.token.as_ref().unwrap().expose(), "s3cret-t0ken");
         assert!(!format!("{c:?}").contains("s3cret-t0ken"));
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_uri(
-                "mongodb://user:s3cret@h:1,h:2/db?authSource=admin&tlsCertificateKeyFilePassword=x"
-            ),
-            "mongodb://user:***@h:1,h:2/db?authSource=admin&tlsCertificateKeyFilePassword=***"
-        );
-        assert_eq!(redact_uri("mongodb://h:1"), "mongodb://h:1");
-    }
-
-    #[test]
-    fn appends_client_options() {
-        let (_dir, path) = write(SAMPLE);
-        let mut c = Config::load_with_env(&path, env(&[])).unwrap();
-        c.mongodb.options.insert("maxPoolSize".into(), "5".into());
-        assert_eq!(
-            c.mongodb_uri(),
-            "mongodb://u:pw@127.0.0.1:27017/?maxPoolSize=5"
-        );
     }
 }

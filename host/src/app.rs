@@ -1,0 +1,181 @@
+//! `smt run`: creates everything the pipeline needs (transforms, admin
+//! endpoint, hot swap, sink, DLQ, source), runs it until shutdown or failure,
+//! and says how it ended. The composition root: the one module that knows
+//! every other.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin;
+use crate::config::Config;
+use crate::dlq::Dlq;
+use crate::engine::Engine;
+use crate::pipeline::{self, Shared};
+use crate::registry::Registry;
+use crate::sink::Sink;
+use crate::source::{Acks, Source};
+use crate::swap;
+use crate::telemetry::{Metrics, Status};
+
+/// How long startup waits for Kafka and MongoDB before giving up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How `run` ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Shut down on request; everything acknowledged is committed.
+    Stopped,
+    /// Stopped by a record under `on-error = "fail"` or an error that cannot be retried.
+    Failed(String),
+}
+
+/// Everything `run` needs that is created before the first record: a failure
+/// here is a startup error (the message names the setting).
+pub struct Prepared {
+    config: Config,
+    engine: Engine,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+}
+
+/// Loads and initialises every transform.
+pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
+    let engine = Engine::new(&config.engine).context("cannot start the Wasm engine ([engine])")?;
+    let registry = Arc::new(Registry::with_recent_capacity(
+        config.hot_swap.recent_samples,
+    ));
+    for (name, t) in &config.transforms {
+        let module = engine
+            .load_file(name, &t.module)
+            .map_err(|e| anyhow::anyhow!("transforms.{name}.module: {e}"))?;
+        let transform_config = config.transform_config_json(name)?;
+        module
+            .instantiate(&transform_config)
+            .map_err(|e| anyhow::anyhow!("transforms.{name}: {e}"))?;
+        registry.activate(name, module, transform_config);
+    }
+    Ok(Prepared {
+        config,
+        engine,
+        registry,
+        metrics: Arc::new(Metrics::new()),
+        status: Arc::new(Status::default()),
+    })
+}
+
+impl Prepared {
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+/// Runs the pipeline until `shutdown` is cancelled or it fails. `Err` is a
+/// startup error (Kafka or MongoDB unreachable, the admin address taken…).
+pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Result<Outcome> {
+    let Prepared {
+        config,
+        engine,
+        registry,
+        metrics,
+        status,
+    } = prepared;
+    let admin_stop = CancellationToken::new();
+    // Hot swap (file watch + admin routes); stops with the admin endpoint.
+    let swapper = swap::start(
+        &config,
+        engine,
+        registry.clone(),
+        metrics.clone(),
+        admin_stop.clone(),
+    )?;
+    let admin_task = if config.admin.enabled {
+        let transforms = admin::transforms::Api {
+            swapper,
+            token: config.admin.token.as_ref().map(|t| t.expose().into()),
+            max_module_bytes: config.hot_swap.max_module_mib << 20,
+        };
+        Some(
+            admin::serve(
+                config.admin.listen,
+                metrics.clone(),
+                status.clone(),
+                Some(transforms),
+                admin_stop.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
+    let sink = Arc::new(Sink::connect(&config, metrics.clone(), STARTUP_TIMEOUT).await?);
+    let dlq = match Dlq::new(&config, metrics.clone())? {
+        Some(d) => {
+            let d = Arc::new(d);
+            let check = d.clone();
+            let brokers = config.kafka.brokers.clone();
+            tokio::task::spawn_blocking(move || check.check(&brokers, STARTUP_TIMEOUT)).await??;
+            Some(d)
+        }
+        None => None,
+    };
+
+    let acks = Arc::new(Acks::default());
+    let shared = Arc::new(Shared::new(
+        &config.routes,
+        registry,
+        sink,
+        dlq.clone(),
+        metrics.clone(),
+        acks.clone(),
+        config.pipeline.clone(),
+        shutdown.clone(),
+        status.clone(),
+    )?);
+    let spawner = pipeline::spawner(shared.clone());
+
+    let source = {
+        let config = config.clone();
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            Source::connect(&config, spawner, acks, metrics, STARTUP_TIMEOUT)
+        })
+        .await??
+    };
+    status.ready.store(true, Ordering::Relaxed);
+    tracing::info!("Running.");
+
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let poll_shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name("smt-consumer".into())
+        .spawn(move || {
+            source.run(poll_shutdown);
+            let _ = done_tx.send(());
+        })
+        .context("spawning the consumer thread")?;
+    if done_rx.await.is_err() {
+        shared.fail("the Kafka consumer thread panicked (see the log above)".into());
+    }
+    status.ready.store(false, Ordering::Relaxed);
+    if let Some(d) = &dlq {
+        let d = d.clone();
+        let _ = tokio::task::spawn_blocking(move || d.flush(Duration::from_secs(10))).await;
+    }
+    admin_stop.cancel();
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    Ok(match shared.take_fatal() {
+        Some(m) => Outcome::Failed(m),
+        None => Outcome::Stopped,
+    })
+}
