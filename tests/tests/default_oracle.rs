@@ -35,12 +35,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
+use smt_tests::config::ConfigBuilder;
 use smt_tests::oracle::debezium_mongo::{self as dm, Workload, TABLES};
 use smt_tests::oracle::harness::{self, log_tail, Oracle};
 use smt_tests::oracle::{self, Comparison};
-use smt_tests::config::ConfigBuilder;
-use smt_tests::smt_process::Smt;
 use smt_tests::services::{unique_name, DebeziumConnector, Services};
+use smt_tests::smt_process::Smt;
 
 /// Operations per seed in the test command (three seeds).
 const DEFAULT_OPS: usize = 2000;
@@ -138,7 +138,10 @@ fn run_workload(
     let c = DebeziumConnector::new(
         &n.tag,
         &n.tag,
-        &TABLES.map(|t| format!("fid.{t}")).each_ref().map(String::as_str),
+        &TABLES
+            .map(|t| format!("fid.{t}"))
+            .each_ref()
+            .map(String::as_str),
     )
     .schemas(true)
     .set("database.dbname", &n.tag)
@@ -174,7 +177,11 @@ fn run_workload(
     let module = n.dir.join("debezium_mongo.wasm");
     std::fs::copy(default_transform(), &module).context("copying the module")?;
     let builder = ConfigBuilder::new(&brokers, &s.mongodb_uri(), &n.tag)
-        .transform("dbz", &module, serde_json::json!({"truncate": "delete-all"}))
+        .transform(
+            "dbz",
+            &module,
+            serde_json::json!({"truncate": "delete-all"}),
+        )
         .route_topics(&n.topics, "dbz", "fail")
         // The fill of a key change is a read-modify-write of the new key's
         // document (`$merge` with a pipeline); the local server does not

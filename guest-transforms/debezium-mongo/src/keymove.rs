@@ -111,7 +111,10 @@ impl KeyMove<'_> {
         let mut entry = Map::new();
         entry.insert("_id".into(), json!({"$literal": self.entry_id("delete")}));
         entry.insert("doc".into(), json!("$$ROOT"));
-        entry.insert("create".into(), json!({"$literal": self.entry_id("create")}));
+        entry.insert(
+            "create".into(),
+            json!({"$literal": self.entry_id("create")}),
+        );
         if let Some(at) = self.seen_at() {
             entry.insert("seen_at".into(), json!({"$literal": at}));
         }
@@ -176,10 +179,14 @@ impl KeyMove<'_> {
         }}));
         let mut into_documents = chain();
         // Not into a later life of a chain's new key (as in the fill).
-        into_documents.push(json!({"$lookup": {"from": moves.collection, "localField": "next._id.to",
-                                               "foreignField": "_id.from", "as": "moved_on"}}));
-        into_documents.push(json!({"$lookup": {"from": moves.collection, "localField": "next._id.to",
-                                               "foreignField": "_id.to", "as": "came_back"}}));
+        into_documents.push(
+            json!({"$lookup": {"from": moves.collection, "localField": "next._id.to",
+                                               "foreignField": "_id.from", "as": "moved_on"}}),
+        );
+        into_documents.push(
+            json!({"$lookup": {"from": moves.collection, "localField": "next._id.to",
+                                               "foreignField": "_id.to", "as": "came_back"}}),
+        );
         let later = |list: &str, half: &str| {
             json!({"$anyElementTrue": [{"$map": {"input": list, "as": "e", "in": {"$and": [
                 {"$eq": ["$$e._id.half", half]},
@@ -246,10 +253,14 @@ impl KeyMove<'_> {
             // change from it) or came back (a later change into it), its
             // document is not this change's; the push covers the move on.
             let later = json!({"$numberLong": lsn.to_string()});
-            stages.push(json!({"$lookup": {"from": moves.collection, "localField": "_id.to",
-                                           "foreignField": "_id.from", "as": "moved_on"}}));
-            stages.push(json!({"$lookup": {"from": moves.collection, "localField": "_id.to",
-                                           "foreignField": "_id.to", "as": "came_back"}}));
+            stages.push(
+                json!({"$lookup": {"from": moves.collection, "localField": "_id.to",
+                                           "foreignField": "_id.from", "as": "moved_on"}}),
+            );
+            stages.push(
+                json!({"$lookup": {"from": moves.collection, "localField": "_id.to",
+                                           "foreignField": "_id.to", "as": "came_back"}}),
+            );
             stages.push(json!({"$match": {
                 "moved_on": {"$not": {"$elemMatch": {"_id.half": "delete", "_id.lsn": {"$gt": later}}}},
                 "came_back": {"$not": {"$elemMatch": {"_id.half": "create", "_id.lsn": {"$gt": later}}}}

@@ -146,11 +146,7 @@ impl DebeziumMongo {
     }
 
     /// An image, decoded (integers as longs without schemas).
-    fn take_image(
-        &self,
-        event: &mut Event,
-        image: &str,
-    ) -> Result<Option<Fields>, TransformError> {
+    fn take_image(&self, event: &mut Event, image: &str) -> Result<Option<Fields>, TransformError> {
         let schemaless = event.schema().is_none();
         let mut fields = if image == "after" {
             event.take_after()?
@@ -229,9 +225,13 @@ impl DebeziumMongo {
             };
             let id = record_object_id(msg);
             fields.shift_insert(0, "_id".to_owned(), id.clone());
-            return Ok(vec![ops::replace_one(ns, single("_id", id), Value::Object(fields))
-                .upsert()
-                .build()]);
+            return Ok(vec![ops::replace_one(
+                ns,
+                single("_id", id),
+                Value::Object(fields),
+            )
+            .upsert()
+            .build()]);
         }
         let filter = self.before_filter(&mut event)?;
         Ok(vec![if unavailable.is_empty() {

@@ -65,7 +65,11 @@ fn schemaless_integers_are_longs() {
     let m = msg(
         TOPIC,
         Some(json!({"id": 1})),
-        Some(envelope("c", Value::Null, json!({"id": 1, "n": [2, 3], "x": 1.5, "s": "4"}))),
+        Some(envelope(
+            "c",
+            Value::Null,
+            json!({"id": 1, "n": [2, 3], "x": 1.5, "s": "4"}),
+        )),
     );
     let t = DebeziumMongo::init("{}").unwrap();
     let ops: Vec<Value> = t.transform(&m).unwrap().iter().map(describe).collect();
@@ -178,11 +182,9 @@ fn create_or_read_without_key_upserts_an_id_of_the_record_position() {
         assert_eq!(run(&m).unwrap(), ops);
         assert_eq!(
             ops,
-            vec![
-                json!({"op": "replace-one", "db": null, "coll": "audit_log",
+            vec![json!({"op": "replace-one", "db": null, "coll": "audit_log",
                         "filter": {"_id": id}, "replacement": {"_id": id, "actor": "alice", "action": "login"},
-                        "upsert": true})
-            ]
+                        "upsert": true})]
         );
         // Another offset, another document.
         let other = run(&m.clone().with_offset(4)).unwrap();
@@ -514,7 +516,16 @@ fn the_halves_of_a_key_change_meet_by_its_log_position() {
     );
     // With a log position the delete half also pushes down later changes of 102.
     let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["aggregate", "aggregate", "aggregate", "aggregate", "delete-one"]);
+    assert_eq!(
+        kinds,
+        [
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "delete-one"
+        ]
+    );
     assert_eq!(
         ops[2]["pipeline"][1]["$graphLookup"]["restrictSearchWithMatch"],
         json!({"_id.half": "delete", "_id.lsn": {"$gt": 22180576}})
@@ -562,7 +573,9 @@ fn delete_without_the_new_key_header_only_deletes() {
     delete.headers.clear();
     assert_eq!(
         run(&delete).unwrap(),
-        vec![json!({"op": "delete-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}}})]
+        vec![
+            json!({"op": "delete-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}}})
+        ]
     );
 }
 

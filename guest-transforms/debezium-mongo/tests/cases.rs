@@ -120,7 +120,13 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
         "customers",
         7,
         "pk change: delete old key (move)",
-        &["aggregate", "aggregate", "aggregate", "aggregate", "delete-one"],
+        &[
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "delete-one",
+        ],
     ),
     ("customers", 8, "pk change: tombstone", &[]),
     (
@@ -175,8 +181,8 @@ fn check_kinds(file: &str) {
         // Key changes also write the side collection where their halves meet.
         let moves = json!(format!("__smt_moves.{table}"));
         assert!(
-            ops.iter().all(|o| o["db"].is_null()
-                && (o["coll"] == json!(table) || o["coll"] == moves)),
+            ops.iter()
+                .all(|o| o["db"].is_null() && (o["coll"] == json!(table) || o["coll"] == moves)),
             "{file}: {table}@{offset} namespace"
         );
         // Writes of rows with a key upsert; updates of rows without one
@@ -273,9 +279,21 @@ fn customers_lifecycle_with_schemas() {
     assert_eq!(fill["coll"], "__smt_moves.customers");
     assert_eq!(
         stages(fill),
-        ["$match", "$lookup", "$match", "$lookup", "$lookup", "$match", "$replaceWith", "$merge"]
+        [
+            "$match",
+            "$lookup",
+            "$match",
+            "$lookup",
+            "$lookup",
+            "$match",
+            "$replaceWith",
+            "$merge"
+        ]
     );
-    assert_eq!(fill["pipeline"][0], json!({"$match": {"_id": entry("delete")}}));
+    assert_eq!(
+        fill["pipeline"][0],
+        json!({"$match": {"_id": entry("delete")}})
+    );
     assert_eq!(
         fill["pipeline"][6],
         json!({"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}})
@@ -288,7 +306,13 @@ fn customers_lifecycle_with_schemas() {
     // The push down later changes of 102: into their stashes, into their documents.
     assert_eq!(
         stages(&d[2]),
-        ["$match", "$graphLookup", "$unwind", "$replaceWith", "$merge"]
+        [
+            "$match",
+            "$graphLookup",
+            "$unwind",
+            "$replaceWith",
+            "$merge"
+        ]
     );
     assert_eq!(
         d[2]["pipeline"][1]["$graphLookup"]["restrictSearchWithMatch"],
@@ -296,7 +320,16 @@ fn customers_lifecycle_with_schemas() {
     );
     assert_eq!(
         stages(&d[3]),
-        ["$match", "$graphLookup", "$unwind", "$lookup", "$lookup", "$match", "$replaceWith", "$merge"]
+        [
+            "$match",
+            "$graphLookup",
+            "$unwind",
+            "$lookup",
+            "$lookup",
+            "$match",
+            "$replaceWith",
+            "$merge"
+        ]
     );
     assert_eq!(d[4], delete(2));
     assert!(find(&r, "customers", 8).is_empty());
@@ -486,16 +519,19 @@ fn all_types_with_schemas() {
     assert_eq!(doc["c_timestamptz"], json!("2024-03-04T12:00:00.123456Z"));
     assert_eq!(doc["c_timestamp"], json!("2024-03-04T12:00:00.123456Z"));
     let update = &find(&r, "all_types", 2)[0]["replacement"];
-    assert_eq!(update["c_timestamptz"], json!("1970-01-01T00:00:00.000000Z"));
-    let r = run(r#"{"timestamps": "truncate-to-millis"}"#, &load("schemas.jsonl"));
+    assert_eq!(
+        update["c_timestamptz"],
+        json!("1970-01-01T00:00:00.000000Z")
+    );
+    let r = run(
+        r#"{"timestamps": "truncate-to-millis"}"#,
+        &load("schemas.jsonl"),
+    );
     assert_eq!(
         find(&r, "all_types", 0)[0]["replacement"]["c_timestamp"],
         json!({"$date": {"$numberLong": "1709553600123"}})
     );
-    let r = run(
-        r#"{"json": "string"}"#,
-        &load("schemas.jsonl"),
-    );
+    let r = run(r#"{"json": "string"}"#, &load("schemas.jsonl"));
     let doc = &find(&r, "all_types", 0)[0]["replacement"];
     assert_eq!(
         doc["c_jsonb"],
@@ -523,7 +559,10 @@ fn all_types_without_schemas_pass_through() {
         json!("{\"a\": 1, \"b\": [true, null, \"x\"]}")
     );
     assert_eq!(doc["c_bytea"], json!("3q2+7wD/"));
-    assert_eq!(doc["c_bigint"], json!({"$numberLong": "9223372036854775807"}));
+    assert_eq!(
+        doc["c_bigint"],
+        json!({"$numberLong": "9223372036854775807"})
+    );
     assert_eq!(doc["c_int"], json!({"$numberLong": "2147483647"}));
 }
 

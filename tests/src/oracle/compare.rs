@@ -256,7 +256,9 @@ fn sort_keys(keys: &mut [String]) {
 
 /// Compares documents matched by `key_field` (both sides normalized already).
 pub fn compare(collection: &str, key_field: &str, expected: &[Value], got: &[Value]) -> Comparison {
-    compare_by(collection, key_field, expected, got, |d| doc_key(d, key_field))
+    compare_by(collection, key_field, expected, got, |d| {
+        doc_key(d, key_field)
+    })
 }
 
 /// Compares documents without a key of their own (a table without primary

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::oracle::{fresh_seed, group_progress, PartitionProgress};
 use crate::kafka::topic_len;
-use crate::smt_process::{tail, wait_for, Smt};
+use crate::oracle::{fresh_seed, group_progress, PartitionProgress};
 use crate::services::Services;
+use crate::smt_process::{tail, wait_for, Smt};
 
 /// Straight to the terminal, past the test harness's capture: the seeds must
 /// be visible even if the run is killed.
@@ -155,7 +155,10 @@ pub fn wait_processed(smt: &mut Smt, n: f64, timeout: Duration) -> Result<f64> {
     let mut exited = None;
     let done = wait_for("smt to process half the records", timeout, || {
         if let Some(status) = smt.try_wait() {
-            exited = Some(format!("smt exited with {status}:\n{}", log_tail(smt, 4000)));
+            exited = Some(format!(
+                "smt exited with {status}:\n{}",
+                log_tail(smt, 4000)
+            ));
             return Ok(Some(0.0));
         }
         let done = smt.metric("smt_records_processed_total", &[])?;
@@ -175,11 +178,9 @@ pub fn wait_committed(
     topics: &[String],
     budget: Duration,
 ) -> Result<Duration> {
-    wait_group_committed(brokers, group, topics, budget, || {
-        match smt.try_wait() {
-            Some(status) => bail!("smt exited with {status}:\n{}", log_tail(smt, 4000)),
-            None => Ok(()),
-        }
+    wait_group_committed(brokers, group, topics, budget, || match smt.try_wait() {
+        Some(status) => bail!("smt exited with {status}:\n{}", log_tail(smt, 4000)),
+        None => Ok(()),
     })
 }
 
@@ -200,17 +201,21 @@ pub fn wait_group_committed(
     let mut last: Vec<PartitionProgress> = Vec::new();
     // The consumer's death ends the wait at once (`wait_for` retries errors).
     let mut dead = None;
-    wait_for(&format!("group {group} to commit every record"), budget, || {
-        if let Err(e) = alive() {
-            dead = Some(e);
-            return Ok(Some(()));
-        }
-        last = group_progress(&consumer, topics)?;
-        Ok(last
-            .iter()
-            .all(|(_, _, committed, high)| committed.unwrap_or(0) == *high)
-            .then_some(()))
-    })
+    wait_for(
+        &format!("group {group} to commit every record"),
+        budget,
+        || {
+            if let Err(e) = alive() {
+                dead = Some(e);
+                return Ok(Some(()));
+            }
+            last = group_progress(&consumer, topics)?;
+            Ok(last
+                .iter()
+                .all(|(_, _, committed, high)| committed.unwrap_or(0) == *high)
+                .then_some(()))
+        },
+    )
     .with_context(|| format!("committed vs end offsets: {last:?}"))?;
     if let Some(e) = dead {
         return Err(e);

@@ -41,4 +41,3 @@ pub fn group_progress(
         })
         .collect())
 }
-

@@ -16,10 +16,10 @@ pub mod kafka;
 pub mod mapper;
 pub mod rng;
 
+pub use crate::services::psql;
 pub use compare::{compare, diff, doc_key, mongo_documents, normalize, shorten, Comparison};
 pub use kafka::{group_progress, PartitionProgress};
 pub use rng::{fresh_seed, Rng};
-pub use crate::services::psql;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,7 +39,8 @@ pub fn database_url(url: &str, db: &str) -> String {
 /// expected document, `<collection>|<canonical Extended JSON>`. Returns
 /// collection -> documents.
 pub fn documents_from_sql(url: &str, sql: &Path) -> Result<BTreeMap<String, Vec<Value>>> {
-    let text = std::fs::read_to_string(sql).with_context(|| format!("reading {}", sql.display()))?;
+    let text =
+        std::fs::read_to_string(sql).with_context(|| format!("reading {}", sql.display()))?;
     let out = psql(url, &text).with_context(|| format!("running {}", sql.display()))?;
     let mut docs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for line in out.lines().filter(|l| !l.trim().is_empty()) {

@@ -181,11 +181,20 @@ mod tests {
         );
         // Half to even: …5 exactly rounds to the even neighbour.
         let d35 = format!("1{}5", "0".repeat(33)); // 35 digits, last 5
-        assert_eq!(round_half_even(&d35, 34), (format!("1{}", "0".repeat(33)), 1));
+        assert_eq!(
+            round_half_even(&d35, 34),
+            (format!("1{}", "0".repeat(33)), 1)
+        );
         let d35 = format!("1{}15", "0".repeat(32));
-        assert_eq!(round_half_even(&d35, 34), (format!("1{}2", "0".repeat(32)), 1));
+        assert_eq!(
+            round_half_even(&d35, 34),
+            (format!("1{}2", "0".repeat(32)), 1)
+        );
         let nines = "9".repeat(36);
-        assert_eq!(round_half_even(&nines, 34), (format!("1{}", "0".repeat(33)), 3));
+        assert_eq!(
+            round_half_even(&nines, 34),
+            (format!("1{}", "0".repeat(33)), 3)
+        );
         assert_eq!(
             decimal128_from_unscaled(&be(-(10i128.pow(36) - 1)), 3),
             format!("-1{}", "0".repeat(33))

@@ -556,7 +556,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decode_value(&json!(b64(&big)), Some(&sc(decimal_schema("0"))), &exact, "f").unwrap(),
+            decode_value(
+                &json!(b64(&big)),
+                Some(&sc(decimal_schema("0"))),
+                &exact,
+                "f"
+            )
+            .unwrap(),
             json!(format!("1{}", "0".repeat(40)))
         );
     }
@@ -676,7 +682,10 @@ mod tests {
         let millis = json!({"type": "int64", "name": "io.debezium.time.Timestamp"});
         assert_eq!(t(json!(-1), &millis), json!("1969-12-31T23:59:59.999Z"));
         let nano = json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"});
-        assert_eq!(t(json!(1i64), &nano), json!("1970-01-01T00:00:00.000000001Z"));
+        assert_eq!(
+            t(json!(1i64), &nano),
+            json!("1970-01-01T00:00:00.000000001Z")
+        );
     }
 
     #[test]

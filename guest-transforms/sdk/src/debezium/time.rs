@@ -50,7 +50,9 @@ pub fn parse_zoned_timestamp_ms(s: &str) -> Option<i64> {
 /// the instant truncated to milliseconds, and whether that is exact.
 pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
     let (secs, nanos) = parse_zoned_instant(s)?;
-    let ms = secs.checked_mul(1000)?.checked_add(i64::from(nanos / 1_000_000))?;
+    let ms = secs
+        .checked_mul(1000)?
+        .checked_add(i64::from(nanos / 1_000_000))?;
     Some((ms, nanos % 1_000_000 == 0))
 }
 
@@ -129,7 +131,6 @@ pub fn parse_zoned_instant(s: &str) -> Option<(i64, u32)> {
     Some((secs, nanos))
 }
 
-
 /// The civil date (year, month, day) of a day number since 1970-01-01
 /// (Howard Hinnant's algorithm, the inverse of [`days_from_civil`]).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -180,7 +181,17 @@ mod tests {
 
     #[test]
     fn civil_round_trip_and_utc_text() {
-        for days in [-800_000i64, -719_468, -1, 0, 1, 11017, 19724, 20454, 2_932_896] {
+        for days in [
+            -800_000i64,
+            -719_468,
+            -1,
+            0,
+            1,
+            11017,
+            19724,
+            20454,
+            2_932_896,
+        ] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days, "{days}: {y}-{m}-{d}");
         }
@@ -190,7 +201,10 @@ mod tests {
             "2024-03-04T12:00:00.123456Z"
         );
         assert_eq!(format_utc(-1, 3), "1969-12-31T23:59:59.999Z");
-        assert_eq!(format_utc(5_000_000_001, 9), "1970-01-01T00:00:05.000000001Z");
+        assert_eq!(
+            format_utc(5_000_000_001, 9),
+            "1970-01-01T00:00:05.000000001Z"
+        );
         assert_eq!(
             parse_zoned_instant("2024-03-04T14:00:00.1234567+02:00"),
             Some((1_709_553_600, 123_456_700))

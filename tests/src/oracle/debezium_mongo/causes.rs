@@ -97,7 +97,13 @@ mod tests {
         let c = causes(&e, &g, "__debezium_unavailable_value");
         assert_eq!(
             c.into_iter().collect::<Vec<_>>(),
-            vec!["other value", "placeholder stored", "unexpected field", "value lost", "wrong type"]
+            vec![
+                "other value",
+                "placeholder stored",
+                "unexpected field",
+                "value lost",
+                "wrong type"
+            ]
         );
         assert!(causes(&e, &e, "p").is_empty());
     }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::services::repo_root;
 
-pub use causes::{causes, cause_table};
+pub use causes::{cause_table, causes};
 pub use workload::{generate, Workload, TABLES};
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -93,8 +93,19 @@ struct Gen {
 
 const REGIONS: &[&str] = &["eu", "us", "ap", "o'sea"];
 const WORDS: &[&str] = &[
-    "lorem", "ipsum", "dolor", "sit", "amet", "toast", "chunk", "külön", "naïve", "✓", "don't",
-    "quote\"d", "back\\slash",
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "toast",
+    "chunk",
+    "külön",
+    "naïve",
+    "✓",
+    "don't",
+    "quote\"d",
+    "back\\slash",
 ];
 const ACTORS: &[&str] = &["alice", "bob", "system"];
 const ACTIONS: &[&str] = &["login", "logout", "export", "import"];
@@ -168,7 +179,9 @@ impl Gen {
 
     fn micros(&mut self) -> i64 {
         // 1930 .. 2100, sub-millisecond digits most of the time.
-        let us = self.rng.range(-1_262_304_000_000_000, 4_102_444_800_000_000);
+        let us = self
+            .rng
+            .range(-1_262_304_000_000_000, 4_102_444_800_000_000);
         if self.rng.chance(20) {
             us - us.rem_euclid(1000)
         } else {
@@ -208,7 +221,10 @@ impl Gen {
                 r#"{{"a": "{a}", "b": {b}, "c": null, "d": ["x", {{"y": "z"}}]}}"#,
                 a = a.replace('\\', "").replace('"', "")
             ),
-            1 => format!(r#"["{}", true, null]"#, a.replace('\\', "").replace('"', "")),
+            1 => format!(
+                r#"["{}", true, null]"#,
+                a.replace('\\', "").replace('"', "")
+            ),
             _ => r#"{}"#.into(),
         };
         text(Some(&v))
@@ -274,7 +290,9 @@ impl Gen {
             format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
         });
         let free = self.maybe(10, |g| g.decimal(8));
-        let ratio = self.maybe(10, |g| (g.rng.range(-8_000_000, 8_000_000) as f64 / 8.0).to_string());
+        let ratio = self.maybe(10, |g| {
+            (g.rng.range(-8_000_000, 8_000_000) as f64 / 8.0).to_string()
+        });
         let big = self.maybe(10, |g| g.big());
         let flag = self.maybe(10, |g| g.rng.chance(50).to_string());
         let day = self.maybe(10, |g| g.date());
@@ -323,7 +341,11 @@ impl Gen {
         if n == 0 {
             return None;
         }
-        self.m.docs.iter().nth(self.rng.below(n as u64) as usize).copied()
+        self.m
+            .docs
+            .iter()
+            .nth(self.rng.below(n as u64) as usize)
+            .copied()
     }
 
     fn free_doc(&mut self) -> Option<i32> {
@@ -341,7 +363,11 @@ impl Gen {
         if n == 0 {
             return None;
         }
-        self.m.lines.iter().nth(self.rng.below(n as u64) as usize).cloned()
+        self.m
+            .lines
+            .iter()
+            .nth(self.rng.below(n as u64) as usize)
+            .cloned()
     }
 
     fn free_line(&mut self) -> Option<(String, i32)> {
@@ -363,7 +389,9 @@ impl Gen {
 
     fn line_columns(&mut self) -> Vec<(&'static str, String)> {
         let qty = self.maybe(10, |g| g.rng.range(-32768, 32767).to_string());
-        let price = self.maybe(10, |g| (g.rng.range(-400_000, 400_000) as f64 / 4.0).to_string());
+        let price = self.maybe(10, |g| {
+            (g.rng.range(-400_000, 400_000) as f64 / 4.0).to_string()
+        });
         let at = self.maybe(10, |g| {
             let us = g.micros();
             let t = timestamp(us - us.rem_euclid(1000));
@@ -381,7 +409,12 @@ impl Gen {
         let action = *self.rng.pick(ACTIONS);
         let at = self.timestamptz();
         let n = self.maybe(20, |g| g.rng.range(0, 5).to_string());
-        format!("{}, {}, {at}, {}", text(Some(actor)), text(Some(action)), or_null(n))
+        format!(
+            "{}, {}, {at}, {}",
+            text(Some(actor)),
+            text(Some(action)),
+            or_null(n)
+        )
     }
 
     /// A row of `events` by position in a fixed order: updates and deletes
@@ -476,7 +509,10 @@ impl Gen {
                     if self.rng.chance(25) {
                         self.count("update line notes");
                         let notes = self.body();
-                        format!("UPDATE fid.lines SET notes = {notes} WHERE {};", Self::line_where(&k))
+                        format!(
+                            "UPDATE fid.lines SET notes = {notes} WHERE {};",
+                            Self::line_where(&k)
+                        )
                     } else {
                         self.count("update line");
                         let cols = self.line_columns();

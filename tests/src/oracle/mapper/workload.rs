@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::oracle::rng::Rng;
 
-
 /// The tables, in the order of every per-table array here.
 pub const TABLES: [&str; 4] = ["customers", "addresses", "orders", "order_items"];
 const CUSTOMERS: usize = 0;
