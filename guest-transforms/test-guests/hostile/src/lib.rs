@@ -10,6 +10,8 @@
 //! | `init-fails` | `init` returns `Err("init refused: …")` |
 //! | `big-output` | `transform` returns `ops` insert-ones (default 1) each with a string field of `doc_bytes` bytes (default 1 MiB) |
 //! | `aggregate` | `transform` returns one aggregate on `hostile` with the config's `pipeline` (an array of stages), unchecked |
+//! | `log-flood` | `transform` logs `lines` lines (default 10,000), then behaves as `ok` |
+//! | `by-key` | the record's key names the behaviour: `loop`, `membomb`, `trap`, `log-flood`, `big-output` (with the config's `lines`, `ops`, `doc_bytes`), anything else `ok` |
 
 use serde_json::{json, Value};
 use smt_guest::{ops, Message, Transform, TransformError, WriteOp};
@@ -22,6 +24,8 @@ pub enum Hostile {
     Trap { key: Vec<u8> },
     BigOutput { ops: usize, doc_bytes: usize },
     Aggregate { pipeline: Vec<Value> },
+    LogFlood { lines: usize },
+    ByKey { lines: usize, ops: usize, doc_bytes: usize },
 }
 
 fn echo(msg: &Message) -> Vec<WriteOp> {
@@ -64,6 +68,14 @@ impl Transform for Hostile {
                         .cloned()
                         .unwrap_or_default(),
                 },
+                "log-flood" => Hostile::LogFlood {
+                    lines: num("lines", 10_000),
+                },
+                "by-key" => Hostile::ByKey {
+                    lines: num("lines", 10_000),
+                    ops: num("ops", 1),
+                    doc_bytes: num("doc_bytes", 1 << 20),
+                },
                 other => return Err(format!("hostile: unknown mode {other:?}")),
             },
         )
@@ -72,6 +84,32 @@ impl Transform for Hostile {
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
         match self {
             Hostile::Ok => Ok(echo(msg)),
+            Hostile::LogFlood { lines } => {
+                for i in 0..*lines {
+                    smt_guest::log::info(&format!("hostile guest: flood line {i}"));
+                }
+                Ok(echo(msg))
+            }
+            Hostile::ByKey {
+                lines,
+                ops,
+                doc_bytes,
+            } => {
+                let as_mode = match msg.key.as_deref() {
+                    Some(b"loop") => Hostile::Loop,
+                    Some(b"membomb") => Hostile::MemBomb,
+                    Some(b"trap") => Hostile::Trap {
+                        key: b"trap".to_vec(),
+                    },
+                    Some(b"log-flood") => Hostile::LogFlood { lines: *lines },
+                    Some(b"big-output") => Hostile::BigOutput {
+                        ops: *ops,
+                        doc_bytes: *doc_bytes,
+                    },
+                    _ => Hostile::Ok,
+                };
+                as_mode.transform(msg)
+            }
             Hostile::Loop => {
                 let mut n: u64 = 0;
                 loop {
