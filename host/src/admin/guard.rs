@@ -187,7 +187,7 @@ pub async fn enforce(State(guard): State<Guard>, req: Request, next: Next) -> Re
     if refusal == Refusal::Token {
         response
             .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("a header value"));
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     }
     response
 }
