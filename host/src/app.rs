@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin;
 use crate::config::Config;
 use crate::dlq::Dlq;
-use crate::engine::{Engine, EngineMetrics};
+use crate::engine::{Engine, EngineMetrics, NamespacePolicy};
 use crate::pipeline::{self, Shared};
 use crate::registry::Registry;
 use crate::sink::Sink;
@@ -50,7 +50,11 @@ pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
         log_lines_dropped: metrics.guest_log_lines_dropped.clone(),
     };
     let engine = Engine::with_metrics(&config.engine, engine_metrics)
-        .context("cannot start the Wasm engine ([engine])")?;
+        .context("cannot start the Wasm engine ([engine])")?
+        .with_namespace_policy(NamespacePolicy::new(
+            &config.mongodb.database,
+            &config.mongodb.allowed_namespaces,
+        ));
     let registry = Arc::new(Registry::with_recent_capacity(
         config.hot_swap.recent_samples,
     ));

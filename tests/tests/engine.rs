@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smt_host::engine::{
-    Engine, EngineConfig, FailureKind, Header, Limits, LoadError, Message, Origin, TransformModule,
-    CONTRACT_VERSIONS,
+    Engine, EngineConfig, FailureKind, Header, Limits, LoadError, Message, NamespacePolicy, Origin,
+    TransformModule, CONTRACT_VERSIONS,
 };
 
 const HOSTILE: &str = env!("SMT_GUEST_HOSTILE");
@@ -318,6 +318,74 @@ fn the_compile_cache_refuses_artifacts_it_cannot_trust() {
         Origin::Compiled,
         "never cached there"
     );
+}
+
+/// `mongodb.allowed-namespaces`: every operation kind, to an allowed and to
+/// a refused namespace; an aggregate refused for its `$merge` target or for
+/// a collection its `$lookup` reads. A refusal fails the record only.
+#[test]
+fn operations_outside_the_allowed_namespaces_fail_their_record() {
+    let engine = engine_with(Limits::default(), None).with_namespace_policy(NamespacePolicy::new(
+        "app",
+        &["app".into(), "audit.log".into()],
+    ));
+    let module = hostile(&engine);
+    let run = |config: serde_json::Value| {
+        let mut inst = module.instantiate(&config.to_string()).unwrap();
+        inst.transform(&record(1, "k"))
+    };
+    for kind in [
+        "insert-one",
+        "replace-one",
+        "update-one",
+        "update-many",
+        "delete-one",
+        "delete-many",
+        "aggregate",
+    ] {
+        for (db, coll, allowed) in [
+            (None, "c", true),
+            (Some("app"), "c", true),
+            (Some("audit"), "log", true),
+            (Some("audit"), "other", false),
+            (Some("admin"), "c", false),
+        ] {
+            let mut config = serde_json::json!({"mode": "op", "kind": kind, "collection": coll});
+            if let Some(db) = db {
+                config["database"] = db.into();
+            }
+            match run(config) {
+                Ok(ops) => assert!(allowed && ops.len() == 1, "{kind} to {db:?}.{coll} passed"),
+                Err(e) => {
+                    assert!(!allowed, "{kind} to {db:?}.{coll} refused: {e}");
+                    assert_eq!(e.kind, FailureKind::ForbiddenNamespace, "{e}");
+                    assert_eq!(e.kind.as_str(), "forbidden-namespace");
+                    assert!(
+                        e.message.contains(&format!("{}.{coll}", db.unwrap())),
+                        "names the namespace: {e}"
+                    );
+                }
+            }
+        }
+    }
+    // An aggregate on an allowed collection that merges elsewhere, or reads elsewhere.
+    let merge_elsewhere = serde_json::json!({"mode": "op", "kind": "aggregate", "pipeline": [
+        {"$merge": {"into": {"db": "admin", "coll": "c"}}}]});
+    let e = run(merge_elsewhere).unwrap_err();
+    assert_eq!(e.kind, FailureKind::ForbiddenNamespace, "{e}");
+    assert!(e.message.contains("admin.c"), "{e}");
+    let strict = engine_with(Limits::default(), None)
+        .with_namespace_policy(NamespacePolicy::new("app", &["app.c".into()]));
+    let lookup_elsewhere = serde_json::json!({"mode": "op", "kind": "aggregate", "pipeline": [
+        {"$lookup": {"from": "secrets", "localField": "a", "foreignField": "b", "as": "s"}},
+        {"$merge": {"into": "c"}}]});
+    let e = hostile(&strict)
+        .instantiate(&lookup_elsewhere.to_string())
+        .unwrap()
+        .transform(&record(1, "k"))
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::ForbiddenNamespace, "{e}");
+    assert!(e.message.contains("app.secrets"), "{e}");
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {

@@ -89,6 +89,12 @@ pub struct MongoConfig {
     /// per-collection ordered writes otherwise), `client` or `collection`.
     #[serde(default)]
     pub bulk_api: BulkApi,
+    /// Where transforms may write (and read through an aggregate's
+    /// `$lookup`/`$unionWith`): `db` (any collection of it), `db.coll`,
+    /// `db.*`, or `*` (anything). Default: `database` only. An operation
+    /// outside fails its record with `forbidden-namespace`.
+    #[serde(default)]
+    pub allowed_namespaces: Vec<String>,
 }
 
 /// `[mongodb.write-concern]`

@@ -120,8 +120,14 @@ impl TransformInstance {
                 return Err(fail(kind, message));
             }
         };
-        convert(ops, limits.max_output_ops, limits.max_output_bytes)
-            .map_err(|(kind, m)| fail(kind, m))
+        let ops = convert(ops, limits.max_output_ops, limits.max_output_bytes)
+            .map_err(|(kind, m)| fail(kind, m))?;
+        if let Some(policy) = self.module.engine.namespace_policy() {
+            policy
+                .check(&ops)
+                .map_err(|m| fail(FailureKind::ForbiddenNamespace, m))?;
+        }
+        Ok(ops)
     }
 }
 

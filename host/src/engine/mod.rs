@@ -16,6 +16,7 @@ mod cache;
 mod error;
 mod instance;
 mod limits;
+mod namespaces;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use cache::{content_hash, untrusted, wasmtime_version, Origin};
 pub use error::{CallError, FailureKind, LoadError};
 pub use instance::TransformInstance;
 pub use limits::MemoryLimitExceeded;
+pub use namespaces::NamespacePolicy;
 
 use crate::contract::{self, v0_1_0, Transform, TransformPre};
 use cache::CompileCache;
@@ -224,6 +226,8 @@ struct EngineInner {
     cache: CompileCache,
     limits: Limits,
     metrics: EngineMetrics,
+    /// `None`: operations may name any namespace (`smt test`, `smt check`).
+    namespaces: Option<NamespacePolicy>,
 }
 
 impl Engine {
@@ -260,12 +264,26 @@ impl Engine {
                 cache,
                 limits: config.limits.clone(),
                 metrics,
+                namespaces: None,
             }),
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Checks every operation of every instance against `policy` (`smt
+    /// run`). Set it before the engine is cloned.
+    pub fn with_namespace_policy(mut self, policy: NamespacePolicy) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("the namespace policy is set before the engine is shared")
+            .namespaces = Some(policy);
+        self
+    }
+
+    pub(crate) fn namespace_policy(&self) -> Option<&NamespacePolicy> {
+        self.inner.namespaces.as_ref()
     }
 
     /// Loads the component at `path` as transform `name`.

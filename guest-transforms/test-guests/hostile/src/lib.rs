@@ -11,6 +11,7 @@
 //! | `big-output` | `transform` returns `ops` insert-ones (default 1) each with a string field of `doc_bytes` bytes (default 1 MiB) |
 //! | `aggregate` | `transform` returns one aggregate on `hostile` with the config's `pipeline` (an array of stages), unchecked |
 //! | `log-flood` | `transform` logs `lines` lines (default 10,000), then behaves as `ok` |
+//! | `op` | `transform` returns one operation of kind `kind` (`insert-one` … `aggregate`) on `database`.`collection` (default: the configured database, `c`); an aggregate's pipeline is the config's `pipeline`, or a `$merge` into the same namespace |
 //! | `by-key` | the record's key names the behaviour: `loop`, `membomb`, `trap`, `log-flood`, `big-output` (with the config's `lines`, `ops`, `doc_bytes`), anything else `ok` |
 
 use serde_json::{json, Value};
@@ -25,6 +26,11 @@ pub enum Hostile {
     BigOutput { ops: usize, doc_bytes: usize },
     Aggregate { pipeline: Vec<Value> },
     LogFlood { lines: usize },
+    Op {
+        kind: String,
+        ns: smt_guest::Namespace,
+        pipeline: Vec<Value>,
+    },
     ByKey { lines: usize, ops: usize, doc_bytes: usize },
 }
 
@@ -71,6 +77,25 @@ impl Transform for Hostile {
                 "log-flood" => Hostile::LogFlood {
                     lines: num("lines", 10_000),
                 },
+                "op" => {
+                    let coll = cfg.get("collection").and_then(Value::as_str).unwrap_or("c");
+                    Hostile::Op {
+                        kind: cfg
+                            .get("kind")
+                            .and_then(Value::as_str)
+                            .unwrap_or("insert-one")
+                            .to_owned(),
+                        ns: match cfg.get("database").and_then(Value::as_str) {
+                            Some(db) => ops::ns_in(db, coll),
+                            None => ops::ns(coll),
+                        },
+                        pipeline: cfg
+                            .get("pipeline")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_else(|| vec![json!({"$merge": {"into": coll}})]),
+                    }
+                }
                 "by-key" => Hostile::ByKey {
                     lines: num("lines", 10_000),
                     ops: num("ops", 1),
@@ -89,6 +114,22 @@ impl Transform for Hostile {
                     smt_guest::log::info(&format!("hostile guest: flood line {i}"));
                 }
                 Ok(echo(msg))
+            }
+            Hostile::Op { kind, ns, pipeline } => {
+                let ns = ns.clone();
+                let id = json!({"_id": msg.offset});
+                Ok(vec![match kind.as_str() {
+                    "insert-one" => ops::insert_one(ns, id),
+                    "replace-one" => ops::replace_one(ns, id.clone(), id).upsert().build(),
+                    "update-one" => ops::update_one(ns, id).set(json!({"x": 1})).build(),
+                    "update-many" => ops::update_many(ns, id).set(json!({"x": 1})).build(),
+                    "delete-one" => ops::delete_one(ns, id),
+                    "delete-many" => ops::delete_many(ns, id),
+                    "aggregate" => ops::aggregate(ns, pipeline.clone()),
+                    other => {
+                        return Err(TransformError::internal(format!("hostile: unknown kind {other:?}")))
+                    }
+                }])
             }
             Hostile::ByKey {
                 lines,
