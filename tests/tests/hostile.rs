@@ -119,10 +119,10 @@ fn contract_component(module_fields: &str, transform_body: &str, core_instances:
   (core instance $i (instantiate $m))
   {extra_instances}
   (func (export "init") (param "config" string) (result (result (error string)))
-    (canon lift (core func $i "init") (memory $i "memory") (realloc (func $i "realloc"))))
+    (canon lift (core func $i "init") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
   (func (export "transform") (param "msg" $message)
     (result (result (list $write-op) (error $transform-error)))
-    (canon lift (core func $i "transform") (memory $i "memory") (realloc (func $i "realloc")))))
+    (canon lift (core func $i "transform") (memory (core memory $i "memory")) (realloc (core func $i "realloc")))))
 "#
     )
 }
