@@ -622,7 +622,10 @@ mod tests {
             .iter()
             .map(|n| format!("{}.{}", n.database.as_deref().unwrap_or("-"), n.collection))
             .collect();
-        assert_eq!(names, ["-.c", "-.rows", "-.more", "x.g", "-.u", "other.docs"]);
+        assert_eq!(
+            names,
+            ["-.c", "-.rows", "-.more", "x.g", "-.u", "other.docs"]
+        );
     }
 
     #[test]

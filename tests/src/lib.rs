@@ -1,6 +1,6 @@
+pub mod admin;
 pub mod bench_report;
 pub mod native;
 pub mod oracle;
 pub mod pipeline;
 pub mod services;
-pub mod admin;

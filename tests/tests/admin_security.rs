@@ -120,7 +120,10 @@ fn with_a_token_every_transform_route_needs_it_and_every_change_is_audited() {
     let auth = format!("Bearer {TOKEN}");
     for (headers, what) in [
         (
-            vec![("Host", "rebind.evil.example:9464"), ("Authorization", auth.as_str())],
+            vec![
+                ("Host", "rebind.evil.example:9464"),
+                ("Authorization", auth.as_str()),
+            ],
             "a foreign Host",
         ),
         (
@@ -171,9 +174,15 @@ fn with_a_token_every_transform_route_needs_it_and_every_change_is_audited() {
         lines
             .iter()
             .find(|l| {
-                l.contains(&format!("action=\"{action}\"")) && l.contains(&format!("outcome=\"{outcome}\""))
+                l.contains(&format!("action=\"{action}\""))
+                    && l.contains(&format!("outcome=\"{outcome}\""))
             })
-            .unwrap_or_else(|| panic!("no audit line for {action} {outcome}:\n{}", lines.join("\n")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no audit line for {action} {outcome}:\n{}",
+                    lines.join("\n")
+                )
+            })
     };
     for (action, outcome) in [
         ("deploy", "activated"),
@@ -193,7 +202,9 @@ fn with_a_token_every_transform_route_needs_it_and_every_change_is_audited() {
     );
     // Refusals are audited too; the token never is.
     assert!(
-        lines.iter().any(|l| l.contains("Refused an admin request") && l.contains("reason=\"origin\"")),
+        lines
+            .iter()
+            .any(|l| l.contains("Refused an admin request") && l.contains("reason=\"origin\"")),
         "{}",
         lines.join("\n")
     );
@@ -219,7 +230,10 @@ fn without_a_token_reads_are_open_and_writes_need_the_explicit_switch() {
         let (code, answer) = call(port, method, path, None, body).unwrap();
         assert_eq!(code, 401, "{method} {path}: {answer}");
         assert!(
-            answer["error"].as_str().unwrap().contains("allow-unauthenticated-writes"),
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("allow-unauthenticated-writes"),
             "says how to allow it: {answer}"
         );
     }

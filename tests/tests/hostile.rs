@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smt_host::engine::{
-    Engine, EngineConfig, EngineMetrics, FailureKind, LoadError, Limits, Message, TransformModule,
+    Engine, EngineConfig, EngineMetrics, FailureKind, Limits, LoadError, Message, TransformModule,
 };
 
 const HOSTILE: &str = env!("SMT_GUEST_HOSTILE");
@@ -188,7 +188,10 @@ fn memories_that_each_fit_the_cap_are_refused_when_together_they_do_not() {
     let m = load(&e, "wide", &contract_component(&fields, "", 0));
     let err = init_error(&m);
     assert!(err.contains("memory limit exceeded"), "{err}");
-    assert!(err.contains(&(128u64 << 20).to_string()), "names the limit: {err}");
+    assert!(
+        err.contains(&(128u64 << 20).to_string()),
+        "names the limit: {err}"
+    );
     // Three fit (120 MiB plus the 64 KiB main memory).
     let fields = "(memory 640)\n".repeat(3);
     let m = load(&e, "three", &contract_component(&fields, "", 0));
@@ -297,9 +300,7 @@ fn an_infinite_loop_and_a_trap_fail_only_their_record() {
         call_timeout_ms: 100,
         ..Limits::default()
     });
-    let mut inst = hostile(&e)
-        .instantiate(r#"{"mode":"by-key"}"#)
-        .unwrap();
+    let mut inst = hostile(&e).instantiate(r#"{"mode":"by-key"}"#).unwrap();
     let kinds: Vec<Result<usize, FailureKind>> = ["ok", "loop", "ok", "trap", "ok"]
         .iter()
         .enumerate()
@@ -349,13 +350,26 @@ fn through_smt_run_each_hostile_record_fails_alone_and_is_counted() {
         "[engine.limits]\nmemory-mib = 64\ncall-timeout-ms = 300\nmax-output-bytes = 65536\nlog-lines-per-second = 20\n",
     );
     const TOKEN: &str = "hostile-test-token";
-    let mut smt =
-        Smt::start_with_env(&dir.0, "smt", &config.build(), &[("SMT_ADMIN__TOKEN", TOKEN)])
-            .unwrap();
+    let mut smt = Smt::start_with_env(
+        &dir.0,
+        "smt",
+        &config.build(),
+        &[("SMT_ADMIN__TOKEN", TOKEN)],
+    )
+    .unwrap();
     smt.wait_assigned(Duration::from_secs(60)).unwrap();
 
     let keys = [
-        "ok0", "loop", "ok1", "membomb", "ok2", "trap", "ok3", "log-flood", "ok4", "big-output",
+        "ok0",
+        "loop",
+        "ok1",
+        "membomb",
+        "ok2",
+        "trap",
+        "ok3",
+        "log-flood",
+        "ok4",
+        "big-output",
         "ok5",
     ];
     let p = producer(&s.brokers()).unwrap();
@@ -371,10 +385,17 @@ fn through_smt_run_each_hostile_record_fails_alone_and_is_counted() {
     }
     rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).unwrap();
 
-    wait_for("every record to be handled", Duration::from_secs(90), || {
-        Ok((smt.metric("smt_records_processed_total", &[("topic", &topic)])? >= keys.len() as f64)
-            .then_some(()))
-    })
+    wait_for(
+        "every record to be handled",
+        Duration::from_secs(90),
+        || {
+            Ok(
+                (smt.metric("smt_records_processed_total", &[("topic", &topic)])?
+                    >= keys.len() as f64)
+                    .then_some(()),
+            )
+        },
+    )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 4000)));
     let errors = |kind: &str| {
         smt.metric(
@@ -387,16 +408,24 @@ fn through_smt_run_each_hostile_record_fails_alone_and_is_counted() {
         assert_eq!(errors(kind), 1.0, "{kind}\n{}", tail(&smt.log_text(), 4000));
     }
     let dropped = smt
-        .metric("smt_guest_log_lines_dropped_total", &[("transform", "hostile")])
+        .metric(
+            "smt_guest_log_lines_dropped_total",
+            &[("transform", "hostile")],
+        )
         .unwrap();
     assert!(dropped >= 2900.0, "dropped {dropped} of 3000 log lines");
     let flood_lines = smt.log_text().matches("flood line").count();
-    assert!(flood_lines <= 100, "{flood_lines} flood lines reached the log");
+    assert!(
+        flood_lines <= 100,
+        "{flood_lines} flood lines reached the log"
+    );
     assert_eq!(smt.get("/health").unwrap().0, 200);
 
     // The good records and the log-flood record (it returns its operation) are written.
     let written = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let client = mongodb::Client::with_uri_str(s.mongodb_uri()).await.unwrap();
+        let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+            .await
+            .unwrap();
         client
             .database(&db)
             .collection::<mongodb::bson::Document>("hostile")
@@ -420,7 +449,10 @@ fn through_smt_run_each_hostile_record_fails_alone_and_is_counted() {
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["stage"], "init", "{body}");
     assert!(
-        body["reason"].as_str().unwrap().contains("memory count too high"),
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("memory count too high"),
         "{body}"
     );
     assert_eq!(smt.get("/health").unwrap().0, 200);

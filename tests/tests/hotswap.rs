@@ -772,15 +772,33 @@ async fn deployed_versions_survive_a_restart() {
         "v1 served nothing after the restart"
     );
     // And the rollback goes to v1, with v1's config.
-    let (code, body) = http(smt.admin_port, "POST", "/transforms/vt/rollback", Some(TOKEN), b"").unwrap();
+    let (code, body) = http(
+        smt.admin_port,
+        "POST",
+        "/transforms/vt/rollback",
+        Some(TOKEN),
+        b"",
+    )
+    .unwrap();
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["version"], h1.as_str(), "{body}");
     let st = status(&smt).unwrap();
     assert_eq!(st["active"]["config"], config(1, false), "{st}");
     wait_served(&smt, &h1, 20.0);
     // Back on v2 (a second rollback undoes the first), then stop.
-    let (code, body) = http(smt.admin_port, "POST", "/transforms/vt/rollback", Some(TOKEN), b"").unwrap();
-    assert_eq!((code, body["version"].as_str()), (200, Some(h2.as_str())), "{body}");
+    let (code, body) = http(
+        smt.admin_port,
+        "POST",
+        "/transforms/vt/rollback",
+        Some(TOKEN),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (code, body["version"].as_str()),
+        (200, Some(h2.as_str())),
+        "{body}"
+    );
     smt.terminate(Duration::from_secs(60)).unwrap();
 
     // The module file changed while smt was down: the file wins; what ran

@@ -185,9 +185,10 @@ pub async fn enforce(State(guard): State<Guard>, req: Request, next: Next) -> Re
     )
         .into_response();
     if refusal == Refusal::Token {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
     }
     response
 }
@@ -235,7 +236,11 @@ mod tests {
                 "{ok}"
             );
         }
-        for bad in ["evil.example:9464", "localhost.evil.example", "smt.internal.evil"] {
+        for bad in [
+            "evil.example:9464",
+            "localhost.evil.example",
+            "smt.internal.evil",
+        ] {
             assert_eq!(
                 g.check(&Method::GET, "/health", &headers(&[("host", bad)])),
                 Some(Refusal::Host),
@@ -269,7 +274,14 @@ mod tests {
         let with = |auth: &str| headers(&[("host", "localhost"), ("authorization", auth)]);
         for m in [Method::GET, Method::PUT, Method::POST] {
             assert_eq!(g.check(&m, "/transforms", &with("Bearer s3cret")), None);
-            for wrong in ["Bearer ", "Bearer s", "Bearer s3cre", "Bearer s3cret0", "Bearer S3CRET", "s3cret"] {
+            for wrong in [
+                "Bearer ",
+                "Bearer s",
+                "Bearer s3cre",
+                "Bearer s3cret0",
+                "Bearer S3CRET",
+                "s3cret",
+            ] {
                 assert_eq!(
                     g.check(&m, "/transforms/x/rollback", &with(wrong)),
                     Some(Refusal::Token),

@@ -58,8 +58,8 @@ pub async fn serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "The admin endpoint stopped.");
         }

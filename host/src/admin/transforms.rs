@@ -162,14 +162,26 @@ async fn set_config(
         Ok(c) => c,
         Err(_) => {
             let refused = SwapError::BadRequest("the config is not UTF-8 text".into());
-            audit("config", &name, caller, &active_hash(&api, &name), Err(&refused));
+            audit(
+                "config",
+                &name,
+                caller,
+                &active_hash(&api, &name),
+                Err(&refused),
+            );
             return error(refused);
         }
     };
     let swapper = api.swapper.clone();
     blocking(move || {
         let result = swapper.set_config(&name, config);
-        audit("config", &name, caller, &active_hash(&api, &name), result.as_ref());
+        audit(
+            "config",
+            &name,
+            caller,
+            &active_hash(&api, &name),
+            result.as_ref(),
+        );
         result
     })
     .await
@@ -184,7 +196,13 @@ async fn rollback(
     blocking(move || {
         let result = swapper.rollback(&name);
         // After a rollback the active module is the one rolled back to.
-        audit("rollback", &name, caller, &active_hash(&api, &name), result.as_ref());
+        audit(
+            "rollback",
+            &name,
+            caller,
+            &active_hash(&api, &name),
+            result.as_ref(),
+        );
         result
     })
     .await

@@ -259,7 +259,9 @@ mod tests {
         let meta = std::fs::metadata(&f).unwrap();
         let me = effective_uid();
         assert_eq!(untrusted_for(&meta, me), None);
-        assert!(untrusted_for(&meta, me + 1).unwrap().contains("owned by uid"));
+        assert!(untrusted_for(&meta, me + 1)
+            .unwrap()
+            .contains("owned by uid"));
         for mode in [0o620, 0o602, 0o666] {
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
             let meta = std::fs::metadata(&f).unwrap();

@@ -184,8 +184,7 @@ impl contract::smt::transform::log::Host for State {
     fn log(&mut self, level: Level, message: String) {
         let ctx = &self.log;
         if !self.log_budget.take() {
-            self.dropped_lines
-                .inc();
+            self.dropped_lines.inc();
             return;
         }
         let (topic, partition, offset) = match ctx.record {

@@ -78,7 +78,10 @@ impl StateDir {
             let meta = std::fs::metadata(&d)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", d.display()))?;
             if let Some(reason) = untrusted(&meta) {
-                anyhow::bail!("{}: {reason}: someone else could plant a transform in it", d.display());
+                anyhow::bail!(
+                    "{}: {reason}: someone else could plant a transform in it",
+                    d.display()
+                );
             }
         }
         Ok(StateDir {
@@ -195,7 +198,10 @@ impl StateDir {
         };
         for m in modules.flatten() {
             let path = m.path();
-            let hash = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let hash = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             if path.extension().is_some_and(|x| x == "wasm") && !keep.contains(hash) {
                 let _ = std::fs::remove_file(&path);
             }
@@ -262,9 +268,9 @@ pub fn load_transforms(
     registry: &Registry,
 ) -> anyhow::Result<()> {
     let state = match &config.hot_swap.state_dir {
-        Some(dir) => Some(
-            StateDir::open(dir).map_err(|e| anyhow::anyhow!("hot-swap.state-dir: {e}"))?,
-        ),
+        Some(dir) => {
+            Some(StateDir::open(dir).map_err(|e| anyhow::anyhow!("hot-swap.state-dir: {e}"))?)
+        }
         None => None,
     };
     for (name, t) in &config.transforms {
@@ -365,7 +371,13 @@ fn restore(
 /// Records the current versions of `name` after a swap; `wasm` is the new
 /// module's bytes when it is new. A failure is logged: the swap stands, it
 /// just will not survive a restart.
-pub(super) fn after_swap(state: Option<&StateDir>, registry: &Registry, name: &str, wasm: Option<&[u8]>, trigger: Trigger) {
+pub(super) fn after_swap(
+    state: Option<&StateDir>,
+    registry: &Registry,
+    name: &str,
+    wasm: Option<&[u8]>,
+    trigger: Trigger,
+) {
     let Some(state) = state else { return };
     let Some((active, previous, _)) = registry.status(name) else {
         return;

@@ -22,16 +22,29 @@ pub enum Hostile {
     Ok,
     Loop,
     MemBomb,
-    Trap { key: Vec<u8> },
-    BigOutput { ops: usize, doc_bytes: usize },
-    Aggregate { pipeline: Vec<Value> },
-    LogFlood { lines: usize },
+    Trap {
+        key: Vec<u8>,
+    },
+    BigOutput {
+        ops: usize,
+        doc_bytes: usize,
+    },
+    Aggregate {
+        pipeline: Vec<Value>,
+    },
+    LogFlood {
+        lines: usize,
+    },
     Op {
         kind: String,
         ns: smt_guest::Namespace,
         pipeline: Vec<Value>,
     },
-    ByKey { lines: usize, ops: usize, doc_bytes: usize },
+    ByKey {
+        lines: usize,
+        ops: usize,
+        doc_bytes: usize,
+    },
 }
 
 fn echo(msg: &Message) -> Vec<WriteOp> {
@@ -127,7 +140,9 @@ impl Transform for Hostile {
                     "delete-many" => ops::delete_many(ns, id),
                     "aggregate" => ops::aggregate(ns, pipeline.clone()),
                     other => {
-                        return Err(TransformError::internal(format!("hostile: unknown kind {other:?}")))
+                        return Err(TransformError::internal(format!(
+                            "hostile: unknown kind {other:?}"
+                        )))
                     }
                 }])
             }
