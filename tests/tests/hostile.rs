@@ -455,6 +455,14 @@ fn through_smt_run_each_hostile_record_fails_alone_and_is_counted() {
             .contains("memory count too high"),
         "{body}"
     );
+    assert_eq!(
+        smt.metric(
+            "smt_transform_swaps_total",
+            &[("transform", "hostile"), ("outcome", "rejected")]
+        )
+        .unwrap(),
+        1.0
+    );
     assert_eq!(smt.get("/health").unwrap().0, 200);
     assert!(smt.try_wait().is_none(), "smt is still running");
 }

@@ -400,3 +400,69 @@ pub(super) fn after_swap(
         tracing::warn!(transform = name, error = %e, "Could not save the new version in hot-swap.state-dir; it will not survive a restart.");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch() -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "smt-state-unit-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    }
+
+    #[test]
+    fn modules_are_private_checked_by_hash_and_refused_when_others_could_write_them() {
+        let dir = scratch();
+        let state = StateDir::open(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        state.save_module(b"module one").unwrap();
+        let hash = content_hash(b"module one");
+        let path = state.module_path(&hash);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(state.read_module(&hash).unwrap(), b"module one");
+
+        // Another module's bytes under this hash: refused.
+        std::fs::write(&path, b"module two").unwrap();
+        let err = state.read_module(&hash).unwrap_err().to_string();
+        assert!(err.contains("does not hold the module"), "{err}");
+        // Writable by others: refused, whatever it holds.
+        std::fs::write(&path, b"module one").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = state.read_module(&hash).unwrap_err().to_string();
+        assert!(err.contains("lets others write"), "{err}");
+        // A directory others may write to is not used.
+        std::fs::set_permissions(
+            dir.join("transforms"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        assert!(StateDir::open(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn transform_names_that_could_be_paths_are_encoded() {
+        let state = StateDir {
+            dir: PathBuf::from("/s"),
+        };
+        assert_eq!(state.state_path("dbz"), Path::new("/s/transforms/dbz.json"));
+        assert_eq!(
+            state.state_path("../x"),
+            Path::new("/s/transforms/x-2e2e2f78.json")
+        );
+        assert_eq!(
+            state.state_path(".x"),
+            Path::new("/s/transforms/x-2e78.json")
+        );
+    }
+}
