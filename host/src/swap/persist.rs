@@ -382,23 +382,31 @@ pub(super) fn after_swap(
     let Some((active, previous, _)) = registry.status(name) else {
         return;
     };
-    let result = (|| {
-        if let Some(wasm) = wasm {
-            state.save_module(wasm)?;
-        }
-        // A file change moves the baseline: the file now gives this module.
-        let baseline = match trigger {
-            Trigger::File => state.read_state(name)?.map(|s| Baseline {
-                hash: active.active.module.hash().to_owned(),
-                config: s.baseline.config,
-            }),
-            _ => None,
-        };
-        state.record(name, &active, previous.as_ref(), baseline)
-    })();
-    if let Err(e) = result {
+    if let Err(e) = save(state, name, &active, previous.as_ref(), wasm, trigger) {
         tracing::warn!(transform = name, error = %e, "Could not save the new version in hot-swap.state-dir; it will not survive a restart.");
     }
+}
+
+fn save(
+    state: &StateDir,
+    name: &str,
+    active: &Version,
+    previous: Option<&Version>,
+    wasm: Option<&[u8]>,
+    trigger: Trigger,
+) -> anyhow::Result<()> {
+    if let Some(wasm) = wasm {
+        state.save_module(wasm)?;
+    }
+    // A file change moves the baseline: the file now gives this module.
+    let baseline = match trigger {
+        Trigger::File => state.read_state(name)?.map(|s| Baseline {
+            hash: active.active.module.hash().to_owned(),
+            config: s.baseline.config,
+        }),
+        _ => None,
+    };
+    state.record(name, active, previous, baseline)
 }
 
 #[cfg(test)]
