@@ -9,10 +9,12 @@
 
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use smt_host::engine::content_hash;
 use smt_tests::admin::{call, request};
-use smt_tests::pipeline::{tail, ConfigBuilder, Scratch, Smt};
+use smt_tests::config::ConfigBuilder;
 use smt_tests::services::{unique_name, Services};
+use smt_tests::smt_process::{tail, Scratch, Smt};
 
 const TOKEN: &str = "admin-security-token";
 
@@ -33,25 +35,24 @@ fn tag_module(wasm: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-/// Starts `smt` on a route of its own, with `admin_extra` in `[admin]` and `env`.
-fn start(dir: &Scratch, admin_extra: &str, env: &[(&str, &str)]) -> Smt {
+/// Starts `smt` on a route of its own, with `admin` keys in `[admin]` and `env`.
+fn start(dir: &Scratch, admin: &[(&str, Value)], env: &[(&str, &str)]) -> Smt {
     let s = Services::shared();
     let topic = unique_name("admin");
     s.create_topic(&topic, 1).unwrap();
     let module = dir.0.join("vt.wasm");
     std::fs::write(&module, tag_module(&versioned_module(), "admin001")).unwrap();
-    let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &unique_name("db"))
+    let mut config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &unique_name("db"))
         .transform(
             "vt",
-            module.to_str().unwrap(),
-            r#"{ v = 1, collection = "docs", shape = "flat" }"#,
+            &module,
+            json!({"v": 1, "collection": "docs", "shape": "flat"}),
         )
-        .route(&topic, "vt", "fail")
-        .build()
-        .replace(
-            "listen = \"{admin}\"\n",
-            &format!("listen = \"{{admin}}\"\n{admin_extra}"),
-        );
+        .route(&topic, "vt", "fail");
+    for (key, value) in admin {
+        config = config.set(&["admin", key], value.clone());
+    }
+    let config = config.build();
     let mut smt = Smt::start_with_env(&dir.0, "smt", &config, env).unwrap();
     smt.wait_assigned(Duration::from_secs(60)).unwrap();
     smt
@@ -75,7 +76,7 @@ fn audit_lines(smt: &Smt) -> Vec<String> {
 #[test]
 fn with_a_token_every_transform_route_needs_it_and_every_change_is_audited() {
     let dir = Scratch::new("admin-token");
-    let smt = start(&dir, "", &[("SMT_ADMIN__TOKEN", TOKEN), ("NO_COLOR", "1")]);
+    let smt = start(&dir, &[], &[("SMT_ADMIN__TOKEN", TOKEN), ("NO_COLOR", "1")]);
     let port = smt.admin_port;
     let before = active_version(&smt);
     let v2 = tag_module(&versioned_module(), "admin002");
@@ -217,7 +218,7 @@ fn without_a_token_reads_are_open_and_writes_need_the_explicit_switch() {
     let v2 = tag_module(&versioned_module(), "admin002");
 
     let dir = Scratch::new("admin-ro");
-    let smt = start(&dir, "", &[]);
+    let smt = start(&dir, &[], &[]);
     let port = smt.admin_port;
     let (code, list) = call(port, "GET", "/transforms", None, b"").unwrap();
     assert_eq!(code, 200, "{list}");
@@ -247,7 +248,7 @@ fn without_a_token_reads_are_open_and_writes_need_the_explicit_switch() {
     drop(smt);
 
     let dir = Scratch::new("admin-rw");
-    let smt = start(&dir, "allow-unauthenticated-writes = true\n", &[]);
+    let smt = start(&dir, &[("allow-unauthenticated-writes", json!(true))], &[]);
     let (code, answer) = call(smt.admin_port, "PUT", "/transforms/vt", None, &v2).unwrap();
     assert_eq!(code, 200, "{answer}\n{}", tail(&smt.log_text(), 2000));
     assert_eq!(answer["outcome"], "activated", "{answer}");

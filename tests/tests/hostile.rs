@@ -330,25 +330,30 @@ fn an_infinite_loop_and_a_trap_fail_only_their_record() {
 /// admin API is rejected while the active version keeps running.
 #[test]
 fn through_smt_run_each_hostile_record_fails_alone_and_is_counted() {
+    use serde_json::json;
     use smt_tests::admin::call;
-    use smt_tests::pipeline::{producer, tail, wait_for, ConfigBuilder, Scratch, Smt};
+    use smt_tests::config::ConfigBuilder;
+    use smt_tests::kafka::producer;
     use smt_tests::services::{unique_name, Services};
+    use smt_tests::smt_process::{tail, wait_for, Scratch, Smt};
 
     let s = Services::shared();
     let dir = Scratch::new("hostile");
     let topic = unique_name("hostile");
     s.create_topic(&topic, 1).unwrap();
     let db = unique_name("db");
-    let mut config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
+    let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
         .transform(
             "hostile",
             HOSTILE,
-            r#"{ mode = "by-key", lines = 3000, doc_bytes = 100000 }"#,
+            json!({"mode": "by-key", "lines": 3000, "doc_bytes": 100000}),
         )
-        .route(&topic, "hostile", "skip");
-    config.extra.push_str(
-        "[engine.limits]\nmemory-mib = 64\ncall-timeout-ms = 300\nmax-output-bytes = 65536\nlog-lines-per-second = 20\n",
-    );
+        .route(&topic, "hostile", "skip")
+        .set(
+            &["engine", "limits"],
+            json!({"memory-mib": 64, "call-timeout-ms": 300, "max-output-bytes": 65536,
+                   "log-lines-per-second": 20}),
+        );
     const TOKEN: &str = "hostile-test-token";
     let mut smt = Smt::start_with_env(
         &dir.0,

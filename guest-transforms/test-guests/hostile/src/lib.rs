@@ -13,6 +13,7 @@
 //! | `log-flood` | `transform` logs `lines` lines (default 10,000), then behaves as `ok` |
 //! | `op` | `transform` returns one operation of kind `kind` (`insert-one` … `aggregate`) on `database`.`collection` (default: the configured database, `c`); an aggregate's pipeline is the config's `pipeline`, or a `$merge` into the same namespace |
 //! | `by-key` | the record's key names the behaviour: `loop`, `membomb`, `trap`, `log-flood`, `big-output` (with the config's `lines`, `ops`, `doc_bytes`), anything else `ok` |
+//! | `every-op` | `transform` returns one operation of every kind, built with the SDK's builders (the op-dialect test) |
 
 use serde_json::{json, Value};
 use smt_guest::{ops, Message, Transform, TransformError, WriteOp};
@@ -45,6 +46,7 @@ pub enum Hostile {
         ops: usize,
         doc_bytes: usize,
     },
+    EveryOp,
 }
 
 fn echo(msg: &Message) -> Vec<WriteOp> {
@@ -114,6 +116,7 @@ impl Transform for Hostile {
                     ops: num("ops", 1),
                     doc_bytes: num("doc_bytes", 1 << 20),
                 },
+                "every-op" => Hostile::EveryOp,
                 other => return Err(format!("hostile: unknown mode {other:?}")),
             },
         )
@@ -198,8 +201,47 @@ impl Transform for Hostile {
             Hostile::Aggregate { pipeline } => {
                 Ok(vec![ops::aggregate("hostile", pipeline.clone())])
             }
+            Hostile::EveryOp => Ok(every_op(msg)),
         }
     }
+}
+
+/// One operation of every kind and shape: both namespaces, an update with
+/// operators and array filters, a pipeline update, an aggregate; values in
+/// relaxed Extended JSON (int32, int64, double, decimal, date) so that a
+/// rendering that prints them canonical shows it.
+fn every_op(msg: &Message) -> Vec<WriteOp> {
+    let id = json!(msg.offset);
+    let typed = json!({"i": 1, "l": 1i64 << 40, "d": 1.5,
+                       "dec": {"$numberDecimal": "1.50"}, "t": {"$date": "2024-01-02T03:04:05Z"}});
+    vec![
+        ops::insert_one("c", json!({"_id": id, "typed": typed})),
+        ops::replace_one(
+            ops::ns_in("other", "c"),
+            json!({"_id": id}),
+            json!({"_id": id, "r": true}),
+        )
+        .upsert()
+        .into(),
+        ops::update_one("c", json!({"_id": id}))
+            .set(json!({"a.$[e].x": 1}))
+            .operator("$inc", json!({"n": 1}))
+            .array_filter(json!({"e.k": 2}))
+            .into(),
+        ops::update_many("c", json!({}))
+            .pipeline(vec![json!({"$set": {"n": 1}}), json!({"$unset": "tmp"})])
+            .upsert()
+            .into(),
+        ops::delete_one("c", json!({"_id": id})),
+        ops::delete_many(ops::ns_in("d", "c"), json!({})),
+        ops::aggregate(
+            "rows",
+            vec![
+                json!({"$match": {"_id": id}}),
+                json!({"$merge": {"into": {"db": "shop", "coll": "docs"}, "whenMatched": "replace"}}),
+            ],
+        ),
+    ]
 }
 
 smt_guest::export_transform!(Hostile);
