@@ -113,9 +113,9 @@ fn poll(swapper: &Swapper, w: &mut Watched) {
     tracing::info!(
         target: "smt::audit",
         action = "deploy",
-        transform = %w.name,
+        transform = w.name.as_str(),
         caller = %format!("file {}", w.path.display()),
-        module_sha256 = %w.handled,
+        module_sha256 = w.handled.as_str(),
         outcome = match &result {
             Ok(s) => s.outcome,
             Err(_) => "rejected",
