@@ -5,6 +5,7 @@
 //! native runs of the Rust guests (`native`) and the relational oracle
 //! (`oracle`).
 
+pub mod admin;
 pub mod bench_report;
 pub mod config;
 pub mod kafka;

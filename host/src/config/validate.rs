@@ -45,6 +45,15 @@ impl Config {
         if self.mongodb.database.is_empty() {
             return Err(("mongodb.database".into(), "must not be empty".into()));
         }
+        for (i, p) in self.mongodb.allowed_namespaces.iter().enumerate() {
+            let (db, coll) = p.split_once('.').unwrap_or((p, "*"));
+            if db.is_empty() || coll.is_empty() || (db == "*" && coll != "*") {
+                return Err((
+                    format!("mongodb.allowed-namespaces[{i}]"),
+                    format!("`{p}`: expected `db`, `db.collection`, `db.*` or `*`"),
+                ));
+            }
+        }
         let p = &self.pipeline;
         for (key, v) in [
             ("pipeline.max-batch-size", p.max_batch_size),
