@@ -30,8 +30,9 @@ const MAX_MESSAGE: usize = 4096;
 pub struct Failure {
     pub transform: String,
     pub version: String,
-    /// `FailureKind::as_str()` of the engine, or `write-error`.
-    pub kind: String,
+    /// The record failure's stable kind name (`RecordFailure::kind` of the
+    /// pipeline: `bad-input`, `trap`, …, `write-error`).
+    pub kind: &'static str,
     pub message: String,
 }
 
@@ -122,7 +123,7 @@ impl Dlq {
             (H_SOURCE_OFFSET, offset.as_str()),
             (H_TRANSFORM_NAME, failure.transform.as_str()),
             (H_TRANSFORM_VERSION, failure.version.as_str()),
-            (H_ERROR_KIND, failure.kind.as_str()),
+            (H_ERROR_KIND, failure.kind),
             (H_ERROR_MESSAGE, message),
         ] {
             headers = headers.insert(KHeader {
