@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
@@ -152,6 +153,15 @@ impl Dlq {
                         .inc();
                     return Ok(());
                 }
+                Err((e, _)) if is_permanent(&e) => {
+                    // Retrying cannot help; the record is not dropped: the
+                    // pipeline stops before committing past it.
+                    return Err(GiveUp::Exhausted(format!(
+                        "the dead-letter topic `{}` refuses the record ({} bytes): {e}; fix the topic (its max.message.bytes, ACLs) or the record's policy",
+                        self.topic,
+                        record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len)
+                    )));
+                }
                 Err((e, _)) => {
                     attempt += 1;
                     self.metrics
@@ -168,6 +178,24 @@ impl Dlq {
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);
     }
+}
+
+/// Produce errors that retrying cannot fix: a record too large for the
+/// topic, a missing topic, no permission to write it.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
 }
 
 fn truncate(s: &str) -> &str {

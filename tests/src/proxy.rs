@@ -67,7 +67,8 @@ impl Proxy {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Every answer of the server arrives `delay` later (zero: at once).
+    /// Every answer of the server arrives `delay` later (zero: at once);
+    /// answers already waiting follow the new delay.
     pub fn set_delay(&self, delay: Duration) {
         self.state
             .delay_ms
@@ -105,10 +106,17 @@ fn pump(state: &Arc<State>, from: &TcpStream, to: &TcpStream, delayed: bool) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let delay = state.delay_ms.load(Ordering::Relaxed);
-            if delayed && delay > 0 {
-                // The fault itself: a slow answer, not a synchronisation.
-                std::thread::sleep(Duration::from_millis(delay));
+            if delayed {
+                // The fault itself: a slow answer, held until the delay
+                // current at each step has passed (so that a shorter delay
+                // set later releases it).
+                let arrived = std::time::Instant::now();
+                while !state.down.load(Ordering::Relaxed)
+                    && arrived.elapsed()
+                        < Duration::from_millis(state.delay_ms.load(Ordering::Relaxed))
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
             if state.down.load(Ordering::Relaxed) || to.write_all(&buf[..n]).is_err() {
                 break;

@@ -142,7 +142,61 @@ fn through(s: &Services, proxy: &Proxy) -> String {
     }
 }
 
-/// A config of the default transform on `topic`, with `pipeline` settings and a `client.id`.
+/// A config of the default transform on `topics` (one route), with extra
+/// `[pipeline]` lines, a `client.id` (member ids sort by it: the range
+/// assignor gives a topic's first partitions to the first member) and
+/// extra route lines. Written here rather than through the shared
+/// `ConfigBuilder` so that these tests say every setting they rely on.
+#[allow(clippy::too_many_arguments)]
+fn config_for(
+    brokers: &str,
+    uri: &str,
+    db: &str,
+    group: &str,
+    topics: &[&str],
+    on_error: &str,
+    client_id: &str,
+    pipeline: &str,
+    route: &str,
+) -> String {
+    let topics: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        r#"[kafka]
+brokers = "{brokers}"
+group-id = "{group}"
+[kafka.properties]
+"client.id" = "{client_id}"
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+"topic.metadata.refresh.interval.ms" = "2000"
+[mongodb]
+uri = "{uri}"
+database = "{db}"
+[pipeline]
+max-batch-size = 200
+linger-ms = 10
+queue-capacity = 400
+commit-interval-ms = 200
+retry-backoff-ms = 50
+retry-backoff-max-ms = 1000
+{pipeline}
+[admin]
+listen = "{{admin}}"
+[transforms.dbz]
+module = "{module}"
+config = {{}}
+[[routes]]
+topics = [{topics}]
+transform = "dbz"
+on-error = "{on_error}"
+{route}
+"#,
+        module = debezium_module(),
+        topics = topics.join(", "),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn config(
     brokers: &str,
     uri: &str,
@@ -153,16 +207,7 @@ fn config(
     client_id: &str,
     pipeline: &str,
 ) -> String {
-    let mut b = ConfigBuilder::new(brokers, uri, db)
-        .transform("dbz", debezium_module(), "{}")
-        .route(topic, "dbz", on_error);
-    b.group = group.to_owned();
-    b.build()
-        .replace(
-            "[kafka.properties]\n",
-            &format!("[kafka.properties]\n\"client.id\" = \"{client_id}\"\n"),
-        )
-        .replace("[pipeline]\n", &format!("[pipeline]\n{pipeline}\n"))
+    config_for(brokers, uri, db, group, &[topic], on_error, client_id, pipeline, "")
 }
 
 // ------------------------------------------------------------------ #16.4
@@ -232,72 +277,75 @@ async fn fail_writes_nothing_after_a_failed_write() {
 
 // ------------------------------------------------------------------ #16.1
 
-/// A partition revoked while its batch waits on a slow MongoDB longer than
-/// `shutdown-timeout-ms`: the old worker is aborted, so none of the records
-/// still in its queue are written after the new owner wrote newer images.
+/// Partitions revoked while their batches wait on MongoDB longer than
+/// `shutdown-timeout-ms`. With `serial-writes`, one worker's write waits
+/// for its answer (held by the proxy) and the other's batch waits for the
+/// route's lock. The old workers must be aborted: a worker left running
+/// would take the lock once the answer arrives and write older images over
+/// the newer ones the next owner wrote meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_slower_than_the_revoke_timeout_writes_nothing_stale() {
     let s = Services::shared();
     let dir = Scratch::new("dlv-revoke");
     let db = unique_name("db");
-    let table = unique_name("revoke");
-    let topic = format!("dlv.s.{table}");
-    s.create_topic(&topic, 1).unwrap();
+    let tables = [unique_name("revoke_a"), unique_name("revoke_b")];
+    let topics: Vec<String> = tables.iter().map(|t| format!("dlv.s.{t}")).collect();
     let (keys, rounds) = (30, 20);
-    produce(&s.brokers(), &topic, &updates(keys, rounds, 1)).unwrap();
+    for t in &topics {
+        s.create_topic(t, 1).unwrap();
+        produce(&s.brokers(), t, &updates(keys, rounds, 1)).unwrap();
+    }
     let total = (keys * rounds) as usize;
     let group = unique_name("group");
     let proxy = Proxy::start(mongodb_addr(s)).unwrap();
-    proxy.set_delay(Duration::from_millis(1500));
-    let pipeline = "shutdown-timeout-ms = 300";
-    let slow_cfg = config(
-        &s.brokers(),
-        &through(s, &proxy),
-        &db,
-        &group,
-        &topic,
-        "fail",
-        "z-slow",
-        pipeline,
-    )
-    .replace("max-batch-size = 200", "max-batch-size = 10")
-    .replace("queue-capacity = 400", "queue-capacity = 100");
-    // The range assignor gives the partition to the first member id: `a-…`.
-    let fast_cfg = config(
-        &s.brokers(),
-        &s.mongodb_uri(),
-        &db,
-        &group,
-        &topic,
-        "fail",
-        "a-fast",
-        pipeline,
-    );
+    proxy.set_delay(Duration::from_millis(500));
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let cfg = |client_id: &str, uri: &str, batch: &str| {
+        config_for(
+            &s.brokers(),
+            uri,
+            &db,
+            &group,
+            &topic_refs,
+            "fail",
+            client_id,
+            &format!("shutdown-timeout-ms = 300\n{batch}"),
+            "serial-writes = true",
+        )
+    };
     let mut slow = Smt::start_with_env(
         &dir.0,
         "slow",
-        &slow_cfg,
+        &cfg("z-slow", &through(s, &proxy), "max-batch-size = 10"),
         &[("SMT_LOG", "info,smt_host::pipeline=debug")],
     )
     .unwrap();
     slow.wait_assigned(START).unwrap();
-    // Its queue holds records while its first batch waits on MongoDB.
-    wait_for("the slow process to queue records", START, || {
-        Ok((slow.metric("smt_records_consumed_total", &[])? >= 50.0).then_some(()))
+    wait_for("the slow process to write", START, || {
+        Ok((slow.metric("smt_records_processed_total", &[])? >= 20.0).then_some(()))
     })
     .unwrap();
-    let mut fast = Smt::start(&dir.0, "fast", &fast_cfg).unwrap();
+    // From now on MongoDB's answers to it are held.
+    proxy.set_delay(Duration::from_secs(3600));
+    // The range assignor gives each topic's partition to the first member id: `a-…`.
+    let mut fast = Smt::start(&dir.0, "fast", &cfg("a-fast", &s.mongodb_uri(), "")).unwrap();
     fast.wait_assigned(START).unwrap();
-    wait_committed_all(&s.brokers(), &group, &topic, 1, total);
+    for t in &topics {
+        wait_committed_all(&s.brokers(), &group, t, 1, total);
+    }
     let expected: BTreeMap<i64, i64> = (0..keys).map(|k| (k, rounds)).collect();
-    assert_eq!(seqs(&s.mongodb_uri(), &db, &table).await, expected);
-    // MongoDB answers at once again: a worker left running would now write
-    // its queue (older images) over the newer ones.
+    for t in &tables {
+        assert_eq!(seqs(&s.mongodb_uri(), &db, t).await, expected);
+    }
+    // The held answer arrives: a worker left running now takes the lock
+    // and writes its batch.
     proxy.set_delay(Duration::ZERO);
-    wait_for("the old worker to be gone", START, || {
+    // Both old workers end: aborted, or (without the abort) after writing.
+    wait_for("the old workers to be gone", START, || {
         let log = slow.log_text();
-        Ok((log.contains("it was aborted") || log.contains("Partition worker stopped."))
-            .then_some(()))
+        let ended = log.matches("it was aborted").count()
+            + log.matches("Partition worker stopped.").count();
+        Ok((ended >= 2).then_some(()))
     })
     .unwrap();
     assert_eq!(
@@ -306,12 +354,14 @@ async fn a_batch_slower_than_the_revoke_timeout_writes_nothing_stale() {
         "{}",
         slow.log_text()
     );
-    assert_eq!(
-        seqs(&s.mongodb_uri(), &db, &table).await,
-        expected,
-        "no stale image after the newest: {}",
-        tail(&slow.log_text(), 3000)
-    );
+    for t in &tables {
+        assert_eq!(
+            seqs(&s.mongodb_uri(), &db, t).await,
+            expected,
+            "no stale image after the newest in {t}: {}",
+            tail(&slow.log_text(), 3000)
+        );
+    }
     assert!(slow.log_text().contains("it was aborted"));
     assert_eq!(
         fast.terminate(Duration::from_secs(60)).unwrap().code(),
@@ -361,4 +411,215 @@ async fn a_paused_partition_resumes_after_a_rebalance() {
     for p in [&mut a, &mut b, &mut c] {
         assert_eq!(p.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
     }
+}
+
+// ------------------------------------------------------------------ #16.3
+
+/// A MongoDB-protocol server of its own with `--auth`: an admin user, and a
+/// user `writer` whose roles the test changes. Killed when dropped.
+struct SecuredMongo {
+    child: std::process::Child,
+    port: u16,
+    _dir: Scratch,
+}
+
+impl SecuredMongo {
+    async fn start() -> SecuredMongo {
+        let bin = std::fs::read_dir(smt_tests::services::cache_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin").join("secantusd-rs"))
+            .find(|p| p.exists())
+            .expect("secantusd-rs under the cache (scripts/services install mongo)");
+        let dir = Scratch::new("secured-mongo");
+        let port = free_port();
+        let child = std::process::Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--auth"])
+            .arg("--storage-path")
+            .arg(dir.0.join("data"))
+            .args(["--log-file-max", "16MB", "--cache-size", "256M"])
+            .stdout(std::fs::File::create(dir.0.join("mongo.log")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let m = SecuredMongo {
+            child,
+            port,
+            _dir: dir,
+        };
+        // The localhost exception: the first user.
+        let deadline = std::time::Instant::now() + START;
+        loop {
+            let c = mongodb::Client::with_uri_str(format!(
+                "mongodb://127.0.0.1:{port}/?directConnection=true"
+            ))
+            .await
+            .unwrap();
+            match c
+                .database("admin")
+                .run_command(doc! {"createUser": "admin", "pwd": "admin-pw", "roles": ["root"]})
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("creating the admin user: {e}"),
+            }
+        }
+        m
+    }
+
+    fn uri(&self, user: &str, pwd: &str) -> String {
+        format!(
+            "mongodb://{user}:{pwd}@127.0.0.1:{}/?authSource=admin&directConnection=true",
+            self.port
+        )
+    }
+
+    async fn admin(&self) -> mongodb::Client {
+        mongodb::Client::with_uri_str(self.uri("admin", "admin-pw"))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for SecuredMongo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// MongoDB refuses every write (the user may only read): under `dlq` and
+/// `skip` nothing is dead-lettered, skipped or committed; `smt` retries,
+/// and once the user may write, every record arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_wide_refusal_is_not_bad_data() {
+    let s = Services::shared();
+    let mongo = SecuredMongo::start().await;
+    let admin = mongo.admin().await;
+    let db = unique_name("db");
+    admin
+        .database("admin")
+        .run_command(doc! {"createUser": "writer", "pwd": "writer-pw",
+            "roles": [{"role": "read", "db": &db}]})
+        .await
+        .unwrap();
+    let dir = Scratch::new("dlv-server");
+    let mut runs = Vec::new();
+    for policy in ["dlq", "skip"] {
+        let table = unique_name(policy);
+        let topic = format!("dlv.s.{table}");
+        s.create_topic(&topic, 1).unwrap();
+        produce(&s.brokers(), &topic, &updates(20, 1, 1)).unwrap();
+        let dlq = unique_name("dlq");
+        s.create_topic(&dlq, 1).unwrap();
+        let group = unique_name("group");
+        let cfg = config(
+            &s.brokers(),
+            &mongo.uri("writer", "writer-pw"),
+            &db,
+            &group,
+            &topic,
+            policy,
+            "smt",
+            "",
+        ) + &format!("[dlq]\ntopic = \"{dlq}\"\n");
+        let smt = Smt::start(&dir.0, policy, &cfg).unwrap();
+        runs.push((smt, policy, table, topic, dlq, group));
+    }
+    for (smt, policy, _, _, _, _) in &mut runs {
+        smt.wait_assigned(START).unwrap();
+        wait_for("refused writes retried", START, || {
+            Ok((smt.metric("smt_retries_total", &[("target", "mongodb")])? >= 3.0).then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("{policy}: {e:#}\n{}", tail(&smt.log_text(), 3000)));
+    }
+    for (smt, policy, _, topic, dlq, group) in &mut runs {
+        assert_eq!(topic_len(&s.brokers(), dlq).unwrap(), 0, "{policy}: nothing dead-lettered");
+        assert_eq!(smt.metric("smt_skipped_records_total", &[]).unwrap(), 0.0, "{policy}");
+        assert_eq!(smt.metric("smt_record_errors_total", &[]).unwrap(), 0.0, "{policy}");
+        assert_eq!(committed(&s.brokers(), group, topic, 1), vec![None], "{policy}: nothing committed");
+        assert_eq!(smt.get("/health").unwrap().0, 200, "{policy}: still running");
+        assert!(smt.log_text().contains("not the records'"), "{policy}: says why");
+    }
+    // The cause goes away.
+    admin
+        .database("admin")
+        .run_command(doc! {"grantRolesToUser": "writer", "roles": [{"role": "readWrite", "db": &db}]})
+        .await
+        .unwrap();
+    let expected: BTreeMap<i64, i64> = (0..20).map(|k| (k, 1)).collect();
+    let admin_uri = mongo.uri("admin", "admin-pw");
+    for (smt, policy, table, topic, dlq, group) in &mut runs {
+        wait_committed_all(&s.brokers(), group, topic, 1, 20);
+        assert_eq!(seqs(&admin_uri, &db, table).await, expected, "{policy}");
+        assert_eq!(topic_len(&s.brokers(), dlq).unwrap(), 0, "{policy}");
+        assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    }
+}
+
+// ------------------------------------------------------------------ ordering
+
+/// 50k updates of 500 keys on 8 partitions while members join and leave
+/// (SIGTERM and SIGKILL), one of them behind a slow MongoDB with a revoke
+/// timeout shorter than its batches: every key ends at its last sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_holds_while_members_join_and_leave() {
+    let s = Services::shared();
+    let dir = Scratch::new("dlv-order");
+    let db = unique_name("db");
+    let table = unique_name("order");
+    let topic = format!("dlv.s.{table}");
+    let partitions = 8;
+    s.create_topic(&topic, partitions as u32).unwrap();
+    let (keys, rounds) = (500, 100);
+    let records = updates(keys, rounds, partitions);
+    let total = records.len();
+    let group = unique_name("group");
+    let proxy = Proxy::start(mongodb_addr(s)).unwrap();
+    proxy.set_delay(Duration::from_millis(700));
+    let cfg = |name: &str, uri: &str| {
+        config(
+            &s.brokers(),
+            uri,
+            &db,
+            &group,
+            &topic,
+            "fail",
+            name,
+            "shutdown-timeout-ms = 300",
+        )
+    };
+    let direct = s.mongodb_uri();
+    let mut a = Smt::start(&dir.0, "a", &cfg("a", &direct)).unwrap();
+    let mut b = Smt::start(&dir.0, "b", &cfg("b", &direct)).unwrap();
+    a.wait_assigned(START).unwrap();
+    b.wait_assigned(START).unwrap();
+    // Half the records, then a slow member joins.
+    produce(&s.brokers(), &topic, &records[..total / 2]).unwrap();
+    let mut slow = Smt::start(&dir.0, "slow", &cfg("c-slow", &through(s, &proxy))).unwrap();
+    slow.wait_assigned(START).unwrap();
+    wait_for("the slow member to consume", START, || {
+        Ok((slow.metric("smt_records_consumed_total", &[])? > 0.0).then_some(()))
+    })
+    .unwrap();
+    // A member leaves cleanly while the slow one's batches are in flight,
+    // then another is killed, and a new one joins.
+    assert_eq!(a.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    produce(&s.brokers(), &topic, &records[total / 2..]).unwrap();
+    b.kill();
+    let mut d = Smt::start(&dir.0, "d", &cfg("d", &direct)).unwrap();
+    d.wait_assigned(START).unwrap();
+    proxy.set_delay(Duration::ZERO);
+    wait_committed_all(&s.brokers(), &group, &topic, partitions, total);
+    let expected: BTreeMap<i64, i64> = (0..keys).map(|k| (k, rounds)).collect();
+    for p in [&mut slow, &mut d] {
+        assert_eq!(p.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    }
+    let got = seqs(&s.mongodb_uri(), &db, &table).await;
+    let wrong: Vec<_> = got.iter().filter(|(k, v)| expected.get(k) != Some(v)).take(10).collect();
+    assert!(wrong.is_empty() && got.len() == expected.len(), "keys not at their last sequence: {wrong:?} ({} documents)", got.len());
 }

@@ -80,7 +80,7 @@ impl Cursor {
                 .unwrap_or(rest.len())
         };
         self.sent = len;
-        Some(&rest[..len])
+        Some(&self.pending[self.pos..self.pos + len])
     }
 
     /// Applies the outcome of the request [`next`](Self::next) returned.

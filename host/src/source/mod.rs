@@ -179,6 +179,8 @@ pub struct SourceContext {
     queue_capacity: usize,
     stop_timeout: Duration,
     any_stash: AtomicBool,
+    /// A Kafka error retrying cannot get past: the consumer stops.
+    fatal: Mutex<Option<String>>,
 }
 
 impl ClientContext for SourceContext {
@@ -200,7 +202,11 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, reason, "Kafka client error (librdkafka retries by itself).");
+        if is_permanent(&error) {
+            self.stop_with(format!("Kafka: {error} ({reason})"));
+        } else {
+            tracing::warn!(error = %error, reason, "Kafka client error (librdkafka retries by itself).");
+        }
     }
 }
 
@@ -263,6 +269,15 @@ impl ConsumerContext for SourceContext {
 }
 
 impl SourceContext {
+    /// Stops consuming because of `message` (first one wins).
+    fn stop_with(&self, message: String) {
+        let mut fatal = self.fatal.lock().expect("fatal lock");
+        if fatal.is_none() {
+            tracing::error!(error = %message, "A Kafka error that retrying cannot fix; stopping.");
+            *fatal = Some(message);
+        }
+    }
+
     fn slot_for<'a>(
         &self,
         slots: &'a mut HashMap<PartitionKey, Slot>,
@@ -382,6 +397,7 @@ impl SourceContext {
             slot.stop.cancel();
         }
         let deadline = Instant::now() + self.stop_timeout;
+        let mut late = Vec::new();
         for (key, slot) in removed {
             if slot.paused {
                 self.metrics.paused_partitions.dec();
@@ -394,15 +410,22 @@ impl SourceContext {
                 .block_on(async { tokio::time::timeout(left, &mut task).await })
                 .is_ok();
             if !finished {
-                abort.abort();
-                // The abort takes effect at the worker's next await point
-                // (a write in flight is dropped); wait until it is gone.
-                let reaped = self
-                    .rt
-                    .block_on(async { tokio::time::timeout(REAP_TIMEOUT, &mut task).await })
-                    .is_ok();
-                tracing::warn!(topic = %key.0, partition = key.1, timeout_ms = self.stop_timeout.as_millis() as u64, reaped, "A partition's batch in flight did not finish within pipeline.shutdown-timeout-ms; it was aborted, nothing of it is acknowledged, and it is processed again from the last committed offset.");
+                late.push((key, task, abort));
             }
+        }
+        // Abort every late worker before reaping any: a reaped one releases
+        // what it held (the `serial-writes` lock), and no other may use it.
+        for (_, _, abort) in &late {
+            abort.abort();
+        }
+        for (key, mut task, _) in late {
+            // The abort takes effect at the worker's next await point (a
+            // write in flight is dropped); wait until it is gone.
+            let reaped = self
+                .rt
+                .block_on(async { tokio::time::timeout(REAP_TIMEOUT, &mut task).await })
+                .is_ok();
+            tracing::warn!(topic = %key.0, partition = key.1, timeout_ms = self.stop_timeout.as_millis() as u64, reaped, "A partition's batch in flight did not finish within pipeline.shutdown-timeout-ms; it was aborted, nothing of it is acknowledged, and it is processed again from the last committed offset.");
         }
         self.commit(consumer, keys, CommitMode::Sync);
         self.acks.disown(keys);
@@ -484,6 +507,7 @@ impl Source {
             queue_capacity: config.pipeline.queue_capacity,
             stop_timeout: Duration::from_millis(config.pipeline.shutdown_timeout_ms),
             any_stash: AtomicBool::new(false),
+            fatal: Mutex::new(None),
         };
         let consumer: BaseConsumer<SourceContext> = cc
             .create_with_context(context)
@@ -509,14 +533,16 @@ impl Source {
         })
     }
 
-    /// Polls until `shutdown`; then stops every worker (each finishes its
-    /// batch in flight), commits, and leaves the group. Call on a thread of its own.
-    pub fn run(self, shutdown: CancellationToken) {
+    /// Polls until `shutdown`, or until a Kafka error that retrying cannot
+    /// fix (a fatal consumer error, an authorization failure; then `Err`
+    /// names it); then stops every worker (each finishes its batch in
+    /// flight), commits, and leaves the group. Call on a thread of its own.
+    pub fn run(self, shutdown: CancellationToken) -> Result<(), String> {
         let consumer = self.consumer;
         let ctx = consumer.context();
         let mut last_commit = Instant::now();
         let mut last_error: Option<(String, Instant)> = None;
-        while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() && ctx.fatal.lock().expect("fatal lock").is_none() {
             let timeout = if ctx.any_stash.load(Ordering::Relaxed) {
                 Duration::from_millis(10)
             } else {
@@ -528,6 +554,7 @@ impl Source {
                     drop(m);
                     ctx.dispatch(&consumer, msg);
                 }
+                Some(Err(e)) if is_permanent(&e) => ctx.stop_with(format!("Kafka consumer: {e}")),
                 Some(Err(e)) => {
                     // Transient broker trouble: librdkafka reconnects; say it once a while.
                     let text = e.to_string();
@@ -562,9 +589,27 @@ impl Source {
         {
             let _ = consumer.poll(Duration::from_millis(50));
         }
+        let fatal = ctx.fatal.lock().expect("fatal lock").take();
         drop(consumer);
         tracing::info!("Consumer closed.");
+        fatal.map_or(Ok(()), Err)
     }
+}
+
+/// Kafka errors that retrying cannot fix: fatal client errors and
+/// authorization or authentication failures.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            e.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::Fatal
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+            )
+        )
 }
 
 /// The (topic, partition) pairs of a rebalance's list.
