@@ -156,7 +156,7 @@ impl Dlq {
                 Err((e, _)) if is_permanent(&e) => {
                     // Retrying cannot help; the record is not dropped: the
                     // pipeline stops before committing past it.
-                    return Err(GiveUp::Exhausted(format!(
+                    return Err(GiveUp::Permanent(format!(
                         "the dead-letter topic `{}` refuses the record ({} bytes): {e}; fix the topic (its max.message.bytes, ACLs) or the record's policy",
                         self.topic,
                         record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len)

@@ -280,6 +280,13 @@ async fn process(
                     batch[0].topic, batch[0].partition, batch[0].offset, shared.pipeline.max_retries
                 ),
             },
+            GiveUp::Permanent(m) => Stop::Fatal {
+                ack: None,
+                message: format!(
+                    "MongoDB refuses the writes of {}/{} from offset {}: {m}",
+                    batch[0].topic, batch[0].partition, batch[0].offset
+                ),
+            },
         })?;
     drop(_serial);
     let verdict = policy::decide(plan.failed, write_failures, policy);
@@ -344,7 +351,7 @@ async fn process(
                 };
                 dlq.send(msg, &failure, stop).await.map_err(|g| match g {
                     GiveUp::Stopped => Stop::Stopped,
-                    GiveUp::Exhausted(m) => Stop::Fatal {
+                    GiveUp::Exhausted(m) | GiveUp::Permanent(m) => Stop::Fatal {
                         ack: None,
                         message: format!(
                             "producing {}/{}@{} to the dead-letter topic failed: {m}",

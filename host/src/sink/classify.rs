@@ -31,6 +31,9 @@ pub enum Failure {
     /// such (authorization, quota, disk full, an unknown code). Retried with
     /// backoff like a transient error; no record fails for it.
     Server { done: usize, message: String },
+    /// A configuration the server can never satisfy (an unknown or
+    /// unsatisfiable write concern, 79/100): retrying is pointless; stop.
+    Fatal { message: String },
 }
 
 impl Failure {
@@ -58,6 +61,7 @@ impl Failure {
                 done: start + done,
                 message,
             },
+            fatal @ Failure::Fatal { .. } => fatal,
         }
     }
 }
@@ -123,6 +127,12 @@ pub fn is_data_code(code: i32) -> bool {
     )
 }
 
+/// Write concern codes that no retry can satisfy: UnknownReplWriteConcern
+/// (79), UnsatisfiableWriteConcern (100).
+fn is_write_concern_config_code(code: i32) -> bool {
+    matches!(code, 79 | 100)
+}
+
 /// A server error code of a write: retry, fail the operation, or stop the
 /// whole pipeline's progress (retried, never the record's fault).
 fn by_code(code: i32, done: usize, index: usize, message: String) -> Failure {
@@ -151,6 +161,27 @@ pub fn classify(e: &Error) -> Failure {
         || e.contains_label("SystemOverloadedError")
     {
         return transient(0);
+    }
+    let config_wce = |code: i32, msg: &str| {
+        is_write_concern_config_code(code).then(|| Failure::Fatal {
+            message: format!("write concern error: {msg} (code {code}); check mongodb.write-concern"),
+        })
+    };
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) if is_write_concern_config_code(c.code) => {
+            return config_wce(c.code, &c.message).expect("a config code")
+        }
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
+            if let Some(f) = config_wce(w.code, &w.message) {
+                return f;
+            }
+        }
+        ErrorKind::BulkWrite(b) => {
+            if let Some(f) = b.write_concern_errors.iter().find_map(|w| config_wce(w.code, &w.message)) {
+                return f;
+            }
+        }
+        _ => {}
     }
     match e.kind.as_ref() {
         ErrorKind::Io(_)
@@ -210,14 +241,21 @@ pub fn classify_reply(reply: &Document) -> Option<Failure> {
             ));
         }
     }
-    // Applied but not acknowledged as asked: replay the command.
-    reply
-        .get_document("writeConcernError")
-        .ok()
-        .map(|wce| Failure::Transient {
-            done: 0,
-            message: format!("write concern error: {wce}"),
-        })
+    // Applied but not acknowledged as asked: replay the command, unless
+    // the write concern itself can never be satisfied.
+    reply.get_document("writeConcernError").ok().map(|wce| {
+        let code = wce.get_i32("code").unwrap_or(0);
+        if is_write_concern_config_code(code) {
+            Failure::Fatal {
+                message: format!("write concern error: {wce}; check mongodb.write-concern"),
+            }
+        } else {
+            Failure::Transient {
+                done: 0,
+                message: format!("write concern error: {wce}"),
+            }
+        }
+    })
 }
 
 /// Classifies the error of one command that is one operation (an `aggregate`
@@ -256,6 +294,7 @@ mod tests {
             Failure::Op { .. } => "op",
             Failure::Batch { .. } => "batch",
             Failure::Server { .. } => "server",
+            Failure::Fatal { .. } => "fatal",
         }
     }
 
@@ -346,6 +385,23 @@ mod tests {
         let wce = doc! {"n": 3, "writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}, "ok": 1.0};
         assert!(matches!(classify_reply(&wce), Some(Failure::Transient { done: 0, .. })));
         assert_eq!(classify_reply(&doc! {"n": 3, "ok": 1.0}), None);
+        let unsatisfiable = doc! {"n": 3, "writeConcernError": {"code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes"}, "ok": 1.0};
+        assert!(matches!(classify_reply(&unsatisfiable), Some(Failure::Fatal { .. })));
+    }
+
+    #[test]
+    fn an_unsatisfiable_write_concern_stops() {
+        let wce: WriteConcernError = bson::deserialize_from_document(
+            doc! {"code": 79, "codeName": "UnknownReplWriteConcern", "errmsg": "unrecognized write concern mode: dc2"},
+        )
+        .unwrap();
+        let e = Error::from(ErrorKind::Write(WriteFailure::WriteConcernError(wce.clone())));
+        assert_eq!(kind(&classify(&e)), "fatal");
+        let mut b = BulkWriteError::default();
+        b.write_concern_errors.push(wce);
+        assert_eq!(kind(&classify(&Error::from(ErrorKind::BulkWrite(b)))), "fatal");
+        let e = command(doc! {"code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes"});
+        assert_eq!(kind(&classify(&e)), "fatal");
     }
 
     #[test]

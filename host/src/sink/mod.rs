@@ -157,6 +157,9 @@ impl Sink {
             }
             let (acked, step) = cursor.apply(result);
             self.count(&slice[..acked]);
+            if let plan::Step::Stop(message) = step {
+                return Err(GiveUp::Permanent(message));
+            }
             if let plan::Step::Retry {
                 attempt,
                 message,

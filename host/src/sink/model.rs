@@ -92,6 +92,8 @@ pub fn command_entry(op: &WriteOp) -> Document {
                 UpdateModifications::Pipeline(p) => {
                     Bson::Array(p.into_iter().map(Bson::Document).collect())
                 }
+                // `modifications` builds only the two above (the enum is non-exhaustive).
+                _ => unreachable!("an update is a document or a pipeline"),
             };
             let mut d = doc! {
                 "q": u.filter.clone(),

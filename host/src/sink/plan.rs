@@ -26,6 +26,8 @@ pub(crate) enum Step {
         message: String,
         server: bool,
     },
+    /// Retrying cannot help (an unsatisfiable write concern): stop the batch.
+    Stop(String),
 }
 
 /// The write cursor of one batch. Pure: the caller sends the requests.
@@ -127,6 +129,7 @@ impl Cursor {
                     },
                 )
             }
+            Err(Failure::Fatal { message }) => (0, Step::Stop(message)),
             Err(Failure::Batch { done, message }) => {
                 self.pos += done;
                 self.attempt = 0;
@@ -229,11 +232,12 @@ mod tests {
             };
             let (acked, step) = cursor.apply(outcome);
             assert!(acked <= req.len());
-            if let Step::Retry {
-                attempt, server: s, ..
-            } = step
-            {
-                server.retries.push((attempt, s));
+            match step {
+                Step::Retry {
+                    attempt, server: s, ..
+                } => server.retries.push((attempt, s)),
+                Step::Stop(_) => break,
+                Step::Continue => {}
             }
         }
         (server, cursor.into_failures())
@@ -328,6 +332,18 @@ mod tests {
         assert!(failures.is_empty(), "{failures:?}");
         assert_eq!(s.retries, vec![(1, true), (2, true)]);
         assert_eq!(s.requests, vec![vec![0, 1, 2, 3], vec![1, 2, 3], vec![2, 3]]);
+    }
+
+    #[test]
+    fn an_unsatisfiable_write_concern_stops_the_batch() {
+        let mut cursor = Cursor::new(ops(3).into_iter(), false);
+        assert_eq!(cursor.next(), Some(&[0, 1, 2][..]));
+        let (acked, step) = cursor.apply(Err(Failure::Fatal {
+            message: "write concern error (code 100)".into(),
+        }));
+        assert_eq!(acked, 0);
+        assert!(matches!(step, Step::Stop(m) if m.contains("100")));
+        assert!(cursor.into_failures().is_empty(), "no record fails for it");
     }
 
     #[test]
