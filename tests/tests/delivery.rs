@@ -13,6 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -563,6 +565,66 @@ async fn a_server_wide_refusal_is_not_bad_data() {
 
 // ------------------------------------------------------------------ ordering
 
+/// The write log of `db`: every `(id, seq)` written, in the server's order
+/// (a change stream opened before the run), until `stop` is set; then what
+/// is left in the stream is read too.
+fn write_log(
+    client: mongodb::Client,
+    db: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(i64, i64)>> {
+    tokio::spawn(async move {
+        let mut stream = client.database(&db).watch().await.unwrap();
+        let mut log = Vec::new();
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            match stream.next_if_any().await {
+                Ok(Some(e)) => push(&mut log, e),
+                Ok(None) if stopping => return log,
+                Ok(None) => {}
+                Err(e) => panic!("change stream: {e}"),
+            }
+        }
+    })
+}
+
+fn push(
+    log: &mut Vec<(i64, i64)>,
+    e: mongodb::change_stream::event::ChangeStreamEvent<Document>,
+) {
+    if let Some(d) = e.full_document {
+        let int = |v: Option<&mongodb::bson::Bson>| {
+            v.and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
+        };
+        if let (Some(id), Some(seq)) = (
+            int(d.get_document("_id").ok().and_then(|i| i.get("id"))),
+            int(d.get("seq")),
+        ) {
+            log.push((id, seq));
+        }
+    }
+}
+
+/// Replays restart a key's history at an older sequence and then run on in
+/// order (+1 each); anything else — a jump forward after going back — is an
+/// older image written after a newer one. Returns the first violation.
+fn history_violation(log: &[(i64, i64)]) -> Option<String> {
+    let mut last: BTreeMap<i64, i64> = BTreeMap::new();
+    for (i, &(id, seq)) in log.iter().enumerate() {
+        if let Some(&prev) = last.get(&id) {
+            if seq > prev + 1 {
+                return Some(format!(
+                    "write {i}: key {id} went from sequence {prev} to {seq}"
+                ));
+            }
+        } else if seq != 1 {
+            return Some(format!("write {i}: key {id} starts at sequence {seq}"));
+        }
+        last.insert(id, seq);
+    }
+    None
+}
+
 /// 50k updates of 500 keys on 8 partitions while members join and leave
 /// (SIGTERM and SIGKILL), one of them behind a slow MongoDB with a revoke
 /// timeout shorter than its batches: every key ends at its last sequence.
@@ -594,6 +656,12 @@ async fn order_holds_while_members_join_and_leave() {
         )
     };
     let direct = s.mongodb_uri();
+    let stop_log = Arc::new(AtomicBool::new(false));
+    let log_task = write_log(
+        mongodb::Client::with_uri_str(&direct).await.unwrap(),
+        db.clone(),
+        stop_log.clone(),
+    );
     let mut a = Smt::start(&dir.0, "a", &cfg("a", &direct)).unwrap();
     let mut b = Smt::start(&dir.0, "b", &cfg("b", &direct)).unwrap();
     a.wait_assigned(START).unwrap();
@@ -622,4 +690,61 @@ async fn order_holds_while_members_join_and_leave() {
     let got = seqs(&s.mongodb_uri(), &db, &table).await;
     let wrong: Vec<_> = got.iter().filter(|(k, v)| expected.get(k) != Some(v)).take(10).collect();
     assert!(wrong.is_empty() && got.len() == expected.len(), "keys not at their last sequence: {wrong:?} ({} documents)", got.len());
+    stop_log.store(true, Ordering::SeqCst);
+    let log = log_task.await.unwrap();
+    assert!(log.len() >= total, "the write log holds every write: {} of {total}", log.len());
+    assert_eq!(history_violation(&log), None, "{} writes", log.len());
+}
+
+#[test]
+fn the_history_check_tells_replays_from_stale_writes() {
+    // A replay from sequence 2 after a restart: fine.
+    assert_eq!(history_violation(&[(1, 1), (1, 2), (1, 3), (1, 2), (1, 3), (1, 4)]), None);
+    // An old image (2) written among the new owner's (3, 4): caught.
+    assert!(history_violation(&[(1, 1), (1, 2), (1, 3), (1, 2), (1, 4)]).is_some());
+}
+
+// ------------------------------------------------------------------ #16.7
+
+/// A record the dead-letter topic refuses (larger than its
+/// `max.message.bytes`): never dropped, never retried forever; `smt` stops
+/// naming the record and the cause, and commits nothing past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_the_dlq_stops_the_pipeline() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let s = Services::shared();
+    let dir = Scratch::new("dlv-dlq");
+    let db = unique_name("db");
+    let topic = format!("dlv.s.{}", unique_name("big"));
+    s.create_topic(&topic, 1).unwrap();
+    let dlq = unique_name("dlq_small");
+    let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", s.brokers())
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "2048")],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
+    // Record 3 is not JSON (bad-input → DLQ) and larger than the DLQ accepts.
+    let mut records: Vec<Record> = (0..6).map(|id| event(0, id, 1, json!({}))).collect();
+    records[3].value = Some(vec![b'x'; 10_000]);
+    produce(&s.brokers(), &topic, &records).unwrap();
+    let group = unique_name("group");
+    let cfg = config(&s.brokers(), &s.mongodb_uri(), &db, &group, &topic, "dlq", "smt", "")
+        + &format!("[dlq]\ntopic = \"{dlq}\"\n");
+    let (status, out) = run_to_exit(&dir.0, &cfg, Duration::from_secs(120)).unwrap();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{topic}/0@3")) && out.contains("dead-letter topic"),
+        "names the record and the cause: {}",
+        tail(&out, 3000)
+    );
+    assert_eq!(topic_len(&s.brokers(), &dlq).unwrap(), 0);
+    let committed = committed(&s.brokers(), &group, &topic, 1)[0];
+    assert!(committed.is_none_or(|o| o <= 3), "committed past the record: {committed:?}");
 }
