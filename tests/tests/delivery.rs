@@ -302,7 +302,7 @@ async fn a_batch_slower_than_the_revoke_timeout_writes_nothing_stale() {
     let proxy = Proxy::start(mongodb_addr(s)).unwrap();
     proxy.set_delay(Duration::from_millis(500));
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let cfg = |client_id: &str, uri: &str, batch: &str| {
+    let cfg = |client_id: &str, uri: &str, batch: usize| {
         config_for(
             &s.brokers(),
             uri,
@@ -311,14 +311,15 @@ async fn a_batch_slower_than_the_revoke_timeout_writes_nothing_stale() {
             &topic_refs,
             "fail",
             client_id,
-            &format!("shutdown-timeout-ms = 300\n{batch}"),
+            "shutdown-timeout-ms = 300",
             "serial-writes = true",
         )
+        .replace("max-batch-size = 200", &format!("max-batch-size = {batch}"))
     };
     let mut slow = Smt::start_with_env(
         &dir.0,
         "slow",
-        &cfg("z-slow", &through(s, &proxy), "max-batch-size = 10"),
+        &cfg("z-slow", &through(s, &proxy), 10),
         &[("SMT_LOG", "info,smt_host::pipeline=debug")],
     )
     .unwrap();
@@ -330,7 +331,7 @@ async fn a_batch_slower_than_the_revoke_timeout_writes_nothing_stale() {
     // From now on MongoDB's answers to it are held.
     proxy.set_delay(Duration::from_secs(3600));
     // The range assignor gives each topic's partition to the first member id: `a-…`.
-    let mut fast = Smt::start(&dir.0, "fast", &cfg("a-fast", &s.mongodb_uri(), "")).unwrap();
+    let mut fast = Smt::start(&dir.0, "fast", &cfg("a-fast", &s.mongodb_uri(), 200)).unwrap();
     fast.wait_assigned(START).unwrap();
     for t in &topics {
         wait_committed_all(&s.brokers(), &group, t, 1, total);
