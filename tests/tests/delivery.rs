@@ -19,9 +19,12 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
 use serde_json::json;
-use smt_tests::pipeline::*;
+use smt_tests::kafka::{produce, topic_len};
+use smt_tests::mongo::documents;
 use smt_tests::proxy::Proxy;
-use smt_tests::services::{unique_name, Record, Services};
+use smt_tests::record::Record;
+use smt_tests::services::{unique_name, Services};
+use smt_tests::smt_process::*;
 
 const START: Duration = Duration::from_secs(60);
 const CONVERGE: Duration = Duration::from_secs(120);
@@ -69,8 +72,9 @@ fn updates(keys: i64, rounds: i64, partitions: i32) -> Vec<Record> {
 /// `{id -> seq}` of the documents of `db.coll` (written by the default transform: `_id: {id}`).
 async fn seqs(uri: &str, db: &str, coll: &str) -> BTreeMap<i64, i64> {
     let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-    all_documents(&client, db, coll)
+    documents(&client, db, coll)
         .await
+        .unwrap()
         .iter()
         .map(|d| {
             let int = |v: Option<&mongodb::bson::Bson>| {
