@@ -687,6 +687,40 @@ mod tests {
     }
 
     #[test]
+    fn patterns_are_subscribed_anchored_like_the_routes_match() {
+        let dir = std::env::temp_dir().join(format!("smt-sub-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("smt.toml");
+        std::fs::write(
+            &path,
+            r#"[kafka]
+brokers = "127.0.0.1:1"
+group-id = "g"
+[mongodb]
+uri = "mongodb://127.0.0.1:1"
+database = "d"
+[transforms.t]
+module = "t.wasm"
+[[routes]]
+topic-pattern = '^cdc\.inv\..*'
+transform = "t"
+[[routes]]
+topics = ["plain"]
+transform = "t"
+"#,
+        )
+        .unwrap();
+        let config = Config::load_with_env(&path, Vec::new()).unwrap();
+        let subs = subscriptions(&config);
+        assert_eq!(subs, vec![r"^(cdc\.inv\..*)$".to_owned(), "plain".to_owned()]);
+        // `^p` alone would take a topic no route matches.
+        let re = regex::Regex::new(&subs[0]).unwrap();
+        assert!(re.is_match("cdc.inv.customers"));
+        assert!(!re.is_match("xcdc.inv.customers"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn acknowledgements_only_move_forward_and_disown_all_clears() {
         let acks = Acks::default();
         let g = acks.own(&key(1));
