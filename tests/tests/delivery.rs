@@ -218,7 +218,17 @@ fn config(
     client_id: &str,
     pipeline: &str,
 ) -> String {
-    config_for(brokers, uri, db, group, &[topic], on_error, client_id, pipeline, "")
+    config_for(
+        brokers,
+        uri,
+        db,
+        group,
+        &[topic],
+        on_error,
+        client_id,
+        pipeline,
+        "",
+    )
 }
 
 // ------------------------------------------------------------------ #16.4
@@ -401,9 +411,18 @@ async fn a_paused_partition_resumes_after_a_rebalance() {
     let proxy = Proxy::start(mongodb_addr(s)).unwrap();
     proxy.set_delay(Duration::from_millis(300));
     let cfg = |client_id: &str, uri: &str| {
-        config(&s.brokers(), uri, &db, &group, &topic, "fail", client_id, "")
-            .replace("max-batch-size = 200", "max-batch-size = 5")
-            .replace("queue-capacity = 400", "queue-capacity = 5")
+        config(
+            &s.brokers(),
+            uri,
+            &db,
+            &group,
+            &topic,
+            "fail",
+            client_id,
+            "",
+        )
+        .replace("max-batch-size = 200", "max-batch-size = 5")
+        .replace("queue-capacity = 400", "queue-capacity = 5")
     };
     // `a-…` sorts first: with three members it keeps partitions 0–2 of its 0–3.
     let mut a = Smt::start(&dir.0, "a", &cfg("a-slow", &through(s, &proxy))).unwrap();
@@ -423,7 +442,10 @@ async fn a_paused_partition_resumes_after_a_rebalance() {
     let expected: BTreeMap<i64, i64> = (0..keys).map(|k| (k, rounds)).collect();
     assert_eq!(seqs(&s.mongodb_uri(), &db, &table).await, expected);
     for p in [&mut a, &mut b, &mut c] {
-        assert_eq!(p.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+        assert_eq!(
+            p.terminate(Duration::from_secs(60)).unwrap().code(),
+            Some(0)
+        );
     }
 }
 
@@ -518,7 +540,7 @@ async fn a_server_wide_refusal_is_not_bad_data() {
     admin
         .database("admin")
         .run_command(doc! {"createUser": "writer", "pwd": "writer-pw",
-            "roles": [{"role": "read", "db": &db}]})
+        "roles": [{"role": "read", "db": &db}]})
         .await
         .unwrap();
     let dir = Scratch::new("dlv-server");
@@ -552,17 +574,42 @@ async fn a_server_wide_refusal_is_not_bad_data() {
         .unwrap_or_else(|e| panic!("{policy}: {e:#}\n{}", tail(&smt.log_text(), 3000)));
     }
     for (smt, policy, _, topic, dlq, group) in &mut runs {
-        assert_eq!(topic_len(&s.brokers(), dlq).unwrap(), 0, "{policy}: nothing dead-lettered");
-        assert_eq!(smt.metric("smt_skipped_records_total", &[]).unwrap(), 0.0, "{policy}");
-        assert_eq!(smt.metric("smt_record_errors_total", &[]).unwrap(), 0.0, "{policy}");
-        assert_eq!(committed(&s.brokers(), group, topic, 1), vec![None], "{policy}: nothing committed");
-        assert_eq!(smt.get("/health").unwrap().0, 200, "{policy}: still running");
-        assert!(smt.log_text().contains("not the records'"), "{policy}: says why");
+        assert_eq!(
+            topic_len(&s.brokers(), dlq).unwrap(),
+            0,
+            "{policy}: nothing dead-lettered"
+        );
+        assert_eq!(
+            smt.metric("smt_skipped_records_total", &[]).unwrap(),
+            0.0,
+            "{policy}"
+        );
+        assert_eq!(
+            smt.metric("smt_record_errors_total", &[]).unwrap(),
+            0.0,
+            "{policy}"
+        );
+        assert_eq!(
+            committed(&s.brokers(), group, topic, 1),
+            vec![None],
+            "{policy}: nothing committed"
+        );
+        assert_eq!(
+            smt.get("/health").unwrap().0,
+            200,
+            "{policy}: still running"
+        );
+        assert!(
+            smt.log_text().contains("not the records'"),
+            "{policy}: says why"
+        );
     }
     // The cause goes away.
     admin
         .database("admin")
-        .run_command(doc! {"grantRolesToUser": "writer", "roles": [{"role": "readWrite", "db": &db}]})
+        .run_command(
+            doc! {"grantRolesToUser": "writer", "roles": [{"role": "readWrite", "db": &db}]},
+        )
         .await
         .unwrap();
     let expected: BTreeMap<i64, i64> = (0..20).map(|k| (k, 1)).collect();
@@ -571,7 +618,10 @@ async fn a_server_wide_refusal_is_not_bad_data() {
         wait_committed_all(&s.brokers(), group, topic, 1, 20);
         assert_eq!(seqs(&admin_uri, &db, table).await, expected, "{policy}");
         assert_eq!(topic_len(&s.brokers(), dlq).unwrap(), 0, "{policy}");
-        assert_eq!(smt.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+        assert_eq!(
+            smt.terminate(Duration::from_secs(60)).unwrap().code(),
+            Some(0)
+        );
     }
 }
 
@@ -600,10 +650,7 @@ fn write_log(
     })
 }
 
-fn push(
-    log: &mut Vec<(i64, i64)>,
-    e: mongodb::change_stream::event::ChangeStreamEvent<Document>,
-) {
+fn push(log: &mut Vec<(i64, i64)>, e: mongodb::change_stream::event::ChangeStreamEvent<Document>) {
     if let Some(d) = e.full_document {
         let int = |v: Option<&mongodb::bson::Bson>| {
             v.and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
@@ -687,7 +734,10 @@ async fn order_holds_while_members_join_and_leave() {
     .unwrap();
     // A member leaves cleanly while the slow one's batches are in flight,
     // then another is killed, and a new one joins.
-    assert_eq!(a.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+    assert_eq!(
+        a.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
     produce(&s.brokers(), &topic, &records[total / 2..]).unwrap();
     b.kill();
     let mut d = Smt::start(&dir.0, "d", &cfg("d", &direct)).unwrap();
@@ -696,21 +746,39 @@ async fn order_holds_while_members_join_and_leave() {
     wait_committed_all(&s.brokers(), &group, &topic, partitions, total);
     let expected: BTreeMap<i64, i64> = (0..keys).map(|k| (k, rounds)).collect();
     for p in [&mut slow, &mut d] {
-        assert_eq!(p.terminate(Duration::from_secs(60)).unwrap().code(), Some(0));
+        assert_eq!(
+            p.terminate(Duration::from_secs(60)).unwrap().code(),
+            Some(0)
+        );
     }
     let got = seqs(&s.mongodb_uri(), &db, &table).await;
-    let wrong: Vec<_> = got.iter().filter(|(k, v)| expected.get(k) != Some(v)).take(10).collect();
-    assert!(wrong.is_empty() && got.len() == expected.len(), "keys not at their last sequence: {wrong:?} ({} documents)", got.len());
+    let wrong: Vec<_> = got
+        .iter()
+        .filter(|(k, v)| expected.get(k) != Some(v))
+        .take(10)
+        .collect();
+    assert!(
+        wrong.is_empty() && got.len() == expected.len(),
+        "keys not at their last sequence: {wrong:?} ({} documents)",
+        got.len()
+    );
     stop_log.store(true, Ordering::SeqCst);
     let log = log_task.await.unwrap();
-    assert!(log.len() >= total, "the write log holds every write: {} of {total}", log.len());
+    assert!(
+        log.len() >= total,
+        "the write log holds every write: {} of {total}",
+        log.len()
+    );
     assert_eq!(history_violation(&log), None, "{} writes", log.len());
 }
 
 #[test]
 fn the_history_check_tells_replays_from_stale_writes() {
     // A replay from sequence 2 after a restart: fine.
-    assert_eq!(history_violation(&[(1, 1), (1, 2), (1, 3), (1, 2), (1, 3), (1, 4)]), None);
+    assert_eq!(
+        history_violation(&[(1, 1), (1, 2), (1, 3), (1, 2), (1, 3), (1, 4)]),
+        None
+    );
     // An old image (2) written among the new owner's (3, 4): caught.
     assert!(history_violation(&[(1, 1), (1, 2), (1, 3), (1, 2), (1, 4)]).is_some());
 }
@@ -746,8 +814,16 @@ async fn a_record_too_large_for_the_dlq_stops_the_pipeline() {
     records[3].value = Some(vec![b'x'; 10_000]);
     produce(&s.brokers(), &topic, &records).unwrap();
     let group = unique_name("group");
-    let cfg = config(&s.brokers(), &s.mongodb_uri(), &db, &group, &topic, "dlq", "smt", "")
-        + &format!("[dlq]\ntopic = \"{dlq}\"\n");
+    let cfg = config(
+        &s.brokers(),
+        &s.mongodb_uri(),
+        &db,
+        &group,
+        &topic,
+        "dlq",
+        "smt",
+        "",
+    ) + &format!("[dlq]\ntopic = \"{dlq}\"\n");
     let (status, out) = run_to_exit(&dir.0, &cfg, Duration::from_secs(120)).unwrap();
     assert_eq!(status.code(), Some(1), "{out}");
     assert!(
@@ -757,5 +833,8 @@ async fn a_record_too_large_for_the_dlq_stops_the_pipeline() {
     );
     assert_eq!(topic_len(&s.brokers(), &dlq).unwrap(), 0);
     let committed = committed(&s.brokers(), &group, &topic, 1)[0];
-    assert!(committed.is_none_or(|o| o <= 3), "committed past the record: {committed:?}");
+    assert!(
+        committed.is_none_or(|o| o <= 3),
+        "committed past the record: {committed:?}"
+    );
 }

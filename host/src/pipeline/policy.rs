@@ -291,15 +291,38 @@ mod tests {
             let Verdict::Done { failed } = &v else {
                 panic!("{v:?}")
             };
-            let got: Vec<(usize, &str)> = failed.iter().map(|f| (f.record, f.failure.kind())).collect();
-            assert_eq!(got, vec![(1, "bad-input"), (3, "write-error")], "in record order");
+            let got: Vec<(usize, &str)> = failed
+                .iter()
+                .map(|f| (f.record, f.failure.kind()))
+                .collect();
+            assert_eq!(
+                got,
+                vec![(1, "bad-input"), (3, "write-error")],
+                "in record order"
+            );
             assert_eq!(ack_after(&offsets, &v), 104, "the whole batch");
         }
         // Under fail, a write failure before the transform failure stops first.
         let w = to_write(results(), ErrorPolicy::Fail);
         let v = decide(w.failed, vec![write_failure(0)], ErrorPolicy::Fail);
-        assert!(matches!(&v, Verdict::Stop(Failed { record: 0, failure: RecordFailure::Write { code: Some(11000), .. } })), "{v:?}");
-        assert_eq!(ack_after(&offsets, &v), 100, "nothing past the failed record");
+        assert!(
+            matches!(
+                &v,
+                Verdict::Stop(Failed {
+                    record: 0,
+                    failure: RecordFailure::Write {
+                        code: Some(11000),
+                        ..
+                    }
+                })
+            ),
+            "{v:?}"
+        );
+        assert_eq!(
+            ack_after(&offsets, &v),
+            100,
+            "nothing past the failed record"
+        );
         // Under fail, the transform failure stops when the writes succeeded.
         let w = to_write(results(), ErrorPolicy::Fail);
         let v = decide(w.failed, vec![], ErrorPolicy::Fail);
@@ -324,7 +347,11 @@ mod tests {
         assert!(!b.trips(50, 10));
         assert!(!b.trips(50, 40), "50 of 100");
         assert!(b.trips(10, 10), "60 of 110");
-        assert!(b.describe().contains("60 of the last 110"), "{}", b.describe());
+        assert!(
+            b.describe().contains("60 of the last 110"),
+            "{}",
+            b.describe()
+        );
     }
 
     #[test]

@@ -190,7 +190,9 @@ async fn transform_batch(
                 // A deadline, a memory cap or an instantiation may not fail
                 // again on a fresh instance (the failed one was dropped):
                 // one more try before the error policy applies.
-                if r.as_ref().is_err_and(|e| policy::worth_a_second_try(e.kind)) {
+                if r.as_ref()
+                    .is_err_and(|e| policy::worth_a_second_try(e.kind))
+                {
                     r = instance.transform(msg);
                 }
                 histogram.observe(t.elapsed().as_secs_f64());
@@ -277,7 +279,10 @@ async fn process(
                 ack: None,
                 message: format!(
                     "MongoDB writes of {}/{} from offset {} failed after {} retries: {m}",
-                    batch[0].topic, batch[0].partition, batch[0].offset, shared.pipeline.max_retries
+                    batch[0].topic,
+                    batch[0].partition,
+                    batch[0].offset,
+                    shared.pipeline.max_retries
                 ),
             },
             GiveUp::Permanent(m) => Stop::Fatal {

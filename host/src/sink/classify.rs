@@ -164,7 +164,9 @@ pub fn classify(e: &Error) -> Failure {
     }
     let config_wce = |code: i32, msg: &str| {
         is_write_concern_config_code(code).then(|| Failure::Fatal {
-            message: format!("write concern error: {msg} (code {code}); check mongodb.write-concern"),
+            message: format!(
+                "write concern error: {msg} (code {code}); check mongodb.write-concern"
+            ),
         })
     };
     match e.kind.as_ref() {
@@ -177,7 +179,11 @@ pub fn classify(e: &Error) -> Failure {
             }
         }
         ErrorKind::BulkWrite(b) => {
-            if let Some(f) = b.write_concern_errors.iter().find_map(|w| config_wce(w.code, &w.message)) {
+            if let Some(f) = b
+                .write_concern_errors
+                .iter()
+                .find_map(|w| config_wce(w.code, &w.message))
+            {
                 return f;
             }
         }
@@ -214,9 +220,9 @@ pub fn classify(e: &Error) -> Failure {
             message: format!("{} (code {})", c.message, c.code),
         },
         // The driver could not encode the request: something in the data.
-        ErrorKind::InvalidArgument { .. } | ErrorKind::BsonSerialization(_) | ErrorKind::Bson(_) => {
-            Failure::Batch { done: 0, message }
-        }
+        ErrorKind::InvalidArgument { .. }
+        | ErrorKind::BsonSerialization(_)
+        | ErrorKind::Bson(_) => Failure::Batch { done: 0, message },
         _ => Failure::Server { done: 0, message },
     }
 }
@@ -302,8 +308,16 @@ mod tests {
     fn server_wide_command_errors_fail_no_record() {
         // As the server sends them (`ok: 0` replies).
         for (code, name, msg) in [
-            (13, "Unauthorized", "not authorized on db to execute command { insert: ... }"),
-            (8000, "AtlasError", "you are over your space quota, using 513 MB of 512 MB"),
+            (
+                13,
+                "Unauthorized",
+                "not authorized on db to execute command { insert: ... }",
+            ),
+            (
+                8000,
+                "AtlasError",
+                "you are over your space quota, using 513 MB of 512 MB",
+            ),
             (14031, "OutOfDiskSpace", "Cannot write: disk full"),
             (12345, "", "something new"),
         ] {
@@ -316,14 +330,21 @@ mod tests {
 
     #[test]
     fn data_command_errors_are_split_or_fail_their_operation() {
-        let e = command(doc! {"code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "object to insert too large"});
+        let e = command(
+            doc! {"code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "object to insert too large"},
+        );
         assert_eq!(kind(&classify(&e)), "batch");
-        assert!(matches!(classify_command(&e), Failure::Op { code: 10334, .. }));
+        assert!(matches!(
+            classify_command(&e),
+            Failure::Op { code: 10334, .. }
+        ));
     }
 
     #[test]
     fn transient_errors_are_retried() {
-        let e = command(doc! {"code": 10107, "codeName": "NotWritablePrimary", "errmsg": "not primary"});
+        let e = command(
+            doc! {"code": 10107, "codeName": "NotWritablePrimary", "errmsg": "not primary"},
+        );
         assert_eq!(kind(&classify(&e)), "transient");
         let e = Error::from(ErrorKind::Io(std::sync::Arc::new(std::io::Error::from(
             std::io::ErrorKind::ConnectionReset,
@@ -339,13 +360,30 @@ mod tests {
 
     #[test]
     fn write_errors_by_code() {
-        let dup = write_error(doc! {"code": 11000, "codeName": "DuplicateKey", "errmsg": "E11000 duplicate key error collection: db.c index: _id_ dup key: { _id: 1 }"});
-        assert!(matches!(classify(&dup), Failure::Op { index: 0, code: 11000, .. }));
-        let validation = write_error(doc! {"code": 121, "codeName": "DocumentValidationFailure", "errmsg": "Document failed validation"});
-        assert!(matches!(classify(&validation), Failure::Op { code: 121, .. }));
-        let unauthorized = write_error(doc! {"code": 13, "codeName": "Unauthorized", "errmsg": "not authorized"});
+        let dup = write_error(
+            doc! {"code": 11000, "codeName": "DuplicateKey", "errmsg": "E11000 duplicate key error collection: db.c index: _id_ dup key: { _id: 1 }"},
+        );
+        assert!(matches!(
+            classify(&dup),
+            Failure::Op {
+                index: 0,
+                code: 11000,
+                ..
+            }
+        ));
+        let validation = write_error(
+            doc! {"code": 121, "codeName": "DocumentValidationFailure", "errmsg": "Document failed validation"},
+        );
+        assert!(matches!(
+            classify(&validation),
+            Failure::Op { code: 121, .. }
+        ));
+        let unauthorized =
+            write_error(doc! {"code": 13, "codeName": "Unauthorized", "errmsg": "not authorized"});
         assert_eq!(kind(&classify(&unauthorized)), "server");
-        let shutdown = write_error(doc! {"code": 91, "codeName": "ShutdownInProgress", "errmsg": "shutting down"});
+        let shutdown = write_error(
+            doc! {"code": 91, "codeName": "ShutdownInProgress", "errmsg": "shutting down"},
+        );
         assert_eq!(kind(&classify(&shutdown)), "transient");
     }
 
@@ -353,19 +391,31 @@ mod tests {
     fn bulk_write_errors_name_the_first_failed_index() {
         let mut b = BulkWriteError::default();
         for (i, code) in [(5usize, 121), (2, 11000)] {
-            let w: mongodb::error::WriteError = bson::deserialize_from_document(
-                doc! {"code": code, "errmsg": "bad"},
-            )
-            .unwrap();
+            let w: mongodb::error::WriteError =
+                bson::deserialize_from_document(doc! {"code": code, "errmsg": "bad"}).unwrap();
             b.write_errors.insert(i, w);
         }
         let e = Error::from(ErrorKind::BulkWrite(b));
-        assert!(matches!(classify(&e), Failure::Op { index: 2, code: 11000, .. }));
+        assert!(matches!(
+            classify(&e),
+            Failure::Op {
+                index: 2,
+                code: 11000,
+                ..
+            }
+        ));
         let mut b = BulkWriteError::default();
-        let w: WriteError = bson::deserialize_from_document(doc! {"code": 13, "errmsg": "not authorized"}).unwrap();
+        let w: WriteError =
+            bson::deserialize_from_document(doc! {"code": 13, "errmsg": "not authorized"}).unwrap();
         b.write_errors.insert(3, w);
         let e = Error::from(ErrorKind::BulkWrite(b));
-        assert_eq!(classify(&e), Failure::Server { done: 3, message: "not authorized (code 13)".into() });
+        assert_eq!(
+            classify(&e),
+            Failure::Server {
+                done: 3,
+                message: "not authorized (code 13)".into()
+            }
+        );
         // Only a write concern error: applied, replay is safe.
         let e = Error::from(ErrorKind::BulkWrite(BulkWriteError::default()));
         assert_eq!(kind(&classify(&e)), "transient");
@@ -377,16 +427,35 @@ mod tests {
         let dup = doc! {"n": 2, "writeErrors": [
             {"index": 2, "code": 11000, "errmsg": "E11000 duplicate key error collection: d.c index: _id_ dup key: { _id: 7 }"}
         ], "ok": 1.0};
-        assert!(matches!(classify_reply(&dup), Some(Failure::Op { index: 2, code: 11000, .. })));
+        assert!(matches!(
+            classify_reply(&dup),
+            Some(Failure::Op {
+                index: 2,
+                code: 11000,
+                ..
+            })
+        ));
         let denied = doc! {"n": 0, "writeErrors": [{"index": 0, "code": 13, "errmsg": "not authorized"}], "ok": 1.0};
-        assert!(matches!(classify_reply(&denied), Some(Failure::Server { done: 0, .. })));
+        assert!(matches!(
+            classify_reply(&denied),
+            Some(Failure::Server { done: 0, .. })
+        ));
         let primary = doc! {"n": 1, "writeErrors": [{"index": 1, "code": 10107, "errmsg": "not primary"}], "ok": 1.0};
-        assert!(matches!(classify_reply(&primary), Some(Failure::Transient { done: 1, .. })));
+        assert!(matches!(
+            classify_reply(&primary),
+            Some(Failure::Transient { done: 1, .. })
+        ));
         let wce = doc! {"n": 3, "writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}, "ok": 1.0};
-        assert!(matches!(classify_reply(&wce), Some(Failure::Transient { done: 0, .. })));
+        assert!(matches!(
+            classify_reply(&wce),
+            Some(Failure::Transient { done: 0, .. })
+        ));
         assert_eq!(classify_reply(&doc! {"n": 3, "ok": 1.0}), None);
         let unsatisfiable = doc! {"n": 3, "writeConcernError": {"code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes"}, "ok": 1.0};
-        assert!(matches!(classify_reply(&unsatisfiable), Some(Failure::Fatal { .. })));
+        assert!(matches!(
+            classify_reply(&unsatisfiable),
+            Some(Failure::Fatal { .. })
+        ));
     }
 
     #[test]
@@ -395,12 +464,19 @@ mod tests {
             doc! {"code": 79, "codeName": "UnknownReplWriteConcern", "errmsg": "unrecognized write concern mode: dc2"},
         )
         .unwrap();
-        let e = Error::from(ErrorKind::Write(WriteFailure::WriteConcernError(wce.clone())));
+        let e = Error::from(ErrorKind::Write(WriteFailure::WriteConcernError(
+            wce.clone(),
+        )));
         assert_eq!(kind(&classify(&e)), "fatal");
         let mut b = BulkWriteError::default();
         b.write_concern_errors.push(wce);
-        assert_eq!(kind(&classify(&Error::from(ErrorKind::BulkWrite(b)))), "fatal");
-        let e = command(doc! {"code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes"});
+        assert_eq!(
+            kind(&classify(&Error::from(ErrorKind::BulkWrite(b)))),
+            "fatal"
+        );
+        let e = command(
+            doc! {"code": 100, "codeName": "UnsatisfiableWriteConcern", "errmsg": "Not enough data-bearing nodes"},
+        );
         assert_eq!(kind(&classify(&e)), "fatal");
     }
 

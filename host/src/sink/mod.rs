@@ -151,7 +151,12 @@ impl Sink {
                 (_, Mode::Client) => self.client_bulk(&slice).await,
                 (_, Mode::Collection) => collection::write(self, &slice).await,
             };
-            if let Err(Failure::Op { index, code, message }) = &result {
+            if let Err(Failure::Op {
+                index,
+                code,
+                message,
+            }) = &result
+            {
                 let record = ops[request[*index]].0;
                 tracing::debug!(record, code, %message, "A write operation failed permanently.");
             }

@@ -206,7 +206,11 @@ mod tests {
         let mut cursor = Cursor::new(ops.iter().copied(), stop_at_failure);
         while let Some(req) = cursor.next() {
             let req = req.to_vec();
-            assert!(server.requests.len() < 1000, "no progress: {:?}", server.requests);
+            assert!(
+                server.requests.len() < 1000,
+                "no progress: {:?}",
+                server.requests
+            );
             let n = server.requests.len();
             server.requests.push(req.clone());
             let outcome = match inject(n, &req) {
@@ -303,7 +307,11 @@ mod tests {
                 message: "not primary".into(),
             })
         });
-        assert_eq!(s.written, vec![0, 1, 2, 3, 4, 5], "each operation once, in order");
+        assert_eq!(
+            s.written,
+            vec![0, 1, 2, 3, 4, 5],
+            "each operation once, in order"
+        );
         assert_eq!(s.requests[1], vec![3, 4, 5]);
         assert_eq!(s.retries, vec![(1, false)]);
         assert!(failures.is_empty());
@@ -331,7 +339,10 @@ mod tests {
         });
         assert!(failures.is_empty(), "{failures:?}");
         assert_eq!(s.retries, vec![(1, true), (2, true)]);
-        assert_eq!(s.requests, vec![vec![0, 1, 2, 3], vec![1, 2, 3], vec![2, 3]]);
+        assert_eq!(
+            s.requests,
+            vec![vec![0, 1, 2, 3], vec![1, 2, 3], vec![2, 3]]
+        );
     }
 
     #[test]

@@ -86,7 +86,13 @@ impl Acks {
                 true
             }
             _ => {
-                tracing::warn!(topic, partition, generation, next_offset, "A stale acknowledgement (from before a rebalance) is refused.");
+                tracing::warn!(
+                    topic,
+                    partition,
+                    generation,
+                    next_offset,
+                    "A stale acknowledgement (from before a rebalance) is refused."
+                );
                 false
             }
         }
@@ -680,7 +686,10 @@ mod tests {
         assert!(!acks.ack("t", 0, old, 20), "not owned");
         let new = acks.own(&key(0));
         assert_ne!(new, old);
-        assert!(!acks.ack("t", 0, old, 30), "the old worker's late acknowledgement");
+        assert!(
+            !acks.ack("t", 0, old, 30),
+            "the old worker's late acknowledgement"
+        );
         assert_eq!(acks.acked("t", 0), None);
         assert!(acks.ack("t", 0, new, 12));
         assert_eq!(acks.acked("t", 0), Some(12));
@@ -712,7 +721,10 @@ transform = "t"
         .unwrap();
         let config = Config::load_with_env(&path, Vec::new()).unwrap();
         let subs = subscriptions(&config);
-        assert_eq!(subs, vec![r"^(cdc\.inv\..*)$".to_owned(), "plain".to_owned()]);
+        assert_eq!(
+            subs,
+            vec![r"^(cdc\.inv\..*)$".to_owned(), "plain".to_owned()]
+        );
         // `^p` alone would take a topic no route matches.
         let re = regex::Regex::new(&subs[0]).unwrap();
         assert!(re.is_match("cdc.inv.customers"));
