@@ -158,12 +158,13 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     std::thread::Builder::new()
         .name("smt-consumer".into())
         .spawn(move || {
-            source.run(poll_shutdown);
-            let _ = done_tx.send(());
+            let _ = done_tx.send(source.run(poll_shutdown));
         })
         .context("spawning the consumer thread")?;
-    if done_rx.await.is_err() {
-        shared.fail("the Kafka consumer thread panicked (see the log above)".into());
+    match done_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(kafka)) => shared.fail(kafka),
+        Err(_) => shared.fail("the Kafka consumer thread panicked (see the log above)".into()),
     }
     status.ready.store(false, Ordering::Relaxed);
     if let Some(d) = &dlq {

@@ -101,7 +101,9 @@ pub struct MongoConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WriteConcernConfig {
-    /// `w`: a number of nodes (`1`) or a tag such as `"majority"`. Default: the server's.
+    /// `w`: a number of nodes (`1`) or a tag such as `"majority"`. Default:
+    /// `"majority"` (an acknowledged write, and the offset committed after
+    /// it, survive a failover).
     #[serde(default)]
     pub w: Option<WValue>,
     /// `j`: wait for the journal.
@@ -149,6 +151,12 @@ pub struct PipelineConfig {
     pub retry_backoff_max_ms: u64,
     /// On SIGTERM/SIGINT, how long the batches in flight may take to finish, in ms.
     pub shutdown_timeout_ms: u64,
+    /// The breaker: stop the pipeline (without skipping, dead-lettering or
+    /// committing) when more than this percentage of a partition's last
+    /// `breaker-window` records failed. 0 turns it off.
+    pub breaker_percent: u32,
+    /// Records the breaker looks at (per partition).
+    pub breaker_window: usize,
 }
 
 impl Default for PipelineConfig {
@@ -162,6 +170,8 @@ impl Default for PipelineConfig {
             retry_backoff_ms: 100,
             retry_backoff_max_ms: 10_000,
             shutdown_timeout_ms: 30_000,
+            breaker_percent: 50,
+            breaker_window: 1000,
         }
     }
 }

@@ -63,6 +63,15 @@ impl Config {
                 return Err((key.into(), "must be at least 1".into()));
             }
         }
+        if p.breaker_percent > 100 {
+            return Err((
+                "pipeline.breaker-percent".into(),
+                "must be between 0 (off) and 100".into(),
+            ));
+        }
+        if p.breaker_window == 0 {
+            return Err(("pipeline.breaker-window".into(), "must be at least 1".into()));
+        }
         if p.retry_backoff_ms == 0 || p.retry_backoff_max_ms < p.retry_backoff_ms {
             return Err((
                 "pipeline.retry-backoff-ms".into(),
