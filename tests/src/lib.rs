@@ -3,9 +3,10 @@
 //! (`record`), the `smt` process (`smt_process`) and its configuration
 //! (`config`), the Debezium workload of the failure tests (`workload`), the
 //! secured broker and MongoDB server of the security tests (`kafka_secure`),
-//! native runs of the Rust guests (`native`) and the relational oracle
-//! (`oracle`).
+//! native runs of the Rust guests (`native`), the relational oracle
+//! (`oracle`) and a TCP proxy for network faults (`proxy`).
 
+pub mod admin;
 pub mod bench_report;
 pub mod config;
 pub mod kafka;
@@ -13,6 +14,7 @@ pub mod kafka_secure;
 pub mod mongo;
 pub mod native;
 pub mod oracle;
+pub mod proxy;
 pub mod record;
 pub mod services;
 pub mod smt_process;
