@@ -241,11 +241,21 @@ fn run_pipeline(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .thread_name("smt-worker")
         .build()
         .context("starting the async runtime")?;
-    let outcome = runtime.block_on(async {
+    let outcome = match runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(wait_for_signals(shutdown.clone()));
         app::run(prepared, shutdown).await
-    })?;
+    }) {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            // Could not start: nothing was consumed or committed. Exit now
+            // instead of dropping the runtime under the MongoDB driver's
+            // background tasks, which panic (`connection_requester.rs`,
+            // `SendError`) when their pool worker is dropped first.
+            eprintln!("error: {err:#}");
+            std::process::exit(EXIT_CANNOT_START.into());
+        }
+    };
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match outcome {
         Outcome::Stopped => {
