@@ -56,6 +56,9 @@ pub struct Metrics {
     pub transform_records: Family<L2, Counter>,
     /// Hot-swap requests, by transform and outcome (`activated`, `rejected`, `unchanged`, `rolled-back`).
     pub transform_swaps: Family<L2, Counter>,
+    /// Schema-registry cache lookups by outcome: `hit`, `miss`, `fetch-error`
+    /// (a fetch that failed and is retried), `unknown-id`.
+    pub schema_cache: Family<L1, Counter>,
 }
 
 fn transform_histogram() -> Histogram {
@@ -84,6 +87,7 @@ impl Metrics {
             partition_pauses: Counter::default(),
             transform_records: Family::default(),
             transform_swaps: Family::default(),
+            schema_cache: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -132,6 +136,11 @@ impl Metrics {
             "transform_duration_seconds",
             "Time of one transform call",
             m.transform_duration.clone(),
+        );
+        registry.register(
+            "schema_cache",
+            "Schema-registry cache lookups by outcome (hit, miss, fetch-error, unknown-id)",
+            m.schema_cache.clone(),
         );
         registry.register(
             "consumer_lag",

@@ -3,3 +3,4 @@ pub mod native;
 pub mod oracle;
 pub mod pipeline;
 pub mod services;
+pub mod schema_registry;

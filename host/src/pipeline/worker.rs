@@ -37,6 +37,7 @@ pub(super) async fn run(
         transform,
         policy,
         write_lock,
+        formats,
     }) = shared.route(&topic)
     else {
         tracing::error!(
@@ -55,7 +56,7 @@ pub(super) async fn run(
         };
         let started = Instant::now();
         let size = batch.len();
-        let route = (transform.as_str(), policy, write_lock.as_deref());
+        let route = (transform.as_str(), policy, write_lock.as_deref(), formats);
         match process(&shared, route, &mut instance, batch, &stop).await {
             Ok(next) => {
                 shared.acks.ack(&topic, partition, next);
@@ -132,7 +133,12 @@ struct Failed {
 
 async fn process(
     shared: &Arc<Shared>,
-    (transform, policy, write_lock): (&str, ErrorPolicy, Option<&tokio::sync::Mutex<()>>),
+    (transform, policy, write_lock, formats): (
+        &str,
+        ErrorPolicy,
+        Option<&tokio::sync::Mutex<()>>,
+        crate::decode::Formats,
+    ),
     slot: &mut Option<(u64, TransformInstance)>,
     batch: Vec<Message>,
     stop: &CancellationToken,
@@ -158,7 +164,19 @@ async fn process(
             ("version", version.clone()),
         ])
         .clone();
-    let (instance, results, batch) = tokio::task::spawn_blocking(move || {
+    // Keys and values in a schema-registry format, as the JSON converter writes them.
+    let inputs = shared
+        .decoder
+        .batch(formats, &batch, stop)
+        .await
+        .map_err(|g| match g {
+            GiveUp::Stopped => Stop::Stopped,
+            GiveUp::Exhausted(m) => Stop::Fatal {
+                ack: None,
+                message: format!("the schema registry failed after {} retries: {m}", shared.pipeline.max_retries),
+            },
+        })?;
+    let (instance, results, batch, inputs) = tokio::task::spawn_blocking(move || {
         let mut instance = match current {
             Some(i) => i,
             // The first worker after a swap takes the instance validation warmed up.
@@ -174,14 +192,28 @@ async fn process(
         };
         let results: Vec<Result<Vec<WriteOp>, CallError>> = batch
             .iter()
-            .map(|msg| {
+            .enumerate()
+            .map(|(i, original)| {
+                let msg = match inputs.get(i, original) {
+                    Ok(m) => m,
+                    Err(reason) => {
+                        return Err(CallError {
+                            transform: String::new(),
+                            topic: original.topic.clone(),
+                            partition: original.partition,
+                            offset: original.offset,
+                            kind: crate::engine::FailureKind::BadInput,
+                            message: reason.to_owned(),
+                        })
+                    }
+                };
                 let t = Instant::now();
                 let r = instance.transform(msg);
                 histogram.observe(t.elapsed().as_secs_f64());
                 r
             })
             .collect();
-        Ok((instance, results, batch))
+        Ok((instance, results, batch, inputs))
     })
     .await
     .map_err(|e| Stop::Fatal {
@@ -218,9 +250,9 @@ async fn process(
         transform,
         results
             .iter()
-            .zip(&batch)
+            .zip(batch.iter().enumerate())
             .filter(|(r, _)| r.is_ok())
-            .map(|(_, m)| m),
+            .filter_map(|(_, (i, m))| inputs.get(i, m).ok()),
     );
 
     let mut failed: Vec<Failed> = Vec::new();
