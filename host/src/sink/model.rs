@@ -92,6 +92,7 @@ pub fn command_entry(op: &WriteOp) -> Document {
                 UpdateModifications::Pipeline(p) => {
                     Bson::Array(p.into_iter().map(Bson::Document).collect())
                 }
+                _ => unreachable!("modifications() builds a document or a pipeline"),
             };
             let mut d = doc! {
                 "q": u.filter.clone(),
