@@ -2,5 +2,5 @@ pub mod bench_report;
 pub mod native;
 pub mod oracle;
 pub mod pipeline;
-pub mod services;
 pub mod schema_registry;
+pub mod services;

@@ -41,11 +41,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn database(uri: &str, db: &str) -> BTreeMap<String, Vec<Document>> {
     runtime().block_on(async {
         let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-        let mut names = client
-            .database(db)
-            .list_collection_names()
-            .await
-            .unwrap();
+        let mut names = client.database(db).list_collection_names().await.unwrap();
         names.sort();
         let mut out = BTreeMap::new();
         for n in names {
@@ -74,13 +70,17 @@ fn registry_section(url: &str) -> String {
 
 /// Waits until `smt` has handled `n` records of `topic`.
 fn wait_processed(smt: &mut Smt, topic: &str, n: i64) {
-    wait_for(&format!("smt to handle {n} records of {topic}"), CONVERGE, || {
-        if let Some(status) = smt.try_wait() {
-            anyhow::bail!("smt exited with {status}:\n{}", tail(&smt.log_text(), 4000));
-        }
-        let got = smt.metric("smt_records_processed_total", &[("topic", topic)])?;
-        Ok((got as i64 >= n).then_some(()))
-    })
+    wait_for(
+        &format!("smt to handle {n} records of {topic}"),
+        CONVERGE,
+        || {
+            if let Some(status) = smt.try_wait() {
+                anyhow::bail!("smt exited with {status}:\n{}", tail(&smt.log_text(), 4000));
+            }
+            let got = smt.metric("smt_records_processed_total", &[("topic", topic)])?;
+            Ok((got as i64 >= n).then_some(()))
+        },
+    )
     .unwrap_or_else(|e| panic!("{e:#}\nsmt log:\n{}", tail(&smt.log_text(), 4000)));
 }
 
@@ -111,6 +111,43 @@ const TABLES: &[&str] = &[
 fn value_schema_id(r: &Record) -> Option<u32> {
     let v = r.value.as_deref()?;
     (v.len() >= 5 && v[0] == 0).then(|| u32::from_be_bytes([v[1], v[2], v[3], v[4]]))
+}
+
+/// `smt test` on the Avro fixtures (`--schemas`, offline) prints the same
+/// operations as on the JSON fixtures of the same workload.
+#[test]
+fn smt_test_gives_the_same_operations_for_the_avro_and_json_fixtures() {
+    let dir = repo_root().join("tests/fixtures/debezium");
+    let run = |input: &str, schemas: Option<&str>| -> Vec<Value> {
+        let mut cmd = std::process::Command::new(smt_bin());
+        cmd.args(["test", "--transform", module(), "--input"])
+            .arg(dir.join(input));
+        if let Some(s) = schemas {
+            cmd.arg("--schemas").arg(dir.join(s));
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "smt test {input}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let json = run("schemas.jsonl", None);
+    let avro = run("avro.jsonl", Some("avro-schemas"));
+    assert_eq!(json.len(), 35);
+    assert_eq!(avro, json);
+    // without the schemas the Avro bytes are bad input for the transform
+    let out = std::process::Command::new(smt_bin())
+        .args(["test", "--transform", module(), "--input"])
+        .arg(dir.join("avro.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
 
 /// The fixture workload through Debezium twice, as JSON (schemas on) and as
@@ -176,7 +213,10 @@ fn debezium_avro_gives_the_same_documents_as_json() {
     let first = s
         .wait_for_record(&customers(&avro_prefix), CONVERGE, |r| r.value.is_some())
         .unwrap();
-    let (id1, id2) = (value_schema_id(&first).unwrap(), value_schema_id(&avro_last).unwrap());
+    let (id1, id2) = (
+        value_schema_id(&first).unwrap(),
+        value_schema_id(&avro_last).unwrap(),
+    );
     assert_ne!(id1, id2, "ALTER TABLE ADD COLUMN registers a new schema id");
 
     let (db_json, db_avro) = (unique_name("srj"), unique_name("sra"));
@@ -209,15 +249,30 @@ fn debezium_avro_gives_the_same_documents_as_json() {
         .find(|d| d.get_str("email") == Ok("end@example.com"))
         .expect("the row inserted after the ALTER");
     assert_eq!(zed.get_str("nickname"), Ok("zee"));
-    assert!(matches!(zed.get("balance"), Some(Bson::Decimal128(_))), "{zed}");
+    assert!(
+        matches!(zed.get("balance"), Some(Bson::Decimal128(_))),
+        "{zed}"
+    );
     let large = a["documents"]
         .iter()
         .find(|d| d.get_str("title") == Ok("large, renamed"))
         .expect("the TOAST row");
-    assert_eq!(large.get_str("body").map(str::len), Ok(9600), "TOAST body kept");
+    assert_eq!(
+        large.get_str("body").map(str::len),
+        Ok(9600),
+        "TOAST body kept"
+    );
     let all = &a["all_types"];
-    assert!(all.iter().any(|d| matches!(d.get("c_numeric"), Some(Bson::Decimal128(_)))), "{all:?}");
-    assert!(smt.metric("smt_schema_cache_total", &[("outcome", "hit")]).unwrap() > 0.0);
+    assert!(
+        all.iter()
+            .any(|d| matches!(d.get("c_numeric"), Some(Bson::Decimal128(_)))),
+        "{all:?}"
+    );
+    assert!(
+        smt.metric("smt_schema_cache_total", &[("outcome", "hit")])
+            .unwrap()
+            > 0.0
+    );
     smt.terminate(Duration::from_secs(30)).unwrap();
     let _ = s.delete_connector("connect", &json.name);
     let _ = s.delete_connector("connect", &avro_name);
@@ -231,7 +286,8 @@ fn serializer_framed_avro_and_json_schema_give_the_same_documents() {
     let registry = registry_url(s).unwrap();
     let (brokers, mongo) = (s.brokers(), s.mongodb_uri());
     let formats = ["json", "avro", "json-schema"];
-    let mut config = ConfigBuilder::new(&brokers, &mongo, "unused").build() + &registry_section(&registry);
+    let mut config =
+        ConfigBuilder::new(&brokers, &mongo, "unused").build() + &registry_section(&registry);
     let mut targets = Vec::new();
     for (i, f) in formats.iter().enumerate() {
         let prefix = unique_name(&format!("ser{i}"));
@@ -254,10 +310,21 @@ fn serializer_framed_avro_and_json_schema_give_the_same_documents() {
     let json = database(&mongo, &targets[0].1);
     let docs = &json["customers"];
     assert_eq!(docs.len(), 2, "{docs:?}");
-    assert!(matches!(docs[0].get("balance"), Some(Bson::Decimal128(_))), "{docs:?}");
-    assert_eq!(docs[1].get_str("name"), Ok("George"), "the TOAST placeholder does not overwrite");
+    assert!(
+        matches!(docs[0].get("balance"), Some(Bson::Decimal128(_))),
+        "{docs:?}"
+    );
+    assert_eq!(
+        docs[1].get_str("name"),
+        Ok("George"),
+        "the TOAST placeholder does not overwrite"
+    );
     for ((topic, db), f) in targets.iter().zip(formats).skip(1) {
-        assert_eq!(database(&mongo, db), json, "{f} ({topic}) vs the JSON converter's form");
+        assert_eq!(
+            database(&mongo, db),
+            json,
+            "{f} ({topic}) vs the JSON converter's form"
+        );
     }
     smt.terminate(Duration::from_secs(30)).unwrap();
 }
@@ -305,8 +372,13 @@ fn bad_input_goes_to_the_dlq_with_the_reason() {
     s.create_topic(&dlq, 1).unwrap();
     produce(&brokers, &topic, &records).unwrap();
     let db = unique_name("srbad");
-    let config = ConfigBuilder::new(&brokers, &mongo, "unused").dlq(&dlq).build()
-        + &format!("[transforms.t]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n", module())
+    let config = ConfigBuilder::new(&brokers, &mongo, "unused")
+        .dlq(&dlq)
+        .build()
+        + &format!(
+            "[transforms.t]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n",
+            module()
+        )
         + &registry_section(&registry)
         + &route("t", &format!("{prefix}\\..*"), "avro", "dlq");
     let dir = Scratch::new("sr-bad");
@@ -324,19 +396,37 @@ fn bad_input_goes_to_the_dlq_with_the_reason() {
         })
         .collect();
     assert_eq!(
-        reasons.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect::<Vec<_>>(),
+        reasons
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.as_str()))
+            .collect::<Vec<_>>(),
         [("1", "bad-input"), ("2", "bad-input"), ("3", "bad-input")],
         "{reasons:?}"
     );
-    assert!(reasons[0].2.contains("value (avro format): wrong magic byte 0x7b"), "{reasons:?}");
-    assert!(reasons[1].2.contains("schema id 2147483632 is unknown"), "{reasons:?}");
-    assert!(reasons[2].2.contains("do not match the Avro schema"), "{reasons:?}");
+    assert!(
+        reasons[0]
+            .2
+            .contains("value (avro format): wrong magic byte 0x7b"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].2.contains("schema id 2147483632 is unknown"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].2.contains("do not match the Avro schema"),
+        "{reasons:?}"
+    );
     // the original bytes are dead-lettered, not a decoded form
     assert_eq!(dead[2].value.as_deref(), Some(&bad[2][..]));
     let docs = database(&mongo, &db);
     assert_eq!(docs["customers"].len(), 2, "{docs:?}");
     let log = smt.log_text();
-    assert!(log.contains("unknown to the schema registry"), "{}", tail(&log, 3000));
+    assert!(
+        log.contains("unknown to the schema registry"),
+        "{}",
+        tail(&log, 3000)
+    );
     assert_eq!(topic_len(&brokers, &dlq).unwrap(), 3);
     smt.terminate(Duration::from_secs(30)).unwrap();
 }
@@ -360,8 +450,13 @@ fn a_registry_down_or_refusing_holds_the_batch() {
     s.create_topic(&dlq, 1).unwrap();
     produce(&brokers, &topic, &good[..2]).unwrap();
     let db = unique_name("srdown");
-    let config = ConfigBuilder::new(&brokers, &mongo, "unused").dlq(&dlq).build()
-        + &format!("[transforms.t]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n", module())
+    let config = ConfigBuilder::new(&brokers, &mongo, "unused")
+        .dlq(&dlq)
+        .build()
+        + &format!(
+            "[transforms.t]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n",
+            module()
+        )
         + &registry_section(&proxy.url)
         + &route("t", &format!("{prefix}\\..*"), "avro", "dlq");
     let dir = Scratch::new("sr-down");
@@ -370,10 +465,16 @@ fn a_registry_down_or_refusing_holds_the_batch() {
     std::fs::write(&secret_file, format!("smt:{password}\n")).unwrap();
     let config = config.replace(
         "request-timeout-ms = 2000\n",
-        &format!("request-timeout-ms = 2000\nuser-info-file = \"{}\"\n", secret_file.display()),
+        &format!(
+            "request-timeout-ms = 2000\nuser-info-file = \"{}\"\n",
+            secret_file.display()
+        ),
     );
     let mut smt = Smt::start(&dir.0, "smt", &config).unwrap();
-    let fetch_errors = |smt: &Smt| smt.metric("smt_schema_cache_total", &[("outcome", "fetch-error")]).unwrap_or(0.0);
+    let fetch_errors = |smt: &Smt| {
+        smt.metric("smt_schema_cache_total", &[("outcome", "fetch-error")])
+            .unwrap_or(0.0)
+    };
     // down
     wait_for("fetch errors while the registry is down", CONVERGE, || {
         Ok((fetch_errors(&smt) >= 3.0).then_some(()))
@@ -383,16 +484,36 @@ fn a_registry_down_or_refusing_holds_the_batch() {
     // refusing
     proxy.set(Mode::Unauthorized);
     let before = proxy.count(Mode::Unauthorized);
-    wait_for("401 answers", CONVERGE, || Ok((proxy.count(Mode::Unauthorized) >= before + 2).then_some(())))
-        .unwrap();
-    wait_for("the log to say the credentials are refused", CONVERGE, || {
-        Ok(smt.log_text().contains("refused the credentials").then_some(()))
+    wait_for("401 answers", CONVERGE, || {
+        Ok((proxy.count(Mode::Unauthorized) >= before + 2).then_some(()))
     })
     .unwrap();
-    assert_eq!(smt.metric("smt_records_processed_total", &[("topic", &topic)]).unwrap(), 0.0);
-    assert_eq!(topic_len(&brokers, &dlq).unwrap(), 0, "nothing dead-lettered");
+    wait_for(
+        "the log to say the credentials are refused",
+        CONVERGE,
+        || {
+            Ok(smt
+                .log_text()
+                .contains("refused the credentials")
+                .then_some(()))
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        smt.metric("smt_records_processed_total", &[("topic", &topic)])
+            .unwrap(),
+        0.0
+    );
+    assert_eq!(
+        topic_len(&brokers, &dlq).unwrap(),
+        0,
+        "nothing dead-lettered"
+    );
     assert!(database(&mongo, &db).is_empty(), "nothing written");
-    assert!(smt.try_wait().is_none(), "still running (max-retries = 0: retry forever)");
+    assert!(
+        smt.try_wait().is_none(),
+        "still running (max-retries = 0: retry forever)"
+    );
     // answering, with the credentials checked
     proxy.set(Mode::Forward);
     wait_processed(&mut smt, &topic, 2);

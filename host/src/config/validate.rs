@@ -134,7 +134,10 @@ impl Config {
                     "`dlq` needs a `[dlq]` section with a topic".into(),
                 ));
             }
-            for (k, f) in [("key-format", r.key_format), ("value-format", r.value_format)] {
+            for (k, f) in [
+                ("key-format", r.key_format),
+                ("value-format", r.value_format),
+            ] {
                 if f == Format::Protobuf {
                     return Err((
                         key(k),

@@ -154,7 +154,9 @@ impl AvroSchema {
         let connect_type = attr("connect.type").and_then(Value::as_str);
         let logical = attr("logicalType").and_then(Value::as_str);
         let mut o = Map::new();
-        let mut name = attr("connect.name").and_then(Value::as_str).map(str::to_owned);
+        let mut name = attr("connect.name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut version = attr("connect.version").cloned();
         let mut parameters = attr("connect.parameters").cloned();
         let ty = match &n.kind {
@@ -401,7 +403,9 @@ impl Compiler {
                 Ok(self.push(Kind::Union(b), j))
             }
             Value::Object(o) => {
-                let t = o.get("type").ok_or("an Avro schema object without `type`")?;
+                let t = o
+                    .get("type")
+                    .ok_or("an Avro schema object without `type`")?;
                 let t = match t {
                     Value::String(t) => t.as_str(),
                     // {"type": {"type": "string"}} and the like
@@ -434,8 +438,10 @@ impl Compiler {
                                 .and_then(Value::as_str)
                                 .ok_or("an Avro field without a name")?
                                 .to_owned();
-                            let node =
-                                self.node(f.get("type").ok_or("an Avro field without a type")?, &inner_ns)?;
+                            let node = self.node(
+                                f.get("type").ok_or("an Avro field without a type")?,
+                                &inner_ns,
+                            )?;
                             fields.push(Field {
                                 name,
                                 node,
@@ -452,11 +458,13 @@ impl Compiler {
                         Ok(i)
                     }
                     "array" => {
-                        let items = self.node(o.get("items").ok_or("an Avro array without `items`")?, ns)?;
+                        let items =
+                            self.node(o.get("items").ok_or("an Avro array without `items`")?, ns)?;
                         Ok(self.push(Kind::Array(items), j))
                     }
                     "map" => {
-                        let values = self.node(o.get("values").ok_or("an Avro map without `values`")?, ns)?;
+                        let values =
+                            self.node(o.get("values").ok_or("an Avro map without `values`")?, ns)?;
                         Ok(self.push(Kind::Map(values), j))
                     }
                     p => match primitive(p) {

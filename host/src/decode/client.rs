@@ -44,6 +44,19 @@ pub struct RawSchema {
     pub has_references: bool,
 }
 
+impl RawSchema {
+    /// From the JSON the registry answers to `GET /schemas/ids/<id>`.
+    pub fn from_response(text: &str) -> Result<RawSchema, String> {
+        let r: SchemaResponse = serde_json::from_str(text)
+            .map_err(|e| format!("not a registry schema response: {e}"))?;
+        Ok(RawSchema {
+            schema_type: r.schema_type.unwrap_or_else(|| "AVRO".into()),
+            text: r.schema,
+            has_references: !r.references.is_empty(),
+        })
+    }
+}
+
 pub struct Client {
     http: reqwest::Client,
     urls: Vec<String>,
@@ -60,9 +73,9 @@ impl Client {
             let pem = std::fs::read(ca).map_err(|e| {
                 anyhow::anyhow!("schema-registry.ca-file: cannot read {}: {e}", ca.display())
             })?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                anyhow::anyhow!("schema-registry.ca-file: {}: {e}", ca.display())
-            })? {
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow::anyhow!("schema-registry.ca-file: {}: {e}", ca.display()))?
+            {
                 b = b.add_root_certificate(cert);
             }
         }
@@ -81,7 +94,9 @@ impl Client {
                 )
             })?);
             b = b.identity(reqwest::Identity::from_pem(&pem).map_err(|e| {
-                anyhow::anyhow!("schema-registry.cert-file/key-file: not a usable PEM certificate and key: {e}")
+                anyhow::anyhow!(
+                    "schema-registry.cert-file/key-file: not a usable PEM certificate and key: {e}"
+                )
             })?);
         }
         let auth = match (&c.user_info, &c.user_info_file) {
@@ -103,9 +118,9 @@ impl Client {
             }
         }
         Ok(Client {
-            http: b
-                .build()
-                .map_err(|e| anyhow::anyhow!("schema-registry: cannot build the HTTP client: {e}"))?,
+            http: b.build().map_err(|e| {
+                anyhow::anyhow!("schema-registry: cannot build the HTTP client: {e}")
+            })?,
             urls: c
                 .url
                 .list()
@@ -131,10 +146,10 @@ impl Client {
 
     async fn fetch_from(&self, url: &str, id: u32) -> Result<RawSchema, FetchError> {
         let endpoint = format!("{url}/schemas/ids/{id}");
-        let mut req = self
-            .http
-            .get(&endpoint)
-            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        let mut req = self.http.get(&endpoint).header(
+            "Accept",
+            "application/vnd.schemaregistry.v1+json, application/json",
+        );
         if let Some(a) = &self.auth {
             req = req.header(
                 "Authorization",
@@ -170,13 +185,8 @@ impl Client {
             let text: String = text.chars().take(200).collect();
             return Err(t(format!("{status}: {text}")));
         }
-        let r: SchemaResponse = serde_json::from_slice(&body)
-            .map_err(|e| t(format!("unexpected answer ({e})")))?;
-        Ok(RawSchema {
-            schema_type: r.schema_type.unwrap_or_else(|| "AVRO".into()),
-            text: r.schema,
-            has_references: !r.references.is_empty(),
-        })
+        RawSchema::from_response(&String::from_utf8_lossy(&body))
+            .map_err(|e| t(format!("unexpected answer ({e})")))
     }
 }
 
@@ -236,6 +246,7 @@ impl<T> Cache<T> {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner.lock().expect("cache lock").0.len()
     }

@@ -28,8 +28,8 @@ impl JsonSchema {
     }
 
     pub fn decode(&self, data: &[u8]) -> Result<Value, String> {
-        let v: Value = serde_json::from_slice(data)
-            .map_err(|e| format!("the bytes are not JSON: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(data).map_err(|e| format!("the bytes are not JSON: {e}"))?;
         payload(&self.root, v, "$")
     }
 }
@@ -58,7 +58,11 @@ fn json_type(s: &Value) -> (Option<&str>, bool) {
     match s.get("type") {
         Some(Value::String(t)) => (Some(t.as_str()), false),
         Some(Value::Array(ts)) => {
-            let non_null: Vec<&str> = ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect();
+            let non_null: Vec<&str> = ts
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .collect();
             (non_null.first().copied(), non_null.len() < ts.len())
         }
         _ => (None, false),
@@ -71,7 +75,9 @@ fn fields(s: &Value) -> Vec<(&String, &Value)> {
         .and_then(Value::as_object)
         .map(|p| p.iter().collect())
         .unwrap_or_default();
-    if f.iter().all(|(_, v)| unwrap_optional(v).0.get("connect.index").is_some() || v.get("connect.index").is_some()) {
+    if f.iter().all(|(_, v)| {
+        unwrap_optional(v).0.get("connect.index").is_some() || v.get("connect.index").is_some()
+    }) {
         f.sort_by_key(|(_, v)| {
             v.get("connect.index")
                 .or_else(|| unwrap_optional(v).0.get("connect.index"))
@@ -88,15 +94,29 @@ fn connect(s: &Value, optional: bool) -> Result<Value, String> {
     let optional = optional || opt || nullable;
     let ct = s.get("connect.type").and_then(Value::as_str);
     let ty = match (t, ct) {
-        (_, Some(c @ ("int8" | "int16" | "int32" | "int64" | "float32" | "float64" | "bytes" | "map" | "boolean" | "string"))) => c,
+        (
+            _,
+            Some(
+                c @ ("int8" | "int16" | "int32" | "int64" | "float32" | "float64" | "bytes" | "map"
+                | "boolean" | "string"),
+            ),
+        ) => c,
         (Some("integer"), _) => "int64",
         (Some("number"), _) => "float64",
         (Some("string"), _) => "string",
         (Some("boolean"), _) => "boolean",
         (Some("array"), _) => "array",
-        (Some("object"), _) if s.get("properties").is_none() && s.get("additionalProperties").is_some() => "map",
+        (Some("object"), _)
+            if s.get("properties").is_none() && s.get("additionalProperties").is_some() =>
+        {
+            "map"
+        }
         (Some("object"), _) => "struct",
-        (other, _) => return Err(format!("JSON Schema type {other:?} has no Connect equivalent")),
+        (other, _) => {
+            return Err(format!(
+                "JSON Schema type {other:?} has no Connect equivalent"
+            ))
+        }
     };
     let mut o = Map::new();
     o.insert("type".into(), Value::from(ty));
@@ -112,16 +132,24 @@ fn connect(s: &Value, optional: bool) -> Result<Value, String> {
             for (name, f) in fields(s) {
                 let opt = has_required && !required.contains(&name.as_str());
                 let mut c = connect(f, opt)?;
-                c.as_object_mut().expect("object").insert("field".into(), Value::from(name.clone()));
+                c.as_object_mut()
+                    .expect("object")
+                    .insert("field".into(), Value::from(name.clone()));
                 fs.push(c);
             }
             o.insert("fields".into(), Value::Array(fs));
         }
         "array" => {
-            o.insert("items".into(), connect(s.get("items").unwrap_or(&Value::Null), false)?);
+            o.insert(
+                "items".into(),
+                connect(s.get("items").unwrap_or(&Value::Null), false)?,
+            );
         }
         "map" => {
-            o.insert("keys".into(), serde_json::json!({"type": "string", "optional": false}));
+            o.insert(
+                "keys".into(),
+                serde_json::json!({"type": "string", "optional": false}),
+            );
             o.insert(
                 "values".into(),
                 connect(s.get("additionalProperties").unwrap_or(&Value::Null), false)?,
@@ -136,7 +164,11 @@ fn connect(s: &Value, optional: bool) -> Result<Value, String> {
     if let Some(n) = name {
         o.insert("name".into(), n.clone());
     }
-    for (from, to) in [("connect.version", "version"), ("connect.doc", "doc"), ("connect.parameters", "parameters")] {
+    for (from, to) in [
+        ("connect.version", "version"),
+        ("connect.doc", "doc"),
+        ("connect.parameters", "parameters"),
+    ] {
         if let Some(v) = s.get(from) {
             o.insert(to.into(), v.clone());
         }
@@ -156,7 +188,8 @@ fn payload(s: &Value, v: Value, path: &str) -> Result<Value, String> {
     let ct = s.get("connect.type").and_then(Value::as_str);
     let bad = |want: &str, v: &Value| format!("{path}: expected {want}, found {v}");
     match (t, ct, v) {
-        (Some("object"), Some("map"), Value::Object(m)) | (Some("object"), None, Value::Object(m))
+        (Some("object"), Some("map"), Value::Object(m))
+        | (Some("object"), None, Value::Object(m))
             if s.get("properties").is_none() =>
         {
             let vs = s.get("additionalProperties").unwrap_or(&Value::Null);

@@ -19,6 +19,7 @@ mod client;
 mod jsonschema;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -203,7 +204,9 @@ fn compile(id: u32, raw: &client::RawSchema) -> Entry {
     match raw.schema_type.as_str() {
         "AVRO" => avro::AvroSchema::parse(&raw.text).map(Compiled::Avro),
         "JSON" => jsonschema::JsonSchema::parse(&raw.text).map(Compiled::Json),
-        other => Err(format!("schema {id} is of type {other}, which is not supported")),
+        other => Err(format!(
+            "schema {id} is of type {other}, which is not supported"
+        )),
     }
     .map_err(|e| format!("schema {id}: {e}"))
 }
@@ -222,7 +225,10 @@ fn decode_message(
         value: None,
         headers: m.headers.clone(),
     };
-    for (which, bytes, format) in [("key", &m.key, formats.key), ("value", &m.value, formats.value)] {
+    for (which, bytes, format) in [
+        ("key", &m.key, formats.key),
+        ("value", &m.value, formats.value),
+    ] {
         let decoded = match bytes {
             None => None,
             Some(b) if !format.uses_registry() => Some(b.clone()),
@@ -274,6 +280,67 @@ fn envelope(schema: &str, payload: &Value) -> Vec<u8> {
     serde_json::to_writer(&mut out, payload).expect("a JSON value serialises");
     out.push(b'}');
     out
+}
+
+/// Schemas from files, for `smt test --schemas DIR` (no registry): `DIR/<id>.json`
+/// holds what the registry answers to `GET /schemas/ids/<id>`
+/// (`{"schema": "...", "schemaType": "JSON"}`; no `schemaType`: Avro).
+pub struct SchemaDir {
+    entries: HashMap<u32, Arc<Entry>>,
+}
+
+impl SchemaDir {
+    pub fn open(dir: &std::path::Path) -> anyhow::Result<SchemaDir> {
+        let mut entries = HashMap::new();
+        let list = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("--schemas {}: {e}", dir.display()))?;
+        for f in list {
+            let path = f?.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)?;
+            let raw = client::RawSchema::from_response(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            entries.insert(id, Arc::new(compile(id, &raw)));
+        }
+        Ok(SchemaDir { entries })
+    }
+
+    /// Decodes the key and the value of `m` that are in the Confluent wire
+    /// format (first byte `0x00`), each by the type of its schema; other
+    /// bytes stay as they are.
+    pub fn decode(&self, m: &Message) -> Result<Message, String> {
+        let format = |b: &Option<Vec<u8>>| -> Format {
+            let id = b.as_deref().and_then(wire::schema_id);
+            match id.and_then(|id| self.entries.get(&id)).map(|e| e.as_ref()) {
+                Some(Ok(Compiled::Json(_))) => Format::JsonSchema,
+                Some(_) => Format::Avro,
+                None if id.is_some() => Format::Avro, // unknown id: says so
+                None => Format::Raw,
+            }
+        };
+        let formats = Formats {
+            key: format(&m.key),
+            value: format(&m.value),
+        };
+        let mut schemas = self.entries.clone();
+        for b in [&m.key, &m.value].into_iter().flatten() {
+            if let Some(id) = wire::schema_id(b) {
+                schemas.entry(id).or_insert_with(|| {
+                    Arc::new(Err(format!(
+                        "schema id {id} is not in the --schemas directory"
+                    )))
+                });
+            }
+        }
+        decode_message(m, formats, &schemas)
+    }
 }
 
 #[cfg(test)]

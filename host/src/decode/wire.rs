@@ -63,7 +63,10 @@ mod tests {
     fn says_what_is_wrong() {
         assert!(split(&[]).unwrap_err().contains("empty"));
         let e = split(br#"{"a":1}"#).unwrap_err();
-        assert!(e.contains("wrong magic byte 0x7b") && e.contains("plain JSON"), "{e}");
+        assert!(
+            e.contains("wrong magic byte 0x7b") && e.contains("plain JSON"),
+            "{e}"
+        );
         assert!(split(&[1, 0, 0, 0, 1]).unwrap_err().contains("0x01"));
         let e = split(&[0, 0, 1]).unwrap_err();
         assert!(e.contains("truncated") && e.contains("3 bytes"), "{e}");

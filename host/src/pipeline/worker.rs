@@ -173,7 +173,10 @@ async fn process(
             GiveUp::Stopped => Stop::Stopped,
             GiveUp::Exhausted(m) => Stop::Fatal {
                 ack: None,
-                message: format!("the schema registry failed after {} retries: {m}", shared.pipeline.max_retries),
+                message: format!(
+                    "the schema registry failed after {} retries: {m}",
+                    shared.pipeline.max_retries
+                ),
             },
         })?;
     let (instance, results, batch, inputs) = tokio::task::spawn_blocking(move || {

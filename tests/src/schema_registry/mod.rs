@@ -139,7 +139,12 @@ impl AuthProxy {
 
     /// Requests that met `mode`.
     pub fn count(&self, mode: Mode) -> usize {
-        self.seen.lock().unwrap().iter().filter(|m| **m == mode).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| **m == mode)
+            .count()
     }
 }
 
@@ -147,7 +152,9 @@ fn b64(data: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -178,7 +185,9 @@ fn serve(mut conn: TcpStream, mode: Mode, upstream: &str, expected: &str) -> Res
     let authorized = text
         .lines()
         .filter_map(|l| l.split_once(':'))
-        .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.trim().to_lowercase() == expected);
+        .any(|(k, v)| {
+            k.eq_ignore_ascii_case("authorization") && v.trim().to_lowercase() == expected
+        });
     if mode == Mode::Unauthorized || !authorized {
         let body = r#"{"error_code":401,"message":"Unauthorized"}"#;
         write!(
@@ -223,7 +232,10 @@ pub fn produce_with_python(brokers: &str, registry: &str, format: &str, topic: &
         .args(["install", "registry-clients"])
         .output()?;
     if !out.status.success() {
-        bail!("installing the registry clients: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "installing the registry clients: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = Command::new(&script)
         .args(["python", "-c", PRODUCE_PY, brokers, registry, format, topic])
