@@ -168,6 +168,7 @@ impl AvroSchema {
                 _ => "int32",
             },
             Kind::Long => "int64",
+            // the JSON converter's names of Connect's FLOAT32 and FLOAT64
             Kind::Float => "float",
             Kind::Double => "double",
             Kind::Bytes | Kind::Fixed => "bytes",
@@ -176,11 +177,6 @@ impl AvroSchema {
             Kind::Array(_) => "array",
             Kind::Map(_) => "map",
             Kind::Union(_) => unreachable!(),
-        };
-        let ty = match ty {
-            "float" => "float32",
-            "double" => "float64",
-            t => t,
         };
         if logical == Some("decimal") {
             name = Some("org.apache.kafka.connect.data.Decimal".into());

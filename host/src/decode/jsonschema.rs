@@ -93,16 +93,18 @@ fn connect(s: &Value, optional: bool) -> Result<Value, String> {
     let (t, nullable) = json_type(s);
     let optional = optional || opt || nullable;
     let ct = s.get("connect.type").and_then(Value::as_str);
+    // the JSON converter's type names: FLOAT32/FLOAT64 are "float"/"double"
     let ty = match (t, ct) {
+        (_, Some("float32")) => "float",
+        (_, Some("float64")) => "double",
         (
             _,
             Some(
-                c @ ("int8" | "int16" | "int32" | "int64" | "float32" | "float64" | "bytes" | "map"
-                | "boolean" | "string"),
+                c @ ("int8" | "int16" | "int32" | "int64" | "bytes" | "map" | "boolean" | "string"),
             ),
         ) => c,
         (Some("integer"), _) => "int64",
-        (Some("number"), _) => "float64",
+        (Some("number"), _) => "double",
         (Some("string"), _) => "string",
         (Some("boolean"), _) => "boolean",
         (Some("array"), _) => "array",

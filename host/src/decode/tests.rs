@@ -112,7 +112,7 @@ fn avro_becomes_what_the_json_converter_writes() {
         {"type": "int16", "optional": false, "field": "small"},
         {"type": "int32", "optional": true, "name": "io.debezium.time.Date", "version": 1, "field": "day"},
         {"type": "array", "items": {"type": "string", "optional": true}, "optional": true, "field": "tags"},
-        {"type": "float32", "optional": true, "field": "ratio"},
+        {"type": "float", "optional": true, "field": "ratio"},
         {"type": "string", "optional": true, "field": "body"}
     ], "optional": true, "name": "dbz.inv.customers.Value"});
     let mut before = value_schema.clone();

@@ -70,9 +70,6 @@ VALUE_FIELDS = [
     cfield("double", "score", True),
     {"type": "array", "items": {"type": "string", "optional": False}, "optional": True, "field": "tags"},
 ]
-for f in VALUE_FIELDS:
-    if f["type"] == "double":
-        f["type"] = "float64"
 SOURCE_FIELDS = [cfield("string", k) for k in SOURCE]
 CONNECT_VALUE = {"type": "struct", "fields": [
     {"type": "struct", "fields": VALUE_FIELDS, "optional": True, "name": NS + ".Value", "field": "before"},
