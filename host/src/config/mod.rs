@@ -744,6 +744,71 @@ on-error = "dlq"
     }
 
     #[test]
+    fn schema_registry_formats_and_their_checks() {
+        let avro = SAMPLE.replace(
+            "on-error = \"dlq\"",
+            "on-error = \"dlq\"\nkey-format = \"avro\"\nvalue-format = \"json-schema\"",
+        );
+        // a decoding format needs the section
+        let (_dir, path) = write(&avro);
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("routes[0].key-format") && e.contains("[schema-registry]"),
+            "{e}"
+        );
+        let with = avro.clone()
+            + "[schema-registry]\nurl = [\"http://a:8081\", \"https://b\"]\nuser-info-file = \"ui\"\n";
+        let (dir, path) = write(&with);
+        let c = Config::load_with_env(&path, env(&[])).unwrap();
+        assert_eq!(c.routes[0].key_format, Format::Avro);
+        assert_eq!(c.routes[0].value_format, Format::JsonSchema);
+        let r = c.schema_registry.as_ref().unwrap();
+        assert_eq!(r.url.list(), ["http://a:8081", "https://b"]);
+        assert_eq!(r.user_info_file.as_ref().unwrap(), &dir.0.join("ui"));
+        assert_eq!((r.request_timeout_ms, r.cache_capacity), (10_000, 1_000));
+        // the password from the environment is never printed
+        let one = avro.clone() + "[schema-registry]\nurl = \"http://a:8081\"\n";
+        let (_dir, path) = write(&one);
+        let c = Config::load_with_env(
+            &path,
+            env(&[("SMT_SCHEMA_REGISTRY__USER_INFO", "u:s3cret-pw")]),
+        )
+        .unwrap();
+        let r = c.schema_registry.as_ref().unwrap();
+        assert_eq!(r.user_info.as_ref().unwrap().expose(), "u:s3cret-pw");
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
+        // checks
+        for (bad, key) in [
+            ("url = \"a:8081\"", "schema-registry.url"),
+            (
+                "url = \"http://a\"\ncert-file = \"c.pem\"",
+                "schema-registry.cert-file",
+            ),
+            (
+                "url = \"http://a\"\nuser-info = \"u:p\"\nuser-info-file = \"f\"",
+                "schema-registry.user-info",
+            ),
+            ("url = \"http://a\"\nsurl = 1", "surl"),
+        ] {
+            let (_dir, path) = write(&(avro.clone() + "[schema-registry]\n" + bad + "\n"));
+            let e = Config::load_with_env(&path, env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let (_dir, path) = write(&SAMPLE.replace(
+            "on-error = \"dlq\"",
+            "on-error = \"dlq\"\nvalue-format = \"protobuf\"",
+        ));
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not supported yet"), "{e}");
+    }
+
+    #[test]
     fn a_non_loopback_admin_needs_a_token_that_is_never_printed() {
         let exposed = SAMPLE.to_owned() + "[admin]\nlisten = \"0.0.0.0:9464\"\n";
         let (_dir, path) = write(&exposed);
