@@ -246,20 +246,20 @@ fn debezium_avro_gives_the_same_documents_as_json() {
     // and they hold what the fixtures promise (types included)
     let zed = a["customers"]
         .iter()
-        .find(|d| d.get_str("email") == Ok("end@example.com"))
+        .find(|d| d.get_str("email").ok() == Some("end@example.com"))
         .expect("the row inserted after the ALTER");
-    assert_eq!(zed.get_str("nickname"), Ok("zee"));
+    assert_eq!(zed.get_str("nickname").ok(), Some("zee"));
     assert!(
         matches!(zed.get("balance"), Some(Bson::Decimal128(_))),
         "{zed}"
     );
     let large = a["documents"]
         .iter()
-        .find(|d| d.get_str("title") == Ok("large, renamed"))
+        .find(|d| d.get_str("title").ok() == Some("large, renamed"))
         .expect("the TOAST row");
     assert_eq!(
-        large.get_str("body").map(str::len),
-        Ok(9600),
+        large.get_str("body").ok().map(str::len),
+        Some(9600),
         "TOAST body kept"
     );
     let all = &a["all_types"];
@@ -315,8 +315,8 @@ fn serializer_framed_avro_and_json_schema_give_the_same_documents() {
         "{docs:?}"
     );
     assert_eq!(
-        docs[1].get_str("name"),
-        Ok("George"),
+        docs[1].get_str("name").ok(),
+        Some("George"),
         "the TOAST placeholder does not overwrite"
     );
     for ((topic, db), f) in targets.iter().zip(formats).skip(1) {

@@ -227,10 +227,14 @@ pub const PRODUCED: i64 = 7;
 /// Runs `produce.py` in the services venv (with Confluent's serializers
 /// installed): `format` is `json`, `avro` or `json-schema`.
 pub fn produce_with_python(brokers: &str, registry: &str, format: &str, topic: &str) -> Result<()> {
+    static INSTALL: Mutex<()> = Mutex::new(());
     let script = crate::services::script();
-    let out = Command::new(&script)
-        .args(["install", "registry-clients"])
-        .output()?;
+    let out = {
+        let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(&script)
+            .args(["install", "registry-clients"])
+            .output()?
+    };
     if !out.status.success() {
         bail!(
             "installing the registry clients: {}",
