@@ -52,6 +52,23 @@ fn database(uri: &str, db: &str) -> BTreeMap<String, Vec<Document>> {
     })
 }
 
+/// Documents to compare across two runs: an `_id` the transform made up (an
+/// ObjectId, for a table without a primary key) left out, in a stable order.
+fn comparable(docs: &[Document]) -> Vec<Document> {
+    let mut out: Vec<Document> = docs
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if matches!(d.get("_id"), Some(Bson::ObjectId(_))) {
+                d.remove("_id");
+            }
+            d
+        })
+        .collect();
+    out.sort_by_key(|d| d.to_string());
+    out
+}
+
 /// `[[routes]]` of `pattern` into `database` with the default transform.
 fn route(name: &str, pattern: &str, format: &str, on_error: &str) -> String {
     let formats = if format == "json" {
@@ -241,7 +258,11 @@ fn debezium_avro_gives_the_same_documents_as_json() {
         "the same collections"
     );
     for (coll, docs) in &j {
-        assert_eq!(docs, &a[coll], "collection {coll}: JSON path vs Avro path");
+        assert_eq!(
+            comparable(docs),
+            comparable(&a[coll]),
+            "collection {coll}: JSON path vs Avro path"
+        );
     }
     // and they hold what the fixtures promise (types included)
     let zed = a["customers"]

@@ -53,10 +53,10 @@ def unscaled(text):
 
 
 # ------------------------------------------------------------------ Connect schema (JSON converter)
-def cfield(t, name, optional=False, **kw):
+def cfield(t, field, optional=False, **kw):
     d = {"type": t, "optional": optional}
     d.update(kw)
-    d["field"] = name
+    d["field"] = field
     return d
 
 
