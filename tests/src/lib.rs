@@ -1,6 +1,18 @@
+//! Support for the tests and benchmarks, one module a job: the services
+//! (`services`), Kafka (`kafka`), MongoDB (`mongo`), the record type
+//! (`record`), the `smt` process (`smt_process`) and its configuration
+//! (`config`), the Debezium workload of the failure tests (`workload`),
+//! native runs of the Rust guests (`native`) and the relational oracle
+//! (`oracle`).
+
 pub mod bench_report;
+pub mod config;
+pub mod kafka;
+pub mod mongo;
 pub mod native;
 pub mod oracle;
-pub mod pipeline;
+pub mod record;
 pub mod schema_registry;
 pub mod services;
+pub mod smt_process;
+pub mod workload;

@@ -1,13 +1,14 @@
-//! The Rust guest code called natively, in the host's terms: the bridge that
-//! lets tests and benchmarks compare a Wasm guest with the same code run
-//! without Wasm. The SDK's and the host's contract types are generated from
-//! the same WIT, so the conversion is field by field.
+//! The Rust guest code called natively, next to its Wasm build: the record
+//! in the SDK's type, and the operations compared in the one JSON dialect
+//! that the SDK's `ops::describe` and `smt test` both print (no second,
+//! hand-written mapping of the contract's types).
 
-use smt_host::contract as host;
-use smt_host::engine::Message;
+use serde_json::Value;
+
+use crate::record::Record;
 
 /// The SDK's view of a host message.
-pub fn to_guest_message(msg: &Message) -> smt_guest::Message {
+pub fn to_guest_message(msg: &Record) -> smt_guest::Message {
     smt_guest::Message {
         topic: msg.topic.clone(),
         partition: msg.partition,
@@ -26,68 +27,22 @@ pub fn to_guest_message(msg: &Message) -> smt_guest::Message {
     }
 }
 
-/// A natively produced operation as the host would have received it from a guest.
-pub fn to_host_op(op: smt_guest::WriteOp) -> host::WriteOp {
-    use smt_guest::WriteOp as G;
-    match op {
-        G::InsertOne(o) => host::WriteOp::InsertOne(host::InsertOne {
-            ns: ns(o.ns),
-            document: doc(o.document),
-        }),
-        G::ReplaceOne(o) => host::WriteOp::ReplaceOne(host::ReplaceOne {
-            ns: ns(o.ns),
-            filter: doc(o.filter),
-            replacement: doc(o.replacement),
-            upsert: o.upsert,
-        }),
-        G::UpdateOne(u) => host::WriteOp::UpdateOne(update(u)),
-        G::UpdateMany(u) => host::WriteOp::UpdateMany(update(u)),
-        G::DeleteOne(d) => host::WriteOp::DeleteOne(host::Delete {
-            ns: ns(d.ns),
-            filter: doc(d.filter),
-        }),
-        G::DeleteMany(d) => host::WriteOp::DeleteMany(host::Delete {
-            ns: ns(d.ns),
-            filter: doc(d.filter),
-        }),
-        G::Aggregate(a) => host::WriteOp::Aggregate(host::Aggregate {
-            ns: ns(a.ns),
-            pipeline: a.pipeline.into_iter().map(doc).collect(),
-        }),
-    }
-}
-
-fn ns(n: smt_guest::Namespace) -> host::Namespace {
-    host::Namespace {
-        database: n.database,
-        collection: n.collection,
-    }
-}
-
-fn doc(d: smt_guest::Document) -> host::Document {
-    match d {
-        smt_guest::Document::Json(s) => host::Document::Json(s),
-        smt_guest::Document::Bson(b) => host::Document::Bson(b),
-    }
-}
-
-fn update(u: smt_guest::Update) -> host::Update {
-    host::Update {
-        ns: ns(u.ns),
-        filter: doc(u.filter),
-        update: match u.update {
-            smt_guest::UpdateBody::Operators(d) => host::UpdateBody::Operators(doc(d)),
-            smt_guest::UpdateBody::Pipeline(stages) => {
-                host::UpdateBody::Pipeline(stages.into_iter().map(doc).collect())
-            }
-        },
-        upsert: u.upsert,
-        array_filters: u.array_filters.into_iter().map(doc).collect(),
-    }
+/// A natively produced operation as `smt test` prints it (the host's
+/// `WriteOp::to_extjson`): the SDK's rendering, which is in the same dialect,
+/// with its documents parsed into BSON and printed as canonical Extended
+/// JSON, as the host does with a guest's. An error where the host would
+/// refuse to parse a document (BSON documents are not rendered: the Rust
+/// guests write JSON).
+pub fn rendered(op: &smt_guest::WriteOp) -> Result<Value, String> {
+    let Value::Object(described) = smt_guest::ops::describe(op) else {
+        return Err("ops::describe gave no object".into());
+    };
+    let doc = bson::Document::try_from(described).map_err(|e| e.to_string())?;
+    Ok(bson::Bson::Document(doc).into_canonical_extjson())
 }
 
 /// The records of a fixture file under `tests/fixtures/debezium/`.
-pub fn fixture(name: &str) -> Vec<Message> {
+pub fn fixture(name: &str) -> Vec<Record> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/debezium")
         .join(name);

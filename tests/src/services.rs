@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::record::Record;
 
 /// The services `scripts/services` knows.
 pub const ALL: &[&str] = &["postgres", "mongo", "kafka", "connect", "sink"];
@@ -94,60 +95,6 @@ pub fn unique_name(prefix: &str) -> String {
         t,
         n
     )
-}
-
-/// A Kafka record as read by [`Services::wait_for_record`].
-#[derive(Clone, Debug)]
-pub struct Record {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl Record {
-    /// The key parsed as JSON (`None` for a null key).
-    pub fn key_json(&self) -> Option<serde_json::Value> {
-        self.key
-            .as_deref()
-            .and_then(|k| serde_json::from_slice(k).ok())
-    }
-
-    /// The value parsed as JSON (`None` for a tombstone).
-    pub fn value_json(&self) -> Option<serde_json::Value> {
-        self.value
-            .as_deref()
-            .and_then(|v| serde_json::from_slice(v).ok())
-    }
-
-    /// The Debezium payload of the value: `payload` with schemas, the value itself without.
-    pub fn debezium_payload(&self) -> Option<serde_json::Value> {
-        let v = self.value_json()?;
-        match v.get("payload") {
-            Some(p) if v.get("schema").is_some() => Some(p.clone()),
-            _ => Some(v),
-        }
-    }
-
-    /// The Debezium `op` (`r`, `c`, `u`, `d`, `t`), `None` for a tombstone.
-    pub fn op(&self) -> Option<String> {
-        self.debezium_payload()?
-            .get("op")?
-            .as_str()
-            .map(str::to_owned)
-    }
-
-    /// A header's value as text.
-    pub fn header(&self, key: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.as_ref())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
 }
 
 /// A Debezium PostgreSQL connector, registered by [`Services::debezium_connector`].
@@ -582,23 +529,8 @@ impl Services {
                 ),
                 Some(Ok(m)) => {
                     seen += 1;
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let r = Record {
-                        topic: m.topic().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        headers,
-                    };
+                    // The host's own copy out of librdkafka: the record as `smt` sees it.
+                    let r = smt_host::source::owned(&m);
                     if each(&r) {
                         return Ok(());
                     }

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use smt_tests::pipeline::smt_bin;
+use smt_tests::smt_process::smt_bin;
 
 const DEFAULT: &str = env!("SMT_GUEST_DEBEZIUM_MONGO");
 const HOSTILE: &str = env!("SMT_GUEST_HOSTILE");

@@ -14,8 +14,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Value};
-use smt_host::engine::{Engine, EngineConfig, FailureKind, Message, TransformModule};
+use smt_host::engine::{Engine, EngineConfig, FailureKind, TransformModule};
 use smt_tests::native::fixture;
+use smt_tests::record::{record, Record};
 
 const RUST: &str = env!("SMT_GUEST_EXAMPLE_CUSTOMERS");
 
@@ -67,7 +68,7 @@ fn guests() -> &'static [(String, Arc<TransformModule>)] {
 /// One record's result as `smt test` prints it, without the error message
 /// (messages are each language's own words).
 fn outcome(
-    msg: &Message,
+    msg: &Record,
     result: Result<Vec<smt_host::writeop::WriteOp>, smt_host::engine::CallError>,
 ) -> Value {
     let mut line = json!({ "topic": msg.topic, "partition": msg.partition, "offset": msg.offset });
@@ -78,7 +79,7 @@ fn outcome(
     line
 }
 
-fn run(module: &Arc<TransformModule>, msgs: &[Message]) -> Vec<Value> {
+fn run(module: &Arc<TransformModule>, msgs: &[Record]) -> Vec<Value> {
     let mut inst = module.instantiate("{}").unwrap();
     msgs.iter().map(|m| outcome(m, inst.transform(m))).collect()
 }
@@ -137,7 +138,7 @@ fn every_language_matches_the_hand_checked_expected_file_with_and_without_schema
     let expected = expected();
     assert_eq!(expected.len(), 12);
     for file in ["schemas.jsonl", "plain.jsonl"] {
-        let msgs: Vec<Message> = fixture(file)
+        let msgs: Vec<Record> = fixture(file)
             .into_iter()
             .filter(|m| m.topic == "dbz.inventory.customers")
             .collect();
@@ -151,16 +152,8 @@ fn every_language_matches_the_hand_checked_expected_file_with_and_without_schema
     }
 }
 
-fn message(key: Option<&[u8]>, value: Option<&[u8]>) -> Message {
-    Message {
-        topic: "dbz.inventory.customers".into(),
-        partition: 0,
-        offset: 0,
-        timestamp_ms: None,
-        key: key.map(<[u8]>::to_vec),
-        value: value.map(<[u8]>::to_vec),
-        headers: vec![],
-    }
+fn message(key: Option<&[u8]>, value: Option<&[u8]>) -> Record {
+    record("dbz.inventory.customers", key, value)
 }
 
 /// A valid create of `inventory.customers` without schemas, with `after` edited.
@@ -191,7 +184,7 @@ fn malformed_records_are_bad_input_errors_not_traps_in_every_language() {
         format!(r#"{{"op": "c", "source": {{"table": "customers"}}, "x": {inner}}}"#)
     };
     let too_deep = nested(128);
-    let cases: Vec<(&str, Message)> = vec![
+    let cases: Vec<(&str, Record)> = vec![
         ("value not JSON", message(Some(key), Some(b"{not json"))),
         (
             "value not an object",

@@ -10,10 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bson::{Bson, Document};
+use serde_json::Value;
 use smt_guest::Transform as _;
-use smt_host::engine::{Engine, EngineConfig, FailureKind, Message, TransformModule};
+use smt_host::engine::{Engine, EngineConfig, FailureKind, TransformModule};
 use smt_host::writeop::WriteOp;
-use smt_tests::native::{fixture, to_guest_message, to_host_op};
+use smt_tests::native::{fixture, rendered, to_guest_message};
+use smt_tests::record::{record, Record, RecordExt as _};
 
 const DEFAULT: &str = env!("SMT_GUEST_DEBEZIUM_MONGO");
 
@@ -39,18 +41,15 @@ fn module() -> Arc<TransformModule> {
         .unwrap()
 }
 
-type Outcome = Result<Vec<WriteOp>, (FailureKind, String)>;
+/// A record's operations as `smt test` prints them, or its error.
+type Outcome = Result<Vec<Value>, (FailureKind, String)>;
 
-fn native(config: &str, msgs: &[Message]) -> Vec<Outcome> {
+fn native(config: &str, msgs: &[Record]) -> Vec<Outcome> {
     let t = debezium_mongo::DebeziumMongo::init(config).unwrap();
     msgs.iter()
         .map(|m| {
             t.transform(&to_guest_message(m))
-                .map(|ops| {
-                    ops.into_iter()
-                        .map(|op| WriteOp::from_guest(to_host_op(op)).unwrap())
-                        .collect()
-                })
+                .map(|ops| ops.iter().map(|op| rendered(op).unwrap()).collect())
                 .map_err(|e| (guest_kind(e.kind), e.message))
         })
         .collect()
@@ -64,10 +63,21 @@ fn guest_kind(kind: smt_guest::ErrorKind) -> FailureKind {
     }
 }
 
-fn wasm(module: &Arc<TransformModule>, config: &str, msgs: &[Message]) -> Vec<Outcome> {
+fn wasm_ops(
+    module: &Arc<TransformModule>,
+    config: &str,
+    msgs: &[Record],
+) -> Vec<Result<Vec<WriteOp>, (FailureKind, String)>> {
     let mut inst = module.instantiate(config).unwrap();
     msgs.iter()
         .map(|m| inst.transform(m).map_err(|e| (e.kind, e.message)))
+        .collect()
+}
+
+fn wasm(module: &Arc<TransformModule>, config: &str, msgs: &[Record]) -> Vec<Outcome> {
+    wasm_ops(module, config, msgs)
+        .into_iter()
+        .map(|r| r.map(|ops| ops.iter().map(WriteOp::to_extjson).collect()))
         .collect()
 }
 
@@ -97,12 +107,12 @@ fn ops_for(
     topic_suffix: &str,
     offset: i64,
 ) -> Vec<WriteOp> {
-    let msgs: Vec<Message> = fixture(file)
+    let msgs: Vec<Record> = fixture(file)
         .into_iter()
         .filter(|m| m.topic.ends_with(topic_suffix) && m.offset == offset)
         .collect();
     assert_eq!(msgs.len(), 1, "{file}: one record {topic_suffix}@{offset}");
-    wasm(module, config, &msgs).remove(0).unwrap()
+    wasm_ops(module, config, &msgs).remove(0).unwrap()
 }
 
 fn replacement(op: &WriteOp) -> &Document {
@@ -191,16 +201,13 @@ fn renamed_topics_write_to_the_mapped_namespace() {
     );
 }
 
-fn message(key: Option<&str>, value: Option<&str>) -> Message {
-    Message {
-        topic: "dbz.inventory.customers".into(),
-        partition: 0,
-        offset: 42,
-        timestamp_ms: None,
-        key: key.map(|k| k.as_bytes().to_vec()),
-        value: value.map(|v| v.as_bytes().to_vec()),
-        headers: vec![],
-    }
+fn message(key: Option<&str>, value: Option<&str>) -> Record {
+    record(
+        "dbz.inventory.customers",
+        key.map(str::as_bytes),
+        value.map(str::as_bytes),
+    )
+    .at(0, 42)
 }
 
 #[test]

@@ -5,10 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use smt_host::engine::{
-    Engine, EngineConfig, FailureKind, Header, Limits, LoadError, Message, Origin, TransformModule,
+    Engine, EngineConfig, FailureKind, Header, Limits, LoadError, Origin, TransformModule,
     CONTRACT_VERSIONS,
 };
+use smt_tests::native::{rendered, to_guest_message};
+use smt_tests::record::{Record, RecordExt as _};
 
 const HOSTILE: &str = env!("SMT_GUEST_HOSTILE");
 /// Built against the frozen `wit/history/0.1.0` contract.
@@ -29,16 +32,9 @@ fn hostile(engine: &Engine) -> Arc<TransformModule> {
         .expect("the hostile guest loads")
 }
 
-fn record(offset: i64, key: &str) -> Message {
-    Message {
-        topic: "t".into(),
-        partition: 3,
-        offset,
-        timestamp_ms: None,
-        key: Some(key.as_bytes().to_vec()),
-        value: Some(b"{}".to_vec()),
-        headers: vec![],
-    }
+/// A record on partition 3 of topic `t` with this key and `{}` as value.
+fn record(offset: i64, key: &str) -> Record {
+    smt_tests::record::record("t", Some(key.as_bytes()), Some(b"{}".as_slice())).at(3, offset)
 }
 
 #[test]
@@ -300,4 +296,53 @@ fn a_guest_built_against_contract_0_1_0_loads_runs_and_reports_its_version() {
     };
     assert!(matches!(err, LoadError::Init { .. }), "{err:?}");
     assert!(err.to_string().contains("rejected by request"), "{err}");
+}
+
+/// One JSON dialect for write operations: the SDK's `ops::describe` (what a
+/// Rust transform's unit tests assert) and `smt test` (the host's
+/// `to_extjson`) print one operation of every kind alike, keys and their
+/// order included. The one documented difference, documents as written vs
+/// canonical, is taken out by `native::rendered`, which parses the SDK's
+/// documents as the host does.
+#[test]
+fn the_sdk_and_smt_test_print_every_operation_alike() {
+    use smt_guest::Transform as _;
+    let config = r#"{"mode": "every-op"}"#;
+    let msg = record(7, "k");
+    let native = hostile_guest::Hostile::init(config)
+        .unwrap()
+        .transform(&to_guest_message(&msg))
+        .unwrap();
+    let engine = engine_with(Limits::default(), None);
+    let wasm = hostile(&engine)
+        .instantiate(config)
+        .unwrap()
+        .transform(&msg)
+        .unwrap();
+    assert_eq!(
+        wasm.iter().map(|op| op.kind()).collect::<Vec<_>>(),
+        [
+            "insert-one",
+            "replace-one",
+            "update-one",
+            "update-many",
+            "delete-one",
+            "delete-many",
+            "aggregate"
+        ]
+    );
+    assert_eq!(native.len(), wasm.len());
+    for (n, w) in native.iter().zip(&wasm) {
+        let (sdk, host) = (rendered(n).unwrap().to_string(), w.to_extjson().to_string());
+        assert_eq!(sdk, host, "{}", w.kind());
+    }
+    // The names of the dialect, as the SDK prints them.
+    let described: Vec<Value> = native.iter().map(smt_guest::ops::describe).collect();
+    assert_eq!(
+        (&described[1]["db"], &described[1]["coll"]),
+        (&json!("other"), &json!("c"))
+    );
+    assert_eq!(described[2]["arrayFilters"], json!([{"e.k": 2}]));
+    assert_eq!(described[3]["pipeline"][1], json!({"$unset": "tmp"}));
+    assert_eq!(described[6]["pipeline"][0], json!({"$match": {"_id": 7}}));
 }

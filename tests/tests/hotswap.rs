@@ -7,7 +7,6 @@
 //! Run: `cargo build -p smt-host --bin smt && cargo test -p smt-tests --test hotswap`
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,8 +16,12 @@ use anyhow::{anyhow, bail, Result};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{json, Value};
 use smt_host::engine::content_hash;
-use smt_tests::pipeline::*;
+use smt_tests::config::ConfigBuilder;
+use smt_tests::kafka::{produce, producer};
+use smt_tests::mongo::int;
+use smt_tests::record::{record, Record, RecordExt as _};
 use smt_tests::services::{unique_name, Services};
+use smt_tests::smt_process::{free_port, run_to_exit, tail, wait_for, Scratch, Smt};
 
 const START: Duration = Duration::from_secs(60);
 const CONVERGE: Duration = Duration::from_secs(120);
@@ -70,33 +73,11 @@ fn http(
     token: Option<&str>,
     body: &[u8],
 ) -> Result<(u16, Value)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("bad HTTP answer: {text}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    Ok((
-        status,
-        serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned())),
-    ))
+    // Uploads compile the module before answering: a long timeout.
+    let timeout = Duration::from_secs(60);
+    let (status, body) = smt_tests::smt_process::http(port, method, path, token, body, timeout)?;
+    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    Ok((status, body))
 }
 
 fn encode_query(s: &str) -> String {
@@ -197,37 +178,26 @@ impl Drop for Load {
 
 /// Every document of the collection: key -> (stamp, partition, offset).
 async fn documents(uri: &str, db: &str) -> Result<BTreeMap<String, (Stamp, i32, i64)>> {
-    use mongodb::bson::Document;
     let client = mongodb::Client::with_uri_str(uri).await?;
-    let mut cursor = client
-        .database(db)
-        .collection::<Document>(COLLECTION)
-        .find(Document::new())
-        .await?;
     let mut out = BTreeMap::new();
-    while cursor.advance().await? {
-        let d: Document = cursor.deserialize_current()?;
-        let v = serde_json::to_value(&d)?;
-        let id = v["_id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("bad _id in {v}"))?
+    for d in smt_tests::mongo::documents(&client, db, COLLECTION).await? {
+        let id = d
+            .get_str("_id")
+            .map_err(|_| anyhow!("bad _id in {d}"))?
             .to_owned();
-        let (stamp, src, nested) = if v.get("stamp").is_some() {
-            (&v["stamp"], &v["src"], true)
+        let (stamp, src, nested) = if d.contains_key("stamp") {
+            let sub = |k: &str| d.get_document(k).map_err(|e| anyhow!("{k}: {e} in {d}"));
+            (sub("stamp")?, sub("src")?, true)
         } else {
-            (&v, &v, false)
-        };
-        let int = |x: &Value| {
-            x.as_i64()
-                .or_else(|| x["$numberLong"].as_str().and_then(|s| s.parse().ok()))
+            (&d, &d, false)
         };
         let stamp_v = Stamp {
-            tag: stamp["tag"].as_str().unwrap_or_default().to_owned(),
-            v: int(&stamp["v"]).ok_or_else(|| anyhow!("no v in {v}"))?,
+            tag: stamp.get_str("tag").unwrap_or_default().to_owned(),
+            v: int(stamp, "v").ok_or_else(|| anyhow!("no v in {d}"))?,
             nested,
         };
-        let p = int(&src["p"]).ok_or_else(|| anyhow!("no p in {v}"))? as i32;
-        let o = int(&src["o"]).ok_or_else(|| anyhow!("no o in {v}"))?;
+        let p = int(src, "p").ok_or_else(|| anyhow!("no p in {d}"))? as i32;
+        let o = int(src, "o").ok_or_else(|| anyhow!("no o in {d}"))?;
         out.insert(id, (stamp_v, p, o));
     }
     Ok(out)
@@ -326,14 +296,10 @@ impl Setup {
     }
 
     fn start(&self, name: &str, config: &Value) -> Smt {
-        let mut b = ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
-            .transform(
-                "vt",
-                self.module_path.to_str().unwrap(),
-                &toml_inline(config),
-            )
-            .route(&self.topic, "vt", "fail");
-        b.extra.push_str("[hot-swap]\npoll-interval-ms = 200\n");
+        let b = ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
+            .transform("vt", &self.module_path, config.clone())
+            .route(&self.topic, "vt", "fail")
+            .set(&["hot-swap", "poll-interval-ms"], json!(200));
         let env = [
             ("SMT_LOG", "info,smt_host::pipeline=debug"),
             ("SMT_ADMIN__TOKEN", TOKEN),
@@ -343,17 +309,6 @@ impl Setup {
         smt.wait_assigned(START).unwrap();
         smt
     }
-}
-
-/// A JSON object as a TOML inline table (strings, integers, booleans).
-fn toml_inline(v: &Value) -> String {
-    let fields: Vec<String> = v
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| format!("{k} = {v}"))
-        .collect();
-    format!("{{ {} }}", fields.join(", "))
 }
 
 fn config(v: i64, nested: bool) -> Value {
@@ -651,24 +606,14 @@ async fn rollback_restores_the_previous_version_within_one_batch() {
     assert_eq!(st["active"]["contract"], "0.2.0", "{st}");
     let rolled_back_at = Instant::now();
     // Records produced from now on.
-    let marker_from = {
-        let p = producer(&setup.brokers).unwrap();
-        let mut keys = Vec::new();
-        for n in 0..60 {
-            let key = format!("after{n}");
-            p.send(
-                BaseRecord::<str, str>::to(&setup.topic)
-                    .partition(n % PARTITIONS)
-                    .key(key.as_str())
-                    .payload("{}"),
-            )
-            .map_err(|(e, _)| e)
-            .unwrap();
-            keys.push(key);
-        }
-        p.flush(Duration::from_secs(30)).unwrap();
-        keys
-    };
+    let marker_from: Vec<String> = (0..60).map(|n| format!("after{n}")).collect();
+    let markers: Vec<Record> = (0..)
+        .zip(&marker_from)
+        .map(|(n, key)| {
+            record(&setup.topic, Some(key.as_bytes()), Some(b"{}".as_slice())).at(n % PARTITIONS, 0)
+        })
+        .collect();
+    produce(&setup.brokers, &setup.topic, &markers).unwrap();
     let produced = load.finish() as usize + marker_from.len();
     let docs = wait_for_count(&setup.mongodb, &setup.db, produced, &smt).await;
     let stamp_a = Stamp {
@@ -712,13 +657,13 @@ fn a_non_loopback_admin_without_a_token_refuses_to_start() {
     let module = dir.0.join("vt.wasm");
     std::fs::write(&module, versioned_module()).unwrap();
     let config = ConfigBuilder::new("127.0.0.1:1", "mongodb://127.0.0.1:1", "x")
-        .transform("vt", module.to_str().unwrap(), "{}")
+        .transform("vt", &module, json!({}))
         .route("t", "vt", "fail")
-        .build()
-        .replace(
-            "listen = \"{admin}\"",
-            &format!("listen = \"0.0.0.0:{}\"", free_port()),
-        );
+        .set(
+            &["admin", "listen"],
+            json!(format!("0.0.0.0:{}", free_port())),
+        )
+        .build();
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smt_tests::pipeline::smt_bin;
+use smt_tests::smt_process::smt_bin;
 
 fn smt_cache() -> PathBuf {
     std::env::var_os("SMT_CACHE")

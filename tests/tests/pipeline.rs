@@ -10,8 +10,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use smt_tests::pipeline::*;
-use smt_tests::services::{unique_name, DebeziumConnector, Record, Services};
+use smt_tests::config::ConfigBuilder;
+use smt_tests::kafka::{produce, read_all, topic_len};
+use smt_tests::mongo::{documents, int};
+use smt_tests::record::{record, Record, RecordExt as _};
+use smt_tests::services::{unique_name, DebeziumConnector, Services};
+use smt_tests::smt_process::{free_port, run_to_exit, tail, wait_for, Scratch, Smt};
+use smt_tests::workload::{wait_for_rows, workload};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 const START: Duration = Duration::from_secs(60);
@@ -53,18 +58,21 @@ fn assert_dlq_empty(brokers: &str, dlq: &str) {
 
 // ------------------------------------------------------------- startup errors
 
-fn minimal_config(brokers: &str, mongodb: &str, module: &str) -> String {
+fn minimal_config(brokers: &str, mongodb: &str, module: &str) -> ConfigBuilder {
     ConfigBuilder::new(brokers, mongodb, "startup")
-        .transform("dbz", module, "{}")
+        .transform("dbz", module, json!({}))
         .route("some.topic", "dbz", "skip")
-        .build()
 }
 
 #[test]
 fn a_typo_in_the_config_is_one_clear_error() {
     let dir = Scratch::new("typo");
-    let config = minimal_config("127.0.0.1:1", "mongodb://127.0.0.1:1", debezium_module())
-        .replace("group-id", "group_id");
+    let config = minimal_config("127.0.0.1:1", "mongodb://127.0.0.1:1", debezium_module());
+    let config = config
+        .clone()
+        .remove(&["kafka", "group-id"])
+        .set(&["kafka", "group_id"], json!(config.group))
+        .build();
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("error")).collect();
@@ -83,7 +91,8 @@ fn a_missing_module_is_one_clear_error() {
         "127.0.0.1:1",
         "mongodb://127.0.0.1:1",
         "/nonexistent/t.wasm",
-    );
+    )
+    .build();
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(30)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(
@@ -103,7 +112,8 @@ fn an_unreachable_broker_is_one_clear_error() {
         &s.mongodb_uri(),
         debezium_module(),
     )
-    .replace("[pipeline]", "[pipeline]\nshutdown-timeout-ms = 1000");
+    .set(&["pipeline", "shutdown-timeout-ms"], json!(1000))
+    .build();
     let (status, out) = run_to_exit(&dir.0, &config, Duration::from_secs(60)).unwrap();
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(
@@ -143,7 +153,7 @@ async fn postgres_rows_end_as_mongodb_documents() {
 
     let db = unique_name("db");
     let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &db)
-        .transform("dbz", debezium_module(), "{}")
+        .transform("dbz", debezium_module(), json!({}))
         .route(&topic, "dbz", "dlq")
         .dlq(&dlq)
         .build();
@@ -232,7 +242,7 @@ impl Run {
             .transform(
                 "dbz",
                 debezium_module(),
-                &format!(r#"{{ collection = "{}" }}"#, workload().table),
+                json!({ "collection": workload().table }),
             )
             .route(&self.topic, "dbz", "dlq")
             .dlq(&self.dlq)
@@ -387,14 +397,12 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
     // Poison in the middle of partition 0 of the Debezium topic.
     let mut records = w.records.clone();
     let at = records.iter().position(|r| r.partition == 0).unwrap() + 40;
-    let poison = |value: &str| Record {
-        topic: String::new(),
-        partition: 0,
-        offset: 0,
-        timestamp_ms: None,
-        key: Some(br#"{"id":999999}"#.to_vec()),
-        value: Some(value.as_bytes().to_vec()),
-        headers: Vec::new(),
+    let poison = |value: &str| {
+        record(
+            "",
+            Some(br#"{"id":999999}"#.as_slice()),
+            Some(value.as_bytes()),
+        )
     };
     records.insert(at, poison("{not json"));
     records.insert(
@@ -403,17 +411,7 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
     );
     produce(&run.brokers, &run.topic, &records).unwrap();
     // The trap guest's topic: 30 records, the one with key k17 traps.
-    let trap_records: Vec<Record> = (0..30)
-        .map(|i| Record {
-            topic: String::new(),
-            partition: 0,
-            offset: 0,
-            timestamp_ms: None,
-            key: Some(format!("k{i}").into_bytes()),
-            value: Some(b"{}".to_vec()),
-            headers: vec![],
-        })
-        .collect();
+    let trap_records = keyed_records(30);
     produce(&run.brokers, &trap_topic, &trap_records).unwrap();
 
     let config = run
@@ -421,7 +419,7 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
         .transform(
             "hostile",
             hostile_module(),
-            r#"{ mode = "trap", trap_key = "k17" }"#,
+            json!({ "mode": "trap", "trap_key": "k17" }),
         )
         .route(&trap_topic, "hostile", "dlq")
         .build();
@@ -431,23 +429,8 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
 
     // The trap topic: every record but the trapping one written (offset 17).
     let client = mongodb::Client::with_uri_str(&run.mongodb).await.unwrap();
-    let coll = client
-        .database(&run.db)
-        .collection::<mongodb::bson::Document>("hostile");
     wait_for("the trap topic's documents", CONVERGE, || {
-        let offsets: BTreeSet<i64> = futures_block(async {
-            let mut c = coll.find(mongodb::bson::doc! {}).await.unwrap();
-            let mut out = BTreeSet::new();
-            while c.advance().await.unwrap() {
-                let d = c.deserialize_current().unwrap();
-                out.insert(
-                    d.get("offset")
-                        .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
-                        .unwrap(),
-                );
-            }
-            out
-        });
+        let offsets = futures_block(hostile_offsets(&client, &run.db));
         Ok((offsets.len() == 29).then_some(offsets))
     })
     .map(|offsets| assert!(!offsets.contains(&17), "{offsets:?}"))
@@ -496,7 +479,6 @@ async fn poison_records_go_to_the_dlq_and_the_rest_is_written() {
         smt.terminate(Duration::from_secs(60)).unwrap().code(),
         Some(0)
     );
-    let _ = json!({});
 }
 
 /// Runs a future to completion from blocking code inside the test runtime.
@@ -509,39 +491,25 @@ fn futures_block<F: std::future::Future>(f: F) -> F::Output {
 fn trap_topic_with_records(s: &Services, n: usize) -> String {
     let topic = unique_name("policy");
     create_topics(s, &[(&topic, 1)]);
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            topic: String::new(),
-            partition: 0,
-            offset: 0,
-            timestamp_ms: None,
-            key: Some(format!("k{i}").into_bytes()),
-            value: Some(b"{}".to_vec()),
-            headers: vec![],
-        })
-        .collect();
-    produce(&s.brokers(), &topic, &records).unwrap();
+    produce(&s.brokers(), &topic, &keyed_records(n)).unwrap();
     topic
 }
 
-async fn hostile_offsets(uri: &str, db: &str) -> BTreeSet<i64> {
-    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-    let mut c = client
-        .database(db)
-        .collection::<mongodb::bson::Document>("hostile")
-        .find(mongodb::bson::doc! {})
+/// Records with keys `k0`, `k1`, … and `{}` as value, for the hostile guest.
+fn keyed_records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| record("", Some(format!("k{i}").as_bytes()), Some(b"{}".as_slice())))
+        .collect()
+}
+
+/// The offsets the hostile guest wrote (its documents are `{"offset": n}`).
+async fn hostile_offsets(client: &mongodb::Client, db: &str) -> BTreeSet<i64> {
+    documents(client, db, "hostile")
         .await
-        .unwrap();
-    let mut out = BTreeSet::new();
-    while c.advance().await.unwrap() {
-        let d = c.deserialize_current().unwrap();
-        out.insert(
-            d.get("offset")
-                .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
-                .unwrap(),
-        );
-    }
-    out
+        .unwrap()
+        .iter()
+        .map(|d| int(d, "offset").unwrap_or_else(|| panic!("no offset in {d}")))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,7 +522,7 @@ async fn on_error_fail_stops_without_committing_past_the_record() {
         .transform(
             "hostile",
             hostile_module(),
-            r#"{ mode = "trap", trap_key = "k5" }"#,
+            json!({ "mode": "trap", "trap_key": "k5" }),
         )
         .route(&topic, "hostile", "fail");
     let group = builder.group.clone();
@@ -566,7 +534,10 @@ async fn on_error_fail_stops_without_committing_past_the_record() {
     );
     // Everything before it is written and committed; nothing after it.
     let expected: BTreeSet<i64> = (0..5).collect();
-    assert_eq!(hostile_offsets(&s.mongodb_uri(), &db).await, expected);
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .unwrap();
+    assert_eq!(hostile_offsets(&client, &db).await, expected);
     assert_eq!(committed(&s.brokers(), &group, &topic), Some(5));
 }
 
@@ -580,17 +551,20 @@ async fn on_error_skip_logs_counts_and_continues() {
         .transform(
             "hostile",
             hostile_module(),
-            r#"{ mode = "trap", trap_key = "k5" }"#,
+            json!({ "mode": "trap", "trap_key": "k5" }),
         )
         .route(&topic, "hostile", "skip")
         .build();
     let mut smt = Smt::start(&dir.0, "smt", &config).unwrap();
     smt.wait_assigned(START).unwrap();
+    let client = mongodb::Client::with_uri_str(s.mongodb_uri())
+        .await
+        .unwrap();
     wait_for("11 documents", CONVERGE, || {
-        Ok((futures_block(hostile_offsets(&s.mongodb_uri(), &db)).len() == 11).then_some(()))
+        Ok((futures_block(hostile_offsets(&client, &db)).len() == 11).then_some(()))
     })
     .unwrap();
-    assert!(!hostile_offsets(&s.mongodb_uri(), &db).await.contains(&5));
+    assert!(!hostile_offsets(&client, &db).await.contains(&5));
     assert_eq!(smt.metric("smt_skipped_records_total", &[]).unwrap(), 1.0);
     assert_eq!(
         smt.metric(
@@ -631,12 +605,11 @@ async fn backpressure_pauses_partitions_and_keeps_order() {
     let run = Run::new("pause", s, s);
     produce(&run.brokers, &run.topic, &w.records).unwrap();
     // Queues far smaller than the backlog: partitions must be paused and resumed.
-    let mut builder = run.config();
-    builder.extra = String::new();
-    let config = builder
-        .build()
-        .replace("max-batch-size = 200", "max-batch-size = 7")
-        .replace("queue-capacity = 400", "queue-capacity = 5");
+    let config = run
+        .config()
+        .set(&["pipeline", "max-batch-size"], json!(7))
+        .set(&["pipeline", "queue-capacity"], json!(5))
+        .build();
     let mut smt = Smt::start(&run.dir.0, "smt", &config).unwrap();
     smt.wait_assigned(START).unwrap();
     run.converge(&smt).await;

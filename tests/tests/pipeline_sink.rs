@@ -11,8 +11,9 @@ use smt_host::pipeline::CancellationToken;
 use smt_host::sink::{Mode, Sink};
 use smt_host::telemetry::Metrics;
 use smt_host::writeop::{Namespace, WriteOp};
-use smt_tests::pipeline::{all_documents as all, Scratch};
+use smt_tests::mongo::documents;
 use smt_tests::services::{unique_name, Services};
+use smt_tests::smt_process::Scratch;
 
 fn config(dir: &Scratch, uri: &str, db: &str, bulk_api: &str) -> Config {
     let path = dir.0.join("smt.toml");
@@ -101,7 +102,7 @@ async fn check_mode(bulk_api: &str, expected_mode: Mode) {
     let client = mongodb::Client::with_uri_str(s.mongodb_uri())
         .await
         .unwrap();
-    let a = all(&client, &db, "a").await;
+    let a = documents(&client, &db, "a").await.unwrap();
     assert_eq!(
         a,
         vec![doc! {"_id": 1, "v": "one again"}],
@@ -198,7 +199,7 @@ async fn check_aggregate(bulk_api: &str, expected_mode: Mode) {
         .await
         .unwrap();
     assert_eq!(
-        all(&client, &db, "totals").await,
+        documents(&client, &db, "totals").await.unwrap(),
         vec![
             doc! {"_id": "x", "first": 3, "second": 1},
             doc! {"_id": "y", "first": 5, "second": 5},
@@ -206,7 +207,7 @@ async fn check_aggregate(bulk_api: &str, expected_mode: Mode) {
         "the first aggregate saw the three rows and not the delete; the second saw the delete"
     );
     assert_eq!(
-        all(&client, &db, "after").await,
+        documents(&client, &db, "after").await.unwrap(),
         vec![doc! {"_id": 1, "v": "inserted"}],
         "record 2's insert dropped with its failed aggregate, record 3 written"
     );

@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use bson::{doc, Bson, DateTime, Decimal128, Document};
 use smt_host::config::Config;
-use smt_host::engine::{Engine, EngineConfig, Message, TransformInstance};
+use smt_host::engine::{Engine, EngineConfig, TransformInstance};
 use smt_host::pipeline::CancellationToken;
 use smt_host::sink::Sink;
 use smt_host::telemetry::Metrics;
 use smt_tests::native::fixture;
-use smt_tests::pipeline::Scratch;
+use smt_tests::record::Record;
 use smt_tests::services::{unique_name, Services};
+use smt_tests::smt_process::{smt_bin, Scratch};
 
 const MAPPER: &str = env!("SMT_GUEST_RELATIONAL_MAPPER");
 
@@ -85,7 +86,7 @@ fn expected_orders() -> Vec<Document> {
     ]
 }
 
-fn stream(table: &str) -> Vec<Message> {
+fn stream(table: &str) -> Vec<Record> {
     fixture("schemas.jsonl")
         .into_iter()
         .filter(|m| m.topic == format!("dbz.inventory.{table}"))
@@ -93,7 +94,7 @@ fn stream(table: &str) -> Vec<Message> {
 }
 
 /// The two streams merged in a seeded random order, each keeping its own.
-fn interleave(a: &[Message], b: &[Message], seed: u64) -> Vec<Message> {
+fn interleave(a: &[Record], b: &[Record], seed: u64) -> Vec<Record> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         state ^= state << 13;
@@ -157,7 +158,7 @@ impl Harness {
     }
 
     /// Transforms and writes the records in batches of `batch`, as the pipeline does.
-    async fn apply(&mut self, msgs: &[Message], batch: usize) {
+    async fn apply(&mut self, msgs: &[Record], batch: usize) {
         for chunk in msgs.chunks(batch) {
             let mut ops = Vec::new();
             for (i, m) in chunk.iter().enumerate() {
@@ -177,7 +178,9 @@ impl Harness {
     }
 
     async fn docs(&self, collection: &str) -> Vec<Document> {
-        smt_tests::pipeline::all_documents(&self.client, &self.db, collection).await
+        smt_tests::mongo::documents(&self.client, &self.db, collection)
+            .await
+            .unwrap()
     }
 
     async fn check(&self, what: &str) {
@@ -250,7 +253,7 @@ async fn any_interleaving_and_any_replayed_suffix_end_the_same() {
 fn the_blog_example_reaches_its_expected_documents() {
     let script = smt_tests::services::repo_root().join("examples/blog/run");
     let out = std::process::Command::new(&script)
-        .env("SMT_BIN", smt_tests::pipeline::smt_bin())
+        .env("SMT_BIN", smt_bin())
         .env("SMT_MAPPER_WASM", MAPPER)
         // Its own services, as a user's run has.
         .env_remove("SMT_KAFKA_BROKERS")

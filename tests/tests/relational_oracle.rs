@@ -19,9 +19,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use smt_tests::config::ConfigBuilder;
+use smt_tests::kafka::topic_len;
 use smt_tests::oracle::{self, Workload, TABLES};
-use smt_tests::pipeline::{tail, topic_len, wait_for, ConfigBuilder, Smt};
 use smt_tests::services::{unique_name, DebeziumConnector, Services};
+use smt_tests::smt_process::{tail, wait_for, Smt};
 
 /// Operations per seed in the test command (three seeds: about 2 minutes warm on 2 cores).
 const DEFAULT_OPS: usize = 3000;
@@ -199,29 +201,16 @@ fn run_workload(
     .context("waiting for Debezium's snapshot")?;
 
     // 2. smt consuming the four topics with the mapper.
-    let mut builder = ConfigBuilder::new(&brokers, &s.mongodb_uri(), &n.tag);
-    let topics_toml = format!(
-        "[{}]",
-        n.topics
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    builder
-        .routes
-        .push((topics_toml, "shop".into(), "fail".into()));
-    // The mapper's rebuilds read what other partitions write (docs/relational-mapper.md).
-    builder.serial_writes = true;
     // A copy of the module, not watched: a rebuild of the shared build's
     // module during the run must not swap the transform under the test.
     let module = n.dir.join("relational_mapper.wasm");
     std::fs::copy(relational_mapper(), &module).context("copying the module")?;
-    builder.extra = format!(
-        "[hot-swap]\nwatch = false\n[transforms.shop]\nmodule = \"{}\"\nconfig-file = \"{}\"\n",
-        module.display(),
-        oracle::fixture("mapping.json").display()
-    );
+    let builder = ConfigBuilder::new(&brokers, &s.mongodb_uri(), &n.tag)
+        .transform_with_config_file("shop", &module, oracle::fixture("mapping.json"))
+        .route_topics(&n.topics, "shop", "fail")
+        // The mapper's rebuilds read what other partitions write (docs/relational-mapper.md).
+        .serial_writes()
+        .set(&["hot-swap", "watch"], serde_json::json!(false));
     let config = builder.build();
     let mut smt = Smt::start(&n.dir, "smt1", &config)?;
     smt.wait_assigned(Duration::from_secs(60))?;

@@ -20,9 +20,12 @@ use std::time::Duration;
 
 use bson::{Bson, Document};
 use serde_json::Value;
-use smt_tests::pipeline::*;
+use smt_tests::config::ConfigBuilder;
+use smt_tests::kafka::{produce, read_all, topic_len};
+use smt_tests::record::Record;
 use smt_tests::schema_registry::*;
-use smt_tests::services::{repo_root, unique_name, DebeziumConnector, Record, Services};
+use smt_tests::services::{repo_root, unique_name, DebeziumConnector, Services};
+use smt_tests::smt_process::{smt_bin, tail, wait_for, Scratch, Smt};
 
 const CONVERGE: Duration = Duration::from_secs(120);
 
@@ -45,7 +48,7 @@ fn database(uri: &str, db: &str) -> BTreeMap<String, Vec<Document>> {
         names.sort();
         let mut out = BTreeMap::new();
         for n in names {
-            let docs = all_documents(&client, db, &n).await;
+            let docs = smt_tests::mongo::documents(&client, db, &n).await.unwrap();
             out.insert(n, docs);
         }
         out

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{doc, Document};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use smt_tests::mongo::documents;
+use smt_tests::record::RecordExt as _;
 use smt_tests::services::{script, unique_name, DebeziumConnector, Services};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -163,7 +165,6 @@ async fn reference_sink_connector_writes_debezium_events_into_mongo() {
     let client = mongodb::Client::with_uri_str(s.mongodb_uri())
         .await
         .expect("client");
-    let coll = client.database(&db).collection::<Document>("customers");
     // without schemas the JSON converter gives the handler longs: ids are Int64
     let want = vec![
         doc! { "_id": { "id": 1i64 }, "first_name": "Sally", "email": "sally@acme.com" },
@@ -173,15 +174,7 @@ async fn reference_sink_connector_writes_debezium_events_into_mongo() {
     let deadline = Instant::now() + WAIT;
     let mut got = Vec::new();
     while Instant::now() < deadline {
-        let mut cur = coll
-            .find(doc! {})
-            .sort(doc! { "_id.id": 1 })
-            .await
-            .expect("find");
-        got.clear();
-        while cur.advance().await.expect("cursor") {
-            got.push(cur.deserialize_current().expect("doc"));
-        }
+        got = documents(&client, &db, "customers").await.expect("find");
         if got == want {
             break;
         }

@@ -52,7 +52,7 @@ fn bad_input(m: &Message, needle: &str) {
 }
 
 fn replace(filter: Value, replacement: Value) -> Value {
-    json!({"op": "replace-one", "database": null, "collection": "customers", "filter": filter,
+    json!({"op": "replace-one", "db": null, "coll": "customers", "filter": filter,
            "replacement": replacement, "upsert": true})
 }
 
@@ -113,7 +113,7 @@ fn delete_with_key_deletes_by_id() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": 3}}})
+            json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"_id": {"id": 3}}})
         ]
     );
 }
@@ -132,10 +132,8 @@ fn create_or_read_without_key_inserts_with_server_objectid() {
         );
         assert_eq!(
             run(&m).unwrap(),
-            vec![
-                json!({"op": "insert-one", "database": null, "collection": "audit_log",
-                        "document": {"actor": "alice", "action": "login"}})
-            ]
+            vec![json!({"op": "insert-one", "db": null, "coll": "audit_log",
+                        "document": {"actor": "alice", "action": "login"}})]
         );
     }
 }
@@ -155,7 +153,7 @@ fn update_and_delete_without_key_filter_on_before() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "replace-one", "database": null, "collection": "audit_log", "filter": before,
+            json!({"op": "replace-one", "db": null, "coll": "audit_log", "filter": before,
                     "replacement": {"actor": "alice", "action": "logout"}, "upsert": true})
         ]
     );
@@ -166,9 +164,7 @@ fn update_and_delete_without_key_filter_on_before() {
     );
     assert_eq!(
         run(&m).unwrap(),
-        vec![
-            json!({"op": "delete-one", "database": null, "collection": "audit_log", "filter": before})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "audit_log", "filter": before})]
     );
 }
 
@@ -313,7 +309,7 @@ fn composite_key_wraps_all_columns() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
+            json!({"op": "replace-one", "db": null, "coll": "orders", "filter": {"_id": id},
                     "replacement": {"_id": id, "amount": "AQ==", "status": "new"}, "upsert": true})
         ]
     );
@@ -398,7 +394,7 @@ fn primary_key_change_deletes_old_and_creates_new() {
     assert_eq!(
         all,
         vec![
-            json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": 2}}}),
+            json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"_id": {"id": 2}}}),
             replace(
                 json!({"_id": {"id": 102}}),
                 json!({"_id": {"id": 102}, "first_name": "Sally", "email": "s@acme.com", "vip": true})
@@ -424,7 +420,7 @@ fn toast_placeholder_sets_the_other_fields() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
         ]
     );
@@ -440,7 +436,7 @@ fn toast_with_object_id_and_without_key() {
     assert_eq!(
         run_with(r#"{"id": "object-id"}"#, &m).unwrap(),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"id": 2},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
         ]
     );
@@ -452,7 +448,7 @@ fn toast_with_object_id_and_without_key() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"id": 2},
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"id": 2},
                     "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": true})
         ]
     );
@@ -524,9 +520,7 @@ fn id_object_id() {
     );
     assert_eq!(
         run_with(cfg, &m).unwrap(),
-        vec![
-            json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"id": 1}})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"id": 1}})]
     );
     // Without a key: the same as the reference (insert / filter on before).
     let m = msg(TOPIC, None, Some(envelope("c", Value::Null, row(1))));
@@ -546,17 +540,17 @@ fn routing_options() {
     )
     .unwrap();
     assert_eq!(
-        (&ops[0]["database"], &ops[0]["collection"]),
+        (&ops[0]["db"], &ops[0]["coll"]),
         (&json!("sink"), &json!("inventory_customers"))
     );
     let ops = run_with(r#"{"rename": {"inventory.customers": "crm.people"}}"#, &m).unwrap();
     assert_eq!(
-        (&ops[0]["database"], &ops[0]["collection"]),
+        (&ops[0]["db"], &ops[0]["coll"]),
         (&json!("crm"), &json!("people"))
     );
     let ops = run_with(r#"{"rename": {"dbz.inventory.customers": "people"}}"#, &m).unwrap();
     assert_eq!(
-        (&ops[0]["database"], &ops[0]["collection"]),
+        (&ops[0]["db"], &ops[0]["coll"]),
         (&Value::Null, &json!("people"))
     );
 }
@@ -574,9 +568,7 @@ fn truncate_options() {
         .is_empty());
     assert_eq!(
         run_with(r#"{"truncate": "delete-all"}"#, &m).unwrap(),
-        vec![
-            json!({"op": "delete-many", "database": null, "collection": "audit_log", "filter": {}})
-        ]
+        vec![json!({"op": "delete-many", "db": null, "coll": "audit_log", "filter": {}})]
     );
 }
 

@@ -169,7 +169,7 @@ fn check_kinds(file: &str) {
         assert_eq!(got, *kinds, "{file}: {table}@{offset} ({what})");
         assert!(
             ops.iter()
-                .all(|o| o["database"].is_null() && o["collection"] == json!(table)),
+                .all(|o| o["db"].is_null() && o["coll"] == json!(table)),
             "{file}: {table}@{offset} namespace"
         );
         assert!(
@@ -199,10 +199,10 @@ fn customers_lifecycle_with_schemas() {
             .as_object_mut()
             .unwrap()
             .extend(doc.as_object().unwrap().clone());
-        json!({"op": "replace-one", "database": null, "collection": "customers", "filter": {"_id": {"id": id}},
+        json!({"op": "replace-one", "db": null, "coll": "customers", "filter": {"_id": {"id": id}},
                "replacement": replacement, "upsert": true})
     };
-    let delete = |id: i64| json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": {"id": id}}});
+    let delete = |id: i64| json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"_id": {"id": id}}});
     assert_eq!(
         find(&r, "customers", 0),
         [replace(
@@ -248,7 +248,7 @@ fn no_key_table_and_truncate() {
         let login = json!({"actor": "alice", "action": "login", "at": at("2024-03-04T12:00:00.000000Z", 1709553600000)});
         let logout = json!({"actor": "alice", "action": "logout", "at": at("2024-03-04T12:00:00.000000Z", 1709553600000)});
         let boot = json!({"actor": "system", "action": "bootstrap", "at": at("2024-01-01T00:00:00.000000Z", 1704067200000)});
-        let ns = |op: &str| json!({"op": op, "database": null, "collection": "audit_log"});
+        let ns = |op: &str| json!({"op": op, "db": null, "coll": "audit_log"});
         let with = |mut base: Value, extra: Value| {
             base.as_object_mut()
                 .unwrap()
@@ -290,7 +290,7 @@ fn toast_placeholder_keeps_the_stored_body() {
         assert_eq!(
             find(&r, "documents", 2),
             [
-                json!({"op": "update-one", "database": null, "collection": "documents", "filter": {"_id": {"id": 2}},
+                json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
             ],
             "{file}"
@@ -307,7 +307,7 @@ fn composite_key_orders() {
     assert_eq!(
         find(&r, "orders", 3),
         [
-            json!({"op": "replace-one", "database": null, "collection": "orders", "filter": {"_id": id},
+            json!({"op": "replace-one", "db": null, "coll": "orders", "filter": {"_id": id},
                 "replacement": {"_id": id, "customer_id": 1, "amount": {"$numberDecimal": "13.75"},
                                 "order_date": {"$date": {"$numberLong": "1704153600000"}}, "status": "shipped"},
                 "upsert": true})
@@ -316,7 +316,7 @@ fn composite_key_orders() {
     assert_eq!(
         find(&r, "orders", 4),
         [
-            json!({"op": "delete-one", "database": null, "collection": "orders", "filter": {"_id": {"region": "us", "order_id": 1}}})
+            json!({"op": "delete-one", "db": null, "coll": "orders", "filter": {"_id": {"region": "us", "order_id": 1}}})
         ]
     );
     // Scalar ids need a single-column key: composite keys stay wrapped.

@@ -99,21 +99,17 @@ fn collection_rule_writes_the_row_directly() {
     let m = mapper(json!([{"table": "inventory.customers", "collection": "people"}]));
     assert_eq!(
         run(&m, &record(CUSTOMERS, 0)),
-        vec![
-            json!({"op": "replace-one", "database": null, "collection": "people",
+        vec![json!({"op": "replace-one", "db": null, "coll": "people",
             "filter": {"_id": 1},
             "replacement": {"_id": 1, "id": 1, "first_name": "Sally", "last_name": "Thomas",
                 "email": "sally.thomas@acme.com", "balance": {"$numberDecimal": "1234.50"}, "vip": true,
                 "created_at": date(CREATED_AT_MS)},
-            "upsert": true})
-        ]
+            "upsert": true})]
     );
     // delete, then the tombstone
     assert_eq!(
         run(&m, &record(CUSTOMERS, 5)),
-        vec![
-            json!({"op": "delete-one", "database": null, "collection": "people", "filter": {"_id": 3}})
-        ]
+        vec![json!({"op": "delete-one", "db": null, "coll": "people", "filter": {"_id": 3}})]
     );
     assert_eq!(run(&m, &record(CUSTOMERS, 6)), Vec::<Value>::new());
 }
@@ -128,7 +124,7 @@ fn primary_key_change_moves_the_document() {
     assert_eq!(delete[0]["op"], json!("aggregate"));
     assert_eq!(
         delete[1],
-        json!({"op": "delete-one", "database": null, "collection": "people", "filter": {"_id": 2}})
+        json!({"op": "delete-one", "db": null, "coll": "people", "filter": {"_id": 2}})
     );
     assert_eq!(
         run(&m, &record(CUSTOMERS, 9))[0]["replacement"],
@@ -264,7 +260,7 @@ fn unchanged_toast_columns_keep_their_stored_value() {
     assert_eq!(
         run(&m, &record("dbz.inventory.documents", 2)),
         vec![
-            json!({"op": "update-one", "database": null, "collection": "docs", "filter": {"_id": 2},
+            json!({"op": "update-one", "db": null, "coll": "docs", "filter": {"_id": 2},
             "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": true})
         ]
     );
@@ -285,7 +281,7 @@ fn filter_decides_whether_the_row_is_mapped() {
     assert_eq!(
         run(&m, &record(ORDERS, 1)),
         vec![
-            json!({"op": "delete-one", "database": null, "collection": "open_orders",
+            json!({"op": "delete-one", "db": null, "coll": "open_orders",
             "filter": {"_id": {"region": "us", "order_id": 1}}})
         ]
     );
@@ -342,7 +338,7 @@ fn parent_change_writes_state_then_rebuilds_its_document() {
     assert_eq!(ops.len(), 2);
     assert_eq!(
         ops[0],
-        json!({"op": "replace-one", "database": null, "collection": STATE_CUSTOMERS,
+        json!({"op": "replace-one", "db": null, "coll": STATE_CUSTOMERS,
             "filter": {"_id": {"id": 1}},
             "replacement": {"_id": {"id": 1}, "on": {"r0": true},
                 "doc": {"r0": {"_id": 1, "id": 1, "email": "sally.thomas@acme.com"}},
@@ -351,7 +347,7 @@ fn parent_change_writes_state_then_rebuilds_its_document() {
     );
     assert_eq!(
         ops[1],
-        json!({"op": "aggregate", "database": null, "collection": STATE_CUSTOMERS, "pipeline": [
+        json!({"op": "aggregate", "db": null, "coll": STATE_CUSTOMERS, "pipeline": [
             {"$match": {"_id": {"id": 1}, "on.r0": true}},
             {"$lookup": {"from": STATE_ORDERS, "localField": "join.r1", "foreignField": "fk.r1",
                 "pipeline": [
@@ -377,7 +373,7 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
         "cond": {"$ne": ["$$this", null]}}}});
     assert_eq!(
         ops[0],
-        json!({"op": "update-one", "database": null, "collection": STATE_ORDERS, "filter": {"_id": key},
+        json!({"op": "update-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key},
             "pipeline": [{"$replaceWith": {"$mergeObjects": [
                 {"$literal": {"_id": key, "on": {"r1": true},
                     "doc": {"r1": {"region": "eu", "order_id": 1, "amount": {"$numberDecimal": "13.75"}, "status": "new"}},
@@ -386,7 +382,7 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
             "upsert": true})
     );
     assert_eq!(ops[1]["op"], json!("aggregate"));
-    assert_eq!(ops[1]["collection"], json!(STATE_ORDERS));
+    assert_eq!(ops[1]["coll"], json!(STATE_ORDERS));
     assert_eq!(
         ops[1]["pipeline"].as_array().unwrap()[..7],
         [
@@ -405,7 +401,7 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
     assert_eq!(tail, root.as_array().unwrap()[1..].to_vec());
     assert_eq!(
         ops[2],
-        json!({"op": "update-one", "database": null, "collection": STATE_ORDERS, "filter": {"_id": key},
+        json!({"op": "update-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key},
             "update": {"$unset": {"prev": ""}}, "upsert": false})
     );
 }
@@ -421,7 +417,7 @@ fn child_delete_marks_rebuilds_then_forgets() {
     assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"_id": key}}));
     assert_eq!(
         ops[2],
-        json!({"op": "delete-one", "database": null, "collection": STATE_ORDERS, "filter": {"_id": key}})
+        json!({"op": "delete-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key}})
     );
 }
 
@@ -431,11 +427,11 @@ fn parent_delete_removes_its_document() {
     assert_eq!(ops.len(), 3);
     assert_eq!(
         ops[1],
-        json!({"op": "delete-one", "database": null, "collection": "customers", "filter": {"_id": 3}})
+        json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"_id": 3}})
     );
     assert_eq!(
         ops[2],
-        json!({"op": "delete-one", "database": null, "collection": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}}})
+        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}}})
     );
 }
 
@@ -550,7 +546,7 @@ fn truncate_of_a_child_rebuilds_every_root() {
     let ops = run(&m, &truncate);
     assert_eq!(
         ops[0],
-        json!({"op": "delete-many", "database": null, "collection": "__smt_rm.inventory.documents", "filter": {}})
+        json!({"op": "delete-many", "db": null, "coll": "__smt_rm.inventory.documents", "filter": {}})
     );
     assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"on.r0": true}}));
 }
@@ -660,7 +656,7 @@ fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
     let ops = run(&m, &record(CUSTOMERS, 7));
     assert_eq!(
         ops[0],
-        json!({"op": "aggregate", "database": null, "collection": STATE_CUSTOMERS, "pipeline": [
+        json!({"op": "aggregate", "db": null, "coll": STATE_CUSTOMERS, "pipeline": [
             {"$match": {"_id": {"id": 2}}},
             {"$project": {"_id": {"$literal": {"id": 102}}, "doc": 1, "s": 1, "fk": 1, "join": 1}},
             {"$merge": {"into": STATE_CUSTOMERS, "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}}
@@ -686,7 +682,7 @@ fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
     );
     assert_eq!(
         run(&direct, &record(CUSTOMERS, 7))[0],
-        json!({"op": "aggregate", "database": null, "collection": "people", "pipeline": [
+        json!({"op": "aggregate", "db": null, "coll": "people", "pipeline": [
             {"$match": {"_id": 2}},
             {"$replaceWith": {"$mergeObjects": ["$$ROOT", {"_id": {"$literal": 102}}]}},
             {"$merge": {"into": "people", "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}}

@@ -291,13 +291,18 @@ impl From<UpdateBuilder> for WriteOp {
     }
 }
 
-/// A write operation as one JSON object, for tests and debugging: `op`
-/// (`insert-one`, `replace-one`, `update-one`, `update-many`, `delete-one`,
-/// `delete-many`, `aggregate`), `database` (null: the pipeline's), `collection`,
-/// then the operation's documents parsed (`document`, `filter`, `replacement`,
-/// `update` or `pipeline`, `upsert`, `array_filters` when not empty). BSON
-/// documents appear as `{"$bson": "<base64>"}`; JSON text that does not parse
-/// as `{"$invalid_json": "<text>"}`.
+/// A write operation as one JSON object, for tests and debugging, in the
+/// dialect `smt test` prints: `op` (`insert-one`, `replace-one`,
+/// `update-one`, `update-many`, `delete-one`, `delete-many`, `aggregate`),
+/// `db` (null: the pipeline's), `coll`, then the operation's documents
+/// parsed (`document`, `filter`, `replacement`, `update` or `pipeline`,
+/// `upsert`, `arrayFilters` when not empty), in that order.
+///
+/// The one difference from `smt test`: documents appear as the transform
+/// wrote them (`1`, not `{"$numberInt": "1"}`); `smt test` parses them and
+/// prints canonical Extended JSON. BSON documents appear as
+/// `{"$bson": "<base64>"}`; JSON text that does not parse as
+/// `{"$invalid_json": "<text>"}`.
 pub fn describe(op: &WriteOp) -> Value {
     fn d(doc: &Document) -> Value {
         match doc {
@@ -321,10 +326,10 @@ pub fn describe(op: &WriteOp) -> Value {
     let mut head = |name: &str, ns: &Namespace| {
         m.insert("op".into(), Value::String(name.into()));
         m.insert(
-            "database".into(),
+            "db".into(),
             ns.database.clone().map_or(Value::Null, Value::String),
         );
-        m.insert("collection".into(), Value::String(ns.collection.clone()));
+        m.insert("coll".into(), Value::String(ns.collection.clone()));
     };
     match op {
         WriteOp::InsertOne(i) => {
@@ -357,7 +362,7 @@ pub fn describe(op: &WriteOp) -> Value {
             m.insert("upsert".into(), Value::Bool(u.upsert));
             if !u.array_filters.is_empty() {
                 m.insert(
-                    "array_filters".into(),
+                    "arrayFilters".into(),
                     Value::Array(u.array_filters.iter().map(d).collect()),
                 );
             }
@@ -453,12 +458,22 @@ mod tests {
             .build();
         assert_eq!(
             describe(&op),
-            json!({"op": "update-one", "database": "d", "collection": "c", "filter": {"_id": 1},
+            json!({"op": "update-one", "db": "d", "coll": "c", "filter": {"_id": 1},
                    "update": {"$set": {"a": 1}}, "upsert": true})
         );
         assert_eq!(
             describe(&insert_one("c", json!({"x": 1}))),
-            json!({"op": "insert-one", "database": null, "collection": "c", "document": {"x": 1}})
+            json!({"op": "insert-one", "db": null, "coll": "c", "document": {"x": 1}})
+        );
+        // The keys and their order of `smt test` (compared as text: the
+        // order is part of the dialect).
+        let op = update_many("c", json!({}))
+            .pipeline(vec![json!({"$set": {"a": 1}})])
+            .array_filter(json!({"e.k": 2}))
+            .build();
+        assert_eq!(
+            describe(&op).to_string(),
+            r#"{"op":"update-many","db":null,"coll":"c","filter":{},"pipeline":[{"$set":{"a":1}}],"upsert":false,"arrayFilters":[{"e.k":2}]}"#
         );
     }
 
@@ -473,7 +488,7 @@ mod tests {
         );
         assert_eq!(
             describe(&op),
-            json!({"op": "aggregate", "database": "d", "collection": "rows",
+            json!({"op": "aggregate", "db": "d", "coll": "rows",
                    "pipeline": [{"$match": {"_id": 1}}, {"$merge": {"into": "docs"}}]})
         );
         let WriteOp::Aggregate(a) = op else { panic!() };

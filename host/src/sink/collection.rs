@@ -3,7 +3,7 @@
 //! become one `insert`, `update` or `delete` command with `ordered: true`;
 //! an `aggregate` operation is a command of its own.
 
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson};
 
 use super::classify::{classify, is_transient_code, Failure};
 use super::model::{command_entry, namespace};

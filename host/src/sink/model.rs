@@ -87,12 +87,9 @@ pub fn command_entry(op: &WriteOp) -> Document {
             doc! {"q": filter.clone(), "u": replacement.clone(), "upsert": *upsert, "multi": false}
         }
         WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
-            let u_field = match modifications(u) {
-                UpdateModifications::Document(d) => Bson::Document(d),
-                UpdateModifications::Pipeline(p) => {
-                    Bson::Array(p.into_iter().map(Bson::Document).collect())
-                }
-                _ => unreachable!("modifications() builds a document or a pipeline"),
+            let u_field = match &u.update {
+                Update::Operators(d) => Bson::Document(d.clone()),
+                Update::Pipeline(p) => Bson::Array(p.iter().cloned().map(Bson::Document).collect()),
             };
             let mut d = doc! {
                 "q": u.filter.clone(),

@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::{Config, HotSwapConfig};
+use crate::config::Config;
 use crate::contract::Message;
 use crate::engine::{Engine, FailureKind, LoadError, TransformModule};
 use crate::registry::{unix_ms, Registry, Rejection, Trigger, Version};

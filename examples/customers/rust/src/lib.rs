@@ -32,16 +32,15 @@ impl Transform for Customers {
                 "table {table:?} is not customers"
             )));
         }
-        let id = match event.take_key()?.as_ref().and_then(|k| k.get("id")) {
+        let key = event.require_key()?;
+        let id = match key.get("id") {
             Some(id) if id.is_i64() => id.clone(),
             _ => return Err(TransformError::bad_input("the key has no integer 'id'")),
         };
         match event.op() {
             Op::Delete => Ok(vec![ops::delete_one(COLLECTION, json!({ "_id": id }))]),
             Op::Read | Op::Create | Op::Update => {
-                let after = event
-                    .take_after()?
-                    .ok_or_else(|| TransformError::bad_input("no 'after' image"))?;
+                let after = event.require_after()?;
                 let doc = json!({
                     "_id": id,
                     "name": format!("{} {}", text(&after, "first_name")?, text(&after, "last_name")?),

@@ -286,6 +286,11 @@ fn parse_body(bytes: &[u8]) -> Result<(Body, Option<Schema>), serde_json::Error>
     })
 }
 
+/// The error of the `require_*` accessors.
+fn missing(what: &str) -> TransformError {
+    TransformError::bad_input(format!("the change event has no {what}"))
+}
+
 /// The key's payload (an object) and schema.
 type ParsedKey = (Option<Map<String, Value>>, Option<Schema>);
 
@@ -490,6 +495,26 @@ impl Event {
                 Ok(Some(m))
             }
         }
+    }
+
+    /// The after image, decoded and moved out of the event, for the ops that
+    /// must have one (create, read, update): a missing or null `after` is a
+    /// `bad-input` error. The one call for `take_after()?.ok_or_else(..)`.
+    pub fn require_after(&mut self) -> Result<Fields, TransformError> {
+        self.take_after()?.ok_or_else(|| missing("'after' image"))
+    }
+
+    /// [`Event::require_after`] for `before` (a delete's row under `REPLICA
+    /// IDENTITY FULL`, or its key columns otherwise).
+    pub fn require_before(&mut self) -> Result<Fields, TransformError> {
+        self.take_before()?.ok_or_else(|| missing("'before' image"))
+    }
+
+    /// The primary-key columns, decoded and moved out of the event: a record
+    /// without key (a table without primary key) is a `bad-input` error.
+    pub fn require_key(&mut self) -> Result<Fields, TransformError> {
+        self.take_key()?
+            .ok_or_else(|| missing("key (does the table have a primary key?)"))
     }
 
     /// The row before the change, decoded; `None` when absent (inserts, and

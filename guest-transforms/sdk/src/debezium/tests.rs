@@ -339,6 +339,44 @@ fn odd_schema_is_ignored_not_fatal() {
 }
 
 #[test]
+fn require_gives_the_decoded_image_or_a_bad_input_error() {
+    let mut e = Event::parse(&with_schemas("c")).unwrap().unwrap();
+    let (after, key) = (e.after().unwrap().unwrap(), e.key().unwrap().unwrap());
+    assert_eq!(e.require_after().unwrap(), after);
+    assert_eq!(e.require_key().unwrap(), key);
+    // Moved out: asked again, they are missing.
+    for err in [e.require_after().unwrap_err(), e.require_key().unwrap_err()] {
+        assert_eq!(err.kind, ErrorKind::BadInput);
+    }
+    let err = e.require_before().unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (
+            ErrorKind::BadInput,
+            "the change event has no 'before' image"
+        )
+    );
+    let delete = json!({"before": {"id": 1}, "after": null, "op": "d"});
+    let mut keyless = Event::parse(&message(None, Some(delete))).unwrap().unwrap();
+    assert!(keyless
+        .require_key()
+        .unwrap_err()
+        .message
+        .contains("no key"));
+    assert_eq!(keyless.require_before().unwrap()["id"], 1);
+    assert!(keyless.require_after().is_err());
+    // A malformed image is the decoding error, not "missing".
+    let mut bad = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"}))))
+        .unwrap()
+        .unwrap();
+    assert!(bad
+        .require_after()
+        .unwrap_err()
+        .message
+        .contains("'after' must be an object"));
+}
+
+#[test]
 fn take_moves_the_decoded_images_out() {
     let mut e = Event::parse(&with_schemas("c")).unwrap().unwrap();
     let after = e.after().unwrap();

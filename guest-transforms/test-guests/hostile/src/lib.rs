@@ -10,6 +10,7 @@
 //! | `init-fails` | `init` returns `Err("init refused: …")` |
 //! | `big-output` | `transform` returns `ops` insert-ones (default 1) each with a string field of `doc_bytes` bytes (default 1 MiB) |
 //! | `aggregate` | `transform` returns one aggregate on `hostile` with the config's `pipeline` (an array of stages), unchecked |
+//! | `every-op` | `transform` returns one operation of every kind, built with the SDK's builders (the op-dialect test) |
 
 use serde_json::{json, Value};
 use smt_guest::{ops, Message, Transform, TransformError, WriteOp};
@@ -22,6 +23,7 @@ pub enum Hostile {
     Trap { key: Vec<u8> },
     BigOutput { ops: usize, doc_bytes: usize },
     Aggregate { pipeline: Vec<Value> },
+    EveryOp,
 }
 
 fn echo(msg: &Message) -> Vec<WriteOp> {
@@ -64,6 +66,7 @@ impl Transform for Hostile {
                         .cloned()
                         .unwrap_or_default(),
                 },
+                "every-op" => Hostile::EveryOp,
                 other => return Err(format!("hostile: unknown mode {other:?}")),
             },
         )
@@ -104,8 +107,47 @@ impl Transform for Hostile {
             Hostile::Aggregate { pipeline } => {
                 Ok(vec![ops::aggregate("hostile", pipeline.clone())])
             }
+            Hostile::EveryOp => Ok(every_op(msg)),
         }
     }
+}
+
+/// One operation of every kind and shape: both namespaces, an update with
+/// operators and array filters, a pipeline update, an aggregate; values in
+/// relaxed Extended JSON (int32, int64, double, decimal, date) so that a
+/// rendering that prints them canonical shows it.
+fn every_op(msg: &Message) -> Vec<WriteOp> {
+    let id = json!(msg.offset);
+    let typed = json!({"i": 1, "l": 1i64 << 40, "d": 1.5,
+                       "dec": {"$numberDecimal": "1.50"}, "t": {"$date": "2024-01-02T03:04:05Z"}});
+    vec![
+        ops::insert_one("c", json!({"_id": id, "typed": typed})),
+        ops::replace_one(
+            ops::ns_in("other", "c"),
+            json!({"_id": id}),
+            json!({"_id": id, "r": true}),
+        )
+        .upsert()
+        .into(),
+        ops::update_one("c", json!({"_id": id}))
+            .set(json!({"a.$[e].x": 1}))
+            .operator("$inc", json!({"n": 1}))
+            .array_filter(json!({"e.k": 2}))
+            .into(),
+        ops::update_many("c", json!({}))
+            .pipeline(vec![json!({"$set": {"n": 1}}), json!({"$unset": "tmp"})])
+            .upsert()
+            .into(),
+        ops::delete_one("c", json!({"_id": id})),
+        ops::delete_many(ops::ns_in("d", "c"), json!({})),
+        ops::aggregate(
+            "rows",
+            vec![
+                json!({"$match": {"_id": id}}),
+                json!({"$merge": {"into": {"db": "shop", "coll": "docs"}, "whenMatched": "replace"}}),
+            ],
+        ),
+    ]
 }
 
 smt_guest::export_transform!(Hostile);
