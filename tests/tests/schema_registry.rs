@@ -22,7 +22,7 @@ use bson::{Bson, Document};
 use serde_json::Value;
 use smt_tests::config::ConfigBuilder;
 use smt_tests::kafka::{produce, read_all, topic_len};
-use smt_tests::record::Record;
+use smt_tests::record::{Record, RecordExt};
 use smt_tests::schema_registry::*;
 use smt_tests::services::{repo_root, unique_name, DebeziumConnector, Services};
 use smt_tests::smt_process::{smt_bin, tail, wait_for, Scratch, Smt};
