@@ -14,7 +14,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::decode::Decoder;
 use crate::dlq::Dlq;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineMetrics, NamespacePolicy};
 use crate::pipeline::{self, Shared};
 use crate::registry::Registry;
 use crate::sink::Sink;
@@ -46,25 +46,26 @@ pub struct Prepared {
 
 /// Loads and initialises every transform.
 pub fn prepare(config: Config) -> anyhow::Result<Prepared> {
-    let engine = Engine::new(&config.engine).context("cannot start the Wasm engine ([engine])")?;
+    let metrics = Arc::new(Metrics::new());
+    let engine_metrics = EngineMetrics {
+        log_lines_dropped: metrics.guest_log_lines_dropped.clone(),
+    };
+    let engine = Engine::with_metrics(&config.engine, engine_metrics)
+        .context("cannot start the Wasm engine ([engine])")?
+        .with_namespace_policy(NamespacePolicy::new(
+            &config.mongodb.database,
+            &config.mongodb.allowed_namespaces,
+        ));
     let registry = Arc::new(Registry::with_recent_capacity(
         config.hot_swap.recent_samples,
     ));
-    for (name, t) in &config.transforms {
-        let module = engine
-            .load_file(name, &t.module)
-            .map_err(|e| anyhow::anyhow!("transforms.{name}.module: {e}"))?;
-        let transform_config = config.transform_config_json(name)?;
-        module
-            .instantiate(&transform_config)
-            .map_err(|e| anyhow::anyhow!("transforms.{name}: {e}"))?;
-        registry.activate(name, module, transform_config);
-    }
+    // From the config file, or the versions saved in `hot-swap.state-dir`.
+    swap::persist::load_transforms(&config, &engine, &registry)?;
     Ok(Prepared {
         config,
         engine,
         registry,
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         status: Arc::new(Status::default()),
     })
 }
@@ -100,12 +101,11 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     let admin_task = if config.admin.enabled {
         let transforms = admin::transforms::Api {
             swapper,
-            token: config.admin.token.as_ref().map(|t| t.expose().into()),
             max_module_bytes: config.hot_swap.max_module_mib << 20,
         };
         Some(
             admin::serve(
-                config.admin.listen,
+                &config.admin,
                 metrics.clone(),
                 status.clone(),
                 Some(transforms),
@@ -161,12 +161,13 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     std::thread::Builder::new()
         .name("smt-consumer".into())
         .spawn(move || {
-            source.run(poll_shutdown);
-            let _ = done_tx.send(());
+            let _ = done_tx.send(source.run(poll_shutdown));
         })
         .context("spawning the consumer thread")?;
-    if done_rx.await.is_err() {
-        shared.fail("the Kafka consumer thread panicked (see the log above)".into());
+    match done_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(kafka)) => shared.fail(kafka),
+        Err(_) => shared.fail("the Kafka consumer thread panicked (see the log above)".into()),
     }
     status.ready.store(false, Ordering::Relaxed);
     if let Some(d) = &dlq {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
@@ -30,8 +31,9 @@ const MAX_MESSAGE: usize = 4096;
 pub struct Failure {
     pub transform: String,
     pub version: String,
-    /// `FailureKind::as_str()` of the engine, or `write-error`.
-    pub kind: String,
+    /// The record failure's stable kind name (`RecordFailure::kind` of the
+    /// pipeline: `bad-input`, `trap`, …, `write-error`).
+    pub kind: &'static str,
     pub message: String,
 }
 
@@ -122,7 +124,7 @@ impl Dlq {
             (H_SOURCE_OFFSET, offset.as_str()),
             (H_TRANSFORM_NAME, failure.transform.as_str()),
             (H_TRANSFORM_VERSION, failure.version.as_str()),
-            (H_ERROR_KIND, failure.kind.as_str()),
+            (H_ERROR_KIND, failure.kind),
             (H_ERROR_MESSAGE, message),
         ] {
             headers = headers.insert(KHeader {
@@ -151,6 +153,15 @@ impl Dlq {
                         .inc();
                     return Ok(());
                 }
+                Err((e, _)) if is_permanent(&e) => {
+                    // Retrying cannot help; the record is not dropped: the
+                    // pipeline stops before committing past it.
+                    return Err(GiveUp::Permanent(format!(
+                        "the dead-letter topic `{}` refuses the record ({} bytes): {e}; fix the topic (its max.message.bytes, ACLs) or the record's policy",
+                        self.topic,
+                        record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len)
+                    )));
+                }
                 Err((e, _)) => {
                     attempt += 1;
                     self.metrics
@@ -167,6 +178,24 @@ impl Dlq {
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);
     }
+}
+
+/// Produce errors that retrying cannot fix: a record too large for the
+/// topic, a missing topic, no permission to write it.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
 }
 
 fn truncate(s: &str) -> &str {

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::contract::Message;
 use crate::engine::{TransformInstance, TransformModule};
@@ -54,7 +54,7 @@ impl std::fmt::Debug for Warm {
 }
 
 /// What made a version active.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trigger {
     /// Loaded from the config file when `smt run` started.
@@ -87,6 +87,19 @@ pub struct Version {
     pub active: Active,
     pub trigger: Trigger,
     pub activated_at: SystemTime,
+    /// Loaded from the hot-swap state directory at startup (`trigger` and
+    /// `activated_at` are those of the original activation).
+    pub restored: bool,
+}
+
+/// A version read back from the state directory at startup.
+pub struct Restored {
+    pub module: Arc<TransformModule>,
+    pub config: Arc<str>,
+    pub trigger: Trigger,
+    pub activated_at: SystemTime,
+    /// Whether it was read from the state directory (`false`: from the config file).
+    pub restored: bool,
 }
 
 /// A candidate that was refused, and why.
@@ -205,6 +218,7 @@ impl Registry {
             },
             trigger,
             activated_at: SystemTime::now(),
+            restored: false,
         };
         let module = &version.active.module;
         match inner.entries.get_mut(name) {
@@ -242,6 +256,46 @@ impl Registry {
         generation
     }
 
+    /// Sets the active and previous version of `name` at startup, as they
+    /// were before the restart. Returns the active version's generation.
+    pub fn restore(&self, name: &str, active: Restored, previous: Option<Restored>) -> u64 {
+        let mut inner = self.inner.write().expect("registry lock");
+        let mut version = |r: Restored| {
+            inner.next_generation += 1;
+            Version {
+                active: Active {
+                    module: r.module,
+                    config: r.config,
+                    generation: inner.next_generation,
+                    warm: Warm::default(),
+                },
+                trigger: r.trigger,
+                activated_at: r.activated_at,
+                restored: r.restored,
+            }
+        };
+        let previous = previous.map(&mut version);
+        let active = version(active);
+        let generation = active.active.generation;
+        tracing::info!(
+            transform = name,
+            version = active.active.module.version(),
+            restored = active.restored,
+            previous = previous.as_ref().map(|p| p.active.module.version()),
+            generation,
+            "Activated transform version."
+        );
+        inner.entries.insert(
+            name.to_owned(),
+            Entry {
+                active,
+                previous,
+                rejection: None,
+            },
+        );
+        generation
+    }
+
     /// Makes the previous version of `name` active again (under a new
     /// generation); the version it replaces becomes the previous one, so a
     /// second rollback undoes the first. `None` when there is no previous version.
@@ -255,6 +309,7 @@ impl Registry {
         back.active.warm = Warm::default();
         back.trigger = Trigger::Rollback;
         back.activated_at = SystemTime::now();
+        back.restored = false;
         let old = std::mem::replace(&mut entry.active, back.clone());
         entry.previous = Some(old.clone());
         tracing::info!(

@@ -19,6 +19,9 @@ pub enum GiveUp {
     Stopped,
     /// `max-retries` reached; the message is the last error.
     Exhausted(String),
+    /// An error that retrying cannot fix (a write concern the server cannot
+    /// satisfy, a record too large for the dead-letter topic): stop.
+    Permanent(String),
 }
 
 impl Backoff {

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub transform_records: Family<L2, Counter>,
     /// Hot-swap requests, by transform and outcome (`activated`, `rejected`, `unchanged`, `rolled-back`).
     pub transform_swaps: Family<L2, Counter>,
+    /// Guest log lines dropped by the per-instance rate limit, by transform.
+    pub guest_log_lines_dropped: Family<L1, Counter>,
+    /// Admin requests refused, by reason (`host`, `origin`, `token`, `read-only`).
+    pub admin_refusals: Family<L1, Counter>,
     /// Schema-registry cache lookups by outcome: `hit`, `miss`, `fetch-error`
     /// (a fetch that failed and is retried), `unknown-id`.
     pub schema_cache: Family<L1, Counter>,
@@ -87,6 +91,8 @@ impl Metrics {
             partition_pauses: Counter::default(),
             transform_records: Family::default(),
             transform_swaps: Family::default(),
+            guest_log_lines_dropped: Family::default(),
+            admin_refusals: Family::default(),
             schema_cache: Family::default(),
             registry: Registry::default(),
         };
@@ -171,6 +177,16 @@ impl Metrics {
             "transform_swaps",
             "Hot-swap requests by transform and outcome",
             m.transform_swaps.clone(),
+        );
+        registry.register(
+            "guest_log_lines_dropped",
+            "Guest log lines dropped by the per-instance rate limit",
+            m.guest_log_lines_dropped.clone(),
+        );
+        registry.register(
+            "admin_refusals",
+            "Admin requests refused (foreign Host, browser Origin, missing or wrong token, write without a token)",
+            m.admin_refusals.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -115,6 +115,22 @@ impl WriteOp {
         }
     }
 
+    /// Every namespace the operation touches: its own and, for an aggregate,
+    /// the `$merge` target and the collections its stages read (`$lookup`,
+    /// `$graphLookup`, `$unionWith`, in sub-pipelines and `$facet` too).
+    /// `database: None` is the operation's own database (itself `None` for
+    /// the default one). What `mongodb.allowed-namespaces` is checked against.
+    pub fn namespaces(&self) -> Vec<Namespace> {
+        let ns = self.namespace();
+        let mut out = vec![ns.clone()];
+        if let WriteOp::Aggregate { pipeline, .. } = self {
+            for stage in pipeline {
+                stage_namespaces(stage, ns, &mut out);
+            }
+        }
+        out
+    }
+
     pub fn namespace(&self) -> &Namespace {
         match self {
             WriteOp::InsertOne { ns, .. }
@@ -282,6 +298,55 @@ fn replacement_doc(field: &'static str, doc: guest::Document) -> Result<Document
 /// The stages of an `aggregate` operation: at least one, each a single
 /// `$`-operator, the last one `$merge` with an `into`, no `$out` (it would
 /// replace a whole collection).
+/// The namespaces one pipeline stage names (see [`WriteOp::namespaces`]).
+fn stage_namespaces(stage: &Document, ns: &Namespace, out: &mut Vec<Namespace>) {
+    // A target is a collection of the operation's database, or `{db, coll}`.
+    let target = |t: &Bson| match t {
+        Bson::String(coll) => Some(Namespace {
+            database: ns.database.clone(),
+            collection: coll.clone(),
+        }),
+        Bson::Document(d) => Some(Namespace {
+            database: d
+                .get_str("db")
+                .ok()
+                .map(str::to_owned)
+                .or_else(|| ns.database.clone()),
+            collection: d.get_str("coll").unwrap_or_default().to_owned(),
+        }),
+        _ => None,
+    };
+    let sub_pipeline = |p: Option<&Bson>, out: &mut Vec<Namespace>| {
+        if let Some(Bson::Array(stages)) = p {
+            for s in stages {
+                if let Bson::Document(s) = s {
+                    stage_namespaces(s, ns, out);
+                }
+            }
+        }
+    };
+    for (name, body) in stage {
+        match (name.as_str(), body) {
+            ("$merge", Bson::Document(m)) => out.extend(m.get("into").and_then(target)),
+            ("$lookup" | "$graphLookup", Bson::Document(l)) => {
+                out.extend(l.get("from").and_then(target));
+                sub_pipeline(l.get("pipeline"), out);
+            }
+            ("$unionWith", Bson::Document(u)) => {
+                out.extend(u.get("coll").and_then(target));
+                sub_pipeline(u.get("pipeline"), out);
+            }
+            ("$unionWith", coll @ Bson::String(_)) => out.extend(target(coll)),
+            ("$facet", Bson::Document(f)) => {
+                for (_, p) in f {
+                    sub_pipeline(Some(p), out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn aggregate_pipeline(stages: Vec<guest::Document>) -> Result<Vec<Document>, InvalidOp> {
     let shape = |reason: String| InvalidOp::Shape {
         field: "pipeline",
@@ -541,6 +606,26 @@ mod tests {
             }) => reason,
             other => panic!("expected a pipeline shape error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_aggregate_names_every_namespace_it_touches() {
+        let op = aggregate(&[
+            r#"{"$lookup": {"from": "rows", "as": "r", "pipeline": [{"$unionWith": {"coll": "more"}}]}}"#,
+            r#"{"$facet": {"a": [{"$graphLookup": {"from": {"db": "x", "coll": "g"}, "startWith": "$a", "connectFromField": "a", "connectToField": "b", "as": "g"}}]}}"#,
+            r#"{"$unionWith": "u"}"#,
+            r#"{"$merge": {"into": {"db": "other", "coll": "docs"}}}"#,
+        ])
+        .unwrap();
+        let names: Vec<String> = op
+            .namespaces()
+            .iter()
+            .map(|n| format!("{}.{}", n.database.as_deref().unwrap_or("-"), n.collection))
+            .collect();
+        assert_eq!(
+            names,
+            ["-.c", "-.rows", "-.more", "x.g", "-.u", "other.docs"]
+        );
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! (`services`), Kafka (`kafka`), MongoDB (`mongo`), the record type
 //! (`record`), the `smt` process (`smt_process`) and its configuration
 //! (`config`), the Debezium workload of the failure tests (`workload`),
-//! native runs of the Rust guests (`native`) and the relational oracle
-//! (`oracle`).
+//! native runs of the Rust guests (`native`), the relational oracle
+//! (`oracle`) and a TCP proxy for network faults (`proxy`).
 
+pub mod admin;
 pub mod bench_report;
 pub mod config;
 pub mod kafka;
 pub mod mongo;
 pub mod native;
 pub mod oracle;
+pub mod proxy;
 pub mod record;
 pub mod schema_registry;
 pub mod services;

@@ -25,7 +25,7 @@ const CONFIGS: &[&str] = &[
     r#"{"id": "scalar"}"#,
     r#"{"id": "object-id"}"#,
     r#"{"truncate": "delete-all"}"#,
-    r#"{"timestamps": "truncate-to-millis", "json": "string", "int64": "long"}"#,
+    r#"{"timestamps": "iso-string", "json": "string", "int64": "long"}"#,
     r#"{"rename": {"dbz.inventory.customers": "crm.people", "inventory.orders": "sales"}}"#,
     r#"{"database": "warehouse", "collection": "{schema}_{table}"}"#,
 ];
@@ -166,20 +166,25 @@ fn decimals_dates_and_binary_arrive_as_typed_bson() {
         1_709_510_400_000,
         "2024-03-04"
     );
-    // With truncation allowed, the microsecond timestamptz becomes a date too.
+    // Sub-millisecond digits do not change the type: a date, truncated.
+    assert_eq!(
+        doc.get_datetime("c_timestamptz")
+            .unwrap()
+            .timestamp_millis(),
+        1_709_553_600_123
+    );
+    // `iso-string`: every timestamp is text with all its digits.
     let ops = ops_for(
         &module,
-        r#"{"timestamps":"truncate-to-millis"}"#,
+        r#"{"timestamps":"iso-string"}"#,
         "schemas.jsonl",
         ".all_types",
         0,
     );
     let doc = replacement(&ops[0]);
     assert_eq!(
-        doc.get_datetime("c_timestamptz")
-            .unwrap()
-            .timestamp_millis(),
-        1_709_553_600_123
+        doc.get_str("c_timestamptz").unwrap(),
+        "2024-03-04T12:00:00.123456Z"
     );
 }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use smt_host::engine::{
-    Engine, EngineConfig, FailureKind, Header, Limits, LoadError, Origin, TransformModule,
-    CONTRACT_VERSIONS,
+    Engine, EngineConfig, FailureKind, Header, Limits, LoadError, NamespacePolicy, Origin,
+    TransformModule, CONTRACT_VERSIONS,
 };
 use smt_tests::native::{rendered, to_guest_message};
 use smt_tests::record::{Record, RecordExt as _};
@@ -130,11 +130,27 @@ fn oversized_output_is_refused() {
         ..Limits::default()
     };
     let engine = engine_with(limits, None);
-    let mut inst = hostile(&engine)
-        .instantiate(r#"{"mode":"big-output","bytes":1000000}"#)
+    let module = hostile(&engine);
+    // 100 kB of documents: above the 64 KiB cap (and far below the guest's
+    // 1 MiB default, so the cap is what is tested).
+    let mut inst = module
+        .instantiate(r#"{"mode":"big-output","doc_bytes":100000}"#)
         .unwrap();
     let err = inst.transform(&record(1, "k")).unwrap_err();
     assert_eq!(err.kind, FailureKind::OutputTooLarge, "{err}");
+    assert!(err.message.contains("the limit is 65536"), "{err}");
+    // 10 kB fits: the guest read `doc_bytes`.
+    let mut fits = module
+        .instantiate(r#"{"mode":"big-output","doc_bytes":10000}"#)
+        .unwrap();
+    assert_eq!(fits.transform(&record(2, "k")).unwrap().len(), 1);
+    // Too many operations, each small, are refused by their own cap.
+    let mut many = module
+        .instantiate(r#"{"mode":"big-output","ops":10001,"doc_bytes":1}"#)
+        .unwrap();
+    let err = many.transform(&record(3, "k")).unwrap_err();
+    assert_eq!(err.kind, FailureKind::OutputTooLarge, "{err}");
+    assert!(err.message.contains("10001 operations"), "{err}");
 }
 
 #[test]
@@ -225,6 +241,147 @@ fn the_compile_cache_loads_what_it_compiled_and_survives_a_corrupt_artifact() {
         hostile(&engine_with(Limits::default(), Some(&dir))).origin(),
         Origin::Cached
     );
+}
+
+/// An artifact this user did not write — another owner, or a mode that lets
+/// others write — is never loaded (it would be native code run outside the
+/// sandbox): the module is compiled again and the artifact replaced by a
+/// private one. The cache directory is created 0700.
+#[test]
+fn the_compile_cache_refuses_artifacts_it_cannot_trust() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempdir("cache-trust").join("compiled");
+    let first = hostile(&engine_with(Limits::default(), Some(&dir)));
+    assert_eq!(first.origin(), Origin::Compiled);
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().mode() & 0o777,
+        0o700,
+        "the cache directory is private"
+    );
+    let artifact = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .expect("an artifact");
+    assert_eq!(std::fs::metadata(&artifact).unwrap().mode() & 0o777, 0o600);
+    drop(first);
+
+    // A valid artifact, but group- or world-writable: someone else may have written it.
+    for mode in [0o666, 0o620] {
+        std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(mode)).unwrap();
+        let m = hostile(&engine_with(Limits::default(), Some(&dir)));
+        assert_eq!(m.origin(), Origin::Compiled, "mode {mode:o} refused");
+        assert_eq!(
+            std::fs::metadata(&artifact).unwrap().mode() & 0o777,
+            0o600,
+            "replaced by a private artifact"
+        );
+        assert_eq!(
+            hostile(&engine_with(Limits::default(), Some(&dir))).origin(),
+            Origin::Cached
+        );
+    }
+
+    // Owned by another user (only root can plant that; as another user the
+    // mode cases above are the test).
+    if unsafe { libc::geteuid() } == 0 {
+        let c_path = std::ffi::CString::new(artifact.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::chown(c_path.as_ptr(), 4242, 4242) }, 0);
+        let m = hostile(&engine_with(Limits::default(), Some(&dir)));
+        assert_eq!(m.origin(), Origin::Compiled, "a foreign owner is refused");
+        assert_eq!(std::fs::metadata(&artifact).unwrap().uid(), 0);
+    }
+
+    // A symlink at the artifact's name is not followed.
+    let elsewhere = dir.with_file_name("elsewhere.cwasm");
+    std::fs::rename(&artifact, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &artifact).unwrap();
+    let m = hostile(&engine_with(Limits::default(), Some(&dir)));
+    assert_eq!(m.origin(), Origin::Compiled, "a symlink is refused");
+    assert!(!std::fs::symlink_metadata(&artifact)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // A world-writable cache directory is not used at all.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(
+        hostile(&engine_with(Limits::default(), Some(&dir))).origin(),
+        Origin::Compiled
+    );
+    assert_eq!(
+        hostile(&engine_with(Limits::default(), Some(&dir))).origin(),
+        Origin::Compiled,
+        "never cached there"
+    );
+}
+
+/// `mongodb.allowed-namespaces`: every operation kind, to an allowed and to
+/// a refused namespace; an aggregate refused for its `$merge` target or for
+/// a collection its `$lookup` reads. A refusal fails the record only.
+#[test]
+fn operations_outside_the_allowed_namespaces_fail_their_record() {
+    let engine = engine_with(Limits::default(), None).with_namespace_policy(NamespacePolicy::new(
+        "app",
+        &["app".into(), "audit.log".into()],
+    ));
+    let module = hostile(&engine);
+    let run = |config: serde_json::Value| {
+        let mut inst = module.instantiate(&config.to_string()).unwrap();
+        inst.transform(&record(1, "k"))
+    };
+    for kind in [
+        "insert-one",
+        "replace-one",
+        "update-one",
+        "update-many",
+        "delete-one",
+        "delete-many",
+        "aggregate",
+    ] {
+        for (db, coll, allowed) in [
+            (None, "c", true),
+            (Some("app"), "c", true),
+            (Some("audit"), "log", true),
+            (Some("audit"), "other", false),
+            (Some("admin"), "c", false),
+        ] {
+            let mut config = serde_json::json!({"mode": "op", "kind": kind, "collection": coll});
+            if let Some(db) = db {
+                config["database"] = db.into();
+            }
+            match run(config) {
+                Ok(ops) => assert!(allowed && ops.len() == 1, "{kind} to {db:?}.{coll} passed"),
+                Err(e) => {
+                    assert!(!allowed, "{kind} to {db:?}.{coll} refused: {e}");
+                    assert_eq!(e.kind, FailureKind::ForbiddenNamespace, "{e}");
+                    assert_eq!(e.kind.as_str(), "forbidden-namespace");
+                    assert!(
+                        e.message.contains(&format!("{}.{coll}", db.unwrap())),
+                        "names the namespace: {e}"
+                    );
+                }
+            }
+        }
+    }
+    // An aggregate on an allowed collection that merges elsewhere, or reads elsewhere.
+    let merge_elsewhere = serde_json::json!({"mode": "op", "kind": "aggregate", "pipeline": [
+        {"$merge": {"into": {"db": "admin", "coll": "c"}}}]});
+    let e = run(merge_elsewhere).unwrap_err();
+    assert_eq!(e.kind, FailureKind::ForbiddenNamespace, "{e}");
+    assert!(e.message.contains("admin.c"), "{e}");
+    let strict = engine_with(Limits::default(), None)
+        .with_namespace_policy(NamespacePolicy::new("app", &["app.c".into()]));
+    let lookup_elsewhere = serde_json::json!({"mode": "op", "kind": "aggregate", "pipeline": [
+        {"$lookup": {"from": "secrets", "localField": "a", "foreignField": "b", "as": "s"}},
+        {"$merge": {"into": "c"}}]});
+    let e = hostile(&strict)
+        .instantiate(&lookup_elsewhere.to_string())
+        .unwrap()
+        .transform(&record(1, "k"))
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::ForbiddenNamespace, "{e}");
+    assert!(e.message.contains("app.secrets"), "{e}");
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {

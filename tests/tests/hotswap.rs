@@ -296,10 +296,18 @@ impl Setup {
     }
 
     fn start(&self, name: &str, config: &Value) -> Smt {
-        let b = ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
+        self.start_with(name, config, &[])
+    }
+
+    /// Like `start`, with more `[hot-swap]` keys.
+    fn start_with(&self, name: &str, config: &Value, hot_swap: &[(&str, Value)]) -> Smt {
+        let mut b = ConfigBuilder::new(&self.brokers, &self.mongodb, &self.db)
             .transform("vt", &self.module_path, config.clone())
             .route(&self.topic, "vt", "fail")
             .set(&["hot-swap", "poll-interval-ms"], json!(200));
+        for (key, value) in hot_swap {
+            b = b.set(&["hot-swap", key], value.clone());
+        }
         let env = [
             ("SMT_LOG", "info,smt_host::pipeline=debug"),
             ("SMT_ADMIN__TOKEN", TOKEN),
@@ -670,4 +678,86 @@ fn a_non_loopback_admin_without_a_token_refuses_to_start() {
         out.contains("admin.token") && out.contains("0.0.0.0"),
         "{out}"
     );
+}
+
+/// `[hot-swap] state-dir`: a version deployed through the API is active
+/// again after a restart (restored, with its config and trigger), the
+/// version before it is still the rollback target; and when the config
+/// file's module changed while `smt` was down, the file wins and the version
+/// that ran before the restart becomes the previous one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployed_versions_survive_a_restart() {
+    let base = versioned_module();
+    let v1 = tag_module(&base, "rest0001");
+    let v2 = tag_module(&base, "rest0002");
+    let v3 = tag_module(&base, "rest0003");
+    let (h1, h2, h3) = (short_hash(&v1), short_hash(&v2), short_hash(&v3));
+    let setup = Setup::new("restart", &v1);
+    let state = [("state-dir", json!("state"))];
+    let load = Load::start(&setup.brokers, &setup.topic, 100);
+
+    let mut smt = setup.start_with("first", &config(1, false), &state);
+    wait_served(&smt, &h1, 20.0);
+    let (code, body) = upload(&smt, &v2, Some(&config(2, true))).unwrap();
+    assert_eq!(code, 200, "{body}");
+    wait_served(&smt, &h2, 20.0);
+    smt.terminate(Duration::from_secs(60)).unwrap();
+
+    // Same config file: v2 comes back with its config.
+    let mut smt = setup.start_with("second", &config(1, false), &state);
+    let st = status(&smt).unwrap();
+    assert_eq!(st["active"]["version"], h2.as_str(), "{st}");
+    assert_eq!(st["active"]["restored"], true, "{st}");
+    assert_eq!(st["active"]["trigger"], "api", "{st}");
+    assert_eq!(st["active"]["config"], config(2, true), "{st}");
+    assert_eq!(st["previous"]["version"], h1.as_str(), "{st}");
+    wait_served(&smt, &h2, 20.0);
+    assert_eq!(
+        smt.metric("smt_transform_records_total", &[("version", &h1)])
+            .unwrap(),
+        0.0,
+        "v1 served nothing after the restart"
+    );
+    // And the rollback goes to v1, with v1's config.
+    let (code, body) = http(
+        smt.admin_port,
+        "POST",
+        "/transforms/vt/rollback",
+        Some(TOKEN),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["version"], h1.as_str(), "{body}");
+    let st = status(&smt).unwrap();
+    assert_eq!(st["active"]["config"], config(1, false), "{st}");
+    wait_served(&smt, &h1, 20.0);
+    // Back on v2 (a second rollback undoes the first), then stop.
+    let (code, body) = http(
+        smt.admin_port,
+        "POST",
+        "/transforms/vt/rollback",
+        Some(TOKEN),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (code, body["version"].as_str()),
+        (200, Some(h2.as_str())),
+        "{body}"
+    );
+    smt.terminate(Duration::from_secs(60)).unwrap();
+
+    // The module file changed while smt was down: the file wins; what ran
+    // before the restart is the rollback target.
+    std::fs::write(&setup.module_path, &v3).unwrap();
+    let smt = setup.start_with("third", &config(1, false), &state);
+    let st = status(&smt).unwrap();
+    assert_eq!(st["active"]["version"], h3.as_str(), "{st}");
+    assert_eq!(st["active"]["restored"], false, "{st}");
+    assert_eq!(st["active"]["trigger"], "startup", "{st}");
+    assert_eq!(st["previous"]["version"], h2.as_str(), "{st}");
+    assert_eq!(st["previous"]["restored"], true, "{st}");
+    wait_served(&smt, &h3, 20.0);
+    drop(load);
 }

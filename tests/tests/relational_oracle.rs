@@ -14,16 +14,16 @@
 //! Full size: `scripts/oracle`. One seed again:
 //! `SMT_ORACLE_SEEDS=<seed> scripts/test -p smt-tests --test relational_oracle`.
 
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use smt_tests::config::ConfigBuilder;
-use smt_tests::kafka::topic_len;
-use smt_tests::oracle::{self, Workload, TABLES};
+use smt_tests::oracle;
+use smt_tests::oracle::harness::{self, log_tail, Oracle};
+use smt_tests::oracle::mapper::{self, Workload, TABLES};
 use smt_tests::services::{unique_name, DebeziumConnector, Services};
-use smt_tests::smt_process::{tail, wait_for, Smt};
+use smt_tests::smt_process::Smt;
 
 /// Operations per seed in the test command (three seeds: about 2 minutes warm on 2 cores).
 const DEFAULT_OPS: usize = 3000;
@@ -37,93 +37,19 @@ const PARTITIONS: u32 = 1;
 /// Where the mapper keeps the current rows (the mapping's default `state_prefix`).
 const STATE_PREFIX: &str = "__smt_rm.";
 
+const ORACLE: Oracle = Oracle {
+    test: "relational_oracle",
+    default_ops: DEFAULT_OPS,
+};
+
 fn relational_mapper() -> &'static str {
     env!("SMT_GUEST_RELATIONAL_MAPPER")
 }
 
-/// Straight to the terminal, past the test harness's capture: the seeds must
-/// be visible even if the run is killed.
-fn say(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-fn seeds() -> Vec<u64> {
-    match std::env::var("SMT_ORACLE_SEEDS") {
-        Ok(s) if !s.trim().is_empty() => s
-            .split(',')
-            .map(|x| {
-                x.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("SMT_ORACLE_SEEDS: {x:?} is not a seed"))
-            })
-            .collect(),
-        _ => (0..3).map(oracle::fresh_seed).collect(),
-    }
-}
-
-fn ops() -> usize {
-    match std::env::var("SMT_ORACLE_OPS") {
-        Ok(s) if !s.trim().is_empty() => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("SMT_ORACLE_OPS: {s:?} is not a number")),
-        _ => DEFAULT_OPS,
-    }
-}
-
-fn rerun(seed: u64, ops: usize) -> String {
-    let ops = if ops == DEFAULT_OPS {
-        String::new()
-    } else {
-        format!("SMT_ORACLE_OPS={ops} ")
-    };
-    format!("SMT_ORACLE_SEEDS={seed} {ops}scripts/test -p smt-tests --test relational_oracle")
-}
-
 #[test]
 fn mongodb_holds_what_sql_computes_from_the_final_tables_after_a_random_workload_and_a_sigkill() {
-    let seeds = seeds();
-    let ops = ops();
-    for seed in &seeds {
-        say(&format!(
-            "oracle seed {seed}: {ops} operations (rerun: {})",
-            rerun(*seed, ops)
-        ));
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut failures = Vec::new();
-    for seed in &seeds {
-        let t0 = Instant::now();
-        match run_seed(*seed, ops, &rt) {
-            Ok(summary) => say(&format!(
-                "oracle seed {seed}: PASS in {:.0}s: {summary}",
-                t0.elapsed().as_secs_f64()
-            )),
-            Err(e) => {
-                say(&format!(
-                    "oracle seed {seed}: FAIL after {:.0}s (rerun: {})",
-                    t0.elapsed().as_secs_f64(),
-                    rerun(*seed, ops)
-                ));
-                failures.push(format!(
-                    "==== oracle seed {seed} FAILED (rerun: {})\n{e:#}",
-                    rerun(*seed, ops)
-                ));
-            }
-        }
-    }
-    if !failures.is_empty() {
-        panic!(
-            "{} of {} seeds failed:\n{}",
-            failures.len(),
-            seeds.len(),
-            failures.join("\n")
-        );
-    }
+    let rt = harness::runtime();
+    ORACLE.run_seeds(|seed, ops| run_seed(seed, ops, &rt));
 }
 
 /// What one seed created, named in a failure so it can be inspected.
@@ -137,7 +63,7 @@ struct Names {
 
 fn run_seed(seed: u64, ops: usize, rt: &tokio::runtime::Runtime) -> Result<String> {
     let s = Services::shared();
-    let w = oracle::generate(seed, ops);
+    let w = mapper::generate(seed, ops);
     let tag = unique_name(&format!("oracle_{seed}"));
     let names = Names {
         pg_url: oracle::database_url(&s.postgres_url(), &tag),
@@ -149,7 +75,7 @@ fn run_seed(seed: u64, ops: usize, rt: &tokio::runtime::Runtime) -> Result<Strin
     let result = run_workload(s, &w, &names, rt);
     match result {
         Ok(summary) => {
-            cleanup(s, &names, rt);
+            harness::cleanup(s, &names.tag, rt);
             let _ = std::fs::remove_dir_all(&names.dir);
             Ok(summary)
         }
@@ -173,7 +99,7 @@ fn run_workload(
     let brokers = s.brokers();
     // 1. The database, the rows the snapshot reads, the topics, the connector.
     s.sql(&format!("CREATE DATABASE {};", n.tag))?;
-    let schema = std::fs::read_to_string(oracle::fixture("schema.sql"))?;
+    let schema = std::fs::read_to_string(mapper::fixture("schema.sql"))?;
     oracle::psql(&n.pg_url, &schema).context("creating the shop schema")?;
     oracle::psql(&n.pg_url, &w.before.join("\n")).context("the statements before the connector")?;
     for t in &n.topics {
@@ -192,7 +118,7 @@ fn run_workload(
     c.partitions = PARTITIONS;
     s.debezium_connector(&c)?;
     // The snapshot is in the topics: every later change is streamed.
-    wait_topics(
+    harness::wait_topics(
         &brokers,
         &n.topics,
         &w.snapshot_records,
@@ -206,7 +132,7 @@ fn run_workload(
     let module = n.dir.join("relational_mapper.wasm");
     std::fs::copy(relational_mapper(), &module).context("copying the module")?;
     let builder = ConfigBuilder::new(&brokers, &s.mongodb_uri(), &n.tag)
-        .transform_with_config_file("shop", &module, oracle::fixture("mapping.json"))
+        .transform_with_config_file("shop", &module, mapper::fixture("mapping.json"))
         .route_topics(&n.topics, "shop", "fail")
         // The mapper's rebuilds read what other partitions write (docs/relational-mapper.md).
         .serial_writes()
@@ -221,17 +147,7 @@ fn run_workload(
         std::thread::spawn(move || oracle::psql(&url, &sql))
     };
     let half = (w.total_records() / 2) as f64;
-    let at_kill = wait_for(
-        "smt to process half the records",
-        Duration::from_secs(300),
-        || {
-            if let Some(status) = smt.try_wait() {
-                bail!("smt exited with {status}:\n{}", log_tail(&smt, 4000));
-            }
-            let done = smt.metric("smt_records_processed_total", &[])?;
-            Ok((done >= half).then_some(done))
-        },
-    )?;
+    let at_kill = harness::wait_processed(&mut smt, half, Duration::from_secs(300))?;
     smt.kill();
     let mut smt = Smt::start(&n.dir, "smt2", &config)?;
     smt.wait_assigned(Duration::from_secs(60))?;
@@ -248,33 +164,16 @@ fn run_workload(
             w.rows
         );
     }
-    wait_topics(&brokers, &n.topics, &w.records, Duration::from_secs(180))
+    harness::wait_topics(&brokers, &n.topics, &w.records, Duration::from_secs(180))
         .context("waiting for Debezium to capture the workload")?;
-    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", &builder.group)
-        .create()?;
     let budget = Duration::from_secs(120) + Duration::from_millis(100) * w.total_records() as u32;
-    let t0 = Instant::now();
-    let mut last = Vec::new();
-    wait_for("smt to commit every record", budget, || {
-        if let Some(status) = smt.try_wait() {
-            bail!("smt exited with {status}:\n{}", log_tail(&smt, 4000));
-        }
-        last = oracle::group_progress(&consumer, &n.topics)?;
-        Ok(last
-            .iter()
-            .all(|(_, _, committed, high)| committed.unwrap_or(0) == *high)
-            .then_some(()))
-    })
-    .with_context(|| format!("committed vs end offsets: {last:?}"))?;
-    let drain = t0.elapsed();
+    let drain = harness::wait_committed(&mut smt, &brokers, &builder.group, &n.topics, budget)?;
 
     // 5. The comparison.
-    let expected = oracle::expected_documents(&n.pg_url)?;
+    let expected = mapper::expected_documents(&n.pg_url)?;
     let mut keys = Vec::new();
     for t in TABLES {
-        keys.push(oracle::table_keys(&n.pg_url, t)?);
+        keys.push(mapper::table_keys(&n.pg_url, t)?);
     }
     let (comparisons, states) = rt.block_on(async {
         let client = mongodb::Client::with_uri_str(&s.mongodb_uri()).await?;
@@ -296,7 +195,7 @@ fn run_workload(
         }
         let mut states = Vec::new();
         for (t, k) in TABLES.iter().zip(&keys) {
-            states.push(oracle::check_state(&client, &n.tag, STATE_PREFIX, t, k).await?);
+            states.push(mapper::check_state(&client, &n.tag, STATE_PREFIX, t, k).await?);
         }
         anyhow::Ok((comparisons, states))
     })?;
@@ -336,25 +235,6 @@ fn run_workload(
     ))
 }
 
-/// The end of smt's log, without terminal colours.
-fn log_tail(smt: &Smt, n: usize) -> String {
-    let text = smt.log_text();
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    tail(&out, n).to_owned()
-}
-
 /// Rows per table, as [`TABLES`].
 fn table_rows(url: &str) -> Result<[u64; 4]> {
     let mut rows = [0; 4];
@@ -364,43 +244,4 @@ fn table_rows(url: &str) -> Result<[u64; 4]> {
             .parse()?;
     }
     Ok(rows)
-}
-
-/// Waits until each topic holds exactly `want[i]` records.
-fn wait_topics(brokers: &str, topics: &[String], want: &[u64; 4], timeout: Duration) -> Result<()> {
-    let mut got = [0u64; 4];
-    let r = wait_for("the topics to hold the expected records", timeout, || {
-        for (i, t) in topics.iter().enumerate() {
-            got[i] = topic_len(brokers, t)? as u64;
-        }
-        if got.iter().zip(want).any(|(g, w)| g > w) {
-            bail!("more records than the workload makes: {got:?}, expected {want:?} ({TABLES:?})");
-        }
-        Ok((got == *want).then_some(()))
-    });
-    r.with_context(|| format!("records per topic {got:?}, expected {want:?} ({TABLES:?})"))
-}
-
-/// After a pass: the connector, its slot and the databases go (best effort).
-fn cleanup(s: &Services, n: &Names, rt: &tokio::runtime::Runtime) {
-    let _ = s.delete_connector("connect", &n.tag);
-    let slot = format!("smt_{}", n.tag);
-    let inactive = wait_for("the slot to be released", Duration::from_secs(30), || {
-        let out = s.sql(&format!(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}';"
-        ))?;
-        Ok((out.trim() != "t").then_some(()))
-    });
-    if inactive.is_ok() {
-        let _ = s.sql(&format!(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}';
-             DROP DATABASE IF EXISTS {} WITH (FORCE);",
-            n.tag
-        ));
-    }
-    rt.block_on(async {
-        if let Ok(c) = mongodb::Client::with_uri_str(&s.mongodb_uri()).await {
-            let _ = c.database(&n.tag).drop().await;
-        }
-    });
 }

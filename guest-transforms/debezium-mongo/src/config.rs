@@ -24,10 +24,11 @@ pub struct Config {
     pub truncate: TruncateMode,
     /// How `json`/`jsonb` columns (`io.debezium.data.Json`) are written.
     pub json: JsonOption,
-    /// How `int64` (`bigint`) columns are written.
+    /// How `int64` (`bigint`) columns are written: always a BSON long (the
+    /// only value, kept so that configurations naming it still load).
     pub int64: Int64Option,
-    /// How timestamps with sub-millisecond digits (`timestamptz`, `timestamp`
-    /// with micro/nanosecond precision) are written.
+    /// How timestamps (`timestamptz`, `timestamp`) are written: a BSON date
+    /// truncated to the millisecond, or exact UTC text.
     pub timestamps: TimestampOption,
     /// Debezium's `unavailable.value.placeholder` (the value of an unchanged
     /// TOASTed column).
@@ -87,28 +88,28 @@ pub enum JsonOption {
     String,
 }
 
-/// How `int64` columns are written.
+/// How `int64` columns are written. A plain number would become an int32
+/// or an int64 by magnitude, one column holding two types: there is no such
+/// option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Int64Option {
-    /// A plain number (the server picks int32 or int64 by magnitude);
-    /// `$numberLong` beyond ±2^53.
-    #[default]
-    Relaxed,
     /// Always a BSON long.
+    #[default]
     Long,
 }
 
-/// How timestamps with sub-millisecond digits are written.
+/// How timestamps are written: every value of a column gets the same BSON type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TimestampOption {
-    /// A BSON date only when no digit is lost; otherwise the value as it
-    /// arrived (ISO-8601 string for `timestamptz`, microseconds for `timestamp`).
+    /// A BSON date, truncated (towards the past) to the millisecond.
     #[default]
-    Lossless,
-    /// Always a BSON date, truncated to the millisecond.
-    TruncateToMillis,
+    #[serde(alias = "truncate-to-millis")]
+    Date,
+    /// ISO-8601 text in UTC with all the digits, a fixed number per type
+    /// (`2024-03-04T12:00:00.123456Z`).
+    IsoString,
 }
 
 impl Config {

@@ -34,7 +34,50 @@ fn row(id: i64) -> Value {
 
 fn run_with(config: &str, m: &Message) -> Result<Vec<Value>, TransformError> {
     let t = DebeziumMongo::init(config).unwrap();
-    t.transform(m).map(|ops| ops.iter().map(describe).collect())
+    t.transform(m)
+        .map(|ops| ops.iter().map(|o| relax_longs(describe(o))).collect())
+}
+
+/// The records here have no schema, so every integer is written as a long
+/// (`schemaless_integers_are_longs` checks that); the other tests read
+/// `{"$numberLong": "1"}` as `1` to stay about the operations' shapes.
+fn relax_longs(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            if m.len() == 1 {
+                if let Some(n) = m
+                    .get("$numberLong")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<i32>().ok())
+                {
+                    return json!(n);
+                }
+            }
+            Value::Object(m.into_iter().map(|(k, v)| (k, relax_longs(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(relax_longs).collect()),
+        other => other,
+    }
+}
+
+#[test]
+fn schemaless_integers_are_longs() {
+    let m = msg(
+        TOPIC,
+        Some(json!({"id": 1})),
+        Some(envelope(
+            "c",
+            Value::Null,
+            json!({"id": 1, "n": [2, 3], "x": 1.5, "s": "4"}),
+        )),
+    );
+    let t = DebeziumMongo::init("{}").unwrap();
+    let ops: Vec<Value> = t.transform(&m).unwrap().iter().map(describe).collect();
+    assert_eq!(
+        ops[0]["replacement"],
+        json!({"_id": {"id": {"$numberLong": "1"}}, "n": [{"$numberLong": "2"}, {"$numberLong": "3"}],
+               "x": 1.5, "s": "4"})
+    );
 }
 
 fn run(m: &Message) -> Result<Vec<Value>, TransformError> {
@@ -119,7 +162,7 @@ fn delete_with_key_deletes_by_id() {
 }
 
 #[test]
-fn create_or_read_without_key_inserts_with_server_objectid() {
+fn create_or_read_without_key_upserts_an_id_of_the_record_position() {
     for op in ["c", "r"] {
         let m = msg(
             "dbz.inventory.audit_log",
@@ -130,12 +173,33 @@ fn create_or_read_without_key_inserts_with_server_objectid() {
                 json!({"actor": "alice", "action": "login"}),
             )),
         );
+        // 4 bytes of the topic's hash, partition 0, offset 3: a replay writes the same document.
+        let ops = run(&m).unwrap();
+        let id = ops[0]["filter"]["_id"].clone();
+        let hex = id["$oid"].as_str().unwrap();
+        assert_eq!(hex.len(), 24, "{id}");
+        assert_eq!(&hex[8..], "0000000000000003", "{id}");
+        assert_eq!(run(&m).unwrap(), ops);
         assert_eq!(
-            run(&m).unwrap(),
-            vec![json!({"op": "insert-one", "db": null, "coll": "audit_log",
-                        "document": {"actor": "alice", "action": "login"}})]
+            ops,
+            vec![json!({"op": "replace-one", "db": null, "coll": "audit_log",
+                        "filter": {"_id": id}, "replacement": {"_id": id, "actor": "alice", "action": "login"},
+                        "upsert": true})]
         );
+        // Another offset, another document.
+        let other = run(&m.clone().with_offset(4)).unwrap();
+        assert_ne!(other[0]["filter"], ops[0]["filter"]);
     }
+    // Without the record (the `map_event` API) the server assigns the ObjectId.
+    let t = DebeziumMongo::init("{}").unwrap();
+    let m = msg(
+        "dbz.inventory.audit_log",
+        None,
+        Some(envelope("c", Value::Null, json!({"actor": "alice"}))),
+    );
+    let event = smt_guest::debezium::Event::parse(&m).unwrap().unwrap();
+    let ops = t.map_event(&m.topic, event).unwrap();
+    assert_eq!(describe(&ops[0])["op"], "insert-one");
 }
 
 #[test]
@@ -153,8 +217,9 @@ fn update_and_delete_without_key_filter_on_before() {
     assert_eq!(
         run(&m).unwrap(),
         vec![
+            // No upsert: a replayed update whose row has changed since finds nothing.
             json!({"op": "replace-one", "db": null, "coll": "audit_log", "filter": before,
-                    "replacement": {"actor": "alice", "action": "logout"}, "upsert": true})
+                    "replacement": {"actor": "alice", "action": "logout"}, "upsert": false})
         ]
     );
     let m = msg(
@@ -332,7 +397,7 @@ fn replacement_keeps_column_order_with_id_first() {
     };
     assert_eq!(
         text,
-        r#"{"_id":{"id":1},"first_name":"Sally","email":"s@acme.com","vip":true}"#
+        r#"{"_id":{"id":{"$numberLong":"1"}},"first_name":"Sally","email":"s@acme.com","vip":true}"#
     );
 }
 
@@ -360,45 +425,156 @@ fn a_non_key_id_column_is_the_id_in_first_place() {
 
 // ---- primary-key change ----
 
-#[test]
-fn primary_key_change_deletes_old_and_creates_new() {
-    let hdr = |k: &str, v: &str| Header {
+fn hdr(k: &str, v: &str) -> Header {
+    Header {
         key: k.into(),
         value: Some(v.as_bytes().to_vec()),
-    };
+    }
+}
+
+/// The three records of a key change 2 → 102 of `documents`, whose create
+/// carries the TOAST placeholder for the unchanged `body`.
+fn key_change() -> [Message; 3] {
     let mut delete = msg(
-        TOPIC,
+        "dbz.inventory.documents",
         Some(json!({"id": 2})),
         Some(envelope("d", json!({"id": 2}), Value::Null)),
     );
     delete
         .headers
         .push(hdr("__debezium.newkey", r#"{"id":102}"#));
-    let mut tombstone = msg(TOPIC, Some(json!({"id": 2})), None);
+    let mut tombstone = msg("dbz.inventory.documents", Some(json!({"id": 2})), None);
     tombstone
         .headers
         .push(hdr("__debezium.newkey", r#"{"id":102}"#));
     let mut create = msg(
-        TOPIC,
+        "dbz.inventory.documents",
         Some(json!({"id": 102})),
-        Some(envelope("c", Value::Null, row(102))),
+        Some(envelope(
+            "c",
+            Value::Null,
+            json!({"id": 102, "title": "t", "body": "__debezium_unavailable_value"}),
+        )),
     );
     create.headers.push(hdr("__debezium.oldkey", r#"{"id":2}"#));
+    [delete, tombstone, create]
+}
 
-    let t = DebeziumMongo::init("{}").unwrap();
-    let all: Vec<Value> = [delete, tombstone, create]
-        .iter()
-        .flat_map(|m| t.transform(m).unwrap())
-        .map(|o| describe(&o))
-        .collect();
+#[test]
+fn primary_key_change_moves_the_old_document_to_the_new_key() {
+    let [delete, tombstone, create] = key_change();
+    // The envelopes here have no `source.lsn`; their `source.ts_ms` is 1.
+    let entry = |half: &str| json!({"from": {"id": 2}, "to": {"id": 102}, "half": half});
+    // (`{"$date": {"$numberLong": "1"}}`, read through `relax_longs`.)
+    let seen_at = json!({"$date": 1});
+    let moves = "__smt_moves.documents";
+    let fill = json!({"op": "aggregate", "db": null, "coll": moves, "pipeline": [
+        {"$match": {"_id": entry("delete")}},
+        {"$lookup": {"from": moves, "localField": "create", "foreignField": "_id", "as": "created"}},
+        {"$match": {"created": {"$ne": []}}},
+        {"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}},
+        {"$merge": {"into": "documents", "on": "_id",
+                    "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
+                    "whenNotMatched": "discard"}}]});
     assert_eq!(
-        all,
+        run(&delete).unwrap(),
         vec![
-            json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"_id": {"id": 2}}}),
-            replace(
-                json!({"_id": {"id": 102}}),
-                json!({"_id": {"id": 102}, "first_name": "Sally", "email": "s@acme.com", "vip": true})
-            ),
+            json!({"op": "aggregate", "db": null, "coll": "documents", "pipeline": [
+                {"$match": {"_id": {"id": 2}}},
+                {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
+                                  "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
+                {"$merge": {"into": moves, "on": "_id",
+                            "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
+                            "whenNotMatched": "insert"}}]}),
+            fill.clone(),
+            json!({"op": "delete-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}}}),
+        ]
+    );
+    assert!(run(&tombstone).unwrap().is_empty());
+    assert_eq!(
+        run(&create).unwrap(),
+        vec![
+            json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 102}},
+                   "update": {"$set": {"title": "t"}}, "upsert": true}),
+            json!({"op": "update-one", "db": null, "coll": moves, "filter": {"_id": entry("create")},
+                   "update": {"$set": {"seen": true, "seen_at": seen_at}}, "upsert": true}),
+            fill,
+        ]
+    );
+}
+
+#[test]
+fn the_halves_of_a_key_change_meet_by_its_log_position() {
+    let [mut delete, _, _] = key_change();
+    let mut v: Value = serde_json::from_slice(delete.value.as_deref().unwrap()).unwrap();
+    v["source"]["lsn"] = json!(22180576);
+    delete.value = Some(v.to_string().into_bytes());
+    let ops = run(&delete).unwrap();
+    assert_eq!(
+        ops[1]["pipeline"][0]["$match"]["_id"],
+        json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": 22180576, "half": "delete"})
+    );
+    // With a log position the delete half also pushes down later changes of 102.
+    let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "delete-one"
+        ]
+    );
+    assert_eq!(
+        ops[2]["pipeline"][1]["$graphLookup"]["restrictSearchWithMatch"],
+        json!({"_id.half": "delete", "_id.lsn": {"$gt": 22180576}})
+    );
+}
+
+#[test]
+fn primary_key_change_in_scalar_and_object_id_modes() {
+    let [delete, _, create] = key_change();
+    let ops = run_with(r#"{"id": "scalar"}"#, &delete).unwrap();
+    assert_eq!(ops[0]["pipeline"][0], json!({"$match": {"_id": 2}}));
+    assert_eq!(
+        ops[0]["pipeline"][1]["$replaceWith"]["_id"],
+        json!({"$literal": {"from": 2, "to": 102, "half": "delete"}})
+    );
+    assert_eq!(ops[2]["filter"], json!({"_id": 2}));
+
+    // object-id: found by the key columns; the new key's document keeps its
+    // own ObjectId (`_id` is dropped from the moved one).
+    let ops = run_with(r#"{"id": "object-id"}"#, &delete).unwrap();
+    assert_eq!(ops[0]["pipeline"][0], json!({"$match": {"id": 2}}));
+    assert_eq!(
+        ops[1]["pipeline"],
+        json!([
+            {"$match": {"_id": {"from": {"id": 2}, "to": {"id": 102}, "half": "delete"}}},
+            {"$lookup": {"from": "__smt_moves.documents", "localField": "create", "foreignField": "_id", "as": "created"}},
+            {"$match": {"created": {"$ne": []}}},
+            {"$replaceWith": {"$mergeObjects": ["$doc", {"$literal": {"id": 102}}]}},
+            {"$unset": "_id"},
+            {"$merge": {"into": "documents", "on": ["id"],
+                        "whenMatched": [{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}],
+                        "whenNotMatched": "discard"}}
+        ])
+    );
+    assert_eq!(ops[2]["filter"], json!({"id": 2}));
+    let ops = run_with(r#"{"id": "object-id"}"#, &create).unwrap();
+    assert_eq!(ops[0]["filter"], json!({"id": 102}));
+    assert_eq!(ops.len(), 3);
+}
+
+#[test]
+fn delete_without_the_new_key_header_only_deletes() {
+    // Debezium before 1.x wrote no key headers: nothing pairs the halves.
+    let [mut delete, _, _] = key_change();
+    delete.headers.clear();
+    assert_eq!(
+        run(&delete).unwrap(),
+        vec![
+            json!({"op": "delete-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}}})
         ]
     );
 }
@@ -449,7 +625,7 @@ fn toast_with_object_id_and_without_key() {
         run(&m).unwrap(),
         vec![
             json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"id": 2},
-                    "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": true})
+                    "update": {"$set": {"id": 2, "title": "large, renamed"}}, "upsert": false})
         ]
     );
 }
@@ -522,9 +698,11 @@ fn id_object_id() {
         run_with(cfg, &m).unwrap(),
         vec![json!({"op": "delete-one", "db": null, "coll": "customers", "filter": {"id": 1}})]
     );
-    // Without a key: the same as the reference (insert / filter on before).
+    // Without a key: the same in every mode (an `_id` of the record's position).
     let m = msg(TOPIC, None, Some(envelope("c", Value::Null, row(1))));
-    assert_eq!(run_with(cfg, &m).unwrap()[0]["op"], "insert-one");
+    let ops = run_with(cfg, &m).unwrap();
+    assert_eq!(ops, run(&m).unwrap());
+    assert_eq!(ops[0]["op"], "replace-one");
 }
 
 #[test]

@@ -92,8 +92,8 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
     ("all_types", 0, "snapshot read", &["replace-one"]),
     ("all_types", 1, "insert, mostly NULL", &["replace-one"]),
     ("all_types", 2, "update", &["replace-one"]),
-    ("audit_log", 0, "snapshot read, no key", &["insert-one"]),
-    ("audit_log", 1, "insert, no key", &["insert-one"]),
+    ("audit_log", 0, "snapshot read, no key", &["replace-one"]),
+    ("audit_log", 1, "insert, no key", &["replace-one"]),
     (
         "audit_log",
         2,
@@ -107,7 +107,7 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
         &["delete-one"],
     ),
     ("audit_log", 4, "tombstone", &[]),
-    ("audit_log", 5, "insert, no key", &["insert-one"]),
+    ("audit_log", 5, "insert, no key", &["replace-one"]),
     ("audit_log", 6, "truncate (default: ignored)", &[]),
     ("customers", 0, "snapshot read", &["replace-one"]),
     ("customers", 1, "snapshot read", &["replace-one"]),
@@ -116,13 +116,24 @@ const KINDS: &[(&str, i64, &str, &[&str])] = &[
     ("customers", 4, "update", &["replace-one"]),
     ("customers", 5, "delete", &["delete-one"]),
     ("customers", 6, "tombstone", &[]),
-    ("customers", 7, "pk change: delete old key", &["delete-one"]),
+    (
+        "customers",
+        7,
+        "pk change: delete old key (move)",
+        &[
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "aggregate",
+            "delete-one",
+        ],
+    ),
     ("customers", 8, "pk change: tombstone", &[]),
     (
         "customers",
         9,
-        "pk change: create new key",
-        &["replace-one"],
+        "pk change: create new key (then meet the move)",
+        &["replace-one", "update-one", "aggregate"],
     ),
     ("customers", 10, "insert in a transaction", &["replace-one"]),
     ("customers", 11, "insert in a transaction", &["replace-one"]),
@@ -167,14 +178,22 @@ fn check_kinds(file: &str) {
         );
         let got: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
         assert_eq!(got, *kinds, "{file}: {table}@{offset} ({what})");
+        // Key changes also write the side collection where their halves meet.
+        let moves = json!(format!("__smt_moves.{table}"));
         assert!(
             ops.iter()
-                .all(|o| o["db"].is_null() && o["coll"] == json!(table)),
+                .all(|o| o["db"].is_null() && (o["coll"] == json!(table) || o["coll"] == moves)),
             "{file}: {table}@{offset} namespace"
         );
+        // Writes of rows with a key upsert; updates of rows without one
+        // (found by `before`) and the marks of a key change's side entry
+        // only touch a document that exists.
         assert!(
-            ops.iter()
-                .all(|o| o.get("upsert").is_none_or(|u| u == true)),
+            table == "audit_log"
+                || ops
+                    .iter()
+                    .filter(|o| o["coll"] == json!(table))
+                    .all(|o| o.get("upsert").is_none_or(|u| u == true)),
             "{file}: {table}@{offset} upsert"
         );
     }
@@ -208,7 +227,7 @@ fn customers_lifecycle_with_schemas() {
         [replace(
             1,
             json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally.thomas@acme.com",
-            "balance": {"$numberDecimal": "1234.50"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"})
+            "balance": {"$numberDecimal": "1234.50"}, "vip": true, "created_at": {"$date": {"$numberLong": "1704164645678"}}})
         )]
     );
     assert_eq!(
@@ -216,20 +235,118 @@ fn customers_lifecycle_with_schemas() {
         [replace(
             1,
             json!({"first_name": "Sally", "last_name": "Thomas", "email": "sally@acme.com",
-            "balance": {"$numberDecimal": "1500.25"}, "vip": true, "created_at": "2024-01-02T03:04:05.678901Z"})
+            "balance": {"$numberDecimal": "1500.25"}, "vip": true, "created_at": {"$date": {"$numberLong": "1704164645678"}}})
         )]
     );
     assert_eq!(find(&r, "customers", 5), [delete(3)]);
-    // Primary-key change 2 → 102: the old document goes, the new one comes.
-    assert_eq!(find(&r, "customers", 7), [delete(2)]);
+    // Primary-key change 2 → 102: the delete half stashes the old document
+    // in the side collection and deletes it; the create half writes the new
+    // one; whichever comes second merges the stash under it. Both halves
+    // carry the same log position, which names the change.
+    let entry = |half: &str| json!({"from": {"id": 2}, "to": {"id": 102}, "lsn": {"$numberLong": "22180576"}, "half": half});
+    let seen_at = json!({"$date": {"$numberLong": "1795611486192"}});
+    let moves = |op: &str| json!({"op": op, "db": null, "coll": "__smt_moves.customers"});
+    let with = |mut base: Value, extra: Value| {
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        base
+    };
+    let merge_under = json!([{"$replaceWith": {"$mergeObjects": ["$$new", "$$ROOT"]}}]);
+    // The stage operators of an aggregate, in order.
+    let stages = |op: &Value| -> Vec<String> {
+        op["pipeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| st.as_object().unwrap().keys().next().unwrap().clone())
+            .collect()
+    };
+    let d = find(&r, "customers", 7);
+    assert_eq!(
+        d[0],
+        json!({"op": "aggregate", "db": null, "coll": "customers", "pipeline": [
+            {"$match": {"_id": {"id": 2}}},
+            {"$replaceWith": {"_id": {"$literal": entry("delete")}, "doc": "$$ROOT",
+                              "create": {"$literal": entry("create")}, "seen_at": {"$literal": seen_at}}},
+            {"$merge": {"into": "__smt_moves.customers", "on": "_id",
+                        "whenMatched": merge_under, "whenNotMatched": "insert"}}
+        ]})
+    );
+    // The fill: the delete's entry, the create's found, the new key not in a
+    // later life, the stash merged under the new document.
+    let fill = &d[1];
+    assert_eq!(fill["coll"], "__smt_moves.customers");
+    assert_eq!(
+        stages(fill),
+        [
+            "$match",
+            "$lookup",
+            "$match",
+            "$lookup",
+            "$lookup",
+            "$match",
+            "$replaceWith",
+            "$merge"
+        ]
+    );
+    assert_eq!(
+        fill["pipeline"][0],
+        json!({"$match": {"_id": entry("delete")}})
+    );
+    assert_eq!(
+        fill["pipeline"][6],
+        json!({"$replaceWith": {"$mergeObjects": ["$doc", {"_id": {"$literal": {"id": 102}}}]}})
+    );
+    assert_eq!(
+        fill["pipeline"][7],
+        json!({"$merge": {"into": "customers", "on": "_id", "whenMatched": merge_under,
+                          "whenNotMatched": "discard"}})
+    );
+    // The push down later changes of 102: into their stashes, into their documents.
+    assert_eq!(
+        stages(&d[2]),
+        [
+            "$match",
+            "$graphLookup",
+            "$unwind",
+            "$replaceWith",
+            "$merge"
+        ]
+    );
+    assert_eq!(
+        d[2]["pipeline"][1]["$graphLookup"]["restrictSearchWithMatch"],
+        json!({"_id.half": "delete", "_id.lsn": {"$gt": {"$numberLong": "22180576"}}})
+    );
+    assert_eq!(
+        stages(&d[3]),
+        [
+            "$match",
+            "$graphLookup",
+            "$unwind",
+            "$lookup",
+            "$lookup",
+            "$match",
+            "$replaceWith",
+            "$merge"
+        ]
+    );
+    assert_eq!(d[4], delete(2));
     assert!(find(&r, "customers", 8).is_empty());
     assert_eq!(
         find(&r, "customers", 9),
-        [replace(
-            102,
-            json!({"first_name": "George", "last_name": "Bailey", "email": "gbailey@foobar.com",
-            "balance": {"$numberDecimal": "0.00"}, "vip": false, "created_at": "2024-01-02T03:04:05.678901Z"})
-        )]
+        [
+            replace(
+                102,
+                json!({"first_name": "George", "last_name": "Bailey", "email": "gbailey@foobar.com",
+                "balance": {"$numberDecimal": "0.00"}, "vip": false, "created_at": {"$date": {"$numberLong": "1704164645678"}}})
+            ),
+            with(
+                moves("update-one"),
+                json!({"filter": {"_id": entry("create")}, "update": {"$set": {"seen": true, "seen_at": seen_at}}, "upsert": true})
+            ),
+            fill.clone()
+        ]
     );
 }
 
@@ -249,6 +366,11 @@ fn no_key_table_and_truncate() {
         let logout = json!({"actor": "alice", "action": "logout", "at": at("2024-03-04T12:00:00.000000Z", 1709553600000)});
         let boot = json!({"actor": "system", "action": "bootstrap", "at": at("2024-01-01T00:00:00.000000Z", 1704067200000)});
         let ns = |op: &str| json!({"op": op, "db": null, "coll": "audit_log"});
+        let prefix = find(&r, "audit_log", 0)[0]["filter"]["_id"]["$oid"]
+            .as_str()
+            .unwrap()[..8]
+            .to_owned();
+        let id = |offset: u64| json!({"$oid": format!("{prefix}0000{offset:012x}")});
         let with = |mut base: Value, extra: Value| {
             base.as_object_mut()
                 .unwrap()
@@ -257,14 +379,18 @@ fn no_key_table_and_truncate() {
         };
         assert_eq!(
             find(&r, "audit_log", 1),
-            [with(ns("insert-one"), json!({"document": login}))],
+            // An `_id` of the record's position (offset 1), upserted: replays converge.
+            [with(
+                ns("replace-one"),
+                json!({"filter": {"_id": id(1)}, "replacement": with(json!({"_id": id(1)}), login.clone()), "upsert": true})
+            )],
             "{file}"
         );
         assert_eq!(
             find(&r, "audit_log", 2),
             [with(
                 ns("replace-one"),
-                json!({"filter": login, "replacement": logout, "upsert": true})
+                json!({"filter": login, "replacement": logout, "upsert": false})
             )],
             "{file}"
         );
@@ -287,10 +413,16 @@ fn no_key_table_and_truncate() {
 fn toast_placeholder_keeps_the_stored_body() {
     for file in ["schemas.jsonl", "plain.jsonl"] {
         let r = run("{}", &load(file));
+        // Without schemas every integer is a long.
+        let id = if file == "schemas.jsonl" {
+            json!(2)
+        } else {
+            json!({"$numberLong": "2"})
+        };
         assert_eq!(
             find(&r, "documents", 2),
             [
-                json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": 2}},
+                json!({"op": "update-one", "db": null, "coll": "documents", "filter": {"_id": {"id": id}},
                     "update": {"$set": {"title": "large, renamed"}}, "upsert": true})
             ],
             "{file}"
@@ -337,11 +469,12 @@ fn all_types_with_schemas() {
         "_id": {"id": 1},
         "c_numeric": {"$numberDecimal": "1234.50"},
         "c_numeric_free": {"$numberDecimal": "3.14159265358979323846"},
-        // Microsecond digits: a BSON date would lose them, so the text stays (see the `timestamps` option).
-        "c_timestamptz": "2024-03-04T12:00:00.123456Z",
-        "c_timestamp": 1709553600123456i64,
+        // One BSON type per column: dates truncated to the millisecond
+        // (the `timestamps` option keeps every digit as text instead).
+        "c_timestamptz": {"$date": {"$numberLong": "1709553600123"}},
+        "c_timestamp": {"$date": {"$numberLong": "1709553600123"}},
         "c_date": {"$date": {"$numberLong": "1709510400000"}},
-        "c_time": 45296789000i64,
+        "c_time": {"$numberLong": "45296789000"},
         "c_uuid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
         "c_jsonb": {"a": 1, "b": [true, null, "x"]},
         "c_json": {"k": "v"},
@@ -376,20 +509,30 @@ fn all_types_with_schemas() {
         .filter(|(k, _)| *k != "_id")
         .all(|(_, v)| v.is_null()));
 
-    // Options: dates truncated to the millisecond, JSON kept as text, bigint always a long.
+    // Options: every timestamp as exact UTC text, JSON kept as text, bigint
+    // a long (the only choice; "truncate-to-millis" still names the default).
     let r = run(
-        r#"{"timestamps": "truncate-to-millis", "json": "string", "int64": "long"}"#,
+        r#"{"timestamps": "iso-string", "json": "string", "int64": "long"}"#,
         &load("schemas.jsonl"),
     );
     let doc = &find(&r, "all_types", 0)[0]["replacement"];
+    assert_eq!(doc["c_timestamptz"], json!("2024-03-04T12:00:00.123456Z"));
+    assert_eq!(doc["c_timestamp"], json!("2024-03-04T12:00:00.123456Z"));
+    let update = &find(&r, "all_types", 2)[0]["replacement"];
     assert_eq!(
-        doc["c_timestamptz"],
-        json!({"$date": {"$numberLong": "1709553600123"}})
+        update["c_timestamptz"],
+        json!("1970-01-01T00:00:00.000000Z")
+    );
+    let r = run(
+        r#"{"timestamps": "truncate-to-millis"}"#,
+        &load("schemas.jsonl"),
     );
     assert_eq!(
-        doc["c_timestamp"],
+        find(&r, "all_types", 0)[0]["replacement"]["c_timestamp"],
         json!({"$date": {"$numberLong": "1709553600123"}})
     );
+    let r = run(r#"{"json": "string"}"#, &load("schemas.jsonl"));
+    let doc = &find(&r, "all_types", 0)[0]["replacement"];
     assert_eq!(
         doc["c_jsonb"],
         json!("{\"a\": 1, \"b\": [true, null, \"x\"]}")
@@ -406,16 +549,21 @@ fn all_types_without_schemas_pass_through() {
     assert_eq!(doc["c_numeric"], json!("AeI6"));
     assert_eq!(
         doc["c_numeric_free"],
-        json!({"scale": 20, "value": "EQfV61tbpNfG"})
+        json!({"scale": {"$numberLong": "20"}, "value": "EQfV61tbpNfG"})
     );
     assert_eq!(doc["c_timestamptz"], json!("2024-03-04T12:00:00.123456Z"));
-    assert_eq!(doc["c_date"], json!(19786));
+    // Every integer a long: a plain number would be an int32 or an int64 by magnitude.
+    assert_eq!(doc["c_date"], json!({"$numberLong": "19786"}));
     assert_eq!(
         doc["c_jsonb"],
         json!("{\"a\": 1, \"b\": [true, null, \"x\"]}")
     );
     assert_eq!(doc["c_bytea"], json!("3q2+7wD/"));
-    assert_eq!(doc["c_bigint"], json!(9223372036854775807i64));
+    assert_eq!(
+        doc["c_bigint"],
+        json!({"$numberLong": "9223372036854775807"})
+    );
+    assert_eq!(doc["c_int"], json!({"$numberLong": "2147483647"}));
 }
 
 #[test]
@@ -434,5 +582,8 @@ fn benchmark_fixture() {
     let r = run("{}", &load("update-1kb.jsonl"));
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].2[0]["op"], "replace-one");
-    assert_eq!(r[0].2[0]["filter"], json!({"_id": {"id": 1}}));
+    assert_eq!(
+        r[0].2[0]["filter"],
+        json!({"_id": {"id": {"$numberLong": "1"}}})
+    );
 }

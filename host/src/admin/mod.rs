@@ -1,8 +1,10 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`
 //! (the process runs and the pipeline has not failed), `/ready` (consuming:
 //! MongoDB reached, subscribed to Kafka), and the transform management
-//! routes of [`transforms`] (hot swap).
+//! routes of [`transforms`] (hot swap). Every request passes [`guard`]
+//! first (Host, Origin, token).
 
+pub mod guard;
 pub mod transforms;
 
 use std::net::SocketAddr;
@@ -16,6 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::AdminConfig;
 use crate::telemetry::{Metrics, Status};
 
 #[derive(Clone)]
@@ -24,14 +27,16 @@ struct AppState {
     status: Arc<Status>,
 }
 
-/// Binds `listen` (a clear error when it cannot) and serves until `shutdown`.
+/// Binds `admin.listen` (a clear error when it cannot) and serves until `shutdown`.
 pub async fn serve(
-    listen: SocketAddr,
+    admin: &AdminConfig,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     transforms: Option<transforms::Api>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listen = admin.listen;
+    let guard = guard::Guard::new(admin, metrics.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on the admin address {listen} (admin.listen): {e}")
     })?;
@@ -45,10 +50,16 @@ pub async fn serve(
     if let Some(api) = transforms {
         app = app.merge(transforms::router(api));
     }
+    // On every route, matched or not: a refused request learns nothing.
+    let app = app.layer(axum::middleware::from_fn_with_state(guard, guard::enforce));
     Ok(tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        // The caller's address goes into the audit lines.
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "The admin endpoint stopped.");
         }

@@ -94,13 +94,21 @@ pub struct MongoConfig {
     /// per-collection ordered writes otherwise), `client` or `collection`.
     #[serde(default)]
     pub bulk_api: BulkApi,
+    /// Where transforms may write (and read through an aggregate's
+    /// `$lookup`/`$unionWith`): `db` (any collection of it), `db.coll`,
+    /// `db.*`, or `*` (anything). Default: `database` only. An operation
+    /// outside fails its record with `forbidden-namespace`.
+    #[serde(default)]
+    pub allowed_namespaces: Vec<String>,
 }
 
 /// `[mongodb.write-concern]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WriteConcernConfig {
-    /// `w`: a number of nodes (`1`) or a tag such as `"majority"`. Default: the server's.
+    /// `w`: a number of nodes (`1`) or a tag such as `"majority"`. Default:
+    /// `"majority"` (an acknowledged write, and the offset committed after
+    /// it, survive a failover).
     #[serde(default)]
     pub w: Option<WValue>,
     /// `j`: wait for the journal.
@@ -148,6 +156,12 @@ pub struct PipelineConfig {
     pub retry_backoff_max_ms: u64,
     /// On SIGTERM/SIGINT, how long the batches in flight may take to finish, in ms.
     pub shutdown_timeout_ms: u64,
+    /// The breaker: stop the pipeline (without skipping, dead-lettering or
+    /// committing) when more than this percentage of a partition's last
+    /// `breaker-window` records failed. 0 turns it off.
+    pub breaker_percent: u32,
+    /// Records the breaker looks at (per partition).
+    pub breaker_window: usize,
 }
 
 impl Default for PipelineConfig {
@@ -161,6 +175,8 @@ impl Default for PipelineConfig {
             retry_backoff_ms: 100,
             retry_backoff_max_ms: 10_000,
             shutdown_timeout_ms: 30_000,
+            breaker_percent: 50,
+            breaker_window: 1000,
         }
     }
 }
@@ -184,10 +200,18 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// Listen address. Loopback by default. On any other address `token` is required.
     pub listen: SocketAddr,
-    /// Bearer token required by the transform management routes
-    /// (`Authorization: Bearer <token>`); set it from the environment
-    /// (`SMT_ADMIN__TOKEN`) rather than in the file. Never logged.
+    /// Bearer token required by every transform management route, reads
+    /// and writes (`Authorization: Bearer <token>`); set it from the
+    /// environment (`SMT_ADMIN__TOKEN`) rather than in the file. Never logged.
     pub token: Option<Secret>,
+    /// Without a token, let anyone who can reach the (loopback) listener
+    /// deploy, roll back and reconfigure transforms. Off: without a token
+    /// the transform routes are read-only.
+    pub allow_unauthenticated_writes: bool,
+    /// Host names accepted in the `Host` header besides IP addresses and
+    /// `localhost` (e.g. a Kubernetes service name). Any other name is
+    /// refused: a browser tricked by DNS rebinding sends the attacker's.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A value that must never be logged: `Debug` prints `***`.
@@ -217,6 +241,8 @@ impl Default for AdminConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             token: None,
+            allow_unauthenticated_writes: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -408,9 +434,23 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Limits {
-    /// Largest linear memory an instance may grow to, in MiB. JavaScript
-    /// guests keep a ~100 MiB heap: give them at least 128.
+    /// Most memory an instance may hold, in MiB: all its linear memories
+    /// plus its tables (a pointer per element), together. JavaScript guests
+    /// keep a ~100 MiB heap: give them at least 128.
     pub memory_mib: u64,
+    /// Most core instances one transform instance may create (a component is
+    /// several: its modules, adapters, shims). A Python guest uses about a dozen.
+    pub max_instances: usize,
+    /// Most linear memories one transform instance may create. Each reserves
+    /// gigabytes of address space, so a guest declaring thousands of them
+    /// could exhaust it even with little memory committed.
+    pub max_memories: usize,
+    /// Most tables one transform instance may create.
+    pub max_tables: usize,
+    /// Lines per second one instance may log through the `log` import, with
+    /// a burst of as many; lines above it are dropped and counted
+    /// (`smt_guest_log_lines_dropped_total`).
+    pub log_lines_per_second: u32,
     /// Wall-clock deadline of one `init` or `transform` call, in milliseconds.
     /// A call past it is interrupted and its instance discarded.
     pub call_timeout_ms: u64,
@@ -424,6 +464,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_mib: 256,
+            max_instances: 64,
+            max_memories: 8,
+            max_tables: 16,
+            log_lines_per_second: 100,
             call_timeout_ms: 1_000,
             max_output_bytes: 16 << 20,
             max_output_ops: 10_000,
@@ -448,6 +492,12 @@ pub struct HotSwapConfig {
     pub recent_samples: usize,
     /// Largest module the admin API accepts, in MiB.
     pub max_module_mib: usize,
+    /// Directory where the active and previous version of every transform
+    /// (module bytes and config) are kept, so that versions deployed through
+    /// the admin API or the file watch survive a restart (docs/hot-swap.md,
+    /// "Restarts"). Relative to the config file's directory. Unset: not
+    /// kept; a restart starts from the config file.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for HotSwapConfig {
@@ -457,6 +507,7 @@ impl Default for HotSwapConfig {
             poll_interval_ms: 500,
             recent_samples: DEFAULT_RECENT_SAMPLES,
             max_module_mib: 256,
+            state_dir: None,
         }
     }
 }
@@ -551,6 +602,11 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
+        if let Some(dir) = &mut self.hot_swap.state_dir {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
         for t in self.transforms.values_mut() {
             if t.module.is_relative() {
                 t.module = base.join(&t.module);

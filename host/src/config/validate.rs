@@ -45,6 +45,15 @@ impl Config {
         if self.mongodb.database.is_empty() {
             return Err(("mongodb.database".into(), "must not be empty".into()));
         }
+        for (i, p) in self.mongodb.allowed_namespaces.iter().enumerate() {
+            let (db, coll) = p.split_once('.').unwrap_or((p, "*"));
+            if db.is_empty() || coll.is_empty() || (db == "*" && coll != "*") {
+                return Err((
+                    format!("mongodb.allowed-namespaces[{i}]"),
+                    format!("`{p}`: expected `db`, `db.collection`, `db.*` or `*`"),
+                ));
+            }
+        }
         let p = &self.pipeline;
         for (key, v) in [
             ("pipeline.max-batch-size", p.max_batch_size),
@@ -53,6 +62,18 @@ impl Config {
             if v == 0 {
                 return Err((key.into(), "must be at least 1".into()));
             }
+        }
+        if p.breaker_percent > 100 {
+            return Err((
+                "pipeline.breaker-percent".into(),
+                "must be between 0 (off) and 100".into(),
+            ));
+        }
+        if p.breaker_window == 0 {
+            return Err((
+                "pipeline.breaker-window".into(),
+                "must be at least 1".into(),
+            ));
         }
         if p.retry_backoff_ms == 0 || p.retry_backoff_max_ms < p.retry_backoff_ms {
             return Err((

@@ -44,6 +44,8 @@ pub enum FailureKind {
     InvalidOperation,
     /// A fresh instance could not be created or initialised for this record.
     Instantiate,
+    /// An operation names a namespace `mongodb.allowed-namespaces` does not allow.
+    ForbiddenNamespace,
 }
 
 impl FailureKind {
@@ -59,6 +61,7 @@ impl FailureKind {
             FailureKind::OutputTooLarge => "output-too-large",
             FailureKind::InvalidOperation => "invalid-operation",
             FailureKind::Instantiate => "instantiate",
+            FailureKind::ForbiddenNamespace => "forbidden-namespace",
         }
     }
 }

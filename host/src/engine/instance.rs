@@ -120,8 +120,14 @@ impl TransformInstance {
                 return Err(fail(kind, message));
             }
         };
-        convert(ops, limits.max_output_ops, limits.max_output_bytes)
-            .map_err(|(kind, m)| fail(kind, m))
+        let ops = convert(ops, limits.max_output_ops, limits.max_output_bytes)
+            .map_err(|(kind, m)| fail(kind, m))?;
+        if let Some(policy) = self.module.engine.namespace_policy() {
+            policy
+                .check(&ops)
+                .map_err(|m| fail(FailureKind::ForbiddenNamespace, m))?;
+        }
+        Ok(ops)
     }
 }
 
@@ -203,7 +209,16 @@ fn classify_trap(err: &wasmtime::Error, timeout_ms: u64) -> (FailureKind, String
     if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>() {
         return (FailureKind::MemoryLimit, limit.to_string());
     }
-    let mut message = format!("guest trapped: {err:#}");
+    let text = format!("{err:#}");
+    // wasmtime's own count limits (instances, memories, tables of a store,
+    // `engine.limits.max-*`) are plain errors at instantiation: name them as
+    // the resource limit they are, not as a guest bug.
+    if text.contains("resource limit exceeded") {
+        let mut message = text;
+        truncate_with_ellipsis(&mut message, MAX_TRAP_MESSAGE);
+        return (FailureKind::MemoryLimit, message);
+    }
+    let mut message = format!("guest trapped: {text}");
     truncate_with_ellipsis(&mut message, MAX_TRAP_MESSAGE);
     (FailureKind::Trap, message)
 }

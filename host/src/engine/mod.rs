@@ -16,10 +16,14 @@ mod cache;
 mod error;
 mod instance;
 mod limits;
+mod namespaces;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -28,10 +32,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// engine's users (tests, benchmarks, tools) look for them.
 pub use crate::config::{EngineConfig, Limits};
 pub use crate::contract::{Header, Level, Message};
-pub use cache::{content_hash, wasmtime_version, Origin};
+pub use cache::{content_hash, untrusted, wasmtime_version, Origin};
 pub use error::{CallError, FailureKind, LoadError};
 pub use instance::TransformInstance;
 pub use limits::MemoryLimitExceeded;
+pub use namespaces::NamespacePolicy;
 
 use crate::contract::{self, v0_1_0, Transform, TransformPre};
 use cache::CompileCache;
@@ -74,13 +79,61 @@ impl EngineConfig {
     }
 }
 
-/// Per-store state: WASI with no capabilities, the memory cap and the context
-/// that guest log lines are tagged with.
+/// Per-store state: WASI with no capabilities, the memory cap, the context
+/// that guest log lines are tagged with and their rate limit.
 pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     cap: MemoryCap,
     log: LogContext,
+    log_budget: LogBudget,
+    dropped_lines: Counter,
+}
+
+/// The metrics the engine updates itself; `smt run` hands in the families
+/// its `/metrics` exports (`telemetry::Metrics`), tests may keep their own.
+#[derive(Clone, Default)]
+pub struct EngineMetrics {
+    /// Guest log lines dropped by the rate limit, by transform.
+    pub log_lines_dropped: Family<[(&'static str, String); 1], Counter>,
+}
+
+/// A token bucket of guest log lines: `rate` a second, a burst of `rate`.
+/// Per instance, so one guest logging in a loop cannot fill the disk nor
+/// drown the lines of the others.
+struct LogBudget {
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+    /// Lines dropped since the last line let through (said in a warning then).
+    dropped: u64,
+}
+
+impl LogBudget {
+    fn new(lines_per_second: u32) -> Self {
+        let rate = f64::from(lines_per_second);
+        LogBudget {
+            rate,
+            tokens: rate,
+            refilled: Instant::now(),
+            dropped: 0,
+        }
+    }
+
+    /// Whether one more line may be logged now.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
 }
 
 #[derive(Default)]
@@ -129,13 +182,22 @@ const MAX_LOG_LINE: usize = 4096;
 
 impl contract::smt::transform::log::Host for State {
     fn log(&mut self, level: Level, message: String) {
-        let mut message = message;
-        truncate_with_ellipsis(&mut message, MAX_LOG_LINE);
         let ctx = &self.log;
+        if !self.log_budget.take() {
+            self.dropped_lines.inc();
+            return;
+        }
         let (topic, partition, offset) = match ctx.record {
             Some((p, o)) => (ctx.topic.as_str(), p, o),
             None => ("", -1, -1),
         };
+        let dropped = std::mem::take(&mut self.log_budget.dropped);
+        if dropped > 0 {
+            tracing::warn!(target: "smt::guest", transform = %ctx.transform, version = %ctx.version, topic, partition, offset, dropped,
+                "Dropped guest log lines: the transform logs more than engine.limits.log-lines-per-second.");
+        }
+        let mut message = message;
+        truncate_with_ellipsis(&mut message, MAX_LOG_LINE);
         macro_rules! emit {
             ($lvl:ident) => {
                 tracing::$lvl!(target: "smt::guest", transform = %ctx.transform, version = %ctx.version, topic, partition, offset, "{message}")
@@ -162,10 +224,19 @@ struct EngineInner {
     linker: Linker<State>,
     cache: CompileCache,
     limits: Limits,
+    metrics: EngineMetrics,
+    /// `None`: operations may name any namespace (`smt test`, `smt check`).
+    namespaces: Option<NamespacePolicy>,
 }
 
 impl Engine {
+    /// An engine whose metrics nobody exports (tools, tests).
     pub fn new(config: &EngineConfig) -> anyhow::Result<Self> {
+        Self::with_metrics(config, EngineMetrics::default())
+    }
+
+    /// An engine that counts into `metrics`.
+    pub fn with_metrics(config: &EngineConfig, metrics: EngineMetrics) -> anyhow::Result<Self> {
         let mut wasm_config = wasmtime::Config::new();
         wasm_config.epoch_interruption(true);
         let wasm = wasmtime::Engine::new(&wasm_config).map_err(wasm_err)?;
@@ -191,12 +262,27 @@ impl Engine {
                 linker,
                 cache,
                 limits: config.limits.clone(),
+                metrics,
+                namespaces: None,
             }),
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Checks every operation of every instance against `policy` (`smt
+    /// run`). Set it before the engine is cloned.
+    pub fn with_namespace_policy(mut self, policy: NamespacePolicy) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("the namespace policy is set before the engine is shared")
+            .namespaces = Some(policy);
+        self
+    }
+
+    pub(crate) fn namespace_policy(&self) -> Option<&NamespacePolicy> {
+        self.inner.namespaces.as_ref()
     }
 
     /// Loads the component at `path` as transform `name`.
@@ -295,6 +381,12 @@ impl Engine {
                 version: module.version.clone(),
                 ..LogContext::default()
             },
+            log_budget: LogBudget::new(self.inner.limits.log_lines_per_second),
+            dropped_lines: self
+                .inner
+                .metrics
+                .log_lines_dropped
+                .get_or_create_owned(&[("transform", module.name.to_string())]),
         };
         let mut store = wasmtime::Store::new(&self.inner.wasm, state);
         store.limiter(|s| &mut s.cap);

@@ -7,6 +7,7 @@
 //! acknowledged only after every write of the records before it (and every
 //! DLQ produce) is acknowledged.
 
+mod policy;
 mod worker;
 
 use std::sync::atomic::Ordering;
@@ -20,7 +21,7 @@ use crate::decode::{Decoder, Formats};
 use crate::dlq::Dlq;
 use crate::registry::Registry;
 use crate::sink::Sink;
-use crate::source::{Acks, Spawner};
+use crate::source::{Acks, Spawner, WorkerHandle};
 use crate::telemetry::{Metrics, Status};
 
 /// State shared by every partition worker.
@@ -144,14 +145,23 @@ impl Shared {
 }
 
 /// Starts a partition's worker; a worker that panics stops the pipeline.
+/// The worker runs in a task of its own so that the source can abort it
+/// (a revoke timeout) and still learn when it is gone.
 pub(crate) fn spawner(shared: Arc<Shared>) -> Spawner {
-    Arc::new(move |key, rx, stop| {
+    Arc::new(move |key, generation, rx, stop| {
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let (topic, partition) = (key.0.clone(), key.1);
-            if let Err(e) = tokio::spawn(worker::run(shared.clone(), key, rx, stop)).await {
-                shared.fail(format!("the worker of {topic}/{partition} panicked: {e}"));
+        let (topic, partition) = (key.0.clone(), key.1);
+        let worker = tokio::spawn(worker::run(shared.clone(), key, generation, rx, stop));
+        let abort = worker.abort_handle();
+        let task = tokio::spawn(async move {
+            match worker.await {
+                Err(e) if e.is_panic() => {
+                    shared.fail(format!("the worker of {topic}/{partition} panicked: {e}"))
+                }
+                // Ended, or aborted by the source after a revoke timeout.
+                _ => {}
             }
-        })
+        });
+        WorkerHandle { task, abort }
     })
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::policy::{self, Breaker, RecordFailure, Verdict};
 use super::Shared;
 use crate::config::ErrorPolicy;
 use crate::contract::Message;
@@ -30,6 +31,7 @@ enum Stop {
 pub(super) async fn run(
     shared: Arc<Shared>,
     (topic, partition): (String, i32),
+    generation: u64,
     mut rx: mpsc::Receiver<Message>,
     stop: CancellationToken,
 ) {
@@ -50,6 +52,10 @@ pub(super) async fn run(
     let mut instance: Option<(u64, TransformInstance)> = None;
     let max = shared.pipeline.max_batch_size;
     let linger = Duration::from_millis(shared.pipeline.linger_ms);
+    let mut breaker = Breaker::new(
+        shared.pipeline.breaker_percent,
+        shared.pipeline.breaker_window,
+    );
     loop {
         let Some(batch) = collect(&mut rx, &stop, max, linger).await else {
             break;
@@ -57,9 +63,12 @@ pub(super) async fn run(
         let started = Instant::now();
         let size = batch.len();
         let route = (transform.as_str(), policy, write_lock.as_deref(), formats);
-        match process(&shared, route, &mut instance, batch, &stop).await {
+        match process(&shared, route, &mut instance, &mut breaker, batch, &stop).await {
             Ok(next) => {
-                shared.acks.ack(&topic, partition, next);
+                if !shared.acks.ack(&topic, partition, generation, next) {
+                    // The partition was given up meanwhile: this worker is stale.
+                    break;
+                }
                 shared
                     .metrics
                     .batch_duration
@@ -74,7 +83,7 @@ pub(super) async fn run(
             Err(Stop::Stopped) => break,
             Err(Stop::Fatal { ack, message }) => {
                 if let Some(next) = ack {
-                    shared.acks.ack(&topic, partition, next);
+                    shared.acks.ack(&topic, partition, generation, next);
                 }
                 shared.fail(message);
                 break;
@@ -125,25 +134,22 @@ async fn collect(
     Some(batch)
 }
 
-struct Failed {
-    record: usize,
-    kind: String,
-    message: String,
+/// The records of one batch transformed by one version of the transform.
+struct Transformed {
+    version: String,
+    results: Vec<Result<Vec<WriteOp>, CallError>>,
+    batch: Vec<Message>,
 }
 
-async fn process(
+/// Runs `batch` through the active version of `transform` (one version for
+/// the whole batch), on a blocking thread, keeping the instance in `slot`.
+async fn transform_batch(
     shared: &Arc<Shared>,
-    (transform, policy, write_lock, formats): (
-        &str,
-        ErrorPolicy,
-        Option<&tokio::sync::Mutex<()>>,
-        crate::decode::Formats,
-    ),
+    (transform, formats): (&str, crate::decode::Formats),
     slot: &mut Option<(u64, TransformInstance)>,
     batch: Vec<Message>,
     stop: &CancellationToken,
-) -> Result<i64, Stop> {
-    // One version for the whole batch.
+) -> Result<Transformed, Stop> {
     let active: Active = shared
         .registry
         .active(transform)
@@ -171,7 +177,7 @@ async fn process(
         .await
         .map_err(|g| match g {
             GiveUp::Stopped => Stop::Stopped,
-            GiveUp::Exhausted(m) => Stop::Fatal {
+            GiveUp::Exhausted(m) | GiveUp::Permanent(m) => Stop::Fatal {
                 ack: None,
                 message: format!(
                     "the schema registry failed after {} retries: {m}",
@@ -211,7 +217,15 @@ async fn process(
                     }
                 };
                 let t = Instant::now();
-                let r = instance.transform(msg);
+                let mut r = instance.transform(msg);
+                // A deadline, a memory cap or an instantiation may not fail
+                // again on a fresh instance (the failed one was dropped):
+                // one more try before the error policy applies.
+                if r.as_ref()
+                    .is_err_and(|e| policy::worth_a_second_try(e.kind))
+                {
+                    r = instance.transform(msg);
+                }
                 histogram.observe(t.elapsed().as_secs_f64());
                 r
             })
@@ -257,83 +271,107 @@ async fn process(
             .filter(|(r, _)| r.is_ok())
             .filter_map(|(_, (i, m))| inputs.get(i, m).ok()),
     );
+    Ok(Transformed {
+        version,
+        results,
+        batch,
+    })
+}
 
-    let mut failed: Vec<Failed> = Vec::new();
-    let mut ops: Vec<(usize, WriteOp)> = Vec::new();
-    let mut fail_at: Option<usize> = None;
-    for (i, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(record_ops) => ops.extend(record_ops.into_iter().map(|op| (i, op))),
-            Err(e) => {
-                failed.push(Failed {
-                    record: i,
-                    kind: e.kind.as_str().to_owned(),
-                    message: e.message,
-                });
-                if policy == ErrorPolicy::Fail {
-                    // Write what comes before it, nothing after it.
-                    fail_at = Some(i);
-                    break;
-                }
-            }
-        }
-    }
+/// One batch: transform, decide what to write, write, apply the policy to
+/// the failed records. Returns the next offset to acknowledge.
+async fn process(
+    shared: &Arc<Shared>,
+    (transform, policy, write_lock, formats): (
+        &str,
+        ErrorPolicy,
+        Option<&tokio::sync::Mutex<()>>,
+        crate::decode::Formats,
+    ),
+    slot: &mut Option<(u64, TransformInstance)>,
+    breaker: &mut Breaker,
+    batch: Vec<Message>,
+    stop: &CancellationToken,
+) -> Result<i64, Stop> {
+    let Transformed {
+        version,
+        results,
+        batch,
+    } = transform_batch(shared, (transform, formats), slot, batch, stop).await?;
+    let plan = policy::to_write(results, policy);
 
     // `serial-writes`: no other partition of the route writes meanwhile.
     let _serial = match write_lock {
         Some(lock) => Some(lock.lock().await),
         None => None,
     };
-    let write_failures = shared.sink.write(&ops, stop).await.map_err(|g| match g {
-        GiveUp::Stopped => Stop::Stopped,
-        GiveUp::Exhausted(m) => Stop::Fatal {
+    let write_failures = shared
+        .sink
+        .write_with(&plan.ops, policy == ErrorPolicy::Fail, stop)
+        .await
+        .map_err(|g| match g {
+            GiveUp::Stopped => Stop::Stopped,
+            GiveUp::Exhausted(m) => Stop::Fatal {
+                ack: None,
+                message: format!(
+                    "MongoDB writes of {}/{} from offset {} failed after {} retries: {m}",
+                    batch[0].topic,
+                    batch[0].partition,
+                    batch[0].offset,
+                    shared.pipeline.max_retries
+                ),
+            },
+            GiveUp::Permanent(m) => Stop::Fatal {
+                ack: None,
+                message: format!(
+                    "MongoDB refuses the writes of {}/{} from offset {}: {m}",
+                    batch[0].topic, batch[0].partition, batch[0].offset
+                ),
+            },
+        })?;
+    drop(_serial);
+    let verdict = policy::decide(plan.failed, write_failures, policy);
+    let offsets: Vec<i64> = batch.iter().map(|m| m.offset).collect();
+    let ack = policy::ack_after(&offsets, &verdict);
+
+    let failed = match verdict {
+        Verdict::Stop(f) => {
+            let msg = &batch[f.record];
+            count_error(shared, transform, policy, &f.failure);
+            let message = format!(
+                "record {}/{}@{} failed in transform `{transform}` version {version}: {}; stopping (on-error = \"fail\")",
+                msg.topic, msg.partition, msg.offset, f.failure
+            );
+            tracing::error!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = f.failure.kind(), error = %f.failure.message(), "A record failed; stopping without committing past it.");
+            return Err(Stop::Fatal {
+                ack: Some(ack),
+                message,
+            });
+        }
+        Verdict::Done { failed } => failed,
+    };
+    if breaker.trips(batch.len(), failed.len()) {
+        // Nothing of this batch is skipped, dead-lettered or acknowledged.
+        return Err(Stop::Fatal {
             ack: None,
             message: format!(
-                "MongoDB writes failed after {} retries: {m}",
-                shared.pipeline.max_retries
+                "too many failed records on {}/{} (batch from offset {}): {}; stopping without skipping or dead-lettering them (pipeline.breaker-percent); the last error: {}",
+                batch[0].topic,
+                batch[0].partition,
+                batch[0].offset,
+                breaker.describe(),
+                failed.last().map(|f| f.failure.to_string()).unwrap_or_default()
             ),
-        },
-    })?;
-    for f in write_failures {
-        failed.push(Failed {
-            record: f.record,
-            kind: "write-error".into(),
-            message: f.message,
         });
-        if policy == ErrorPolicy::Fail {
-            fail_at = Some(fail_at.map_or(f.record, |x| x.min(f.record)));
-        }
     }
-    failed.sort_by_key(|f| f.record);
-
     for f in &failed {
         let msg = &batch[f.record];
-        if fail_at.is_some_and(|at| f.record > at) {
-            break;
-        }
-        shared
-            .metrics
-            .record_errors
-            .get_or_create(&[
-                ("transform", transform.to_owned()),
-                ("kind", f.kind.clone()),
-                ("policy", policy.as_str().to_owned()),
-            ])
-            .inc();
+        count_error(shared, transform, policy, &f.failure);
+        let (kind, error) = (f.failure.kind(), f.failure.message());
         match policy {
-            ErrorPolicy::Fail => {
-                let message = format!(
-                    "record {}/{}@{} failed in transform `{transform}` version {version}: {}: {}; stopping (on-error = \"fail\")",
-                    msg.topic, msg.partition, msg.offset, f.kind, f.message
-                );
-                tracing::error!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed; stopping without committing past it.");
-                return Err(Stop::Fatal {
-                    ack: Some(msg.offset),
-                    message,
-                });
-            }
+            ErrorPolicy::Fail => unreachable!("`decide` stops at the first failure under fail"),
             ErrorPolicy::Skip => {
-                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed and is skipped.");
+                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind, error, "A record failed and is skipped.");
                 shared
                     .metrics
                     .skipped_records
@@ -341,7 +379,7 @@ async fn process(
                     .inc();
             }
             ErrorPolicy::Dlq => {
-                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind = %f.kind, error = %f.message, "A record failed and goes to the dead-letter topic.");
+                tracing::warn!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, transform, version, kind, error, "A record failed and goes to the dead-letter topic.");
                 let dlq = shared
                     .dlq
                     .as_ref()
@@ -349,18 +387,33 @@ async fn process(
                 let failure = dlq::Failure {
                     transform: transform.to_owned(),
                     version: version.clone(),
-                    kind: f.kind.clone(),
-                    message: f.message.clone(),
+                    kind,
+                    message: error.to_owned(),
                 };
                 dlq.send(msg, &failure, stop).await.map_err(|g| match g {
                     GiveUp::Stopped => Stop::Stopped,
-                    GiveUp::Exhausted(m) => Stop::Fatal {
+                    GiveUp::Exhausted(m) | GiveUp::Permanent(m) => Stop::Fatal {
                         ack: None,
-                        message: format!("producing to the dead-letter topic failed: {m}"),
+                        message: format!(
+                            "producing {}/{}@{} to the dead-letter topic failed: {m}",
+                            msg.topic, msg.partition, msg.offset
+                        ),
                     },
                 })?;
             }
         }
     }
-    Ok(batch.last().expect("a batch is never empty").offset + 1)
+    Ok(ack)
+}
+
+fn count_error(shared: &Shared, transform: &str, policy: ErrorPolicy, failure: &RecordFailure) {
+    shared
+        .metrics
+        .record_errors
+        .get_or_create(&[
+            ("transform", transform.to_owned()),
+            ("kind", failure.kind().to_owned()),
+            ("policy", policy.as_str().to_owned()),
+        ])
+        .inc();
 }

@@ -5,7 +5,7 @@
 
 use bson::{doc, Bson};
 
-use super::classify::{classify, is_transient_code, Failure};
+use super::classify::{classify, classify_reply, Failure};
 use super::model::{command_entry, namespace};
 use super::Sink;
 use crate::writeop::WriteOp;
@@ -76,35 +76,8 @@ pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> 
             // `done` of a failed command is 0: nothing of it is known to be written.
             Err(e) => return Err(classify(&e).shifted(start)),
         };
-        if let Ok(errors) = reply.get_array("writeErrors") {
-            let first = errors
-                .iter()
-                .filter_map(|e| e.as_document())
-                .min_by_key(|e| e.get_i32("index").unwrap_or(0));
-            if let Some(e) = first {
-                let index = e.get_i32("index").unwrap_or(0) as usize;
-                let code = e.get_i32("code").unwrap_or(0);
-                let message = e.get_str("errmsg").unwrap_or("write error").to_owned();
-                return Err(if is_transient_code(code) {
-                    Failure::Transient {
-                        done: start + index,
-                        message,
-                    }
-                } else {
-                    Failure::Op {
-                        index: start + index,
-                        code,
-                        message: format!("{message} (code {code})"),
-                    }
-                });
-            }
-        }
-        if let Ok(wce) = reply.get_document("writeConcernError") {
-            // Applied but not acknowledged as asked: replay from this run.
-            return Err(Failure::Transient {
-                done: start,
-                message: format!("write concern error: {wce}"),
-            });
+        if let Some(failure) = classify_reply(&reply) {
+            return Err(failure.shifted(start));
         }
         start = end;
     }

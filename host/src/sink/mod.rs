@@ -14,9 +14,9 @@
 mod classify;
 mod collection;
 pub mod model;
+mod plan;
 pub mod uri;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,9 @@ use crate::retry::{Backoff, GiveUp};
 use crate::telemetry::Metrics;
 use crate::writeop::{Namespace, WriteOp};
 
-pub use classify::{classify, classify_command, is_transient_code, Failure};
+pub use classify::{
+    classify, classify_command, classify_reply, is_data_code, is_transient_code, Failure,
+};
 
 /// First wire version with the multi-namespace `bulkWrite` command (MongoDB 8.0).
 pub const BULK_WRITE_WIRE_VERSION: i32 = 25;
@@ -125,100 +127,63 @@ impl Sink {
         ops: &[(usize, WriteOp)],
         stop: &CancellationToken,
     ) -> Result<Vec<OpFailure>, GiveUp> {
-        let mut failures = Vec::new();
-        let mut failed_records = HashSet::new();
-        let mut pending: Vec<usize> = (0..ops.len()).collect();
-        let mut pos = 0;
-        let mut attempt = 0u32;
-        let mut one_at_a_time = false;
-        while pos < pending.len() {
-            let is_aggregate = |i: &usize| matches!(ops[*i].1, WriteOp::Aggregate { .. });
-            let end = if one_at_a_time || is_aggregate(&pending[pos]) {
-                pos + 1
-            } else {
-                pending[pos..]
-                    .iter()
-                    .position(is_aggregate)
-                    .map_or(pending.len(), |n| pos + n)
-            };
-            let slice: Vec<&WriteOp> = pending[pos..end].iter().map(|&i| &ops[i].1).collect();
+        self.write_with(ops, false, stop).await
+    }
+
+    /// As [`write`](Self::write); with `stop_at_failure` (`on-error = "fail"`)
+    /// nothing after the first permanently failed operation is written, and
+    /// that failure is the only one returned.
+    pub async fn write_with(
+        &self,
+        ops: &[(usize, WriteOp)],
+        stop_at_failure: bool,
+        stop: &CancellationToken,
+    ) -> Result<Vec<OpFailure>, GiveUp> {
+        let mut cursor = plan::Cursor::new(
+            ops.iter()
+                .map(|(r, op)| (*r, matches!(op, WriteOp::Aggregate { .. }))),
+            stop_at_failure,
+        );
+        while let Some(request) = cursor.next() {
+            let slice: Vec<&WriteOp> = request.iter().map(|&i| &ops[i].1).collect();
             let result = match (slice[0], self.mode) {
                 (WriteOp::Aggregate { ns, pipeline }, _) => self.aggregate(ns, pipeline).await,
                 (_, Mode::Client) => self.client_bulk(&slice).await,
                 (_, Mode::Collection) => collection::write(self, &slice).await,
             };
-            match result {
-                Ok(()) => {
-                    self.count(&slice);
-                    pos = end;
-                    attempt = 0;
-                }
-                Err(Failure::Op {
-                    index,
-                    code,
-                    message,
-                }) => {
-                    self.count(&slice[..index]);
-                    let failed = pending[pos + index];
-                    let record = ops[failed].0;
-                    tracing::debug!(record, code, %message, "A write operation failed permanently.");
-                    failures.push(OpFailure {
-                        record,
-                        code: Some(code),
-                        message,
-                    });
-                    failed_records.insert(record);
-                    let cut = pos + index;
-                    let rest: Vec<usize> = pending[cut + 1..]
-                        .iter()
-                        .copied()
-                        .filter(|&i| !failed_records.contains(&ops[i].0))
-                        .collect();
-                    pending.truncate(cut);
-                    pending.extend(rest);
-                    pos = cut;
-                    attempt = 0;
-                }
-                Err(Failure::Transient { done, message }) => {
-                    self.count(&slice[..done]);
-                    pos += done;
-                    attempt += 1;
-                    self.metrics
-                        .retries
-                        .get_or_create(&[("target", "mongodb".into())])
-                        .inc();
+            if let Err(Failure::Op {
+                index,
+                code,
+                message,
+            }) = &result
+            {
+                let record = ops[request[*index]].0;
+                tracing::debug!(record, code, %message, "A write operation failed permanently.");
+            }
+            let (acked, step) = cursor.apply(result);
+            self.count(&slice[..acked]);
+            if let plan::Step::Stop(message) = step {
+                return Err(GiveUp::Permanent(message));
+            }
+            if let plan::Step::Retry {
+                attempt,
+                message,
+                server,
+            } = step
+            {
+                self.metrics
+                    .retries
+                    .get_or_create(&[("target", "mongodb".into())])
+                    .inc();
+                if server {
+                    tracing::error!(attempt, error = %message, "MongoDB refuses writes for a reason that is not the records' (authorization, quota, disk…); retrying, nothing is skipped or dead-lettered.");
+                } else {
                     tracing::warn!(attempt, error = %message, "Transient MongoDB error; retrying the unacknowledged writes.");
-                    self.backoff.wait(attempt, &message, stop).await?;
                 }
-                Err(Failure::Batch { done, message }) => {
-                    self.count(&slice[..done]);
-                    pos += done;
-                    if one_at_a_time || slice.len() - done == 1 {
-                        // A single operation the server refuses as a whole: that is its error.
-                        let failed = pending[pos];
-                        let record = ops[failed].0;
-                        failures.push(OpFailure {
-                            record,
-                            code: None,
-                            message,
-                        });
-                        failed_records.insert(record);
-                        let rest: Vec<usize> = pending[pos + 1..]
-                            .iter()
-                            .copied()
-                            .filter(|&i| !failed_records.contains(&ops[i].0))
-                            .collect();
-                        pending.truncate(pos);
-                        pending.extend(rest);
-                    } else {
-                        tracing::warn!(error = %message, "MongoDB refused a bulk write as a whole; writing its operations one at a time to find the failing one.");
-                        one_at_a_time = true;
-                    }
-                    attempt = 0;
-                }
+                self.backoff.wait(attempt, &message, stop).await?;
             }
         }
-        Ok(failures)
+        Ok(cursor.into_failures())
     }
 
     fn count(&self, ops: &[&WriteOp]) {
@@ -299,16 +264,17 @@ impl Sink {
     }
 }
 
+/// The write concern of every write: `w: "majority"` unless configured, so
+/// that an acknowledged write (and the offset committed after it) survives
+/// a failover.
 fn write_concern(config: &Config) -> Option<WriteConcern> {
     let c = &config.mongodb.write_concern;
-    if c.w.is_none() && c.journal.is_none() && c.timeout_ms.is_none() {
-        return None;
-    }
     let mut wc = WriteConcern::default();
-    wc.w = c.w.as_ref().map(|w| match w {
-        WValue::Nodes(n) => Acknowledgment::Nodes(*n),
-        WValue::Tag(t) if t == "majority" => Acknowledgment::Majority,
-        WValue::Tag(t) => Acknowledgment::Custom(t.clone()),
+    wc.w = Some(match &c.w {
+        None => Acknowledgment::Majority,
+        Some(WValue::Nodes(n)) => Acknowledgment::Nodes(*n),
+        Some(WValue::Tag(t)) if t == "majority" => Acknowledgment::Majority,
+        Some(WValue::Tag(t)) => Acknowledgment::Custom(t.clone()),
     });
     wc.journal = c.journal;
     wc.w_timeout = c.timeout_ms.map(Duration::from_millis);

@@ -22,7 +22,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -34,45 +34,79 @@ pub type PartitionKey = (String, i32);
 
 /// Starts the worker of a newly seen partition: it reads the queue until the
 /// token is cancelled (finishing the batch in flight) or the queue closes.
+/// The `u64` is the partition's assignment generation: the worker's
+/// acknowledgements carry it ([`Acks::ack`]).
 pub type Spawner = Arc<
-    dyn Fn(PartitionKey, mpsc::Receiver<Message>, CancellationToken) -> JoinHandle<()>
+    dyn Fn(PartitionKey, u64, mpsc::Receiver<Message>, CancellationToken) -> WorkerHandle
         + Send
         + Sync,
 >;
 
+/// A running partition worker.
+pub struct WorkerHandle {
+    /// Ends once the worker ended, or was aborted and dropped (reaped).
+    pub task: JoinHandle<()>,
+    /// Aborts the worker itself (at its next await point).
+    pub abort: AbortHandle,
+}
+
 /// Acknowledged positions: the next offset to consume of each owned
 /// partition, once everything before it is written.
+///
+/// Each time this process takes a partition it gets a new generation; a
+/// worker acknowledges with the generation it was started for, so a late
+/// acknowledgement of a worker from before a revoke is refused even when
+/// the partition came back to this process meanwhile.
 #[derive(Default)]
 pub struct Acks {
     inner: Mutex<HashMap<PartitionKey, AckEntry>>,
     dirty: AtomicBool,
+    generations: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default, Clone, Copy)]
 struct AckEntry {
+    generation: u64,
     acked: Option<i64>,
     committed: Option<i64>,
 }
 
 impl Acks {
-    /// Records that everything before `next_offset` is done. Ignored for a
-    /// partition this process no longer owns.
-    pub fn ack(&self, topic: &str, partition: i32, next_offset: i64) {
+    /// Records that everything before `next_offset` is done, for the worker
+    /// of `generation`. Returns false (and ignores it) when this process no
+    /// longer owns the partition in that generation.
+    pub fn ack(&self, topic: &str, partition: i32, generation: u64, next_offset: i64) -> bool {
         let mut map = self.inner.lock().expect("acks lock");
-        if let Some(e) = map.get_mut(&(topic.to_owned(), partition)) {
-            if e.acked.is_none_or(|a| next_offset > a) {
-                e.acked = Some(next_offset);
-                self.dirty.store(true, Ordering::Release);
+        match map.get_mut(&(topic.to_owned(), partition)) {
+            Some(e) if e.generation == generation => {
+                if e.acked.is_none_or(|a| next_offset > a) {
+                    e.acked = Some(next_offset);
+                    self.dirty.store(true, Ordering::Release);
+                }
+                true
+            }
+            _ => {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    generation,
+                    next_offset,
+                    "A stale acknowledgement (from before a rebalance) is refused."
+                );
+                false
             }
         }
     }
 
-    fn own(&self, key: &PartitionKey) {
-        self.inner
-            .lock()
-            .expect("acks lock")
-            .entry(key.clone())
-            .or_default();
+    /// Takes `key` (if not owned yet, in a new generation); returns its generation.
+    pub fn own(&self, key: &PartitionKey) -> u64 {
+        let mut map = self.inner.lock().expect("acks lock");
+        map.entry(key.clone())
+            .or_insert_with(|| AckEntry {
+                generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+                ..AckEntry::default()
+            })
+            .generation
     }
 
     /// Offsets acked and not yet committed, of `keys` (all when `None`).
@@ -108,10 +142,16 @@ impl Acks {
         }
     }
 
-    fn disown(&self, keys: &[PartitionKey]) {
+    /// Gives up `keys` (all when `None`).
+    pub fn disown(&self, keys: Option<&[PartitionKey]>) {
         let mut map = self.inner.lock().expect("acks lock");
-        for k in keys {
-            map.remove(k);
+        match keys {
+            Some(keys) => {
+                for k in keys {
+                    map.remove(k);
+                }
+            }
+            None => map.clear(),
         }
     }
 
@@ -132,7 +172,7 @@ struct Slot {
     paused: bool,
     next_offset: Option<i64>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    worker: WorkerHandle,
 }
 
 /// The consumer's context: rebalance callbacks, commit results, statistics.
@@ -145,6 +185,8 @@ pub struct SourceContext {
     queue_capacity: usize,
     stop_timeout: Duration,
     any_stash: AtomicBool,
+    /// A Kafka error retrying cannot get past: the consumer stops.
+    fatal: Mutex<Option<String>>,
 }
 
 impl ClientContext for SourceContext {
@@ -166,7 +208,11 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, reason, "Kafka client error (librdkafka retries by itself).");
+        if is_permanent(&error) {
+            self.stop_with(format!("Kafka: {error} ({reason})"));
+        } else {
+            tracing::warn!(error = %error, reason, "Kafka client error (librdkafka retries by itself).");
+        }
     }
 }
 
@@ -174,21 +220,13 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let keys: Vec<PartitionKey> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
+                let keys = keys_of(tpl);
                 tracing::info!(partitions = ?keys, "Partitions revoked: finishing their batches in flight and committing.");
                 self.stop_partitions(consumer, Some(&keys));
                 self.metrics.assigned_partitions.set(0);
             }
             Rebalance::Assign(tpl) => {
-                let keys: Vec<PartitionKey> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
+                let keys = keys_of(tpl);
                 tracing::info!(partitions = ?keys, "Partitions assigned.");
                 for k in &keys {
                     self.acks.own(k);
@@ -196,6 +234,20 @@ impl ConsumerContext for SourceContext {
                 self.metrics.assigned_partitions.set(keys.len() as i64);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "Rebalance error."),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            // librdkafka keeps an application pause across a revoke and a
+            // new assignment of the same partition; its new worker starts
+            // with an empty queue and would never see a record. Every
+            // assigned partition starts resumed.
+            if tpl.count() > 0 {
+                if let Err(e) = consumer.resume(tpl) {
+                    tracing::warn!(error = %e, "Resuming the assigned partitions failed.");
+                }
+            }
         }
     }
 
@@ -215,23 +267,34 @@ impl ConsumerContext for SourceContext {
                     .inc();
                 tracing::warn!(error = %e, "Committing offsets failed; they are committed again later.");
                 self.acks.mark_committed(offsets, false);
+                // Commit again at the next interval, even without new acknowledgements.
+                self.acks.dirty.store(true, Ordering::Release);
             }
         }
     }
 }
 
 impl SourceContext {
+    /// Stops consuming because of `message` (first one wins).
+    fn stop_with(&self, message: String) {
+        let mut fatal = self.fatal.lock().expect("fatal lock");
+        if fatal.is_none() {
+            tracing::error!(error = %message, "A Kafka error that retrying cannot fix; stopping.");
+            *fatal = Some(message);
+        }
+    }
+
     fn slot_for<'a>(
         &self,
         slots: &'a mut HashMap<PartitionKey, Slot>,
         key: &PartitionKey,
     ) -> &'a mut Slot {
         slots.entry(key.clone()).or_insert_with(|| {
-            self.acks.own(key);
+            let generation = self.acks.own(key);
             let (tx, rx) = mpsc::channel(self.queue_capacity);
             let stop = CancellationToken::new();
             let _guard = self.rt.enter();
-            let task = (self.spawner)(key.clone(), rx, stop.clone());
+            let worker = (self.spawner)(key.clone(), generation, rx, stop.clone());
             Slot {
                 tx,
                 consumed: self
@@ -243,7 +306,7 @@ impl SourceContext {
                 paused: false,
                 next_offset: None,
                 stop,
-                task,
+                worker,
             }
         })
     }
@@ -322,6 +385,9 @@ impl SourceContext {
 
     /// Stops the workers of `keys` (all when `None`), waits for their batches
     /// in flight, commits what they acknowledged, and forgets the partitions.
+    /// A worker whose batch does not finish within `shutdown-timeout-ms` is
+    /// aborted and reaped before this returns: once the partition is given
+    /// up, nothing of this process writes for it any more.
     fn stop_partitions(&self, consumer: &BaseConsumer<Self>, keys: Option<&[PartitionKey]>) {
         let removed: Vec<(PartitionKey, Slot)> = {
             let mut slots = self.slots.lock().expect("slots lock");
@@ -337,41 +403,38 @@ impl SourceContext {
             slot.stop.cancel();
         }
         let deadline = Instant::now() + self.stop_timeout;
-        let mut stopped = Vec::new();
+        let mut late = Vec::new();
         for (key, slot) in removed {
             if slot.paused {
                 self.metrics.paused_partitions.dec();
             }
             drop(slot.tx);
             let left = deadline.saturating_duration_since(Instant::now());
-            if self
+            let WorkerHandle { mut task, abort } = slot.worker;
+            let finished = self
                 .rt
-                .block_on(async move { tokio::time::timeout(left, slot.task).await })
-                .is_err()
-            {
-                tracing::warn!(topic = %key.0, partition = key.1, "A partition's batch in flight did not finish in time; it will be processed again.");
-            }
-            stopped.push(key);
-        }
-        let all: Vec<PartitionKey> = match keys {
-            Some(k) => k.to_vec(),
-            None => stopped,
-        };
-        self.commit(consumer, Some(&all), CommitMode::Sync);
-        match keys {
-            Some(k) => self.acks.disown(k),
-            None => {
-                let everything: Vec<PartitionKey> = self
-                    .acks
-                    .inner
-                    .lock()
-                    .expect("acks lock")
-                    .keys()
-                    .cloned()
-                    .collect();
-                self.acks.disown(&everything);
+                .block_on(async { tokio::time::timeout(left, &mut task).await })
+                .is_ok();
+            if !finished {
+                late.push((key, task, abort));
             }
         }
+        // Abort every late worker before reaping any: a reaped one releases
+        // what it held (the `serial-writes` lock), and no other may use it.
+        for (_, _, abort) in &late {
+            abort.abort();
+        }
+        for (key, mut task, _) in late {
+            // The abort takes effect at the worker's next await point (a
+            // write in flight is dropped); wait until it is gone.
+            let reaped = self
+                .rt
+                .block_on(async { tokio::time::timeout(REAP_TIMEOUT, &mut task).await })
+                .is_ok();
+            tracing::warn!(topic = %key.0, partition = key.1, timeout_ms = self.stop_timeout.as_millis() as u64, reaped, "A partition's batch in flight did not finish within pipeline.shutdown-timeout-ms; it was aborted, nothing of it is acknowledged, and it is processed again from the last committed offset.");
+        }
+        self.commit(consumer, keys, CommitMode::Sync);
+        self.acks.disown(keys);
     }
 
     fn commit(
@@ -397,15 +460,19 @@ impl SourceContext {
             }
             Err(e) => {
                 self.acks.mark_committed(&tpl, false);
+                self.acks.dirty.store(true, Ordering::Release);
                 self.metrics
                     .commits
                     .get_or_create(&[("outcome", "error".into())])
                     .inc();
-                tracing::warn!(error = %e, "Committing offsets failed.");
+                tracing::warn!(error = %e, "Committing offsets failed; they are committed again at the next interval.");
             }
         }
     }
 }
+
+/// How long an aborted worker may take to be dropped.
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The consumer, created and connected, not yet polling.
 pub struct Source {
@@ -446,6 +513,7 @@ impl Source {
             queue_capacity: config.pipeline.queue_capacity,
             stop_timeout: Duration::from_millis(config.pipeline.shutdown_timeout_ms),
             any_stash: AtomicBool::new(false),
+            fatal: Mutex::new(None),
         };
         let consumer: BaseConsumer<SourceContext> = cc
             .create_with_context(context)
@@ -471,14 +539,16 @@ impl Source {
         })
     }
 
-    /// Polls until `shutdown`; then stops every worker (each finishes its
-    /// batch in flight), commits, and leaves the group. Call on a thread of its own.
-    pub fn run(self, shutdown: CancellationToken) {
+    /// Polls until `shutdown`, or until a Kafka error that retrying cannot
+    /// fix (a fatal consumer error, an authorization failure; then `Err`
+    /// names it); then stops every worker (each finishes its batch in
+    /// flight), commits, and leaves the group. Call on a thread of its own.
+    pub fn run(self, shutdown: CancellationToken) -> Result<(), String> {
         let consumer = self.consumer;
         let ctx = consumer.context();
         let mut last_commit = Instant::now();
         let mut last_error: Option<(String, Instant)> = None;
-        while !shutdown.is_cancelled() {
+        while !shutdown.is_cancelled() && ctx.fatal.lock().expect("fatal lock").is_none() {
             let timeout = if ctx.any_stash.load(Ordering::Relaxed) {
                 Duration::from_millis(10)
             } else {
@@ -490,6 +560,7 @@ impl Source {
                     drop(m);
                     ctx.dispatch(&consumer, msg);
                 }
+                Some(Err(e)) if is_permanent(&e) => ctx.stop_with(format!("Kafka consumer: {e}")),
                 Some(Err(e)) => {
                     // Transient broker trouble: librdkafka reconnects; say it once a while.
                     let text = e.to_string();
@@ -524,22 +595,49 @@ impl Source {
         {
             let _ = consumer.poll(Duration::from_millis(50));
         }
+        let fatal = ctx.fatal.lock().expect("fatal lock").take();
         drop(consumer);
         tracing::info!("Consumer closed.");
+        fatal.map_or(Ok(()), Err)
     }
 }
 
-/// What the consumer subscribes to: topic names and `^`-anchored patterns.
+/// Kafka errors that retrying cannot fix: fatal client errors and
+/// authorization or authentication failures.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            e.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::Fatal
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+            )
+        )
+}
+
+/// The (topic, partition) pairs of a rebalance's list.
+fn keys_of(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+/// What the consumer subscribes to: topic names, and patterns anchored at
+/// both ends like the routes match them (`^(p)$`), so that no topic is
+/// consumed that no route takes.
 fn subscriptions(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for r in &config.routes {
         out.extend(r.topics.iter().cloned());
         if let Some(p) = &r.topic_pattern {
-            out.push(if p.starts_with('^') {
-                p.clone()
-            } else {
-                format!("^{p}")
-            });
+            out.push(format!(
+                "^({})$",
+                p.trim_start_matches('^').trim_end_matches('$')
+            ));
         }
     }
     out.sort();
@@ -567,5 +665,81 @@ pub fn owned(m: &BorrowedMessage<'_>) -> Message {
                     .collect()
             })
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: i32) -> PartitionKey {
+        ("t".to_owned(), p)
+    }
+
+    #[test]
+    fn a_stale_generation_cannot_acknowledge() {
+        let acks = Acks::default();
+        let old = acks.own(&key(0));
+        assert_eq!(acks.own(&key(0)), old, "owning again keeps the generation");
+        assert!(acks.ack("t", 0, old, 10));
+        acks.disown(Some(&[key(0)]));
+        assert!(!acks.ack("t", 0, old, 20), "not owned");
+        let new = acks.own(&key(0));
+        assert_ne!(new, old);
+        assert!(
+            !acks.ack("t", 0, old, 30),
+            "the old worker's late acknowledgement"
+        );
+        assert_eq!(acks.acked("t", 0), None);
+        assert!(acks.ack("t", 0, new, 12));
+        assert_eq!(acks.acked("t", 0), Some(12));
+    }
+
+    #[test]
+    fn patterns_are_subscribed_anchored_like_the_routes_match() {
+        let dir = std::env::temp_dir().join(format!("smt-sub-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("smt.toml");
+        std::fs::write(
+            &path,
+            r#"[kafka]
+brokers = "127.0.0.1:1"
+group-id = "g"
+[mongodb]
+uri = "mongodb://127.0.0.1:1"
+database = "d"
+[transforms.t]
+module = "t.wasm"
+[[routes]]
+topic-pattern = '^cdc\.inv\..*'
+transform = "t"
+[[routes]]
+topics = ["plain"]
+transform = "t"
+"#,
+        )
+        .unwrap();
+        let config = Config::load_with_env(&path, Vec::new()).unwrap();
+        let subs = subscriptions(&config);
+        assert_eq!(
+            subs,
+            vec![r"^(cdc\.inv\..*)$".to_owned(), "plain".to_owned()]
+        );
+        // `^p` alone would take a topic no route matches.
+        let re = regex::Regex::new(&subs[0]).unwrap();
+        assert!(re.is_match("cdc.inv.customers"));
+        assert!(!re.is_match("xcdc.inv.customers"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn acknowledgements_only_move_forward_and_disown_all_clears() {
+        let acks = Acks::default();
+        let g = acks.own(&key(1));
+        acks.ack("t", 1, g, 10);
+        acks.ack("t", 1, g, 5);
+        assert_eq!(acks.acked("t", 1), Some(10));
+        acks.disown(None);
+        assert_eq!(acks.acked("t", 1), None);
     }
 }

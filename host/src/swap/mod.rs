@@ -12,6 +12,7 @@
 //! Triggers: [`watch`] (the module files on disk) and the admin API
 //! (`admin::transforms`), both through [`Swapper`].
 
+pub mod persist;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -64,6 +65,8 @@ pub struct Swapper {
     metrics: Arc<Metrics>,
     /// Fixture records per transform (`sample-file`).
     fixtures: HashMap<String, Vec<Message>>,
+    /// `[hot-swap] state-dir`: where every activation is recorded.
+    state: Option<persist::StateDir>,
     busy: Mutex<()>,
 }
 
@@ -86,7 +89,14 @@ impl Swapper {
                 );
             }
         }
-        Ok(Self::with_fixtures(engine, registry, metrics, fixtures))
+        let mut swapper = Self::with_fixtures(engine, registry, metrics, fixtures);
+        if let Some(dir) = &config.hot_swap.state_dir {
+            swapper.state = Some(
+                persist::StateDir::open(dir)
+                    .map_err(|e| anyhow::anyhow!("hot-swap.state-dir: {e}"))?,
+            );
+        }
+        Ok(swapper)
     }
 
     /// A swapper with the given fixture records per transform (benchmarks, tests).
@@ -101,6 +111,7 @@ impl Swapper {
             registry,
             metrics,
             fixtures,
+            state: None,
             busy: Mutex::new(()),
         }
     }
@@ -140,7 +151,7 @@ impl Swapper {
                 return self.refuse(name, Some(hash[..12].to_owned()), trigger, stage, reason);
             }
         };
-        self.validate_and_activate(name, module, config, &current, trigger, started)
+        self.validate_and_activate(name, module, Some(wasm), config, &current, trigger, started)
     }
 
     /// Keeps the active module, changes its config (validated the same way).
@@ -152,6 +163,7 @@ impl Swapper {
         self.validate_and_activate(
             name,
             module,
+            None,
             config,
             &current,
             Trigger::Config,
@@ -168,6 +180,13 @@ impl Swapper {
             .rollback(name)
             .ok_or_else(|| SwapError::NoPrevious(name.to_owned()))?;
         self.count(name, "rolled-back");
+        persist::after_swap(
+            self.state.as_ref(),
+            &self.registry,
+            name,
+            None,
+            Trigger::Rollback,
+        );
         Ok(Swapped {
             outcome: "rolled-back",
             transform: name.to_owned(),
@@ -186,10 +205,12 @@ impl Swapper {
             .ok_or_else(|| SwapError::Unknown(name.to_owned()))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn validate_and_activate(
         &self,
         name: &str,
         module: Arc<TransformModule>,
+        wasm: Option<&[u8]>,
         config: String,
         current: &Version,
         trigger: Trigger,
@@ -251,6 +272,7 @@ impl Swapper {
         drop(reference);
         let generation = self.registry.activate_warm(name, candidate, trigger);
         self.count(name, "activated");
+        persist::after_swap(self.state.as_ref(), &self.registry, name, wasm, trigger);
         tracing::info!(
             transform = name,
             version,

@@ -101,12 +101,25 @@ fn poll(swapper: &Swapper, w: &mut Watched) {
     w.pending = None;
     w.handled = hash;
     tracing::info!(transform = %w.name, path = %w.path.display(), "The module file changed; validating the new version.");
-    // Outcomes are logged and counted by the swapper.
-    let _ = swapper.deploy(
+    // Outcomes are logged and counted by the swapper; the audit line says
+    // who (the file) asked for what, like those of the admin API.
+    let result = swapper.deploy(
         &w.name,
         &bytes,
         None,
         Trigger::File,
         &w.path.display().to_string(),
+    );
+    tracing::info!(
+        target: "smt::audit",
+        action = "deploy",
+        transform = w.name.as_str(),
+        caller = %format!("file {}", w.path.display()),
+        module_sha256 = w.handled.as_str(),
+        outcome = match &result {
+            Ok(s) => s.outcome,
+            Err(_) => "rejected",
+        },
+        "Admin change."
     );
 }

@@ -116,9 +116,90 @@ pub fn decimal_from_unscaled(bytes: &[u8], scale: i32) -> (String, usize) {
     (format_scaled(negative, &digits, scale), significant)
 }
 
+/// [`decimal_from_unscaled`] for a Decimal128: values of up to 34 significant
+/// digits exactly, longer ones rounded (half to even) to 34 digits, so that a
+/// column is a Decimal128 whatever its values (`1.234…E+40`).
+pub fn decimal128_from_unscaled(bytes: &[u8], scale: i32) -> String {
+    let (negative, mag) = sign_magnitude(bytes);
+    let digits = magnitude_digits(mag);
+    if digits.len() <= DECIMAL128_DIGITS {
+        return format_scaled(negative, &digits, scale);
+    }
+    let (rounded, dropped) = round_half_even(&digits, DECIMAL128_DIGITS);
+    let scale = i64::from(scale) - dropped as i64;
+    // Decimal128 exponents reach ±6000: out of i32 only for absurd input.
+    let scale = i32::try_from(scale).unwrap_or(if scale < 0 { i32::MIN } else { i32::MAX });
+    format_scaled(negative, &rounded, scale)
+}
+
+/// The first `keep` digits of `digits` (no leading zeros, longer than
+/// `keep`) rounded half to even, and how many digits were dropped (one more
+/// when rounding up carries into a new digit).
+fn round_half_even(digits: &str, keep: usize) -> (String, usize) {
+    let b = digits.as_bytes();
+    let (head, tail) = b.split_at(keep);
+    let first = tail[0];
+    let rest_zero = tail[1..].iter().all(|&d| d == b'0');
+    let last_odd = (head[keep - 1] - b'0') % 2 == 1;
+    let up = first > b'5' || (first == b'5' && (!rest_zero || last_odd));
+    let mut out: Vec<u8> = head.to_vec();
+    let mut dropped = tail.len();
+    if up {
+        let mut i = keep;
+        loop {
+            if i == 0 {
+                // 999…9 + 1: one digit more; drop the last (a zero) instead.
+                out.insert(0, b'1');
+                out.pop();
+                dropped += 1;
+                break;
+            }
+            i -= 1;
+            if out[i] == b'9' {
+                out[i] = b'0';
+            } else {
+                out[i] += 1;
+                break;
+            }
+        }
+    }
+    (String::from_utf8(out).unwrap_or_default(), dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal128_rounds_beyond_34_digits() {
+        assert_eq!(decimal128_from_unscaled(&be(123450), 2), "1234.50");
+        // 10^37 + 5 at scale 2: 38 digits → 34, 4 dropped.
+        let v: i128 = 10i128.pow(37) + 5;
+        assert_eq!(
+            decimal128_from_unscaled(&be(v), 2),
+            format!("1{}E+2", "0".repeat(33))
+        );
+        // Half to even: …5 exactly rounds to the even neighbour.
+        let d35 = format!("1{}5", "0".repeat(33)); // 35 digits, last 5
+        assert_eq!(
+            round_half_even(&d35, 34),
+            (format!("1{}", "0".repeat(33)), 1)
+        );
+        let d35 = format!("1{}15", "0".repeat(32));
+        assert_eq!(
+            round_half_even(&d35, 34),
+            (format!("1{}2", "0".repeat(32)), 1)
+        );
+        let nines = "9".repeat(36);
+        assert_eq!(
+            round_half_even(&nines, 34),
+            (format!("1{}", "0".repeat(33)), 3)
+        );
+        assert_eq!(
+            decimal128_from_unscaled(&be(-(10i128.pow(36) - 1)), 3),
+            format!("-1{}", "0".repeat(33))
+        );
+    }
 
     fn dec(bytes: &[u8], scale: i32) -> String {
         decimal_from_unscaled(bytes, scale).0

@@ -3,18 +3,23 @@
 //!
 //! | Connect schema (`name`, else `type`) | Extended JSON |
 //! |---|---|
-//! | `org.apache.kafka.connect.data.Decimal` (base64 unscaled bytes, `scale` parameter) | `{"$numberDecimal": "1234.50"}`, exact, trailing zeros kept; more than 34 significant digits → the exact decimal as a string |
+//! | `org.apache.kafka.connect.data.Decimal` (base64 unscaled bytes, `scale` parameter) | `{"$numberDecimal": "1234.50"}`, exact, trailing zeros kept; more than 34 significant digits: rounded to 34 (half to even), or the exact decimal as a string with [`DecimalMode::ExactString`] |
 //! | `io.debezium.data.VariableScaleDecimal` (struct `{scale, value}`) | `{"$numberDecimal": …}` as above |
-//! | `io.debezium.time.ZonedTimestamp` (ISO-8601 text) | `{"$date": {"$numberLong": "<ms>"}}` when it has no non-zero sub-millisecond digits; else the string (or, with [`TimestampMode::TruncateToMillis`], the date truncated to the millisecond) |
-//! | `io.debezium.time.Timestamp`, `org.apache.kafka.connect.data.Timestamp` (ms) | `$date` |
-//! | `io.debezium.time.MicroTimestamp` (µs), `io.debezium.time.NanoTimestamp` (ns) | `$date` when a whole number of ms; else the number (or the truncated date, as above) |
+//! | `io.debezium.time.ZonedTimestamp` (ISO-8601 text) | `{"$date": {"$numberLong": "<ms>"}}`, truncated to the millisecond ([`TimestampMode::TruncateToMillis`]); `infinity`/`-infinity` → the largest/smallest date; or, with [`TimestampMode::IsoString`], UTC text with 6 fractional digits (9 when it has nanoseconds) |
+//! | `io.debezium.time.Timestamp`, `org.apache.kafka.connect.data.Timestamp` (ms) | `$date` (or UTC text with 3 digits) |
+//! | `io.debezium.time.MicroTimestamp` (µs), `io.debezium.time.NanoTimestamp` (ns) | `$date` truncated to the millisecond (or UTC text with 6 / 9 digits) |
 //! | `io.debezium.time.Date`, `org.apache.kafka.connect.data.Date` (days) | `$date` at midnight UTC |
 //! | `io.debezium.time.Time`/`MicroTime`/`NanoTime`, `org.apache.kafka.connect.data.Time` | the number (time of day since midnight; BSON has no time type) |
 //! | `io.debezium.data.Json` | the parsed JSON ([`JsonMode::Parse`], unless it has `$`-prefixed keys) or the text ([`JsonMode::String`]) |
 //! | `bytes` (and `io.debezium.data.Bits`) | `{"$binary": {"base64": …, "subType": "00"}}` |
 //! | `int64` | a number; `{"$numberLong": …}` beyond ±2^53 (or always with [`Int64Mode::Long`]) |
+//! | `float32`, `float64` | a double (`1` → `1.0`); the converter's `"NaN"`, `"Infinity"`, `"-Infinity"` → `{"$numberDouble": …}` |
 //! | `struct`, `array`, `map` (string keys) | decoded recursively |
 //! | anything else (`io.debezium.data.Uuid`, enums, strings, int8–int32, floats, booleans, null) | unchanged |
+//!
+//! Whatever the options, the BSON type of a column never depends on its
+//! values, except with [`Int64Mode::Relaxed`] (int32 or int64 by magnitude)
+//! and [`DecimalMode::ExactString`].
 //!
 //! A value with no schema (the JSON converter's `schemas.enable=false`)
 //! passes through unchanged: a `numeric` column then arrives as base64 text
@@ -49,16 +54,29 @@ pub enum Int64Mode {
     Long,
 }
 
-/// How timestamps with sub-millisecond digits (`ZonedTimestamp`,
-/// `MicroTimestamp`, `NanoTimestamp`) are written; BSON dates hold milliseconds.
+/// How timestamps (`ZonedTimestamp`, `Timestamp`, `MicroTimestamp`,
+/// `NanoTimestamp`) are written. Either way every value of a column has the
+/// same BSON type; BSON dates hold milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimestampMode {
-    /// A `$date` only when no digit is lost; otherwise the value stays as it
-    /// arrived (ISO string or number).
-    #[default]
-    Lossless,
     /// Always a `$date`, truncated (towards the past) to the millisecond.
+    #[default]
     TruncateToMillis,
+    /// Always ISO-8601 text in UTC with a fixed number of fractional digits
+    /// per type (3 for ms, 6 for µs and `ZonedTimestamp`, 9 for ns): exact,
+    /// and sorts like the instants.
+    IsoString,
+}
+
+/// How decimals beyond Decimal128's 34 significant digits are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecimalMode {
+    /// Always Decimal128, rounded half to even beyond 34 digits.
+    #[default]
+    Decimal128,
+    /// Decimal128 up to 34 digits, the exact decimal text beyond (the type
+    /// then depends on the value).
+    ExactString,
 }
 
 /// Options for schema-aware decoding.
@@ -67,6 +85,7 @@ pub struct DecodeOptions {
     pub json: JsonMode,
     pub int64: Int64Mode,
     pub timestamps: TimestampMode,
+    pub decimals: DecimalMode,
 }
 
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
@@ -114,10 +133,20 @@ fn schema_scale(schema: &Schema) -> Option<i32> {
 
 /// The exact decimal of base64 unscaled bytes and a scale, as Decimal128 or,
 /// beyond its 34 digits, as the decimal string.
-fn decimal_value(field: &str, b64: &str, scale: i32) -> Result<Value, TransformError> {
+fn decimal_value(
+    field: &str,
+    b64: &str,
+    scale: i32,
+    mode: DecimalMode,
+) -> Result<Value, TransformError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| bad(field, format_args!("decimal is not base64 ({e}): {b64:?}")))?;
+    if mode == DecimalMode::Decimal128 {
+        return Ok(number_decimal(decimal::decimal128_from_unscaled(
+            &bytes, scale,
+        )));
+    }
     let (text, significant) = decimal::decimal_from_unscaled(&bytes, scale);
     Ok(if significant <= decimal::DECIMAL128_DIGITS {
         number_decimal(text)
@@ -226,6 +255,7 @@ pub fn decode_owned(
                 format_args!("expected base64 bytes, found {}", kind(&other)),
             )),
         },
+        "float32" | "float64" => double(value, field),
         "int64" => match value.as_i64() {
             Some(n)
                 if opts.int64 == Int64Mode::Long
@@ -248,13 +278,13 @@ fn decode_logical(
     opts: &DecodeOptions,
     field: &str,
 ) -> Result<Result<Value, Value>, TransformError> {
-    let truncate = opts.timestamps == TimestampMode::TruncateToMillis;
+    let iso = opts.timestamps == TimestampMode::IsoString;
     let v = match name {
         "org.apache.kafka.connect.data.Decimal" => {
             let scale = schema_scale(schema)
                 .ok_or_else(|| bad(field, "Decimal schema has no integer 'scale' parameter"))?;
             match &value {
-                Value::String(s) => decimal_value(field, s, scale)?,
+                Value::String(s) => decimal_value(field, s, scale, opts.decimals)?,
                 Value::Number(n) => numeric_decimal(n, scale),
                 other => {
                     return Err(bad(
@@ -271,7 +301,7 @@ fn decode_logical(
                 .and_then(|s| i32::try_from(s).ok());
             let bytes = value.get("value").and_then(Value::as_str);
             match (scale, bytes) {
-                (Some(scale), Some(b64)) => decimal_value(field, b64, scale)?,
+                (Some(scale), Some(b64)) => decimal_value(field, b64, scale, opts.decimals)?,
                 _ => {
                     return Err(bad(
                         field,
@@ -280,26 +310,12 @@ fn decode_logical(
                 }
             }
         }
-        "io.debezium.time.ZonedTimestamp" => {
-            match value.as_str().and_then(time::parse_zoned_timestamp) {
-                Some((ms, exact)) if exact || truncate => date_ms(ms),
-                _ => value,
-            }
-        }
+        "io.debezium.time.ZonedTimestamp" => zoned_timestamp(value, iso, field)?,
         "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => {
-            match value.as_i64() {
-                Some(ms) => date_ms(ms),
-                None => value,
-            }
+            epoch_timestamp(value, 3, iso, field)?
         }
-        "io.debezium.time.MicroTimestamp" => match value.as_i64() {
-            Some(us) if truncate || us % 1000 == 0 => date_ms(us.div_euclid(1000)),
-            _ => value,
-        },
-        "io.debezium.time.NanoTimestamp" => match value.as_i64() {
-            Some(ns) if truncate || ns % 1_000_000 == 0 => date_ms(ns.div_euclid(1_000_000)),
-            _ => value,
-        },
+        "io.debezium.time.MicroTimestamp" => epoch_timestamp(value, 6, iso, field)?,
+        "io.debezium.time.NanoTimestamp" => epoch_timestamp(value, 9, iso, field)?,
         "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => {
             match value.as_i64().and_then(|d| d.checked_mul(time::MS_PER_DAY)) {
                 Some(ms) => date_ms(ms),
@@ -318,6 +334,81 @@ fn decode_logical(
         _ => return Ok(Err(value)),
     };
     Ok(Ok(v))
+}
+
+/// A `ZonedTimestamp` (ISO-8601 text with an offset): a date truncated to the
+/// millisecond, or UTC text with 6 fractional digits (9 when it has
+/// nanoseconds). PostgreSQL's `infinity`/`-infinity` become the largest and
+/// smallest dates (or stay as text); any other text is an error rather than
+/// a value of another type.
+fn zoned_timestamp(value: Value, iso: bool, field: &str) -> Result<Value, TransformError> {
+    let Value::String(s) = &value else {
+        return Err(bad(
+            field,
+            format_args!("expected ISO-8601 text, found {}", kind(&value)),
+        ));
+    };
+    match (s.as_str(), iso) {
+        ("infinity" | "+infinity" | "-infinity", true) => return Ok(value),
+        ("infinity" | "+infinity", false) => return Ok(date_ms(i64::MAX)),
+        ("-infinity", false) => return Ok(date_ms(i64::MIN)),
+        _ => {}
+    }
+    let (secs, nanos) = time::parse_zoned_instant(s)
+        .ok_or_else(|| bad(field, format_args!("not an ISO-8601 timestamp: {s:?}")))?;
+    if iso {
+        let (units, digits) = if nanos % 1000 == 0 {
+            (i128::from(secs) * 1_000_000 + i128::from(nanos / 1000), 6)
+        } else {
+            (i128::from(secs) * 1_000_000_000 + i128::from(nanos), 9)
+        };
+        return Ok(Value::String(time::format_utc(units, digits)));
+    }
+    let ms = secs
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(nanos / 1_000_000)))
+        .ok_or_else(|| bad(field, format_args!("timestamp out of range: {s:?}")))?;
+    Ok(date_ms(ms))
+}
+
+/// A timestamp counted since the epoch in units of 10^-`digits` seconds: a
+/// date truncated (towards the past) to the millisecond, or UTC text.
+fn epoch_timestamp(
+    value: Value,
+    digits: u32,
+    iso: bool,
+    field: &str,
+) -> Result<Value, TransformError> {
+    let n = value.as_i64().ok_or_else(|| {
+        bad(
+            field,
+            format_args!("expected an integer timestamp, found {}", kind(&value)),
+        )
+    })?;
+    Ok(if iso {
+        Value::String(time::format_utc(i128::from(n), digits))
+    } else {
+        date_ms(n.div_euclid(10i64.pow(digits - 3)))
+    })
+}
+
+/// A `float32`/`float64` value: always a double. The JSON converter writes
+/// NaN and the infinities as strings.
+fn double(value: Value, field: &str) -> Result<Value, TransformError> {
+    match value {
+        Value::Number(n) if n.is_f64() => Ok(Value::Number(n)),
+        Value::Number(n) => Ok(n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Number(n), Value::Number)),
+        Value::String(s) if matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity") => {
+            Ok(wrap("$numberDouble", Value::String(s)))
+        }
+        other => Err(bad(
+            field,
+            format_args!("expected a floating-point number, found {}", kind(&other)),
+        )),
+    }
 }
 
 /// Decodes the fields of a struct in place by the schema's `fields`; fields
@@ -451,12 +542,27 @@ mod tests {
             d(json!(b64(&be)), decimal_schema("4")),
             json!({"$numberDecimal": format!("{}.{}", &nines[..30], &nines[30..])})
         );
-        // 10^40 has 41 digits: no Decimal128 holds it exactly → the exact string.
+        // 10^40 has 41 digits: rounded to a Decimal128 of 34 digits (one
+        // type per column), or the exact string when asked for.
         let big = [
             0x1d, 0x63, 0x29, 0xf1, 0xc3, 0x5c, 0xa4, 0xbf, 0xab, 0xb9, 0xf5, 0x61, 0, 0, 0, 0, 0,
         ];
         assert_eq!(
             d(json!(b64(&big)), decimal_schema("0")),
+            json!({"$numberDecimal": format!("1{}E+7", "0".repeat(33))})
+        );
+        let exact = DecodeOptions {
+            decimals: DecimalMode::ExactString,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_value(
+                &json!(b64(&big)),
+                Some(&sc(decimal_schema("0"))),
+                &exact,
+                "f"
+            )
+            .unwrap(),
             json!(format!("1{}", "0".repeat(40)))
         );
     }
@@ -497,7 +603,9 @@ mod tests {
     }
 
     #[test]
-    fn timestamps() {
+    fn timestamps_are_always_dates() {
+        // One BSON type per column: sub-millisecond digits are truncated
+        // (towards the past), never a reason to keep the text or the number.
         let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
         assert_eq!(
             d(json!("2024-03-04T12:00:00.123000Z"), zoned.clone()),
@@ -509,9 +617,22 @@ mod tests {
         );
         assert_eq!(
             d(json!("2024-03-04T12:00:00.123456Z"), zoned.clone()),
-            json!("2024-03-04T12:00:00.123456Z")
+            date_ms(1_709_553_600_123)
         );
-        assert_eq!(d(json!("infinity"), zoned), json!("infinity"));
+        assert_eq!(
+            d(json!("1969-12-31T23:59:59.999999Z"), zoned.clone()),
+            date_ms(-1)
+        );
+        assert_eq!(d(json!("infinity"), zoned.clone()), date_ms(i64::MAX));
+        assert_eq!(d(json!("-infinity"), zoned.clone()), date_ms(i64::MIN));
+        let err = decode_value(
+            &json!("yesterday"),
+            Some(&sc(zoned)),
+            &DecodeOptions::default(),
+            "at",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("'at'"), "{}", err.message);
 
         let micro = json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"});
         assert_eq!(
@@ -519,35 +640,67 @@ mod tests {
             date_ms(1_709_553_600_123)
         );
         assert_eq!(
-            d(json!(1_709_553_600_123_456i64), micro),
-            json!(1_709_553_600_123_456i64)
+            d(json!(1_709_553_600_123_456i64), micro.clone()),
+            date_ms(1_709_553_600_123)
         );
+        assert_eq!(d(json!(-1), micro), date_ms(-1));
         let nano = json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"});
         assert_eq!(d(json!(5_000_000i64), nano.clone()), date_ms(5));
-        assert_eq!(d(json!(5_000_001i64), nano), json!(5_000_001i64));
+        assert_eq!(d(json!(5_999_999i64), nano), date_ms(5));
         let millis = json!({"type": "int64", "name": "io.debezium.time.Timestamp"});
         assert_eq!(d(json!(-1), millis), date_ms(-1));
         let connect = json!({"type": "int64", "name": "org.apache.kafka.connect.data.Timestamp"});
         assert_eq!(d(json!(42), connect), date_ms(42));
+    }
 
+    #[test]
+    fn timestamps_as_iso_strings_are_always_text_of_one_width() {
         let opts = DecodeOptions {
-            timestamps: TimestampMode::TruncateToMillis,
+            timestamps: TimestampMode::IsoString,
             ..Default::default()
         };
         let t = |v: Value, s: &Value| decode_value(&v, Some(&sc(s.clone())), &opts, "f").unwrap();
         let zoned = json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"});
         assert_eq!(
-            t(json!("2024-03-04T12:00:00.123456Z"), &zoned),
-            date_ms(1_709_553_600_123)
+            t(json!("2024-03-04T12:00:00Z"), &zoned),
+            json!("2024-03-04T12:00:00.000000Z")
         );
+        assert_eq!(
+            t(json!("2024-03-04T14:00:00.123456+02:00"), &zoned),
+            json!("2024-03-04T12:00:00.123456Z")
+        );
+        assert_eq!(t(json!("infinity"), &zoned), json!("infinity"));
         let micro = json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp"});
         assert_eq!(
             t(json!(1_709_553_600_123_456i64), &micro),
-            date_ms(1_709_553_600_123)
+            json!("2024-03-04T12:00:00.123456Z")
         );
-        assert_eq!(t(json!(-1), &micro), date_ms(-1));
+        assert_eq!(
+            t(json!(1_709_553_600_000_000i64), &micro),
+            json!("2024-03-04T12:00:00.000000Z")
+        );
+        let millis = json!({"type": "int64", "name": "io.debezium.time.Timestamp"});
+        assert_eq!(t(json!(-1), &millis), json!("1969-12-31T23:59:59.999Z"));
         let nano = json!({"type": "int64", "name": "io.debezium.time.NanoTimestamp"});
-        assert_eq!(t(json!(5_999_999i64), &nano), date_ms(5));
+        assert_eq!(
+            t(json!(1i64), &nano),
+            json!("1970-01-01T00:00:00.000000001Z")
+        );
+    }
+
+    #[test]
+    fn doubles_stay_doubles() {
+        let f = json!({"type": "float64"});
+        assert_eq!(
+            serde_json::to_string(&d(json!(1), f.clone())).unwrap(),
+            "1.0"
+        );
+        assert_eq!(d(json!(1.5), f.clone()), json!(1.5));
+        assert_eq!(d(json!("NaN"), f.clone()), json!({"$numberDouble": "NaN"}));
+        assert_eq!(
+            d(json!("-Infinity"), json!({"type": "float32"})),
+            json!({"$numberDouble": "-Infinity"})
+        );
     }
 
     #[test]

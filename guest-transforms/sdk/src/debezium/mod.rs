@@ -28,7 +28,7 @@ pub mod decode;
 pub mod schema;
 pub mod time;
 
-pub use decode::{DecodeOptions, Int64Mode, JsonMode, TimestampMode};
+pub use decode::{DecimalMode, DecodeOptions, Int64Mode, JsonMode, TimestampMode};
 pub use schema::Schema;
 
 use crate::{Message, TransformError};
@@ -495,6 +495,22 @@ impl Event {
                 Ok(Some(m))
             }
         }
+    }
+
+    /// Another key of the same table, as bytes of a record key or of a
+    /// header (`__debezium.oldkey`, `__debezium.newkey`: Connect's header
+    /// converter writes the key's JSON without schema), decoded by its own
+    /// schema when it has one, else by this event's key schema, so that it
+    /// decodes exactly like [`Event::key`]. `None` for a null or empty key.
+    pub fn decode_other_key(&self, bytes: &[u8]) -> Result<Option<Fields>, TransformError> {
+        let (key, schema) = parse_key(Some(bytes))?;
+        let Some(mut key) = key else {
+            return Ok(None);
+        };
+        if let Some(schema) = schema.as_ref().or(self.key_schema.as_ref()) {
+            decode::decode_fields(&mut key, schema, &self.options)?;
+        }
+        Ok(Some(key))
     }
 
     /// The after image, decoded and moved out of the event, for the ops that

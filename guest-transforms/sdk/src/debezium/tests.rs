@@ -366,14 +366,18 @@ fn require_gives_the_decoded_image_or_a_bad_input_error() {
     assert_eq!(keyless.require_before().unwrap()["id"], 1);
     assert!(keyless.require_after().is_err());
     // A malformed image is the decoding error, not "missing".
-    let mut bad = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"}))))
-        .unwrap()
-        .unwrap();
-    assert!(bad
+    assert!(after_not_an_object()
         .require_after()
         .unwrap_err()
         .message
         .contains("'after' must be an object"));
+}
+
+/// A create whose `after` is a number.
+fn after_not_an_object() -> Event {
+    Event::parse(&message(None, Some(json!({"after": 5, "op": "c"}))))
+        .unwrap()
+        .unwrap()
 }
 
 #[test]
@@ -387,10 +391,7 @@ fn take_moves_the_decoded_images_out() {
     assert_eq!(e.take_key().unwrap(), key);
     assert!(e.key().unwrap().is_none());
     assert!(e.take_before().unwrap().is_none());
-    let mut bad = Event::parse(&message(None, Some(json!({"after": 5, "op": "c"}))))
-        .unwrap()
-        .unwrap();
-    assert!(bad
+    assert!(after_not_an_object()
         .take_after()
         .unwrap_err()
         .message

@@ -49,6 +49,16 @@ pub fn parse_zoned_timestamp_ms(s: &str) -> Option<i64> {
 /// [`parse_zoned_timestamp_ms`] that also accepts sub-millisecond digits:
 /// the instant truncated to milliseconds, and whether that is exact.
 pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
+    let (secs, nanos) = parse_zoned_instant(s)?;
+    let ms = secs
+        .checked_mul(1000)?
+        .checked_add(i64::from(nanos / 1_000_000))?;
+    Some((ms, nanos % 1_000_000 == 0))
+}
+
+/// Parses an ISO-8601 instant with an offset into seconds since the epoch
+/// and nanoseconds (digits beyond the ninth are dropped).
+pub fn parse_zoned_instant(s: &str) -> Option<(i64, u32)> {
     let b = s.as_bytes();
     // Year: optional sign, at least 4 digits, then '-'.
     let (neg, rest) = match b.first()? {
@@ -87,18 +97,16 @@ pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
         return None;
     }
     let mut r = &r[14..];
-    let mut millis = 0i64;
-    let mut exact = true;
+    let mut nanos = 0u32;
     if let Some(b'.') | Some(b',') = r.first() {
         let n = r[1..].iter().take_while(|c| c.is_ascii_digit()).count();
         if n == 0 {
             return None;
         }
         let frac = &r[1..1 + n];
-        for i in 0..3 {
-            millis = millis * 10 + frac.get(i).map_or(0, |d| (d - b'0') as i64);
+        for i in 0..9 {
+            nanos = nanos * 10 + frac.get(i).map_or(0, |d| (d - b'0') as u32);
         }
-        exact = !frac.iter().skip(3).any(|&d| d != b'0');
         r = &r[1 + n..];
     }
     let offset_min: i64 = match r {
@@ -120,12 +128,88 @@ pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
     let days = days_from_civil(year, month, day);
     let secs = days.checked_mul(86_400)? + hour as i64 * 3600 + minute as i64 * 60 + second as i64
         - offset_min * 60;
-    Some((secs.checked_mul(1000)?.checked_add(millis)?, exact))
+    Some((secs, nanos))
+}
+
+/// The civil date (year, month, day) of a day number since 1970-01-01
+/// (Howard Hinnant's algorithm, the inverse of [`days_from_civil`]).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// ISO-8601 text in UTC of `units` since the epoch, a unit being
+/// 10^-`digits` seconds, with exactly `digits` fractional digits
+/// (`2024-03-04T12:00:00.123456Z` for microseconds): every value of a column
+/// has the same shape, and the text sorts like the instants (years 0–9999).
+pub fn format_utc(units: i128, digits: u32) -> String {
+    let per_sec = 10i128.pow(digits);
+    let secs = units.div_euclid(per_sec);
+    let frac = units.rem_euclid(per_sec);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400) as i64;
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    let mut out = if (0..=9999).contains(&y) {
+        format!("{y:04}-{m:02}-{d:02}")
+    } else {
+        format!("{y:+07}-{m:02}-{d:02}")
+    };
+    out.push_str(&format!(
+        "T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    ));
+    if digits > 0 {
+        out.push_str(&format!(".{:0width$}", frac, width = digits as usize));
+    }
+    out.push('Z');
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_round_trip_and_utc_text() {
+        for days in [
+            -800_000i64,
+            -719_468,
+            -1,
+            0,
+            1,
+            11017,
+            19724,
+            20454,
+            2_932_896,
+        ] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{days}: {y}-{m}-{d}");
+        }
+        assert_eq!(format_utc(0, 6), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            format_utc(1_709_553_600_123_456, 6),
+            "2024-03-04T12:00:00.123456Z"
+        );
+        assert_eq!(format_utc(-1, 3), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            format_utc(5_000_000_001, 9),
+            "1970-01-01T00:00:05.000000001Z"
+        );
+        assert_eq!(
+            parse_zoned_instant("2024-03-04T14:00:00.1234567+02:00"),
+            Some((1_709_553_600, 123_456_700))
+        );
+    }
 
     #[test]
     fn civil_days() {

@@ -10,6 +10,9 @@
 //! | `init-fails` | `init` returns `Err("init refused: …")` |
 //! | `big-output` | `transform` returns `ops` insert-ones (default 1) each with a string field of `doc_bytes` bytes (default 1 MiB) |
 //! | `aggregate` | `transform` returns one aggregate on `hostile` with the config's `pipeline` (an array of stages), unchecked |
+//! | `log-flood` | `transform` logs `lines` lines (default 10,000), then behaves as `ok` |
+//! | `op` | `transform` returns one operation of kind `kind` (`insert-one` … `aggregate`) on `database`.`collection` (default: the configured database, `c`); an aggregate's pipeline is the config's `pipeline`, or a `$merge` into the same namespace |
+//! | `by-key` | the record's key names the behaviour: `loop`, `membomb`, `trap`, `log-flood`, `big-output` (with the config's `lines`, `ops`, `doc_bytes`), anything else `ok` |
 //! | `every-op` | `transform` returns one operation of every kind, built with the SDK's builders (the op-dialect test) |
 
 use serde_json::{json, Value};
@@ -20,9 +23,29 @@ pub enum Hostile {
     Ok,
     Loop,
     MemBomb,
-    Trap { key: Vec<u8> },
-    BigOutput { ops: usize, doc_bytes: usize },
-    Aggregate { pipeline: Vec<Value> },
+    Trap {
+        key: Vec<u8>,
+    },
+    BigOutput {
+        ops: usize,
+        doc_bytes: usize,
+    },
+    Aggregate {
+        pipeline: Vec<Value>,
+    },
+    LogFlood {
+        lines: usize,
+    },
+    Op {
+        kind: String,
+        ns: smt_guest::Namespace,
+        pipeline: Vec<Value>,
+    },
+    ByKey {
+        lines: usize,
+        ops: usize,
+        doc_bytes: usize,
+    },
     EveryOp,
 }
 
@@ -66,6 +89,33 @@ impl Transform for Hostile {
                         .cloned()
                         .unwrap_or_default(),
                 },
+                "log-flood" => Hostile::LogFlood {
+                    lines: num("lines", 10_000),
+                },
+                "op" => {
+                    let coll = cfg.get("collection").and_then(Value::as_str).unwrap_or("c");
+                    Hostile::Op {
+                        kind: cfg
+                            .get("kind")
+                            .and_then(Value::as_str)
+                            .unwrap_or("insert-one")
+                            .to_owned(),
+                        ns: match cfg.get("database").and_then(Value::as_str) {
+                            Some(db) => ops::ns_in(db, coll),
+                            None => ops::ns(coll),
+                        },
+                        pipeline: cfg
+                            .get("pipeline")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_else(|| vec![json!({"$merge": {"into": coll}})]),
+                    }
+                }
+                "by-key" => Hostile::ByKey {
+                    lines: num("lines", 10_000),
+                    ops: num("ops", 1),
+                    doc_bytes: num("doc_bytes", 1 << 20),
+                },
                 "every-op" => Hostile::EveryOp,
                 other => return Err(format!("hostile: unknown mode {other:?}")),
             },
@@ -75,6 +125,50 @@ impl Transform for Hostile {
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
         match self {
             Hostile::Ok => Ok(echo(msg)),
+            Hostile::LogFlood { lines } => {
+                for i in 0..*lines {
+                    smt_guest::log::info(&format!("hostile guest: flood line {i}"));
+                }
+                Ok(echo(msg))
+            }
+            Hostile::Op { kind, ns, pipeline } => {
+                let ns = ns.clone();
+                let id = json!({"_id": msg.offset});
+                Ok(vec![match kind.as_str() {
+                    "insert-one" => ops::insert_one(ns, id),
+                    "replace-one" => ops::replace_one(ns, id.clone(), id).upsert().build(),
+                    "update-one" => ops::update_one(ns, id).set(json!({"x": 1})).build(),
+                    "update-many" => ops::update_many(ns, id).set(json!({"x": 1})).build(),
+                    "delete-one" => ops::delete_one(ns, id),
+                    "delete-many" => ops::delete_many(ns, id),
+                    "aggregate" => ops::aggregate(ns, pipeline.clone()),
+                    other => {
+                        return Err(TransformError::internal(format!(
+                            "hostile: unknown kind {other:?}"
+                        )))
+                    }
+                }])
+            }
+            Hostile::ByKey {
+                lines,
+                ops,
+                doc_bytes,
+            } => {
+                let as_mode = match msg.key.as_deref() {
+                    Some(b"loop") => Hostile::Loop,
+                    Some(b"membomb") => Hostile::MemBomb,
+                    Some(b"trap") => Hostile::Trap {
+                        key: b"trap".to_vec(),
+                    },
+                    Some(b"log-flood") => Hostile::LogFlood { lines: *lines },
+                    Some(b"big-output") => Hostile::BigOutput {
+                        ops: *ops,
+                        doc_bytes: *doc_bytes,
+                    },
+                    _ => Hostile::Ok,
+                };
+                as_mode.transform(msg)
+            }
             Hostile::Loop => {
                 let mut n: u64 = 0;
                 loop {
