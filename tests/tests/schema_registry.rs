@@ -84,6 +84,12 @@ fn route(name: &str, pattern: &str, format: &str, on_error: &str) -> String {
     )
 }
 
+/// The tests' configuration; every route writes into a database of its own.
+fn base_config(brokers: &str, mongo: &str) -> ConfigBuilder {
+    ConfigBuilder::new(brokers, mongo, "unused")
+        .set(&["mongodb", "allowed-namespaces"], serde_json::json!(["*"]))
+}
+
 fn registry_section(url: &str) -> String {
     format!("[schema-registry]\nurl = \"{url}\"\nrequest-timeout-ms = 2000\n")
 }
@@ -240,7 +246,7 @@ fn debezium_avro_gives_the_same_documents_as_json() {
     assert_ne!(id1, id2, "ALTER TABLE ADD COLUMN registers a new schema id");
 
     let (db_json, db_avro) = (unique_name("srj"), unique_name("sra"));
-    let config = ConfigBuilder::new(&brokers, &mongo, "unused").build()
+    let config = base_config(&brokers, &mongo).build()
         + &format!(
             "[transforms.j]\nmodule = \"{m}\"\nconfig = {{ database = \"{db_json}\" }}\n\
              [transforms.a]\nmodule = \"{m}\"\nconfig = {{ database = \"{db_avro}\" }}\n",
@@ -315,8 +321,7 @@ fn serializer_framed_avro_and_json_schema_give_the_same_documents() {
     let registry = registry_url(s).unwrap();
     let (brokers, mongo) = (s.brokers(), s.mongodb_uri());
     let formats = ["json", "avro", "json-schema"];
-    let mut config =
-        ConfigBuilder::new(&brokers, &mongo, "unused").build() + &registry_section(&registry);
+    let mut config = base_config(&brokers, &mongo).build() + &registry_section(&registry);
     let mut targets = Vec::new();
     for (i, f) in formats.iter().enumerate() {
         let prefix = unique_name(&format!("ser{i}"));
@@ -401,9 +406,7 @@ fn bad_input_goes_to_the_dlq_with_the_reason() {
     s.create_topic(&dlq, 1).unwrap();
     produce(&brokers, &topic, &records).unwrap();
     let db = unique_name("srbad");
-    let config = ConfigBuilder::new(&brokers, &mongo, "unused")
-        .dlq(&dlq)
-        .build()
+    let config = base_config(&brokers, &mongo).dlq(&dlq).build()
         + &format!(
             "[transforms.t]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n",
             module()
@@ -479,9 +482,7 @@ fn a_registry_down_or_refusing_holds_the_batch() {
     s.create_topic(&dlq, 1).unwrap();
     produce(&brokers, &topic, &good[..2]).unwrap();
     let db = unique_name("srdown");
-    let config = ConfigBuilder::new(&brokers, &mongo, "unused")
-        .dlq(&dlq)
-        .build()
+    let config = base_config(&brokers, &mongo).dlq(&dlq).build()
         + &format!(
             "[transforms.t]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n",
             module()
