@@ -163,8 +163,25 @@ fn smt_test_gives_the_same_operations_for_the_avro_and_json_fixtures() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
-    let json = run("schemas.jsonl", None);
-    let avro = run("avro.jsonl", Some("avro-schemas"));
+    // where the two captures differ by nature: the primary-key move's source position and time
+    fn mask(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    if ["lsn", "_id.lsn", "seen_at"].contains(&k.as_str()) {
+                        *x = Value::Null;
+                    } else {
+                        mask(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(mask),
+            _ => {}
+        }
+    }
+    let mut json = run("schemas.jsonl", None);
+    let mut avro = run("avro.jsonl", Some("avro-schemas"));
+    json.iter_mut().chain(avro.iter_mut()).for_each(mask);
     assert_eq!(json.len(), 35);
     assert_eq!(avro, json);
     // without the schemas the Avro bytes are bad input for the transform
@@ -260,7 +277,15 @@ fn debezium_avro_gives_the_same_documents_as_json() {
     for (topic, n) in &lens {
         wait_processed(&mut smt, topic, *n);
     }
-    let (j, a) = (database(&mongo, &db_json), database(&mongo, &db_avro));
+    // (the transform's own bookkeeping, `__smt_moves.*`, holds source positions: left out)
+    let user = |mut d: BTreeMap<String, Vec<Document>>| {
+        d.retain(|name, _| !name.starts_with("__smt_"));
+        d
+    };
+    let (j, a) = (
+        user(database(&mongo, &db_json)),
+        user(database(&mongo, &db_avro)),
+    );
     assert_eq!(
         j.keys().collect::<Vec<_>>(),
         a.keys().collect::<Vec<_>>(),
