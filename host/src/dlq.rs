@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig};
 use crate::contract::Message;
+use crate::kafka;
 use crate::retry::{Backoff, GiveUp};
 use crate::telemetry::Metrics;
 
@@ -38,7 +38,10 @@ pub struct Failure {
 }
 
 pub struct Dlq {
-    producer: FutureProducer,
+    producer: FutureProducer<kafka::RecordingContext>,
+    errors: kafka::ClientErrors,
+    /// `[kafka]`: the brokers and security protocol the startup check names.
+    kafka: KafkaConfig,
     topic: String,
     backoff: Backoff,
     metrics: Arc<Metrics>,
@@ -49,30 +52,21 @@ impl Dlq {
         let Some(dlq) = &config.dlq else {
             return Ok(None);
         };
-        let mut cc = ClientConfig::new();
-        for (k, v) in &config.kafka.properties {
-            if !is_consumer_only(k) {
-                cc.set(k, v);
-            }
-        }
-        for (k, v) in &dlq.properties {
-            cc.set(k, v);
-        }
-        cc.set("bootstrap.servers", &config.kafka.brokers);
-        for (k, v) in [
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("message.timeout.ms", "30000"),
-        ] {
-            if cc.get(k).is_none() {
-                cc.set(k, v);
-            }
-        }
-        let producer: FutureProducer = cc.create().map_err(|e| {
-            anyhow::anyhow!("cannot create the DLQ producer ([dlq]/[kafka.properties]): {e}")
-        })?;
+        let cc = kafka::client_config(config, kafka::Role::DlqProducer);
+        tracing::debug!(config = %kafka::describe(&cc), "DLQ producer configuration.");
+        let context = kafka::RecordingContext::default();
+        let errors = context.errors.clone();
+        let producer: FutureProducer<kafka::RecordingContext> =
+            cc.create_with_context(context).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create the DLQ producer ([dlq]/[kafka.properties]): {}",
+                    kafka::creation_error(&e)
+                )
+            })?;
         Ok(Some(Dlq {
             producer,
+            errors,
+            kafka: config.kafka.clone(),
             topic: dlq.topic.clone(),
             backoff: Backoff::from_config(&config.pipeline),
             metrics,
@@ -83,14 +77,19 @@ impl Dlq {
         &self.topic
     }
 
-    /// Checks that the topic exists.
-    pub fn check(&self, brokers: &str, timeout: Duration) -> anyhow::Result<()> {
-        let md = self.producer.client().fetch_metadata(Some(&self.topic), timeout).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the Kafka brokers {brokers} (kafka.brokers) within {timeout:?} to check the DLQ topic `{}`: {e}",
-                self.topic
-            )
-        })?;
+    /// Checks that the brokers accept the producer (TLS, SASL) and the topic
+    /// exists. (`brokers`: those of `[kafka]`, kept by the producer.)
+    pub fn check(&self, _brokers: &str, timeout: Duration) -> anyhow::Result<()> {
+        let md = kafka::wait_for_metadata(
+            self.producer.client(),
+            // The producer's own thread serves its callbacks.
+            || {},
+            &self.kafka,
+            Some(&self.topic),
+            timeout,
+            &self.errors,
+        )
+        .map_err(|e| anyhow::anyhow!("the DLQ producer ([dlq]): {e:#}"))?;
         match md.topics().first() {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
             _ => anyhow::bail!(
@@ -207,31 +206,4 @@ fn truncate(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// Consumer-only librdkafka properties: not passed to the producer (it would warn).
-fn is_consumer_only(key: &str) -> bool {
-    [
-        "session.timeout.ms",
-        "heartbeat.interval.ms",
-        "max.poll.interval.ms",
-        "auto.offset.reset",
-        "partition.assignment.strategy",
-        "group.instance.id",
-        "group.protocol",
-        "fetch.",
-        "queued.",
-        "isolation.level",
-        "check.crcs",
-        "auto.commit.interval.ms",
-        "enable.partition.eof",
-    ]
-    .iter()
-    .any(|p| {
-        if p.ends_with('.') {
-            key.starts_with(p)
-        } else {
-            key == *p
-        }
-    })
 }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use smt_host::offline;
 
@@ -47,6 +47,18 @@ enum Command {
         #[arg(long)]
         schemas: Option<PathBuf>,
     },
+    /// Check a configuration against the real services without consuming:
+    /// brokers (TLS/SASL), topics, consumer group, DLQ, MongoDB, transforms.
+    /// One ✓/✗ line per check. Exit code 0: every check passed; 1: a check
+    /// failed; 2: the configuration cannot be read.
+    Doctor {
+        /// The configuration file of `smt run`.
+        #[arg(long)]
+        config: PathBuf,
+        /// How long each service may take to answer, in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
     /// Start a transform project: source, build script, contract, sample records and a test.
     New {
         /// The project directory to create; its name names the transform.
@@ -86,14 +98,21 @@ impl TransformConfigArg {
 }
 
 /// Exit codes (README, "Using smt"): 0 success; 1 failed while running (the
-/// pipeline stopped on an error, or `smt test` had a record fail); 2 could
-/// not start (configuration, services, transform); 64 usage error (EX_USAGE).
+/// pipeline stopped on an error, `smt test` had a record fail, an
+/// `smt doctor` check failed); 2 could not start (configuration, services,
+/// transform); 64 usage error (EX_USAGE).
 const EXIT_CANNOT_START: u8 = 2;
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     init_logging();
-    let cli = match Cli::try_parse() {
+    let version = version_text();
+    let parsed = Cli::command()
+        .version(leak(version.short))
+        .long_version(leak(version.long))
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let usage = e.use_stderr();
@@ -114,9 +133,51 @@ fn main() -> ExitCode {
     }
 }
 
+/// `smt -V`: the version and librdkafka's; `smt --version`: also
+/// librdkafka's built-in features (TLS, SASL mechanisms, codecs).
+struct VersionText {
+    short: String,
+    long: String,
+}
+
+/// clap keeps `&'static str` versions (without its `string` feature); built once.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn version_text() -> VersionText {
+    let lib = smt_host::kafka::librdkafka();
+    let short = format!("{} (librdkafka {})", env!("CARGO_PKG_VERSION"), lib.version);
+    let mut long = format!(
+        "{short}\nlibrdkafka builtin.features: {}",
+        lib.features.join(",")
+    );
+    let missing = lib.missing();
+    if !missing.is_empty() {
+        long.push_str(&format!("\nmissing: {}", missing.join(", ")));
+    }
+    VersionText { short, long }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config } => run_pipeline(&config),
+        Command::Doctor { config, timeout } => {
+            let config = smt_host::config::Config::load(&config)?;
+            let checks = smt_host::doctor::run(
+                &config,
+                std::time::Duration::from_secs(timeout.max(1)),
+                |c| println!("{}", c.line()),
+            );
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            if failed == 0 {
+                println!("all {} checks passed", checks.len());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{failed} of {} checks failed", checks.len());
+                Ok(ExitCode::from(1))
+            }
+        }
         Command::Check { transform, config } => {
             let config = config.read()?;
             let module = offline::check(&offline::engine()?, &transform, config.as_deref())?;
@@ -197,11 +258,21 @@ fn run_pipeline(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .thread_name("smt-worker")
         .build()
         .context("starting the async runtime")?;
-    let outcome = runtime.block_on(async {
+    let outcome = match runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(wait_for_signals(shutdown.clone()));
         app::run(prepared, shutdown).await
-    })?;
+    }) {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            // Could not start: nothing was consumed or committed. Exit now
+            // instead of dropping the runtime under the MongoDB driver's
+            // background tasks, which panic (`connection_requester.rs`,
+            // `SendError`) when their pool worker is dropped first.
+            eprintln!("error: {err:#}");
+            std::process::exit(EXIT_CANNOT_START.into());
+        }
+    };
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match outcome {
         Outcome::Stopped => {

@@ -1,7 +1,8 @@
 //! Support for the tests and benchmarks, one module a job: the services
 //! (`services`), Kafka (`kafka`), MongoDB (`mongo`), the record type
 //! (`record`), the `smt` process (`smt_process`) and its configuration
-//! (`config`), the Debezium workload of the failure tests (`workload`),
+//! (`config`), the Debezium workload of the failure tests (`workload`), the
+//! secured broker and MongoDB server of the security tests (`kafka_secure`),
 //! native runs of the Rust guests (`native`), the relational oracle
 //! (`oracle`) and a TCP proxy for network faults (`proxy`).
 
@@ -9,6 +10,7 @@ pub mod admin;
 pub mod bench_report;
 pub mod config;
 pub mod kafka;
+pub mod kafka_secure;
 pub mod mongo;
 pub mod native;
 pub mod oracle;

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod env;
+mod secret;
 mod validate;
+
+pub use secret::{is_secret_key, redact_uri, redact_value, Properties, Secret, ValueSource};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,26 +69,42 @@ pub struct KafkaConfig {
     /// Where a group with no committed offset starts: `earliest` or `latest`.
     #[serde(default = "default_offset_reset")]
     pub auto_offset_reset: String,
-    /// Extra librdkafka properties for the consumer and the DLQ producer, passed
-    /// verbatim (`"security.protocol" = "SASL_SSL"`). Keys that `smt` manages
-    /// itself (`group.id`, `bootstrap.servers`, `enable.auto.commit`,
-    /// `enable.auto.offset.store`) are rejected.
+    /// librdkafka properties of every Kafka client of `smt` (the consumer, the
+    /// DLQ producer, `smt doctor`), passed verbatim: security
+    /// (`"security.protocol" = "SASL_SSL"`, `sasl.*`, `ssl.*`), timeouts,
+    /// fetch sizes (docs/kafka.md). A value is text, or read at load from
+    /// the environment (`{ env = "KAFKA_PASSWORD" }`) or a file
+    /// (`{ file = "/run/secrets/kafka" }`); secret values (`sasl.password`,
+    /// `ssl.key.password`, `sasl.oauthbearer.client.secret`, …) are printed as
+    /// `***`. Keys that `smt` manages itself (`group.id`, `bootstrap.servers`,
+    /// `enable.auto.commit`, `enable.auto.offset.store`) are rejected.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: Properties,
 }
 
-/// `[mongodb]`
-#[derive(Debug, Clone, Deserialize)]
+/// `[mongodb]`. `Debug` prints the URI redacted.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MongoConfig {
     /// Connection string. Credentials in it are never logged.
     pub uri: String,
     /// Database of operations whose namespace names none.
     pub database: String,
-    /// Extra client options appended to the connection string verbatim
-    /// (`maxPoolSize = "20"`, `serverSelectionTimeoutMS = "5000"`, `tls = "true"`).
+    /// User name, instead of one in `uri` (percent-encoded into it by `smt`).
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub username: Option<String>,
+    /// Password of `username`: text, `{ env = "VAR" }` or `{ file = "path" }`.
+    /// Never printed.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Extra client options appended to the connection string verbatim
+    /// (`maxPoolSize = "20"`, `serverSelectionTimeoutMS = "5000"`,
+    /// `tls = "true"`, `tlsCAFile = "/etc/ssl/mongo-ca.pem"`,
+    /// `tlsCertificateKeyFile = "client.pem"`, `authSource = "admin"`,
+    /// `authMechanism = "SCRAM-SHA-256"`). Values as in `[kafka.properties]`:
+    /// text, `{ env }` or `{ file }`; secret ones are printed as `***`.
+    #[serde(default)]
+    pub options: Properties,
     /// Write concern of the bulk writes.
     #[serde(default)]
     pub write_concern: WriteConcernConfig,
@@ -100,6 +119,20 @@ pub struct MongoConfig {
     /// outside fails its record with `forbidden-namespace`.
     #[serde(default)]
     pub allowed_namespaces: Vec<String>,
+}
+
+impl fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("uri", &redact_uri(&self.uri))
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("options", &self.options)
+            .field("write_concern", &self.write_concern)
+            .field("bulk_api", &self.bulk_api)
+            .finish()
+    }
 }
 
 /// `[mongodb.write-concern]`
@@ -187,9 +220,10 @@ impl Default for PipelineConfig {
 pub struct DlqConfig {
     /// Topic the failed records are produced to (it must exist).
     pub topic: String,
-    /// Extra librdkafka properties of the DLQ producer (on top of `[kafka.properties]`).
+    /// Extra librdkafka properties of the DLQ producer (on top of
+    /// `[kafka.properties]`); values as there.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: Properties,
 }
 
 /// `[admin]`
@@ -202,7 +236,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Bearer token required by every transform management route, reads
     /// and writes (`Authorization: Bearer <token>`); set it from the
-    /// environment (`SMT_ADMIN__TOKEN`) rather than in the file. Never logged.
+    /// environment (`SMT_ADMIN__TOKEN`, or `token = { env = "VAR" }` /
+    /// `{ file = "path" }`) rather than in the file. Never logged.
     pub token: Option<Secret>,
     /// Without a token, let anyone who can reach the (loopback) listener
     /// deploy, roll back and reconfigure transforms. Off: without a token
@@ -212,27 +247,6 @@ pub struct AdminConfig {
     /// `localhost` (e.g. a Kubernetes service name). Any other name is
     /// refused: a browser tricked by DNS rebinding sends the attacker's.
     pub allowed_hosts: Vec<String>,
-}
-
-/// A value that must never be logged: `Debug` prints `***`.
-#[derive(Clone, Deserialize, PartialEq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
 }
 
 impl Default for AdminConfig {
@@ -569,8 +583,9 @@ impl Config {
                 },
             )
         })?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let mut from_env = BTreeMap::new();
-        for (name, raw) in env {
+        for (name, raw) in env.iter().cloned() {
             let Some(rest) = name.strip_prefix("SMT_") else {
                 continue;
             };
@@ -597,8 +612,34 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        config
+            .resolve_values(base, &env)
+            .map_err(|(key, m)| err(Some(key), m))?;
         config.validate().map_err(|(key, m)| err(Some(key), m))?;
         Ok(config)
+    }
+
+    /// Reads the `{ env }` / `{ file }` values (secrets) of every section.
+    fn resolve_values(
+        &mut self,
+        base: &Path,
+        env: &std::collections::HashMap<String, String>,
+    ) -> Result<(), (String, String)> {
+        self.kafka
+            .properties
+            .resolve("kafka.properties", base, env)?;
+        if let Some(d) = &mut self.dlq {
+            d.properties.resolve("dlq.properties", base, env)?;
+        }
+        self.mongodb.options.resolve("mongodb.options", base, env)?;
+        if let Some(p) = &mut self.mongodb.password {
+            secret::resolve_secret(p, "mongodb.password", base, env)?;
+        }
+        if let Some(t) = &mut self.admin.token {
+            secret::resolve_secret(t, "admin.token", base, env)?;
+        }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -878,5 +919,95 @@ on-error = "dlq"
         let c = Config::load_with_env(&path, env(&[("SMT_ADMIN__TOKEN", "s3cret-t0ken")])).unwrap();
         assert_eq!(c.admin.token.as_ref().unwrap().expose(), "s3cret-t0ken");
         assert!(!format!("{c:?}").contains("s3cret-t0ken"));
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_files_and_are_never_printed() {
+        let text = SAMPLE.replace(
+            "\"session.timeout.ms\" = \"10000\"",
+            "\"session.timeout.ms\" = 10000\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = { env = \"KAFKA_PW\" }\n\"ssl.key.password\" = { file = \"key.pw\" }\n\"sasl.oauthbearer.client.secret\" = \"inline-0auth-s3cret\"",
+        ) + "[mongodb.options]\ntlsCertificateKeyFilePassword = { env = \"MONGO_KEY_PW\" }\n";
+        let text = text
+            .replace(
+                "database = \"db\"",
+                "database = \"db\"\nusername = \"app\"\npassword = { file = \"mongo.pw\" }",
+            )
+            .replace(
+                "uri = \"mongodb://u:pw@127.0.0.1:27017\"",
+                "uri = \"mongodb://127.0.0.1:27017\"",
+            );
+        let (dir, path) = write(&text);
+        std::fs::write(dir.0.join("key.pw"), "k3y-pa55w0rd\n").unwrap();
+        std::fs::write(dir.0.join("mongo.pw"), "m0ng0-pa55\n").unwrap();
+        let c = Config::load_with_env(
+            &path,
+            env(&[
+                ("KAFKA_PW", "kafka-pa55w0rd"),
+                ("MONGO_KEY_PW", "tls-k3y-pw"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.properties["sasl.password"], "kafka-pa55w0rd");
+        assert_eq!(c.kafka.properties["ssl.key.password"], "k3y-pa55w0rd");
+        assert_eq!(c.kafka.properties["session.timeout.ms"], "10000");
+        assert_eq!(c.mongodb.password.as_ref().unwrap().expose(), "m0ng0-pa55");
+        assert_eq!(
+            c.mongodb.options["tlsCertificateKeyFilePassword"],
+            "tls-k3y-pw"
+        );
+        let dump = format!("{c:?}");
+        for secret in [
+            "kafka-pa55w0rd",
+            "k3y-pa55w0rd",
+            "inline-0auth-s3cret",
+            "m0ng0-pa55",
+            "tls-k3y-pw",
+        ] {
+            assert!(!dump.contains(secret), "{secret} printed in {dump}");
+        }
+        assert!(dump.contains("\"sasl.password\": \"***\""), "{dump}");
+        assert!(
+            dump.contains("SASL_SSL"),
+            "non-secret values stay readable: {dump}"
+        );
+        let listed = c.kafka.properties.redacted();
+        assert!(listed.contains(&("sasl.password".to_owned(), "***".to_owned())));
+    }
+
+    #[test]
+    fn a_missing_secret_source_names_the_key() {
+        let text = SAMPLE.replace(
+            "\"session.timeout.ms\" = \"10000\"",
+            "\"sasl.password\" = { env = \"NOT_SET_ANYWHERE\" }",
+        );
+        let (_dir, path) = write(&text);
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kafka.properties.sasl.password") && e.contains("NOT_SET_ANYWHERE"),
+            "{e}"
+        );
+        let text = SAMPLE.replace(
+            "\"session.timeout.ms\" = \"10000\"",
+            "\"ssl.key.password\" = { file = \"nope.pw\" }",
+        );
+        let (_dir, path) = write(&text);
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kafka.properties.ssl.key.password") && e.contains("nope.pw"),
+            "{e}"
+        );
+        let text = SAMPLE.replace(
+            "\"session.timeout.ms\" = \"10000\"",
+            "\"sasl.password\" = { env = \"A\", file = \"b\" }",
+        );
+        let (_dir, path) = write(&text);
+        let e = Config::load_with_env(&path, env(&[("A", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exactly one"), "{e}");
     }
 }

@@ -42,6 +42,25 @@ impl Config {
                 }
             }
         }
+        let m = &self.mongodb;
+        if m.password.is_some() && m.username.is_none() {
+            return Err(("mongodb.password".into(), "needs mongodb.username".into()));
+        }
+        if let Some(user) = &m.username {
+            if user.is_empty() {
+                return Err(("mongodb.username".into(), "must not be empty".into()));
+            }
+            let has_userinfo = m
+                .uri
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('@'));
+            if has_userinfo {
+                return Err((
+                    "mongodb.username".into(),
+                    "mongodb.uri has credentials already: set them in one place".into(),
+                ));
+            }
+        }
         if self.mongodb.database.is_empty() {
             return Err(("mongodb.database".into(), "must not be empty".into()));
         }

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
@@ -27,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::contract::{Header, Message};
+use crate::kafka;
 use crate::telemetry::Metrics;
 
 /// (topic, partition)
@@ -185,6 +185,8 @@ pub struct SourceContext {
     queue_capacity: usize,
     stop_timeout: Duration,
     any_stash: AtomicBool,
+    /// Connection errors, for the startup check (`kafka::wait_for_metadata`).
+    errors: kafka::ClientErrors,
     /// A Kafka error retrying cannot get past: the consumer stops.
     fatal: Mutex<Option<String>>,
 }
@@ -207,7 +209,12 @@ impl ClientContext for SourceContext {
         }
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        kafka::log_line(&self.errors, level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.record(&error, reason);
         if is_permanent(&error) {
             self.stop_with(format!("Kafka: {error} ({reason})"));
         } else {
@@ -489,21 +496,9 @@ impl Source {
         metrics: Arc<Metrics>,
         timeout: Duration,
     ) -> anyhow::Result<Source> {
-        let mut cc = ClientConfig::new();
-        for (k, v) in &config.kafka.properties {
-            cc.set(k, v);
-        }
-        cc.set("bootstrap.servers", &config.kafka.brokers)
-            .set("group.id", &config.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", &config.kafka.auto_offset_reset);
-        if cc.get("statistics.interval.ms").is_none() {
-            cc.set("statistics.interval.ms", "5000");
-        }
-        if cc.get("client.id").is_none() {
-            cc.set("client.id", "smt");
-        }
+        let cc = kafka::client_config(config, kafka::Role::Consumer);
+        tracing::debug!(config = %kafka::describe(&cc), "Kafka consumer configuration.");
+        let errors = kafka::ClientErrors::default();
         let context = SourceContext {
             rt: tokio::runtime::Handle::current(),
             spawner,
@@ -513,20 +508,24 @@ impl Source {
             queue_capacity: config.pipeline.queue_capacity,
             stop_timeout: Duration::from_millis(config.pipeline.shutdown_timeout_ms),
             any_stash: AtomicBool::new(false),
+            errors: errors.clone(),
             fatal: Mutex::new(None),
         };
-        let consumer: BaseConsumer<SourceContext> = cc
-            .create_with_context(context)
-            .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer ([kafka]): {e}"))?;
-        consumer
-            .client()
-            .fetch_metadata(None, timeout)
-            .map_err(|e| {
+        let consumer: BaseConsumer<SourceContext> =
+            cc.create_with_context(context).map_err(|e| {
                 anyhow::anyhow!(
-                    "cannot reach the Kafka brokers {} (kafka.brokers) within {timeout:?}: {e}",
-                    config.kafka.brokers
+                    "cannot create the Kafka consumer ([kafka]): {}",
+                    kafka::creation_error(&e)
                 )
             })?;
+        kafka::wait_for_metadata(
+            consumer.client(),
+            || drop(consumer.poll(Duration::ZERO)),
+            &config.kafka,
+            None,
+            timeout,
+            &errors,
+        )?;
         let subscriptions = subscriptions(config);
         let refs: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
         consumer
