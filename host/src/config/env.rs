@@ -55,8 +55,10 @@ pub(super) fn apply_override(
             .as_table_mut()
             .ok_or_else(|| format!("`{path}` does not name a table"))?;
         if last {
-            // A map of string options keeps strings.
-            let value = if verbatim {
+            // A map of string options keeps strings, and so does a secret:
+            // a numeric- or date-looking token is still a token, and a
+            // type error would echo it.
+            let value = if verbatim || super::secret::is_secret_key(seg) {
                 toml::Value::String(raw.to_owned())
             } else {
                 parsed.clone()

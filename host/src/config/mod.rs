@@ -919,6 +919,11 @@ on-error = "dlq"
         let c = Config::load_with_env(&path, env(&[("SMT_ADMIN__TOKEN", "s3cret-t0ken")])).unwrap();
         assert_eq!(c.admin.token.as_ref().unwrap().expose(), "s3cret-t0ken");
         assert!(!format!("{c:?}").contains("s3cret-t0ken"));
+        // A token that looks like a number or a date stays a token.
+        for token in ["12345678", "1979-05-27"] {
+            let c = Config::load_with_env(&path, env(&[("SMT_ADMIN__TOKEN", token)])).unwrap();
+            assert_eq!(c.admin.token.as_ref().unwrap().expose(), token);
+        }
     }
 
     #[test]
