@@ -5,7 +5,6 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod contract;
-pub mod decode;
 pub mod dlq;
 pub mod doctor;
 pub mod engine;

@@ -17,7 +17,6 @@ use regex::Regex;
 pub use tokio_util::sync::CancellationToken;
 
 use crate::config::{ErrorPolicy, PipelineConfig, RouteConfig};
-use crate::decode::{Decoder, Formats};
 use crate::dlq::Dlq;
 use crate::registry::Registry;
 use crate::sink::Sink;
@@ -30,8 +29,6 @@ pub(crate) struct Shared {
     registry: Arc<Registry>,
     sink: Arc<Sink>,
     dlq: Option<Arc<Dlq>>,
-    /// Key/value decoding before the transform (schema registry formats).
-    decoder: Arc<Decoder>,
     metrics: Arc<Metrics>,
     acks: Arc<Acks>,
     pipeline: PipelineConfig,
@@ -51,7 +48,6 @@ struct RouteEntry {
     policy: ErrorPolicy,
     /// Held while a batch of the route is written (`serial-writes`).
     write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
-    formats: Formats,
 }
 
 /// What a partition worker needs of its route.
@@ -59,8 +55,6 @@ pub(crate) struct RouteOf {
     pub transform: String,
     pub policy: ErrorPolicy,
     pub write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// The key and value formats (`key-format`, `value-format`).
-    pub formats: Formats,
 }
 
 impl Shared {
@@ -70,7 +64,6 @@ impl Shared {
         registry: Arc<Registry>,
         sink: Arc<Sink>,
         dlq: Option<Arc<Dlq>>,
-        decoder: Arc<Decoder>,
         metrics: Arc<Metrics>,
         acks: Arc<Acks>,
         pipeline: PipelineConfig,
@@ -93,7 +86,6 @@ impl Shared {
                 write_lock: r
                     .serial_writes
                     .then(|| Arc::new(tokio::sync::Mutex::new(()))),
-                formats: Formats::of(r),
             });
         }
         Ok(Shared {
@@ -101,7 +93,6 @@ impl Shared {
             registry,
             sink,
             dlq,
-            decoder,
             metrics,
             acks,
             pipeline,
@@ -123,7 +114,6 @@ impl Shared {
                 transform: r.transform.clone(),
                 policy: r.policy,
                 write_lock: r.write_lock.clone(),
-                formats: r.formats,
             })
     }
 

@@ -39,7 +39,6 @@ pub(super) async fn run(
         transform,
         policy,
         write_lock,
-        formats,
     }) = shared.route(&topic)
     else {
         tracing::error!(
@@ -62,7 +61,7 @@ pub(super) async fn run(
         };
         let started = Instant::now();
         let size = batch.len();
-        let route = (transform.as_str(), policy, write_lock.as_deref(), formats);
+        let route = (transform.as_str(), policy, write_lock.as_deref());
         match process(&shared, route, &mut instance, &mut breaker, batch, &stop).await {
             Ok(next) => {
                 if !shared.acks.ack(&topic, partition, generation, next) {
@@ -145,10 +144,9 @@ struct Transformed {
 /// the whole batch), on a blocking thread, keeping the instance in `slot`.
 async fn transform_batch(
     shared: &Arc<Shared>,
-    (transform, formats): (&str, crate::decode::Formats),
+    transform: &str,
     slot: &mut Option<(u64, TransformInstance)>,
     batch: Vec<Message>,
-    stop: &CancellationToken,
 ) -> Result<Transformed, Stop> {
     let active: Active = shared
         .registry
@@ -170,22 +168,7 @@ async fn transform_batch(
             ("version", version.clone()),
         ])
         .clone();
-    // Keys and values in a schema-registry format, as the JSON converter writes them.
-    let inputs = shared
-        .decoder
-        .batch(formats, &batch, stop)
-        .await
-        .map_err(|g| match g {
-            GiveUp::Stopped => Stop::Stopped,
-            GiveUp::Exhausted(m) | GiveUp::Permanent(m) => Stop::Fatal {
-                ack: None,
-                message: format!(
-                    "the schema registry failed after {} retries: {m}",
-                    shared.pipeline.max_retries
-                ),
-            },
-        })?;
-    let (instance, results, batch, inputs) = tokio::task::spawn_blocking(move || {
+    let (instance, results, batch) = tokio::task::spawn_blocking(move || {
         let mut instance = match current {
             Some(i) => i,
             // The first worker after a swap takes the instance validation warmed up.
@@ -201,21 +184,7 @@ async fn transform_batch(
         };
         let results: Vec<Result<Vec<WriteOp>, CallError>> = batch
             .iter()
-            .enumerate()
-            .map(|(i, original)| {
-                let msg = match inputs.get(i, original) {
-                    Ok(m) => m,
-                    Err(reason) => {
-                        return Err(CallError {
-                            transform: String::new(),
-                            topic: original.topic.clone(),
-                            partition: original.partition,
-                            offset: original.offset,
-                            kind: crate::engine::FailureKind::BadInput,
-                            message: reason.to_owned(),
-                        })
-                    }
-                };
+            .map(|msg| {
                 let t = Instant::now();
                 let mut r = instance.transform(msg);
                 // A deadline, a memory cap or an instantiation may not fail
@@ -230,7 +199,7 @@ async fn transform_batch(
                 r
             })
             .collect();
-        Ok((instance, results, batch, inputs))
+        Ok((instance, results, batch))
     })
     .await
     .map_err(|e| Stop::Fatal {
@@ -267,9 +236,9 @@ async fn transform_batch(
         transform,
         results
             .iter()
-            .zip(batch.iter().enumerate())
+            .zip(&batch)
             .filter(|(r, _)| r.is_ok())
-            .filter_map(|(_, (i, m))| inputs.get(i, m).ok()),
+            .map(|(_, m)| m),
     );
     Ok(Transformed {
         version,
@@ -282,12 +251,7 @@ async fn transform_batch(
 /// the failed records. Returns the next offset to acknowledge.
 async fn process(
     shared: &Arc<Shared>,
-    (transform, policy, write_lock, formats): (
-        &str,
-        ErrorPolicy,
-        Option<&tokio::sync::Mutex<()>>,
-        crate::decode::Formats,
-    ),
+    (transform, policy, write_lock): (&str, ErrorPolicy, Option<&tokio::sync::Mutex<()>>),
     slot: &mut Option<(u64, TransformInstance)>,
     breaker: &mut Breaker,
     batch: Vec<Message>,
@@ -297,7 +261,7 @@ async fn process(
         version,
         results,
         batch,
-    } = transform_batch(shared, (transform, formats), slot, batch, stop).await?;
+    } = transform_batch(shared, transform, slot, batch).await?;
     let plan = policy::to_write(results, policy);
 
     // `serial-writes`: no other partition of the route writes meanwhile.
