@@ -717,6 +717,30 @@ on-error = "dlq"
     }
 
     #[test]
+    fn numbers_out_of_range_are_refused_with_their_bounds() {
+        for (table, key, bad) in [
+            ("engine.limits", "memory-mib", "0"),
+            ("engine.limits", "memory-mib", "100000"),
+            ("engine.limits", "call-timeout-ms", "0"),
+            ("engine.limits", "max-memories", "0"),
+            ("engine.limits", "max-output-ops", "0"),
+            ("pipeline", "shutdown-timeout-ms", "0"),
+            ("pipeline", "max-batch-size", "0"),
+            ("hot-swap", "poll-interval-ms", "1"),
+        ] {
+            let text = format!("{SAMPLE}\n[{table}]\n{key} = {bad}\n");
+            let (_dir, path) = write(&text);
+            let e = Config::load_with_env(&path, env(&[]))
+                .expect_err(&format!("{table}.{key} = {bad} must be refused"))
+                .to_string();
+            assert!(e.contains(&format!("{table}.{key}")), "{e}");
+            assert!(e.contains("out of range"), "{e}");
+        }
+        let (_dir, path) = write(&format!("{SAMPLE}\n[engine.limits]\nmemory-mib = 4096\n"));
+        Config::load_with_env(&path, env(&[])).expect("4 GiB is a valid memory cap");
+    }
+
+    #[test]
     fn a_non_loopback_admin_needs_a_token_that_is_never_printed() {
         let exposed = SAMPLE.to_owned() + "[admin]\nlisten = \"0.0.0.0:9464\"\n";
         let (_dir, path) = write(&exposed);

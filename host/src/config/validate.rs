@@ -73,15 +73,8 @@ impl Config {
                 ));
             }
         }
+        self.check_ranges()?;
         let p = &self.pipeline;
-        for (key, v) in [
-            ("pipeline.max-batch-size", p.max_batch_size),
-            ("pipeline.queue-capacity", p.queue_capacity),
-        ] {
-            if v == 0 {
-                return Err((key.into(), "must be at least 1".into()));
-            }
-        }
         if p.breaker_percent > 100 {
             return Err((
                 "pipeline.breaker-percent".into(),
@@ -170,6 +163,45 @@ impl Config {
                     key("on-error"),
                     "`dlq` needs a `[dlq]` section with a topic".into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(key, value, min, max)`: a number outside its range is refused with both
+/// bounds, so that a typo (a timeout of 0, a memory cap of 100000 MiB) does not
+/// start a pipeline that cannot work or a sandbox that does not hold.
+type Range = (&'static str, u64, u64, u64);
+
+const HOUR_MS: u64 = 3_600_000;
+
+impl Config {
+    fn check_ranges(&self) -> Result<(), (String, String)> {
+        let (p, l, h) = (&self.pipeline, &self.engine.limits, &self.hot_swap);
+        let as_u64 = |v: usize| v as u64;
+        let ranges: [Range; 16] = [
+            ("pipeline.max-batch-size", as_u64(p.max_batch_size), 1, 100_000),
+            ("pipeline.queue-capacity", as_u64(p.queue_capacity), 1, 1_000_000),
+            ("pipeline.linger-ms", p.linger_ms, 0, 60_000),
+            ("pipeline.commit-interval-ms", p.commit_interval_ms, 1, HOUR_MS),
+            ("pipeline.shutdown-timeout-ms", p.shutdown_timeout_ms, 1, HOUR_MS),
+            ("pipeline.retry-backoff-max-ms", p.retry_backoff_max_ms, 1, HOUR_MS),
+            // A Wasm32 memory holds at most 4 GiB; eight of them at most.
+            ("engine.limits.memory-mib", l.memory_mib, 1, 32 * 1024),
+            ("engine.limits.max-instances", as_u64(l.max_instances), 1, 10_000),
+            ("engine.limits.max-memories", as_u64(l.max_memories), 1, 10_000),
+            ("engine.limits.max-tables", as_u64(l.max_tables), 1, 10_000),
+            ("engine.limits.call-timeout-ms", l.call_timeout_ms, 1, HOUR_MS),
+            ("engine.limits.max-output-bytes", as_u64(l.max_output_bytes), 1, 1 << 30),
+            ("engine.limits.max-output-ops", as_u64(l.max_output_ops), 1, 10_000_000),
+            ("hot-swap.poll-interval-ms", h.poll_interval_ms, 10, HOUR_MS),
+            ("hot-swap.max-module-mib", as_u64(h.max_module_mib), 1, 4096),
+            ("hot-swap.recent-samples", as_u64(h.recent_samples), 0, 100_000),
+        ];
+        for (key, v, min, max) in ranges {
+            if v < min || v > max {
+                return Err((key.into(), format!("{v} is out of range: expected {min} to {max}")));
             }
         }
         Ok(())
