@@ -149,6 +149,30 @@ impl KeyMove<'_> {
             return Vec::new();
         };
         let moves = self.moves_ns();
+        // A change found by key alone may belong to another life of its old
+        // key: B freed (moved on or deleted) and taken again by another
+        // change X → B before B → C. Its values come from X, not from here.
+        // So a change joins the chain only when the last change into its old
+        // key before it is this one or one of the chain's: the key's life
+        // it moves is the one this change started.
+        let into_from = |e: &str| format!("$$e.{e}");
+        let incoming = json!({"$max": {"$map": {
+            "input": {"$filter": {"input": "$into_from", "as": "e", "cond": {"$and": [
+                {"$eq": [into_from("_id.half"), "create"]},
+                {"$lt": [into_from("_id.lsn"), "$next._id.lsn"]}
+            ]}}},
+            "as": "e",
+            "in": into_from("_id.lsn")
+        }}});
+        let lives = json!({"$concatArrays": [
+            {"$cond": [{"$eq": ["$_id.to", "$next._id.from"]}, ["$_id.lsn"], []]},
+            {"$map": {
+                "input": {"$filter": {"input": "$chain", "as": "c",
+                                      "cond": {"$eq": ["$$c._id.to", "$next._id.from"]}}},
+                "as": "c",
+                "in": "$$c._id.lsn"
+            }}
+        ]});
         let chain = || {
             vec![
                 json!({"$match": {"_id": self.entry_id("delete")}}),
@@ -163,7 +187,12 @@ impl KeyMove<'_> {
                         "_id.lsn": {"$gt": {"$numberLong": lsn.to_string()}}
                     }
                 }}),
+                json!({"$set": {"chain": "$next"}}),
                 json!({"$unwind": "$next"}),
+                json!({"$lookup": {"from": moves.collection, "localField": "next._id.from",
+                                   "foreignField": "_id.to", "as": "into_from"}}),
+                json!({"$set": {"incoming": incoming.clone()}}),
+                json!({"$match": {"$expr": {"$in": ["$incoming", lives.clone()]}}}),
             ]
         };
         let mut into_stashes = chain();

@@ -309,7 +309,11 @@ fn customers_lifecycle_with_schemas() {
         [
             "$match",
             "$graphLookup",
+            "$set",
             "$unwind",
+            "$lookup",
+            "$set",
+            "$match",
             "$replaceWith",
             "$merge"
         ]
@@ -323,7 +327,11 @@ fn customers_lifecycle_with_schemas() {
         [
             "$match",
             "$graphLookup",
+            "$set",
             "$unwind",
+            "$lookup",
+            "$set",
+            "$match",
             "$lookup",
             "$lookup",
             "$match",

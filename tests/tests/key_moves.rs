@@ -1,0 +1,303 @@
+//! Primary-key changes of the default transform against the real
+//! MongoDB-protocol server, in every order the partitions allow.
+//!
+//! A seeded model table (`id` key, `title`, `body` stored out of line: an
+//! update that leaves it alone carries Debezium's unavailable-value
+//! placeholder) goes through inserts, updates, deletes and key changes —
+//! chains of them, keys that come back, keys freed and taken again. Each
+//! change becomes the records Debezium writes (a key change: the delete of
+//! the old key with `__debezium.newkey`, its tombstone, the create of the new
+//! key with `__debezium.oldkey`), each record goes to its key's partition,
+//! and the partitions are interleaved at random — with replays of a
+//! partition's last records, as after a crash — through the Wasm component
+//! into the server, one record at a time (what `serial-writes` does).
+//! The collection must then hold exactly the model's final rows: the
+//! expectation is the model's, never the transform's.
+//!
+//! The end-to-end oracle (`default_oracle.rs`) covers the same through real
+//! PostgreSQL and Debezium; this test reaches orders a run rarely produces.
+//! Seeds: `SMT_KEY_MOVES_SEEDS=1,2,3` (fresh ones otherwise, printed).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::{Bson, Document};
+use serde_json::{json, Value};
+use smt_host::config::Config;
+use smt_host::engine::{Engine, EngineConfig, TransformModule};
+use smt_host::pipeline::CancellationToken;
+use smt_host::sink::Sink;
+use smt_host::telemetry::Metrics;
+use smt_tests::mongo::documents;
+use smt_tests::oracle::rng::{fresh_seed, Rng};
+use smt_tests::record::{Header, Record};
+use smt_tests::services::{unique_name, Services};
+use smt_tests::smt_process::Scratch;
+
+const PLACEHOLDER: &str = "__debezium_unavailable_value";
+/// Keys are drawn from `1..=KEYS`: few, so that keys are freed and taken again.
+const KEYS: i64 = 6;
+const PARTITIONS: i64 = 3;
+/// Changes per workload, and orders tried per workload.
+const CHANGES: usize = 14;
+const ORDERS: usize = 6;
+const WORKLOADS: usize = 24;
+
+/// One Debezium record in the order the database wrote it.
+struct Event {
+    key: i64,
+    record: Record,
+}
+
+/// The model: the table's rows, and the records its changes produced.
+struct Workload {
+    rows: BTreeMap<i64, (String, String)>,
+    events: Vec<Event>,
+    log: Vec<String>,
+}
+
+fn header(k: &str, id: i64) -> Header {
+    Header {
+        key: k.into(),
+        value: Some(json!({ "id": id }).to_string().into_bytes()),
+    }
+}
+
+impl Workload {
+    fn generate(rng: &mut Rng, table: &str) -> Workload {
+        let mut w = Workload {
+            rows: BTreeMap::new(),
+            events: Vec::new(),
+            log: Vec::new(),
+        };
+        let mut lsn = 1000;
+        let mut n = 0;
+        for _ in 0..CHANGES {
+            lsn += 10;
+            n += 1;
+            let live: Vec<i64> = w.rows.keys().copied().collect();
+            let free: Vec<i64> = (1..=KEYS).filter(|k| !w.rows.contains_key(k)).collect();
+            let pick = |rng: &mut Rng, v: &[i64]| v[rng.below(v.len() as u64) as usize];
+            let roll = rng.below(100);
+            if live.is_empty() || (roll < 25 && !free.is_empty()) {
+                let k = pick(rng, &free);
+                let row = (format!("t{n}"), format!("body {k} #{n}"));
+                w.log.push(format!("insert {k}"));
+                w.push(table, k, "c", lsn, Some((k, &row.0, &row.1)), None);
+                w.rows.insert(k, row);
+            } else if roll < 45 {
+                let k = pick(rng, &live);
+                let title = format!("t{n}");
+                w.log.push(format!("update {k} title"));
+                w.rows.get_mut(&k).expect("live").0 = title.clone();
+                w.push(table, k, "u", lsn, Some((k, &title, PLACEHOLDER)), None);
+            } else if roll < 55 {
+                let k = pick(rng, &live);
+                let row = w.rows.get_mut(&k).expect("live");
+                row.1 = format!("body {k} #{n}");
+                let row = row.clone();
+                w.log.push(format!("update {k} body"));
+                w.push(table, k, "u", lsn, Some((k, &row.0, &row.1)), None);
+            } else if roll < 65 {
+                let k = pick(rng, &live);
+                w.log.push(format!("delete {k}"));
+                w.rows.remove(&k);
+                w.push(table, k, "d", lsn, None, None);
+            } else if !free.is_empty() {
+                let (old, new) = (pick(rng, &live), pick(rng, &free));
+                let (title, body) = w.rows.remove(&old).expect("live");
+                w.log.push(format!("key {old} -> {new}"));
+                w.push(table, old, "d", lsn, None, Some(("__debezium.newkey", new)));
+                w.push(
+                    table,
+                    new,
+                    "c",
+                    lsn,
+                    Some((new, &title, PLACEHOLDER)),
+                    Some(("__debezium.oldkey", old)),
+                );
+                w.rows.insert(new, (title, body));
+            }
+        }
+        w
+    }
+
+    /// Appends the record(s) of one change of row `key` (a delete and its tombstone).
+    fn push(
+        &mut self,
+        table: &str,
+        key: i64,
+        op: &str,
+        lsn: i64,
+        after: Option<(i64, &str, &str)>,
+        key_header: Option<(&str, i64)>,
+    ) {
+        let value = json!({
+            "before": if op == "d" { json!({"id": key}) } else { Value::Null },
+            "after": after.map(|(id, title, body)| json!({"id": id, "title": title, "body": body})),
+            "source": {"version": "3.6.3.Final", "connector": "postgresql", "name": "km",
+                       "ts_ms": lsn, "db": "d", "schema": "s", "table": table, "lsn": lsn},
+            "op": op,
+            "ts_ms": lsn
+        });
+        let headers: Vec<Header> = key_header.map(|(h, k)| header(h, k)).into_iter().collect();
+        let record = |value: Option<Vec<u8>>| Record {
+            topic: format!("km.s.{table}"),
+            partition: (key % PARTITIONS) as i32,
+            offset: 0,
+            timestamp_ms: None,
+            key: Some(json!({ "id": key }).to_string().into_bytes()),
+            value,
+            headers: headers.clone(),
+        };
+        self.events.push(Event {
+            key,
+            record: record(Some(value.to_string().into_bytes())),
+        });
+        if op == "d" {
+            self.events.push(Event {
+                key,
+                record: record(None),
+            });
+        }
+    }
+
+    /// The records in an order the partitions allow: each partition's in
+    /// log order, partitions interleaved at random; now and then a
+    /// partition goes back a few records and writes them again (a replay
+    /// after a crash).
+    fn order(&self, rng: &mut Rng) -> Vec<usize> {
+        let mut queues: Vec<Vec<usize>> = vec![Vec::new(); PARTITIONS as usize];
+        for (i, e) in self.events.iter().enumerate() {
+            queues[(e.key % PARTITIONS) as usize].push(i);
+        }
+        let mut next = vec![0; queues.len()];
+        let mut out = Vec::new();
+        while next.iter().zip(&queues).any(|(n, q)| *n < q.len()) {
+            let p = rng.below(queues.len() as u64) as usize;
+            if next[p] >= queues[p].len() {
+                continue;
+            }
+            if next[p] > 0 && rng.chance(8) {
+                next[p] -= 1 + rng.below(next[p].min(4) as u64) as usize;
+            }
+            out.push(queues[p][next[p]]);
+            next[p] += 1;
+        }
+        out
+    }
+}
+
+fn module() -> Arc<TransformModule> {
+    let engine = Engine::new(&EngineConfig {
+        no_cache: true,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    engine
+        .load_file(
+            "debezium-mongo",
+            Path::new(env!("SMT_GUEST_DEBEZIUM_MONGO")),
+        )
+        .unwrap()
+}
+
+fn sink_config(dir: &Scratch, uri: &str, db: &str) -> Config {
+    let path = dir.0.join("smt.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:1\"\ngroup-id = \"g\"\n[mongodb]\nuri = \"{uri}\"\n\
+             database = \"{db}\"\n[transforms.t]\nmodule = \"t.wasm\"\n[[routes]]\ntopics = [\"t\"]\n\
+             transform = \"t\"\n"
+        ),
+    )
+    .unwrap();
+    Config::load_with_env(&path, Vec::new()).unwrap()
+}
+
+fn text(d: &Document, k: &str) -> Option<String> {
+    match d.get(k) {
+        Some(Bson::String(s)) => Some(s.clone()),
+        Some(other) => Some(format!("{other}")),
+        None => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_changes_converge_in_every_order_the_partitions_allow() {
+    let s = Services::shared();
+    let dir = Scratch::new("key-moves");
+    let db = unique_name("km");
+    let sink = Sink::connect(
+        &sink_config(&dir, &s.mongodb_uri(), &db),
+        Arc::new(Metrics::new()),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let client = sink.client().clone();
+    let module = module();
+    let seeds: Vec<u64> = match std::env::var("SMT_KEY_MOVES_SEEDS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|s| s.trim().parse().expect("SMT_KEY_MOVES_SEEDS: numbers"))
+            .collect(),
+        _ => (0..WORKLOADS as u64).map(fresh_seed).collect(),
+    };
+    eprintln!("key_moves seeds: {seeds:?}");
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for seed in seeds {
+        let mut rng = Rng::new(seed);
+        for attempt in 0..ORDERS {
+            runs += 1;
+            let table = format!("docs_{seed}_{attempt}");
+            let w = Workload::generate(&mut rng, &table);
+            let order = w.order(&mut rng);
+            let mut inst = module.instantiate("{}").unwrap();
+            for &i in &order {
+                let ops = inst.transform(&w.events[i].record).unwrap();
+                let ops: Vec<_> = ops.into_iter().map(|op| (0, op)).collect();
+                let failed = sink.write(&ops, &CancellationToken::new()).await.unwrap();
+                assert!(failed.is_empty(), "seed {seed}: {failed:?}");
+            }
+            let got: BTreeMap<i64, (Option<String>, Option<String>)> =
+                documents(&client, &db, &table)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|d| {
+                        let id = d
+                            .get_document("_id")
+                            .ok()
+                            .and_then(|i| i.get("id"))
+                            .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)))
+                            .unwrap_or_else(|| panic!("unexpected document {d}"));
+                        (id, (text(d, "title"), text(d, "body")))
+                    })
+                    .collect();
+            let want: BTreeMap<i64, (Option<String>, Option<String>)> = w
+                .rows
+                .iter()
+                .map(|(k, (t, b))| (*k, (Some(t.clone()), Some(b.clone()))))
+                .collect();
+            if got != want {
+                let keys: Vec<i64> = order.iter().map(|&i| w.events[i].key).collect();
+                failures.push(format!(
+                    "seed {seed}, order {attempt} (collection {db}.{table}):\n  changes: {:?}\n  \
+                     records by key, as written: {keys:?}\n  want {want:?}\n  got  {got:?}",
+                    w.log
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} orders differ from the model:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
