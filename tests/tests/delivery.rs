@@ -838,3 +838,142 @@ async fn a_record_too_large_for_the_dlq_stops_the_pipeline() {
         "committed past the record: {committed:?}"
     );
 }
+
+// ------------------------------------------------------------------ duplicates
+
+/// A clean stop processes no record twice: SIGTERM finishes the batches in
+/// flight and commits them, so the next process starts where it stopped.
+/// Three stops while records flow; the write log (every write, in the
+/// server's order) shows each key's sequence going up by one, never back,
+/// and exactly one write per record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_restart_process_no_record_twice() {
+    let s = Services::shared();
+    let dir = Scratch::new("dlv-term");
+    let db = unique_name("db");
+    let table = unique_name("term");
+    let topic = format!("dlv.s.{table}");
+    let partitions = 4;
+    s.create_topic(&topic, partitions as u32).unwrap();
+    let (keys, rounds) = (200, 60);
+    let records = updates(keys, rounds, partitions);
+    let total = records.len();
+    let group = unique_name("group");
+    let cfg = config(
+        &s.brokers(),
+        &s.mongodb_uri(),
+        &db,
+        &group,
+        &topic,
+        "fail",
+        "term",
+        "",
+    )
+    .replace("config = {}", "config = { id = \"scalar\" }");
+    let stop_log = Arc::new(AtomicBool::new(false));
+    let log_task = write_log(
+        mongodb::Client::with_uri_str(&s.mongodb_uri()).await.unwrap(),
+        db.clone(),
+        stop_log.clone(),
+    );
+    produce(&s.brokers(), &topic, &records).unwrap();
+    let mut stops = Vec::new();
+    for run in 0..3 {
+        let mut smt = Smt::start(&dir.0, &format!("run{run}"), &cfg).unwrap();
+        smt.wait_assigned(START).unwrap();
+        // Each run does about a quarter of the records, then is stopped mid-stream.
+        let done = wait_for("records to flow", CONVERGE, || {
+            let n = smt.metric("smt_records_processed_total", &[])?;
+            Ok((n >= (total / 4) as f64).then_some(n))
+        })
+        .unwrap();
+        let status = smt.terminate(Duration::from_secs(60)).unwrap();
+        assert_eq!(status.code(), Some(0), "{}", tail(&smt.log_text(), 3000));
+        stops.push(done);
+    }
+    let mut last = Smt::start(&dir.0, "run3", &cfg).unwrap();
+    last.wait_assigned(START).unwrap();
+    wait_committed_all(&s.brokers(), &group, &topic, partitions, total);
+    assert_eq!(
+        last.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
+    let got = seqs(&s.mongodb_uri(), &db, &table).await;
+    assert!(
+        got.len() == keys as usize && got.values().all(|&seq| seq == rounds),
+        "every key at its last sequence: {} documents",
+        got.len()
+    );
+    stop_log.store(true, Ordering::SeqCst);
+    let log = log_task.await.unwrap();
+    let mut at: BTreeMap<i64, i64> = BTreeMap::new();
+    for (i, &(id, seq)) in log.iter().enumerate() {
+        let prev = at.insert(id, seq).unwrap_or(0);
+        assert_eq!(
+            seq,
+            prev + 1,
+            "write {i}: key {id} went from sequence {prev} to {seq}: a record processed twice \
+             (stopped after {stops:?} processed records)"
+        );
+    }
+    assert_eq!(log.len(), total, "one write per record");
+}
+
+// ------------------------------------------------------------------ DLQ topic gone
+
+/// A dead-letter topic deleted while `smt` runs: the record bound for it is
+/// not dropped and not retried forever; `smt` stops naming the record and
+/// the cause, and commits nothing past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_dlq_topic_stops_the_pipeline() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let s = Services::shared();
+    let dir = Scratch::new("dlv-dlq-gone");
+    let db = unique_name("db");
+    let topic = format!("dlv.s.{}", unique_name("gone"));
+    s.create_topic(&topic, 1).unwrap();
+    let dlq = unique_name("dlq_gone");
+    s.create_topic(&dlq, 1).unwrap();
+    let group = unique_name("group");
+    let cfg = config(
+        &s.brokers(),
+        &s.mongodb_uri(),
+        &db,
+        &group,
+        &topic,
+        "dlq",
+        "smt",
+        "",
+    ) + &format!("[dlq]\ntopic = \"{dlq}\"\n");
+    let mut smt = Smt::start(&dir.0, "smt", &cfg).unwrap();
+    smt.wait_assigned(START).unwrap();
+    let admin: AdminClient<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", s.brokers())
+        .create()
+        .unwrap();
+    let deleted = admin
+        .delete_topics(&[&dlq], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
+    // Record 3 is not JSON (bad-input → DLQ).
+    let mut records: Vec<Record> = (0..6).map(|id| event(0, id, 1, json!({}))).collect();
+    records[3].value = Some(b"not json".to_vec());
+    produce(&s.brokers(), &topic, &records).unwrap();
+    let status = wait_for("smt to stop", Duration::from_secs(180), || {
+        Ok(smt.try_wait())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
+    let out = smt.log_text();
+    assert_eq!(status.code(), Some(1), "{}", tail(&out, 3000));
+    assert!(
+        out.contains(&format!("{topic}/0@3")) && out.contains(&dlq),
+        "names the record and the dead-letter topic: {}",
+        tail(&out, 3000)
+    );
+    let committed = committed(&s.brokers(), &group, &topic, 1)[0];
+    assert!(
+        committed.is_none_or(|o| o <= 3),
+        "committed past the record: {committed:?}"
+    );
+}
