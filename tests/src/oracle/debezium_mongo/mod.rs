@@ -3,7 +3,8 @@
 //! `tests/fixtures/default-oracle/schema.sql` (every column type, TOASTed
 //! columns, single and composite keys and their changes, a table without
 //! key, truncates), the expected documents computed by
-//! `tests/fixtures/default-oracle/expected.sql` from the final tables, and
+//! `tests/fixtures/default-oracle/expected.sql` (expected-plain.sql for
+//! records without schemas) from the final tables, and
 //! the differences of the reference sink counted by cause.
 
 pub mod causes;
@@ -29,7 +30,13 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// The expected documents of `docs`, `lines` and `events` from expected.sql
-/// run in the database of `url`: collection -> documents.
-pub fn expected_documents(url: &str) -> Result<BTreeMap<String, Vec<Value>>> {
-    crate::oracle::documents_from_sql(url, &fixture("expected.sql"))
+/// (records with schemas) or expected-plain.sql (without) run in the
+/// database of `url`: collection -> documents.
+pub fn expected_documents(url: &str, schemas: bool) -> Result<BTreeMap<String, Vec<Value>>> {
+    let file = if schemas {
+        "expected.sql"
+    } else {
+        "expected-plain.sql"
+    };
+    crate::oracle::documents_from_sql(url, &fixture(file))
 }
