@@ -101,13 +101,113 @@ func offset(ptr, align uintptr) uintptr {
 
 var pinner = runtime.Pinner{}
 
+// Unpin is called by the generated export wrappers once they have lifted the
+// call's arguments. smt patch: it also marks the argument arena for rewinding
+// at the next call's first cabi_realloc (see below).
 func Unpin() {
 	pinner.Unpin()
+	argsLifted = true
 }
 
-//nolint:unused
-//go:wasmimport wasi_snapshot_preview1 adapter_monotonic_clock_set_paused
-func adapterMonotonicClockSetPaused(paused bool)
+// smt patch (guest-transforms/go/README.md): the upstream `cabi_realloc`
+// allocated the host's lowered arguments with `make` on the Go heap, pinned.
+// Any such allocation can start the garbage collector, which reads the wall
+// clock (a WASI import), and the component model forbids calling imports
+// from `cabi_realloc`: the instance trapped with `cannot leave component
+// instance` after a few thousand calls. Pausing the adapter's monotonic clock
+// (upstream's mitigation) does not cover the wall clock.
+//
+// Here `cabi_realloc` never touches the Go heap: it serves from an argument
+// arena of chunks taken with `runtime.sbrk` (linear memory the Go heap does
+// not manage or scan) with a bump pointer. The lifted arguments (strings and
+// slices) alias the arena, and they stay valid until the export returns:
+// the first cabi_realloc of the next call rewinds the arena (`Unpin`, which
+// the export wrappers call after lifting, marks it). So an export must copy
+// (strings.Clone, bytes.Clone) what it keeps beyond the call; the smt SDK
+// (package smt) copies the message and the config before user code sees
+// them. Chunks are kept and reused: the arena's size is the largest set of
+// arguments of one call (at most doubled), not a sum over calls.
+
+// The first chunk's size; later chunks at least double the arena.
+const argChunkMin = 64 << 10
+
+// A chunk starts with a header: the next chunk's address and its own size
+// (uintptrs, not pointers: nothing here is the collector's business).
+const argHeader = 16
+
+var (
+	argFirst uintptr // the first chunk, 0 before the first argument
+	argChunk uintptr // the chunk being filled
+	argNext  uintptr // the next free byte in it
+	argEnd   uintptr // its end
+	argTotal uintptr // the size of all chunks
+	// The arguments of the last call are lifted: the next allocation rewinds.
+	argsLifted bool
+)
+
+func chunkNext(c uintptr) *uintptr { return (*uintptr)(unsafe.Pointer(c)) }
+func chunkSize(c uintptr) *uintptr { return (*uintptr)(unsafe.Pointer(c + 8)) }
+
+func argUse(c uintptr) {
+	argChunk = c
+	argNext = c + argHeader
+	argEnd = c + *chunkSize(c)
+}
+
+// argAlloc hands out size bytes aligned to align from the arena, growing it
+// with runtime.sbrk when needed. It allocates nothing on the Go heap and
+// calls no import.
+func argAlloc(size, align uintptr) unsafe.Pointer {
+	if argsLifted {
+		argsLifted = false
+		if argFirst != 0 {
+			argUse(argFirst)
+		}
+	}
+	if size == 0 {
+		return nil
+	}
+	for {
+		if argChunk != 0 {
+			p := (argNext + align - 1) &^ (align - 1)
+			if p+size <= argEnd {
+				argNext = p + size
+				return unsafe.Pointer(p)
+			}
+			if next := *chunkNext(argChunk); next != 0 {
+				argUse(next) // a later chunk kept from an earlier call
+				continue
+			}
+		}
+		n := argTotal
+		if n < argChunkMin {
+			n = argChunkMin
+		}
+		if n < size+align+argHeader {
+			n = size + align + argHeader
+		}
+		n = (n + 65535) &^ 65535 // sbrk hands out whole Wasm pages
+		c := uintptr(sbrk(n))
+		if c == 0 {
+			panic("cabi_realloc: out of memory for the call's arguments")
+		}
+		*chunkNext(c) = 0
+		*chunkSize(c) = n
+		argTotal += n
+		if argChunk == 0 {
+			argFirst = c
+		} else {
+			*chunkNext(argChunk) = c
+		}
+		argUse(c)
+	}
+}
+
+// ArgumentArenaSize is the size of the argument arena in bytes (its chunks
+// are kept for reuse), for tests and diagnostics.
+func ArgumentArenaSize() uintptr {
+	return argTotal
+}
 
 //nolint:unused
 //go:wasmexport cabi_realloc
@@ -117,21 +217,10 @@ func cabiRealloc(oldPointer unsafe.Pointer, oldSize, align, newSize uintptr) uns
 	}
 
 	if useGCAllocations {
-		// Here we call `adapter_monotonic_clock_set_paused` before and
-		// after allocating since the Go garbage collector calls
-		// `clock_time_get` to measure time spent in various stages of
-		// GC, but calls to imports from `cabi_realloc` are forbidden by
-		// the component model, so we must tell the
-		// `wasi_snapshot_preview1` adapter to use a cached value
-		// instead of calling `monotonic_clock::now`.
-		//
-		// See https://github.com/bytecodealliance/wasmtime/pull/13563
-		// for more details.
-		adapterMonotonicClockSetPaused(true)
-		pointer := Allocate(&pinner, newSize, align)
-		adapterMonotonicClockSetPaused(false)
-		return pointer
+		return argAlloc(newSize, align)
 	} else {
+		// Before the Go runtime is initialized (the WASI adapter allocates
+		// its state here): permanent memory, as upstream.
 		alignedSize := newSize + offset(newSize, align)
 		unaligned := sbrk(alignedSize)
 		off := offset(uintptr(unaligned), align)
