@@ -126,7 +126,7 @@ func ParseJSON(data []byte) (any, error) {
 
 // tooDeep scans for brackets outside strings.
 func tooDeep(data []byte) bool {
-	if bytes.Count(data, []byte("[")) + bytes.Count(data, []byte("{")) <= MaxDepth {
+	if bytes.Count(data, []byte("["))+bytes.Count(data, []byte("{")) <= MaxDepth {
 		return false
 	}
 	depth, inString, escaped := 0, false, false
