@@ -76,7 +76,10 @@ func ParseEvent(msg *Message) (*Event, error) {
 	switch Op(op) {
 	case OpCreate, OpRead, OpUpdate, OpDelete, OpTruncate, OpMessage:
 	default:
-		return nil, BadInputf("unknown op %q", env["op"])
+		if env["op"] == nil {
+			return nil, BadInputf("no 'op': not a Debezium change event")
+		}
+		return nil, BadInputf("unknown op %v", env["op"])
 	}
 	before, _ := env["before"].(Object)
 	after, _ := env["after"].(Object)
