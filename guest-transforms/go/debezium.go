@@ -44,6 +44,9 @@ type Event struct {
 	// Schema is the value's Connect schema when the converter sent schemas
 	// (schemas.enable=true), else nil; KeySchema the key's.
 	Schema, KeySchema Object
+
+	// The value as received, for the ordered views (AfterD, BeforeD).
+	value []byte
 }
 
 // ParseEvent reads a record as a Debezium change event. It returns nil and
@@ -85,7 +88,7 @@ func ParseEvent(msg *Message) (*Event, error) {
 	after, _ := env["after"].(Object)
 	source, _ := env["source"].(Object)
 	return &Event{Op: Op(op), Before: before, After: after, Source: source,
-		Key: key, Schema: schema, KeySchema: keySchema}, nil
+		Key: key, Schema: schema, KeySchema: keySchema, value: msg.Value}, nil
 }
 
 // parseWrapped parses JSON and removes the JSON converter's schema wrapper
@@ -275,4 +278,85 @@ func Int(v any) (int64, bool) {
 	}
 	i, err := strconv.ParseInt(string(n), 10, 64)
 	return i, err == nil
+}
+
+// AfterD is the after image with its columns in the order of the record
+// (After is a map: Go maps have no order, and encoding/json writes them
+// sorted by key). nil when there is no after image.
+func (e *Event) AfterD() D { return e.image("after") }
+
+// BeforeD is the before image in the order of the record; nil when there is none.
+func (e *Event) BeforeD() D { return e.image("before") }
+
+func (e *Event) image(name string) D {
+	v, err := ParseOrderedJSON(e.value)
+	if err != nil {
+		return nil
+	}
+	env, _ := v.(D)
+	if p, ok := env.Get("payload"); ok && len(env) == 2 {
+		if _, hasSchema := env.Get("schema"); hasSchema {
+			env, _ = p.(D)
+		}
+	}
+	img, _ := env.Get(name)
+	d, _ := img.(D)
+	return d
+}
+
+// Get is the value of the first field named key.
+func (d D) Get(key string) (any, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}
+
+// ParseOrderedJSON is ParseJSON with objects as D (fields in their order)
+// instead of maps.
+func ParseOrderedJSON(data []byte) (any, error) {
+	if _, err := ParseJSON(data); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return orderedValue(dec)
+}
+
+func orderedValue(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		d := D{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			v, err := orderedValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			d = append(d, E{k.(string), v})
+		}
+		_, err := dec.Token() // }
+		return d, err
+	case json.Delim('['):
+		a := []any{}
+		for dec.More() {
+			v, err := orderedValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			a = append(a, v)
+		}
+		_, err := dec.Token() // ]
+		return a, err
+	}
+	return tok, nil
 }

@@ -86,3 +86,22 @@ func TestCallErrorsAndPanics(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAfterDKeepsTheRecordsColumnOrder(t *testing.T) {
+	for _, value := range []string{
+		`{"op": "c", "after": {"z": 1, "a": {"y": [1, {"c": 2, "b": 3}], "x": null}, "m": "s"}}`,
+		`{"schema": {}, "payload": {"op": "c", "after": {"z": 1, "a": {"y": [1, {"c": 2, "b": 3}], "x": null}, "m": "s"}}}`,
+	} {
+		e, err := ParseEvent(NewMessage("t", nil, []byte(value)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := marshal(e.AfterD())
+		if string(got) != `{"z":1,"a":{"y":[1,{"c":2,"b":3}],"x":null},"m":"s"}` {
+			t.Fatalf("%s", got)
+		}
+		if e.BeforeD() != nil {
+			t.Fatal("no before image")
+		}
+	}
+}

@@ -25,14 +25,11 @@ func (app) Transform(msg *smt.Message) ([]smt.WriteOp, error) {
 	case smt.OpDelete:
 		return []smt.WriteOp{smt.DeleteOne(collection, filter)}, nil
 	case smt.OpCreate, smt.OpRead, smt.OpUpdate:
-		after, err := event.RequireAfter()
-		if err != nil {
+		if _, err := event.RequireAfter(); err != nil {
 			return nil, err
 		}
-		doc := map[string]any{"_id": key}
-		for k, v := range after {
-			doc[k] = v
-		}
+		// {_id: key, ...after}, the columns in the record's order.
+		doc := append(smt.D{{"_id", key}}, event.AfterD()...)
 		return []smt.WriteOp{smt.ReplaceOne(collection, filter, doc).WithUpsert()}, nil
 	}
 	return nil, smt.Unsupportedf("op %q is not handled", event.Op)
