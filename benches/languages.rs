@@ -211,7 +211,7 @@ fn main() {
         .fold(0.0, f64::max);
     let report = format!(
         "## Guest languages: the customers example in Rust, Python, JavaScript, C and Go\n\n\
-         Machine: {machine}. Command: `scripts/bench languages` (`cargo bench -p smt-tests --bench languages`, release build); {date}; \
+         Machine: {machine}. Command: `scripts/bench languages` (`cargo bench -p smt-tests --bench languages`{profile}); {date}; \
          load average {load_before} at the start, {load_after} at the end (other builds share the machine: compare rows, not runs).\n\n\
          The same mapping (`examples/customers`) in each language, run by the engine with its default limits \
          (epoch deadlines on). Per record: the mean over the 12 `inventory.customers` records of \
@@ -225,6 +225,11 @@ fn main() {
          Target: cached load of the Python and JavaScript guests under 1 s — measured: {worst} at most.\n\n\
          {NOTES}",
         machine = machine(),
+        profile = if cfg!(debug_assertions) {
+            " --profile dev: wasmtime and cranelift at opt-level 2, smt's own crates unoptimised"
+        } else {
+            ", release build"
+        },
         date = today(),
         worst = secs(slowest_cached),
         load_after = load_average(),
