@@ -3,7 +3,8 @@
 //! (canonical Extended JSON), equal to the hand-checked
 //! `examples/customers/expected.jsonl`, and malformed records must be
 //! `bad-input` errors (not traps) in every language. The Go guest also runs
-//! 100,000 records in one instance with its garbage collector on.
+//! 100,000 records in one instance with its garbage collector on, and the
+//! Go SDK's unit tests run natively.
 //!
 //! The Rust guest comes from `tests/build.rs`; the others are built from
 //! source here by `scripts/build-guests build`, which installs their
@@ -343,4 +344,42 @@ fn go_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The Go SDK's own unit tests (`guest-transforms/go/smt_test.go`: envelope
+/// parsing, depth and UTF-8 checks, decimals, operation builders, error
+/// kinds), natively with the Go of `scripts/build-guests`.
+#[test]
+fn the_go_sdk_unit_tests_pass_natively() {
+    let script = root().join("scripts/build-guests");
+    let install = Command::new(&script)
+        .args(["install", "go"])
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let env = Command::new(&script).arg("env").output().unwrap();
+    let env = String::from_utf8(env.stdout).unwrap();
+    let go = env
+        .lines()
+        .find_map(|l| l.strip_prefix("GO="))
+        .expect("GO= in scripts/build-guests env");
+    let out = Command::new(go)
+        .args(["test", "-count=1", "./..."])
+        .current_dir(root().join("guest-transforms/go"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "go test ./...:\n{text}");
+    assert!(text.contains("ok  \tsmt\t"), "{text}");
 }
