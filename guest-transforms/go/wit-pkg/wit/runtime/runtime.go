@@ -219,8 +219,12 @@ func cabiRealloc(oldPointer unsafe.Pointer, oldSize, align, newSize uintptr) uns
 	if useGCAllocations {
 		return argAlloc(newSize, align)
 	} else {
-		// Before the Go runtime is initialized (the WASI adapter allocates
-		// its state here): permanent memory, as upstream.
+		// Before this package's init: permanent memory, as upstream. The
+		// WASI adapter's one call to cabi_realloc (its state) lands here:
+		// the Go runtime's start-up already calls WASI (random_get for its
+		// seed, the clocks). Results of WASI imports use the adapter's own
+		// cabi_import_realloc, so after init the only caller is the host
+		// lowering an export's arguments.
 		alignedSize := newSize + offset(newSize, align)
 		unaligned := sbrk(alignedSize)
 		off := offset(uintptr(unaligned), align)
