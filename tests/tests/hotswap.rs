@@ -33,6 +33,27 @@ fn versioned_module() -> Vec<u8> {
     std::fs::read(env!("SMT_GUEST_VERSIONED")).expect("the versioned guest")
 }
 
+/// The versioned guest in Go (guest-transforms/test-guests/versioned-go),
+/// built by `scripts/build-guests` (Go toolchain installed on first use).
+fn go_versioned_module() -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = std::process::Command::new(root.join("scripts/build-guests"))
+        .args(["build", "go-versioned"])
+        .output()
+        .expect("running scripts/build-guests");
+    assert!(
+        out.status.success(),
+        "scripts/build-guests build go-versioned failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let path = stdout
+        .trim()
+        .strip_prefix("go-versioned ")
+        .expect("`go-versioned <path>`");
+    std::fs::read(path).expect("the Go versioned guest")
+}
+
 fn hostile_module() -> Vec<u8> {
     std::fs::read(env!("SMT_GUEST_HOSTILE")).expect("the hostile guest")
 }
@@ -266,6 +287,41 @@ fn logged_batches(log: &str) -> Vec<(i32, i64, i64, String)> {
     out
 }
 
+/// None missing, none extra: a document for exactly the produced keys; and
+/// each one is the output of the version that the log names for its
+/// record's batch. Documents per version.
+fn each_document_by_its_batch_version(
+    docs: &BTreeMap<String, (Stamp, i32, i64)>,
+    produced: u64,
+    batches: &[(i32, i64, i64, String)],
+    stamps: &HashMap<String, Stamp>,
+) -> BTreeMap<String, usize> {
+    for n in 0..produced {
+        assert!(docs.contains_key(&format!("k{n}")), "k{n} missing");
+    }
+    let mut version_of: HashMap<(i32, i64), String> = HashMap::new();
+    for (p, first, last, version) in batches {
+        for o in *first..=*last {
+            version_of.insert((*p, o), version.clone());
+        }
+    }
+    let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, (stamp, p, o)) in docs {
+        let version = version_of
+            .get(&(*p, *o))
+            .unwrap_or_else(|| panic!("no logged batch holds {p}@{o} ({key})"));
+        let expected = stamps
+            .get(version)
+            .unwrap_or_else(|| panic!("unknown version {version} in the log"));
+        assert_eq!(
+            stamp, expected,
+            "{key} ({p}@{o}) was written by another version than its batch's {version}"
+        );
+        *per_version.entry(version.clone()).or_default() += 1;
+    }
+    per_version
+}
+
 // ------------------------------------------------------------------ setup
 
 struct Setup {
@@ -416,32 +472,8 @@ async fn ten_swaps_under_load_every_record_is_written_by_its_batch_version() {
     let produced = load.finish();
     let docs = wait_for_count(&setup.mongodb, &setup.db, produced as usize, &smt).await;
 
-    // None missing, none extra: exactly the produced keys.
-    for n in 0..produced {
-        assert!(docs.contains_key(&format!("k{n}")), "k{n} missing");
-    }
-    // Each document is the output of the version logged for its batch.
     let batches = logged_batches(&smt.log_text());
-    let mut version_of: HashMap<(i32, i64), String> = HashMap::new();
-    for (p, first, last, version) in &batches {
-        for o in *first..=*last {
-            version_of.insert((*p, o), version.clone());
-        }
-    }
-    let mut per_version: BTreeMap<String, usize> = BTreeMap::new();
-    for (key, (stamp, p, o)) in &docs {
-        let version = version_of
-            .get(&(*p, *o))
-            .unwrap_or_else(|| panic!("no logged batch holds {p}@{o} ({key})"));
-        let expected = stamps
-            .get(version)
-            .unwrap_or_else(|| panic!("unknown version {version} in the log"));
-        assert_eq!(
-            stamp, expected,
-            "{key} ({p}@{o}) was written by another version than its batch's {version}"
-        );
-        *per_version.entry(version.clone()).or_default() += 1;
-    }
+    let per_version = each_document_by_its_batch_version(&docs, produced, &batches, &stamps);
     assert_eq!(
         per_version.len(),
         11,
@@ -456,6 +488,66 @@ async fn ten_swaps_under_load_every_record_is_written_by_its_batch_version() {
         "{produced} records, {} batches, per version: {per_version:?}",
         batches.len()
     );
+}
+
+/// Hot swap of a Go transform under load (issue 23): from the Rust versioned
+/// guest to its Go twin by upload (new config, nested shape), to another
+/// build of the Go one by replacing the file, and back to Rust by upload.
+/// Every record is written once, by the version its batch ran on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_transform_swaps_in_and_out_under_load() {
+    let rust = versioned_module();
+    let go = go_versioned_module();
+    let versions = [
+        (tag_module(&rust, "rust0001"), config(1, false)),
+        (tag_module(&go, "goswap02"), config(2, true)),
+        (tag_module(&go, "goswap03"), config(2, true)),
+        (tag_module(&rust, "rust0004"), config(4, false)),
+    ];
+    let stamp = |i: usize| Stamp {
+        tag: ["rust0001", "goswap02", "goswap03", "rust0004"][i].to_owned(),
+        v: versions[i].1["v"].as_i64().unwrap(),
+        nested: versions[i].1["shape"] == "nested",
+    };
+    let stamps: HashMap<String, Stamp> = (0..versions.len())
+        .map(|i| (short_hash(&versions[i].0), stamp(i)))
+        .collect();
+    let setup = Setup::new("swapgo", &versions[0].0);
+    let smt = setup.start("smt", &versions[0].1);
+    let load = Load::start(&setup.brokers, &setup.topic, 300);
+    wait_served(&smt, &short_hash(&versions[0].0), 50.0);
+    for (i, (wasm, config)) in versions.iter().enumerate().skip(1) {
+        let version = short_hash(wasm);
+        if i == 2 {
+            // Go to Go by replacing the file; the config stays.
+            std::fs::write(&setup.module_path, wasm).unwrap();
+            wait_active(&smt, &version, "the second Go build (file) to become active");
+        } else {
+            let (code, body) = upload(&smt, wasm, Some(config)).unwrap();
+            assert_eq!(code, 200, "swap {i} (API): {body}");
+            assert_eq!(body["outcome"], "activated", "{body}");
+            assert_eq!(body["version"], version.as_str(), "{body}");
+            assert!(
+                body["samples"].as_u64().unwrap() > 0,
+                "validated on recent records: {body}"
+            );
+        }
+        let st = status(&smt).unwrap();
+        assert_eq!(st["active"]["config"], *config, "{st}");
+        assert_eq!(st["active"]["contract"], "0.2.0", "{st}");
+        wait_served(&smt, &version, 100.0);
+    }
+    let produced = load.finish();
+    let docs = wait_for_count(&setup.mongodb, &setup.db, produced as usize, &smt).await;
+    let batches = logged_batches(&smt.log_text());
+    let per_version = each_document_by_its_batch_version(&docs, produced, &batches, &stamps);
+    assert_eq!(per_version.len(), 4, "every version wrote records: {per_version:?}");
+    assert_eq!(
+        smt.metric("smt_transform_swaps_total", &[("outcome", "activated")])
+            .unwrap(),
+        3.0
+    );
+    eprintln!("{produced} records, per version: {per_version:?}");
 }
 
 /// A module that traps on the sample records, one with the wrong interface,

@@ -100,6 +100,11 @@ fn a_new_c_project_builds_and_passes_its_test() {
 }
 
 #[test]
+fn a_new_go_project_builds_and_passes_its_test() {
+    new_build_and_test("go");
+}
+
+#[test]
 fn new_refuses_a_bad_name_and_an_existing_project() {
     let dir = std::env::temp_dir().join(format!("smt-new-refuse-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("taken")).unwrap();
