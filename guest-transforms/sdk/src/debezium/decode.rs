@@ -804,4 +804,71 @@ mod tests {
             v
         );
     }
+
+    /// Every type-mode setting of Debezium's connectors (`time.precision.mode`,
+    /// `decimal.handling.mode`, `binary.handling.mode`) and the named types
+    /// of the MySQL, SQL Server and Oracle connectors, with the options of
+    /// the default transform (int64 always a long): one BSON type each
+    /// (docs/debezium-mongo.md, "Every source and mode").
+    #[test]
+    fn every_debezium_type_mode_decodes_to_one_bson_type() {
+        let opts = DecodeOptions {
+            int64: Int64Mode::Long,
+            ..DecodeOptions::default()
+        };
+        let named = |ty: &str, name: &str| json!({"type": ty, "name": name});
+        let point = json!({"type": "struct", "name": "io.debezium.data.geometry.Point", "fields": [
+            {"type": "float64", "field": "x"}, {"type": "float64", "field": "y"},
+            {"type": "bytes", "optional": true, "field": "wkb"},
+            {"type": "int32", "optional": true, "field": "srid"}]});
+        let unsigned_bigint = json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal",
+            "parameters": {"scale": "0", "connect.decimal.precision": "20"}});
+        let cases: Vec<(&str, Value, Value, Value)> = vec![
+            // time.precision.mode=connect: Kafka Connect's logical types.
+            ("connect Timestamp", named("int64", "org.apache.kafka.connect.data.Timestamp"),
+             json!(1704164645123_i64), json!({"$date": {"$numberLong": "1704164645123"}})),
+            ("connect Date", named("int32", "org.apache.kafka.connect.data.Date"),
+             json!(19724), json!({"$date": {"$numberLong": "1704153600000"}})),
+            ("connect Time (ms, int32)", named("int32", "org.apache.kafka.connect.data.Time"),
+             json!(11045123), json!(11045123)),
+            // adaptive / adaptive_time_microseconds
+            ("NanoTimestamp", named("int64", "io.debezium.time.NanoTimestamp"),
+             json!(1704164645123456789_i64), json!({"$date": {"$numberLong": "1704164645123"}})),
+            ("NanoTime", named("int64", "io.debezium.time.NanoTime"),
+             json!(11045123456789_i64), json!({"$numberLong": "11045123456789"})),
+            ("MicroTime", named("int64", "io.debezium.time.MicroTime"),
+             json!(11045123456_i64), json!({"$numberLong": "11045123456"})),
+            ("Time (ms)", named("int32", "io.debezium.time.Time"), json!(11045123), json!(11045123)),
+            ("ZonedTime", named("string", "io.debezium.time.ZonedTime"),
+             json!("03:04:05.123456Z"), json!("03:04:05.123456Z")),
+            ("Year", named("int32", "io.debezium.time.Year"), json!(2024), json!(2024)),
+            ("MicroDuration", named("int64", "io.debezium.time.MicroDuration"),
+             json!(90061000001_i64), json!({"$numberLong": "90061000001"})),
+            ("Interval (string mode)", named("string", "io.debezium.time.Interval"),
+             json!("P1DT1H1M1.000001S"), json!("P1DT1H1M1.000001S")),
+            // decimal.handling.mode
+            ("decimal precise: MySQL BIGINT UNSIGNED", unsigned_bigint,
+             json!("AP//////////"), json!({"$numberDecimal": "18446744073709551615"})),
+            ("decimal string", json!({"type": "string"}), json!("12.30"), json!("12.30")),
+            ("decimal double", json!({"type": "float64"}), json!(12.3), json!(12.3)),
+            // binary.handling.mode
+            ("binary bytes", json!({"type": "bytes"}), json!("3q2+7w=="),
+             json!({"$binary": {"base64": "3q2+7w==", "subType": "00"}})),
+            ("binary base64 / base64-url-safe / hex (text)", json!({"type": "string"}),
+             json!("deadbeef"), json!("deadbeef")),
+            // named types of the MySQL family
+            ("Bits (BIT(n > 1))", named("bytes", "io.debezium.data.Bits"), json!("BQ=="),
+             json!({"$binary": {"base64": "BQ==", "subType": "00"}})),
+            ("Enum", named("string", "io.debezium.data.Enum"), json!("small"), json!("small")),
+            ("EnumSet", named("string", "io.debezium.data.EnumSet"), json!("a,c"), json!("a,c")),
+            ("geometry Point", point,
+             json!({"x": 1, "y": 2.5, "wkb": "AQEAAAAAAAAAAADwPwAAAAAAAARA", "srid": null}),
+             json!({"x": 1.0, "y": 2.5, "wkb": {"$binary": {"base64": "AQEAAAAAAAAAAADwPwAAAAAAAARA", "subType": "00"}}, "srid": null})),
+        ];
+        for (what, schema, value, want) in cases {
+            let got = decode_value(&value, Some(&sc(schema)), &opts, "f")
+                .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+            assert_eq!(got, want, "{what}");
+        }
+    }
 }
