@@ -1,0 +1,207 @@
+"""Produces the same Debezium-shaped change events to a topic in one format, framed by Confluent's
+own serializers against the schema registry: `json` (the JSON converter with schemas.enable=true,
+no registry), `avro` (AvroSerializer) or `json-schema` (JSONSerializer).
+
+Usage: produce.py BROKERS REGISTRY_URL FORMAT TOPIC      prints the number of records produced
+"""
+import base64
+import decimal
+import json
+import sys
+
+from confluent_kafka import Producer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+brokers, registry, fmt, topic = sys.argv[1:5]
+NS = topic
+
+ROWS = {
+    1: {"id": 1, "name": "Sally", "balance": "1234.50", "created_at": "2024-01-02T03:04:05.678901Z", "day": 19724,
+        "score": 2.718281828459045, "tags": ["a", "b c"]},
+    2: {"id": 2, "name": "George", "balance": None, "created_at": "1970-01-01T00:00:00Z", "day": None,
+        "score": None, "tags": None},
+    3: {"id": 3, "name": "Edward", "balance": "0.01", "created_at": "2024-03-04T12:00:00Z", "day": 0,
+        "score": -1.5, "tags": []},
+}
+
+
+def changed(row, **kw):
+    r = dict(row)
+    r.update(kw)
+    return r
+
+
+SOURCE = {"version": "3.6.3.Final", "connector": "postgresql", "name": "t", "db": "postgres", "schema": "inv",
+          "table": "customers"}
+EVENTS = [  # (key id, op, before, after); op None: tombstone
+    (1, "r", None, ROWS[1]),
+    (2, "c", None, ROWS[2]),
+    (3, "c", None, ROWS[3]),
+    (1, "u", None, changed(ROWS[1], name="Sally T.", balance="-0.01", tags=["x"])),
+    (2, "u", None, changed(ROWS[2], name="__debezium_unavailable_value", score=2.5)),
+    (3, "d", ROWS[3], None),
+    (3, None, None, None),
+]
+
+
+def unscaled(text):
+    if text is None:
+        return None
+    n = int(decimal.Decimal(text).scaleb(2))
+    length = max(1, (n + (n < 0)).bit_length() // 8 + 1)
+    return n.to_bytes(length, "big", signed=True)
+
+
+# ------------------------------------------------------------------ Connect schema (JSON converter)
+def cfield(t, field, optional=False, **kw):
+    d = {"type": t, "optional": optional}
+    d.update(kw)
+    d["field"] = field
+    return d
+
+
+VALUE_FIELDS = [
+    cfield("int32", "id"),
+    cfield("string", "name"),
+    cfield("bytes", "balance", True, name="org.apache.kafka.connect.data.Decimal", version=1,
+           parameters={"scale": "2", "connect.decimal.precision": "10"}),
+    cfield("string", "created_at", name="io.debezium.time.ZonedTimestamp", version=1),
+    cfield("int32", "day", True, name="io.debezium.time.Date", version=1),
+    cfield("double", "score", True),
+    {"type": "array", "items": {"type": "string", "optional": False}, "optional": True, "field": "tags"},
+]
+SOURCE_FIELDS = [cfield("string", k) for k in SOURCE]
+CONNECT_VALUE = {"type": "struct", "fields": [
+    {"type": "struct", "fields": VALUE_FIELDS, "optional": True, "name": NS + ".Value", "field": "before"},
+    {"type": "struct", "fields": VALUE_FIELDS, "optional": True, "name": NS + ".Value", "field": "after"},
+    {"type": "struct", "fields": SOURCE_FIELDS, "optional": False, "name": "io.debezium.connector.postgresql.Source",
+     "field": "source"},
+    cfield("string", "op"),
+    cfield("int64", "ts_ms", True),
+], "optional": False, "name": NS + ".Envelope", "version": 2}
+CONNECT_KEY = {"type": "struct", "fields": [cfield("int32", "id")], "optional": False, "name": NS + ".Key"}
+
+
+def json_row(r):
+    if r is None:
+        return None
+    out = dict(r)
+    b = unscaled(r["balance"])
+    out["balance"] = base64.b64encode(b).decode() if b is not None else None
+    return out
+
+
+# ------------------------------------------------------------------ Avro (as Apicurio's converter writes it)
+AVRO_VALUE_FIELDS = [
+    {"name": "id", "type": "int"},
+    {"name": "name", "type": "string"},
+    {"name": "balance", "type": ["null", {"type": "bytes", "scale": 2, "precision": 10, "connect.version": 1,
+                                          "connect.parameters": {"scale": "2", "connect.decimal.precision": "10"},
+                                          "connect.name": "org.apache.kafka.connect.data.Decimal",
+                                          "logicalType": "decimal"}], "default": None},
+    {"name": "created_at", "type": {"type": "string", "connect.version": 1,
+                                    "connect.name": "io.debezium.time.ZonedTimestamp"}},
+    {"name": "day", "type": ["null", {"type": "int", "connect.version": 1, "connect.name": "io.debezium.time.Date"}],
+     "default": None},
+    {"name": "score", "type": ["null", "double"], "default": None},
+    {"name": "tags", "type": ["null", {"type": "array", "items": "string"}], "default": None},
+]
+AVRO_VALUE = {"type": "record", "name": "Envelope", "namespace": NS, "fields": [
+    {"name": "before", "type": ["null", {"type": "record", "name": "Value", "fields": AVRO_VALUE_FIELDS,
+                                         "connect.name": NS + ".Value"}], "default": None},
+    {"name": "after", "type": ["null", "Value"], "default": None},
+    {"name": "source", "type": {"type": "record", "name": "Source", "namespace": "io.debezium.connector.postgresql",
+                                "fields": [{"name": k, "type": "string"} for k in SOURCE],
+                                "connect.name": "io.debezium.connector.postgresql.Source"}},
+    {"name": "op", "type": "string"},
+    {"name": "ts_ms", "type": ["null", "long"], "default": None},
+], "connect.version": 2, "connect.name": NS + ".Envelope"}
+AVRO_KEY = {"type": "record", "name": "Key", "namespace": NS, "fields": [{"name": "id", "type": "int"}],
+            "connect.name": NS + ".Key"}
+
+
+def avro_row(r):
+    if r is None:
+        return None
+    out = dict(r)
+    out["balance"] = decimal.Decimal(r["balance"]) if r["balance"] is not None else None
+    return out
+
+
+# ------------------------------------------------------------------ JSON Schema (Confluent's annotations)
+def opt(s, index):
+    return {"oneOf": [{"type": "null"}, s], "connect.index": index}
+
+
+def idx(s, index):
+    s = dict(s)
+    s["connect.index"] = index
+    return s
+
+
+JS_VALUE = {"type": "object", "title": NS + ".Value", "properties": {
+    "id": idx({"type": "integer", "connect.type": "int32"}, 0),
+    "name": idx({"type": "string"}, 1),
+    "balance": opt({"type": "string", "connect.type": "bytes", "connect.name": "org.apache.kafka.connect.data.Decimal",
+                    "connect.version": 1, "connect.parameters": {"scale": "2", "connect.decimal.precision": "10"}}, 2),
+    "created_at": idx({"type": "string", "connect.name": "io.debezium.time.ZonedTimestamp", "connect.version": 1}, 3),
+    "day": opt({"type": "integer", "connect.type": "int32", "connect.name": "io.debezium.time.Date",
+                "connect.version": 1}, 4),
+    "score": opt({"type": "number", "connect.type": "float64"}, 5),
+    "tags": opt({"type": "array", "items": {"type": "string"}}, 6),
+}, "required": ["id", "name", "created_at"]}
+JS_ENVELOPE = {"type": "object", "title": NS + ".Envelope", "connect.version": 2, "properties": {
+    "before": opt(JS_VALUE, 0),
+    "after": opt(JS_VALUE, 1),
+    "source": idx({"type": "object", "title": "io.debezium.connector.postgresql.Source",
+                   "properties": {k: idx({"type": "string"}, i) for i, k in enumerate(SOURCE)},
+                   "required": list(SOURCE)}, 2),
+    "op": idx({"type": "string"}, 3),
+    "ts_ms": opt({"type": "integer", "connect.type": "int64"}, 4),
+}, "required": ["source", "op"]}
+JS_KEY = {"type": "object", "title": NS + ".Key",
+          "properties": {"id": {"type": "integer", "connect.type": "int32", "connect.index": 0}}, "required": ["id"]}
+
+
+def envelope(op, before, after, row):
+    return {"before": row(before), "after": row(after), "source": SOURCE, "op": op, "ts_ms": 1700000000000}
+
+
+p = Producer({"bootstrap.servers": brokers})
+if fmt == "json":
+    def key_bytes(k):
+        return json.dumps({"schema": CONNECT_KEY, "payload": {"id": k}}).encode()
+
+    def value_bytes(op, b, a):
+        return json.dumps({"schema": CONNECT_VALUE, "payload": envelope(op, b, a, json_row)}).encode()
+else:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    sr = SchemaRegistryClient({"url": registry})
+    if fmt == "avro":
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        ks = AvroSerializer(sr, json.dumps(AVRO_KEY))
+        vs = AvroSerializer(sr, json.dumps(AVRO_VALUE))
+        row = avro_row
+    elif fmt == "json-schema":
+        from confluent_kafka.schema_registry.json_schema import JSONSerializer
+        ks = JSONSerializer(json.dumps(JS_KEY), sr)
+        vs = JSONSerializer(json.dumps(JS_ENVELOPE), sr)
+        row = json_row
+    else:
+        raise SystemExit("unknown format " + fmt)
+
+    def key_bytes(k):
+        return ks({"id": k}, SerializationContext(topic, MessageField.KEY))
+
+    def value_bytes(op, b, a):
+        return vs(envelope(op, b, a, row), SerializationContext(topic, MessageField.VALUE))
+
+n = 0
+for k, op, before, after in EVENTS:
+    value = None if op is None else value_bytes(op, before, after)
+    p.produce(topic, key=key_bytes(k), value=value, partition=0)
+    n += 1
+left = p.flush(60)
+if left:
+    raise SystemExit("%d records not delivered" % left)
+print(n)
