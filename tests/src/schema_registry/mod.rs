@@ -17,6 +17,8 @@ use serde_json::Value;
 use crate::services::Services;
 
 static URL: Mutex<Option<String>> = Mutex::new(None);
+/// The run directory of the registry started by [`registry_url`].
+static DIR: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
 
 /// The ccompat base URL (`http://127.0.0.1:PORT/apis/ccompat/v7`) of the
 /// registry of `s`'s run directory, starting it on first use.
@@ -34,12 +36,39 @@ pub fn registry_url(s: &Services) -> Result<String> {
         .ok_or_else(|| anyhow!("scripts/services start registry printed no URL: {out}"))?
         .to_owned();
     *g = Some(url.clone());
+    *DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.dir().to_owned());
     Ok(url)
+}
+
+/// Asks the registry's JVM for a thread dump (SIGQUIT: it prints every
+/// thread's stack to its log and goes on), for a request to it that got no
+/// answer. Returns where the dump went.
+pub fn registry_thread_dump() -> Option<String> {
+    let dir = DIR.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("registry.json")).ok()?).ok()?;
+    let pid = i32::try_from(state["pid"].as_i64()?).ok()?;
+    // (only the registry this test binary's harness started, by its recorded pid)
+    let ok = unsafe { libc::kill(pid, libc::SIGQUIT) } == 0;
+    ok.then(|| {
+        format!(
+            "the registry's thread dump is in {}",
+            dir.join("registry.log").display()
+        )
+    })
 }
 
 fn curl(args: &[&str]) -> Result<(u16, String)> {
     let out = Command::new("curl")
-        .args(["-sS", "-m", "30", "-w", "\n%{http_code}"])
+        .args([
+            "-sS",
+            "--connect-timeout",
+            "5",
+            "-m",
+            "30",
+            "-w",
+            "\n%{http_code}",
+        ])
         .args(args)
         .output()
         .context("running curl")?;
@@ -172,6 +201,7 @@ fn serve(mut conn: TcpStream, mode: Mode, upstream: &str, expected: &str) -> Res
         return Ok(());
     }
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -200,7 +230,12 @@ fn serve(mut conn: TcpStream, mode: Mode, upstream: &str, expected: &str) -> Res
     // GET requests only (no body): the request line and headers, made one-shot
     let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
-    let mut up = TcpStream::connect(upstream)?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(upstream)?
+        .next()
+        .ok_or_else(|| anyhow!("no address for {upstream}"))?;
+    let mut up = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    up.set_read_timeout(Some(Duration::from_secs(10)))?;
+    up.set_write_timeout(Some(Duration::from_secs(10)))?;
     write!(up, "{request_line}\r\nHost: {upstream}\r\nAccept: application/json\r\nConnection: close\r\n\r\n")?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
@@ -224,16 +259,27 @@ pub const PRODUCE_PY: &str = include_str!("produce.py");
 /// Records of `produce.py`.
 pub const PRODUCED: i64 = 7;
 
+/// The longest `produce.py` may run: it produces 7 records and makes a few
+/// registry requests (each with a 10 s timeout and 2 retries in the client).
+pub const PRODUCE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Runs `produce.py` in the services venv (with Confluent's serializers
-/// installed): `format` is `json`, `avro` or `json-schema`.
+/// installed): `format` is `json`, `avro`, `json-schema` or `protobuf`.
+/// Bounded: past [`PRODUCE_TIMEOUT`] it is killed, and the error shows the
+/// step it was at (it says each one on stderr before taking it, and Python's
+/// faulthandler prints where it stood shortly before the deadline).
 pub fn produce_with_python(brokers: &str, registry: &str, format: &str, topic: &str) -> Result<()> {
     static INSTALL: Mutex<()> = Mutex::new(());
     let script = crate::services::script();
     let out = {
         let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-        Command::new(&script)
-            .args(["install", "registry-clients"])
-            .output()?
+        let mut cmd = Command::new(&script);
+        cmd.args(["install", "registry-clients"]);
+        crate::smt_process::run_bounded(
+            cmd,
+            "scripts/services install registry-clients (pip)",
+            Duration::from_secs(600),
+        )?
     };
     if !out.status.success() {
         bail!(
@@ -241,15 +287,30 @@ pub fn produce_with_python(brokers: &str, registry: &str, format: &str, topic: &
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = Command::new(&script)
-        .args(["python", "-c", PRODUCE_PY, brokers, registry, format, topic])
-        .output()
-        .context("running produce.py")?;
+    let mut cmd = Command::new(&script);
+    cmd.args(["python", "-c", PRODUCE_PY, brokers, registry, format, topic])
+        .env(
+            "SMT_PRODUCE_TRACEBACK_AFTER_S",
+            (PRODUCE_TIMEOUT.as_secs() - 10).to_string(),
+        );
+    let out = crate::smt_process::run_bounded(
+        cmd,
+        &format!("produce.py {format} {topic} (Confluent's serializers, registry {registry})"),
+        PRODUCE_TIMEOUT,
+    )
+    .map_err(|e| match registry_thread_dump() {
+        Some(dump) => e.context(dump),
+        None => e,
+    })?;
     if !out.status.success() {
         bail!(
-            "produce.py {format} {topic} failed: {}{}",
+            "produce.py {format} {topic} failed ({}): {}{}{}",
+            out.status,
             String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(&out.stdout),
+            registry_thread_dump()
+                .map(|d| format!("\n({d})"))
+                .unwrap_or_default()
         );
     }
     Ok(())
