@@ -5,9 +5,10 @@
 //!
 //! * the fixture workload through Debezium as Avro and as JSON (schemas on)
 //!   gives identical collections, also across a schema change (new id);
-//! * Avro and JSON Schema framed by Confluent's serializers give the same
-//!   documents as the JSON converter's form of the same events;
-//! * bad input (wrong magic byte, unknown id, truncated data) goes to the DLQ
+//! * Avro, JSON Schema and Protobuf framed by Confluent's serializers give
+//!   the same documents as the JSON converter's form of the same events;
+//! * bad input (wrong magic byte, unknown id, truncated data; Protobuf: a
+//!   message index that names no message, truncated data) goes to the DLQ
 //!   with the reason, the good records around it are written;
 //! * a registry that is down or answers 401 holds the batch (nothing written,
 //!   nothing dead-lettered or committed) until it answers; the password is
@@ -338,27 +339,36 @@ fn debezium_avro_gives_the_same_documents_as_json() {
     let _ = s.delete_connector("connect", &avro_name);
 }
 
-/// The same change events as the JSON converter writes them, as Avro and as
-/// JSON Schema framed by Confluent's Python serializers: identical documents.
+/// The same change events as the JSON converter writes them, as Avro, JSON
+/// Schema and Protobuf framed by Confluent's Python serializers: identical
+/// documents. (Protobuf has no null list: its run is compared with the JSON
+/// converter's form of the same events where a null list is empty.)
 #[test]
-fn serializer_framed_avro_and_json_schema_give_the_same_documents() {
+fn serializer_framed_avro_json_schema_and_protobuf_give_the_same_documents() {
     let s = Services::shared();
     let registry = registry_url(s).unwrap();
     let (brokers, mongo) = (s.brokers(), s.mongodb_uri());
-    let formats = ["json", "avro", "json-schema"];
+    // (what produce.py makes, the route's format, the run it must equal)
+    let runs = [
+        ("json", "json", 0),
+        ("avro", "avro", 0),
+        ("json-schema", "json-schema", 0),
+        ("json-no-null-lists", "json", 3),
+        ("protobuf", "protobuf", 3),
+    ];
     let mut config = base_config(&brokers, &mongo).build() + &registry_section(&registry);
     let mut targets = Vec::new();
-    for (i, f) in formats.iter().enumerate() {
+    for (i, (made, format, _)) in runs.iter().enumerate() {
         let prefix = unique_name(&format!("ser{i}"));
         let topic = format!("{prefix}.inv.customers");
         s.create_topic(&topic, 1).unwrap();
-        produce_with_python(&brokers, &registry, f, &topic).unwrap();
+        produce_with_python(&brokers, &registry, made, &topic).unwrap();
         let db = unique_name(&format!("ser{i}"));
         config += &format!(
             "[transforms.t{i}]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n",
             module()
         );
-        config += &route(&format!("t{i}"), &format!("{prefix}\\..*"), f, "fail");
+        config += &route(&format!("t{i}"), &format!("{prefix}\\..*"), format, "fail");
         targets.push((topic, db));
     }
     let dir = Scratch::new("sr-serializers");
@@ -366,8 +376,8 @@ fn serializer_framed_avro_and_json_schema_give_the_same_documents() {
     for (topic, _) in &targets {
         wait_processed(&mut smt, topic, PRODUCED);
     }
-    let json = database(&mongo, &targets[0].1);
-    let docs = &json["customers"];
+    let dbs: Vec<_> = targets.iter().map(|(_, db)| database(&mongo, db)).collect();
+    let docs = &dbs[0]["customers"];
     assert_eq!(docs.len(), 2, "{docs:?}");
     assert!(
         matches!(docs[0].get("balance"), Some(Bson::Decimal128(_))),
@@ -378,13 +388,102 @@ fn serializer_framed_avro_and_json_schema_give_the_same_documents() {
         Some("George"),
         "the TOAST placeholder does not overwrite"
     );
-    for ((topic, db), f) in targets.iter().zip(formats).skip(1) {
+    assert_ne!(
+        dbs[3], dbs[0],
+        "George's null list is empty in the Protobuf-shaped run"
+    );
+    for (i, ((made, _, reference), (topic, _))) in runs.iter().zip(&targets).enumerate().skip(1) {
+        if i == *reference {
+            continue;
+        }
         assert_eq!(
-            database(&mongo, db),
-            json,
-            "{f} ({topic}) vs the JSON converter's form"
+            dbs[i], dbs[*reference],
+            "{made} ({topic}) vs {} (the JSON converter's form)",
+            runs[*reference].0
         );
     }
+    smt.terminate(Duration::from_secs(30)).unwrap();
+}
+
+/// Protobuf records whose message indexes name no message, or whose bytes
+/// end too soon, go to the DLQ as `bad-input` with the reason; the records
+/// around them are written.
+#[test]
+fn protobuf_bad_input_goes_to_the_dlq_with_the_reason() {
+    let s = Services::shared();
+    let registry = registry_url(s).unwrap();
+    let (brokers, mongo) = (s.brokers(), s.mongodb_uri());
+    let scratch = format!("{}.inv.customers", unique_name("srpsrc"));
+    s.create_topic(&scratch, 1).unwrap();
+    produce_with_python(&brokers, &registry, "protobuf", &scratch).unwrap();
+    let good = read_all(s, &scratch, PRODUCED as usize, CONVERGE).unwrap();
+    let v = good[0].value.clone().unwrap();
+    assert_eq!(v[5], 0, "the Envelope: message index [0], one 0 byte");
+    let mut wrong_index = v[..5].to_vec();
+    wrong_index.extend([2, 16]); // [8]: the file has 4 messages
+    wrong_index.extend_from_slice(&v[6..]);
+    let bad = [wrong_index, v[..v.len() - 1].to_vec()];
+    let mut records = vec![good[0].clone()];
+    for b in &bad {
+        records.push(Record {
+            value: Some(b.clone()),
+            ..good[0].clone()
+        });
+    }
+    records.push(good[1].clone());
+    let prefix = unique_name("srpbad");
+    let topic = format!("{prefix}.inv.customers");
+    let dlq = unique_name("srpdlq");
+    s.create_topic(&topic, 1).unwrap();
+    s.create_topic(&dlq, 1).unwrap();
+    produce(&brokers, &topic, &records).unwrap();
+    let db = unique_name("srpbad");
+    let config = base_config(&brokers, &mongo).dlq(&dlq).build()
+        + &format!(
+            "[transforms.t]\nmodule = \"{}\"\nconfig = {{ database = \"{db}\" }}\n",
+            module()
+        )
+        + &registry_section(&registry)
+        + &route("t", &format!("{prefix}\\..*"), "protobuf", "dlq");
+    let dir = Scratch::new("sr-pbad");
+    let mut smt = Smt::start(&dir.0, "smt", &config).unwrap();
+    wait_processed(&mut smt, &topic, records.len() as i64);
+    let dead = read_all(s, &dlq, 2, CONVERGE).unwrap();
+    let reasons: Vec<(String, String, String)> = dead
+        .iter()
+        .map(|r| {
+            (
+                header(r, "smt.source.offset"),
+                header(r, "smt.error.kind"),
+                header(r, "smt.error.message"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.as_str()))
+            .collect::<Vec<_>>(),
+        [("1", "bad-input"), ("2", "bad-input")],
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[0].2.contains("value (protobuf format)")
+            && reasons[0].2.contains("message indexes [8] name no message"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].2.contains("do not match the Protobuf message"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        dead[1].value.as_deref(),
+        Some(&bad[1][..]),
+        "the original bytes"
+    );
+    let docs = database(&mongo, &db);
+    assert_eq!(docs["customers"].len(), 2, "{docs:?}");
+    assert_eq!(topic_len(&brokers, &dlq).unwrap(), 2);
     smt.terminate(Duration::from_secs(30)).unwrap();
 }
 

@@ -902,7 +902,10 @@ on-error = "dlq"
         let e = Config::load_with_env(&path, env(&[]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(
+            e.contains("`protobuf` needs a `[schema-registry]` section"),
+            "{e}"
+        );
     }
 
     #[test]

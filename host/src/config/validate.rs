@@ -1,7 +1,7 @@
 //! The checks a configuration passes after it parses: each failure names the
 //! key it is about.
 
-use super::{Config, ErrorPolicy, Format};
+use super::{Config, ErrorPolicy};
 
 /// Keys of librdkafka `smt` sets itself.
 const MANAGED_KAFKA_KEYS: &[&str] = &[
@@ -178,12 +178,6 @@ impl Config {
                 ("key-format", r.key_format),
                 ("value-format", r.value_format),
             ] {
-                if f == Format::Protobuf {
-                    return Err((
-                        key(k),
-                        "`protobuf` is not supported yet (docs/schema-registry.md); use `raw` to hand the framed bytes to the transform".into(),
-                    ));
-                }
                 if f.uses_registry() && self.schema_registry.is_none() {
                     return Err((
                         key(k),

@@ -335,7 +335,7 @@ impl AvroSchema {
     }
 }
 
-fn float32(x: f32) -> Value {
+pub(super) fn float32(x: f32) -> Value {
     // `{}` of an f32 is its shortest round-trip text, as Java's Float.toString
     format!("{x}")
         .parse::<f64>()

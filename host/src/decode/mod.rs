@@ -1,6 +1,7 @@
 //! Decoding of record keys and values before the transform, per route
-//! (`key-format`, `value-format`): `json` and `raw` pass through; `avro` and
-//! `json-schema` read the Confluent wire format (magic byte, schema id), fetch
+//! (`key-format`, `value-format`): `json` and `raw` pass through; `avro`,
+//! `json-schema` and `protobuf` read the Confluent wire format (magic byte,
+//! schema id; Protobuf's message indexes), fetch
 //! the writer schema from the `[schema-registry]` (cached by id) and hand the
 //! transform the record as the JSON converter with `schemas.enable=true`
 //! would have written it: `{"schema": <Connect schema>, "payload": <value>}`.
@@ -17,6 +18,7 @@
 mod avro;
 mod client;
 mod jsonschema;
+mod protobuf;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -57,6 +59,7 @@ impl Formats {
 enum Compiled {
     Avro(avro::AvroSchema),
     Json(jsonschema::JsonSchema),
+    Proto(protobuf::ProtoSchema),
 }
 
 /// A schema by id: compiled, or why it cannot be used (the same for every
@@ -204,6 +207,7 @@ fn compile(id: u32, raw: &client::RawSchema) -> Entry {
     match raw.schema_type.as_str() {
         "AVRO" => avro::AvroSchema::parse(&raw.text).map(Compiled::Avro),
         "JSON" => jsonschema::JsonSchema::parse(&raw.text).map(Compiled::Json),
+        "PROTOBUF" => protobuf::ProtoSchema::parse(&raw.text).map(Compiled::Proto),
         other => Err(format!(
             "schema {id} is of type {other}, which is not supported"
         )),
@@ -265,8 +269,10 @@ fn decode_one(
     let (connect, payload): (&str, Value) = match (compiled, format) {
         (Compiled::Avro(s), Format::Avro) => (&s.connect_schema, s.decode(framed.data)?),
         (Compiled::Json(s), Format::JsonSchema) => (&s.connect_schema, s.decode(framed.data)?),
+        (Compiled::Proto(s), Format::Protobuf) => s.decode(framed.data)?,
         (Compiled::Avro(_), _) => return Err(format!("schema {id} is an Avro schema")),
         (Compiled::Json(_), _) => return Err(format!("schema {id} is a JSON Schema")),
+        (Compiled::Proto(_), _) => return Err(format!("schema {id} is a Protobuf schema")),
     };
     Ok((id, envelope(connect, &payload)))
 }
@@ -284,7 +290,7 @@ fn envelope(schema: &str, payload: &Value) -> Vec<u8> {
 
 /// Schemas from files, for `smt test --schemas DIR` (no registry): `DIR/<id>.json`
 /// holds what the registry answers to `GET /schemas/ids/<id>`
-/// (`{"schema": "...", "schemaType": "JSON"}`; no `schemaType`: Avro).
+/// (`{"schema": "...", "schemaType": "JSON"}`; `PROTOBUF`; no `schemaType`: Avro).
 pub struct SchemaDir {
     entries: HashMap<u32, Arc<Entry>>,
 }
@@ -320,6 +326,7 @@ impl SchemaDir {
             let id = b.as_deref().and_then(wire::schema_id);
             match id.and_then(|id| self.entries.get(&id)).map(|e| e.as_ref()) {
                 Some(Ok(Compiled::Json(_))) => Format::JsonSchema,
+                Some(Ok(Compiled::Proto(_))) => Format::Protobuf,
                 Some(_) => Format::Avro,
                 None if id.is_some() => Format::Avro, // unknown id: says so
                 None => Format::Raw,

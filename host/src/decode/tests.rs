@@ -345,7 +345,18 @@ fn unsupported_schemas_say_why() {
     )
     .err()
     .unwrap();
-    assert!(e.contains("PROTOBUF"), "{e}");
+    assert!(e.contains("schema 6") && e.contains("no message"), "{e}");
+    let e = compile(
+        6,
+        &client::RawSchema {
+            schema_type: "PROTOBUF".into(),
+            text: "syntax = \"proto3\"; message M { int32 a = 1 }".into(),
+            has_references: false,
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(e.contains("not a valid Protobuf schema"), "{e}");
 }
 
 /// The real Debezium fixtures: the workload written as Avro through Apicurio's
@@ -409,4 +420,185 @@ fn record_line(line: &str) -> Message {
         value: bytes("value"),
         headers: vec![],
     }
+}
+
+/// What Confluent's Python `ProtobufSerializer` registered and framed for
+/// `tests/src/schema_registry/produce.py protobuf` (a base64
+/// `FileDescriptorProto`; messages Envelope, Value, Source, Key).
+const PY_PROTO_SCHEMA: &str = "CiZzZXIzX2FiMTIvaW52L2N1c3RvbWVycy9lbnZlbG9wZS5wcm90bxIXc2VyM19hYjEyLmludi5jdXN0b21lcnMaFGNvbmZsdWVudC9tZXRhLnByb3RvGhxjb25mbHVlbnQvdHlwZS9kZWNpbWFsLnByb3RvIsQBCghFbnZlbG9wZRIuCgZiZWZvcmUYASABKAsyHi5zZXIzX2FiMTIuaW52LmN1c3RvbWVycy5WYWx1ZRItCgVhZnRlchgCIAEoCzIeLnNlcjNfYWIxMi5pbnYuY3VzdG9tZXJzLlZhbHVlEi8KBnNvdXJjZRgDIAEoCzIfLnNlcjNfYWIxMi5pbnYuY3VzdG9tZXJzLlNvdXJjZRIKCgJvcBgEIAEoCRISCgV0c19tcxgFIAEoA0gAiAEBQggKBl90c19tcyLVAgoFVmFsdWUSCgoCaWQYASABKAUSDAoEbmFtZRgCIAEoCRJKCgdiYWxhbmNlGAMgASgLMhcuY29uZmx1ZW50LnR5cGUuRGVjaW1hbEIggkQdEgoKBXNjYWxlEgEyEg8KCXByZWNpc2lvbhICMTASXgoKY3JlYXRlZF9hdBgEIAEoCUJKgkRHEhQKD2Nvbm5lY3QudmVyc2lvbhIBMRIvCgxjb25uZWN0Lm5hbWUSH2lvLmRlYmV6aXVtLnRpbWUuWm9uZWRUaW1lc3RhbXASUgoDZGF5GAUgASgFQkCCRD0SFAoPY29ubmVjdC52ZXJzaW9uEgExEiUKDGNvbm5lY3QubmFtZRIVaW8uZGViZXppdW0udGltZS5EYXRlSACIAQESEgoFc2NvcmUYBiABKAFIAYgBARIMCgR0YWdzGAcgAygJQgYKBF9kYXlCCAoGX3Njb3JlImUKBlNvdXJjZRIPCgd2ZXJzaW9uGAEgASgJEhEKCWNvbm5lY3RvchgCIAEoCRIMCgRuYW1lGAMgASgJEgoKAmRiGAQgASgJEg4KBnNjaGVtYRgFIAEoCRINCgV0YWJsZRgGIAEoCSIRCgNLZXkSCgoCaWQYASABKAViBnByb3RvMw==";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn proto_entry(text: &str) -> Entry {
+    compile(
+        9,
+        &client::RawSchema {
+            schema_type: "PROTOBUF".into(),
+            text: text.into(),
+            has_references: false,
+        },
+    )
+}
+
+fn decoded(bytes: &[u8], s: &HashMap<u32, Arc<Entry>>) -> Value {
+    let (_, text) = decode_one(bytes, Format::Protobuf, s).unwrap();
+    serde_json::from_slice(&text).unwrap()
+}
+
+#[test]
+fn protobuf_from_confluents_python_serializer_becomes_what_the_json_converter_writes() {
+    let mut s = schemas(vec![(9, proto_entry(PY_PROTO_SCHEMA))]);
+    // the key: message index [3] (`Key`, the fourth message of the file)
+    let key = decoded(&unhex("000000000902060801"), &s);
+    assert_eq!(key["payload"], json!({"id": 1}));
+    assert_eq!(key["schema"]["name"], "Key");
+    assert_eq!(
+        key["schema"]["fields"][0],
+        json!({"type": "int32", "optional": true, "parameters": {"protobuf.tag": "1"}, "field": "id"})
+    );
+    // an insert of Sally: index [0] (a single 0 byte), `Envelope`
+    let v = decoded(&unhex("00000000090012460801120553616c6c791a090a0301e23a100a1802221b323032342d30312d30325430333a30343a30352e3637383930315a288c9a01316957148b0abf05403a01613a036220631a360a0b332e362e332e46696e616c120a706f737467726573716c1a01742208706f7374677265732a03696e763209637573746f6d6572732201722880d095ffbc31"), &s);
+    assert_eq!(
+        v["payload"],
+        json!({
+            "before": null,
+            "after": {"id": 1, "name": "Sally", "balance": "AeI6", "created_at": "2024-01-02T03:04:05.678901Z",
+                      "day": 19724, "score": 2.718281828459045, "tags": ["a", "b c"]},
+            "source": {"version": "3.6.3.Final", "connector": "postgresql", "name": "t", "db": "postgres",
+                       "schema": "inv", "table": "customers"},
+            "op": "r", "ts_ms": 1700000000000i64
+        })
+    );
+    let after = &v["schema"]["fields"][1];
+    assert_eq!(after["field"], "after");
+    assert_eq!(after["name"], "Value");
+    let f = |n: &str| {
+        after["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        f("balance"),
+        json!({"type": "bytes", "optional": true, "version": 1, "name": "org.apache.kafka.connect.data.Decimal",
+               "parameters": {"scale": "2", "connect.decimal.precision": "10", "protobuf.tag": "3"}, "field": "balance"})
+    );
+    assert_eq!(f("day")["name"], "io.debezium.time.Date");
+    assert_eq!(f("day")["version"], 1);
+    assert_eq!(f("created_at")["name"], "io.debezium.time.ZonedTimestamp");
+    assert_eq!(f("tags")["type"], "array");
+    // George: unset optional fields and an unset message are null, an empty list []
+    let g = decoded(&unhex("00000000090012200802120647656f7267652214313937302d30312d30315430303a30303a30305a1a360a0b332e362e332e46696e616c120a706f737467726573716c1a01742208706f7374677265732a03696e763209637573746f6d6572732201632880d095ffbc31"), &s);
+    assert_eq!(
+        g["payload"]["after"],
+        json!({"id": 2, "name": "George", "balance": null, "created_at": "1970-01-01T00:00:00Z",
+               "day": null, "score": null, "tags": []})
+    );
+    // bad input: an index that names no message, truncated bytes, a decimal of another scale
+    let e = decode_one(&unhex("000000000902100801"), Format::Protobuf, &s).unwrap_err();
+    assert!(e.contains("message indexes [8] name no message"), "{e}");
+    let e = decode_one(&unhex("0000000009"), Format::Protobuf, &s).unwrap_err();
+    assert!(e.contains("message indexes: truncated"), "{e}");
+    let e = decode_one(&unhex("000000000900124608"), Format::Protobuf, &s).unwrap_err();
+    assert!(e.contains("do not match the Protobuf message"), "{e}");
+    s.insert(
+        10,
+        Arc::new(proto_entry(
+            r#"syntax = "proto3"; import "confluent/type/decimal.proto";
+               message W { confluent.type.Decimal d = 1; }"#,
+        )),
+    );
+    let e = decode_one(&unhex("000000000a00"), Format::Protobuf, &s).unwrap();
+    assert!(String::from_utf8(e.1)
+        .unwrap()
+        .contains(r#""payload":{"d":null}"#));
+    let e = decode_one(&unhex("000000000a000a050a01011803"), Format::Protobuf, &s).unwrap_err();
+    assert!(e.contains("scale 3 where the schema's scale is 0"), "{e}");
+    let e = decode_one(&unhex("0000000009"), Format::Avro, &s).unwrap_err();
+    assert!(e.contains("is a Protobuf schema"), "{e}");
+}
+
+#[test]
+fn protobuf_text_schemas_compile_with_well_known_types() {
+    let text = r#"
+        syntax = "proto3";
+        package shop.v1;
+        import "google/protobuf/timestamp.proto";
+        import "google/protobuf/wrappers.proto";
+        import "google/type/date.proto";
+        import "confluent/meta.proto";
+        message Order {
+          enum Status { NEW = 0; PAID = 1; }
+          message Line { string sku = 1; uint32 qty = 2; }
+          int64 id = 1;
+          Status status = 2;
+          repeated Line lines = 3;
+          map<string, int32> counts = 4;
+          google.protobuf.Timestamp at = 5;
+          google.protobuf.StringValue note = 6;
+          google.type.Date due = 7;
+          oneof pay { string card = 8; int64 voucher = 9; }
+          sint32 small = 10 [(confluent.field_meta).params = {key: "connect.type", value: "int16"}];
+          optional string memo = 11;
+        }"#;
+    let Ok(Compiled::Proto(p)) = proto_entry(text) else {
+        panic!("{:?}", proto_entry(text).err())
+    };
+    // Order{id 7, status PAID, lines [{sku "a", qty 2}], counts {"x": 1}, at 1.5 s, note "hi",
+    //       due 2024-01-02, voucher 5, small -3}: encoded by hand, field by field
+    let mut data = vec![0u8]; // message index [0]
+    data.extend(unhex("0807")); // id = 7
+    data.extend(unhex("1001")); // status = 1
+    data.extend(unhex("1a050a01611002")); // lines [{sku "a", qty 2}]
+    data.extend(unhex("22050a01781001")); // counts {"x": 1}
+    data.extend(unhex("2a0808011080cab5ee01")); // at {1 s, 500000000 ns}
+    data.extend(unhex("32040a026869")); // note {"hi"}
+    data.extend(unhex("3a0708e80f10011802")); // due {2024, 1, 2}
+    data.extend(unhex("4805")); // voucher = 5
+    data.extend(unhex("5005")); // small = zigzag(-3)
+    let (schema, payload) = p.decode(&data).unwrap();
+    assert_eq!(
+        payload,
+        json!({
+            "pay_0": {"card": null, "voucher": 5},
+            "id": 7, "status": "PAID", "lines": [{"sku": "a", "qty": 2}], "counts": {"x": 1},
+            "at": 1500, "note": "hi", "due": 19724, "small": -3, "memo": null
+        })
+    );
+    let schema: Value = serde_json::from_str(schema).unwrap();
+    assert_eq!(schema["name"], "Order");
+    let f = |n: &str| {
+        schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        f("pay_0")["name"],
+        "io.confluent.connect.protobuf.Union.pay"
+    );
+    assert_eq!(f("status")["type"], "string");
+    assert_eq!(f("status")["parameters"]["protobuf.type.enum.PAID"], "1");
+    assert_eq!(f("lines")["items"]["fields"][1]["type"], "int64");
+    assert_eq!(f("counts")["type"], "map");
+    assert_eq!(f("at")["name"], "org.apache.kafka.connect.data.Timestamp");
+    assert_eq!(f("note")["type"], "string");
+    assert_eq!(f("due")["name"], "org.apache.kafka.connect.data.Date");
+    assert_eq!(f("small")["type"], "int16");
+    assert_eq!(f("small")["parameters"]["protobuf.type"], "sint32");
+    // a nested message by its index path [0, 0]: Order.Line
+    let (schema, payload) = p.decode(&unhex("0400000a0162")).unwrap();
+    assert!(schema.contains(r#""name":"Line""#), "{schema}");
+    assert_eq!(payload, json!({"sku": "b", "qty": 0}));
 }
