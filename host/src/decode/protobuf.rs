@@ -487,7 +487,13 @@ impl ProtoSchema {
             if real_oneof(&f) {
                 continue;
             }
-            let v = if !f.is_list() && !f.is_map() && f.supports_presence() && !msg.has_field(&f) {
+            // as Confluent's toConnectData: an unset message or proto3 `optional` field is
+            // null; any other unset field (proto2 `optional` too) has its default
+            let null_when_unset = !f.is_list()
+                && !f.is_map()
+                && (matches!(f.kind(), Kind::Message(_))
+                    || f.field_descriptor_proto().proto3_optional());
+            let v = if null_when_unset && !msg.has_field(&f) {
                 Value::Null
             } else {
                 self.field_value(msg, &f)?
