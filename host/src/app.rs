@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin;
 use crate::config::Config;
+use crate::decode::Decoder;
 use crate::dlq::Dlq;
 use crate::engine::{Engine, EngineMetrics, NamespacePolicy};
 use crate::pipeline::{self, Shared};
@@ -128,12 +129,14 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         None => None,
     };
 
+    let decoder = Arc::new(Decoder::new(&config, metrics.clone())?);
     let acks = Arc::new(Acks::default());
     let shared = Arc::new(Shared::new(
         &config.routes,
         registry,
         sink,
         dlq.clone(),
+        decoder,
         metrics.clone(),
         acks.clone(),
         config.pipeline.clone(),

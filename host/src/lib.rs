@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod contract;
+pub mod decode;
 pub mod dlq;
 pub mod doctor;
 pub mod engine;

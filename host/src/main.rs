@@ -41,6 +41,11 @@ enum Command {
         /// Record lines (tests/fixtures/README.md); `-` or absent: standard input.
         #[arg(long)]
         input: Option<PathBuf>,
+        /// A directory of schema-registry schemas (`<id>.json`, as the registry's
+        /// `GET /schemas/ids/<id>` returns them): keys and values in the Confluent
+        /// wire format (Avro, JSON Schema) are decoded as `smt run` does.
+        #[arg(long)]
+        schemas: Option<PathBuf>,
     },
     /// Check a configuration against the real services without consuming:
     /// brokers (TLS/SASL), topics, consumer group, DLQ, MongoDB, transforms.
@@ -190,20 +195,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             transform,
             config,
             input,
+            schemas,
         } => {
             let config = config.read()?.unwrap_or_else(|| "{}".to_owned());
+            let schemas = schemas
+                .map(|d| smt_host::decode::SchemaDir::open(&d))
+                .transpose()?;
             let engine = offline::engine()?;
             let stdout = std::io::stdout().lock();
             let failures = match input.filter(|p| p.as_os_str() != "-") {
                 Some(path) => {
                     let file = std::fs::File::open(&path)
                         .with_context(|| format!("cannot open the input {}", path.display()))?;
-                    offline::test(&engine, &transform, &config, BufReader::new(file), stdout)?
+                    offline::test(
+                        &engine,
+                        &transform,
+                        &config,
+                        schemas.as_ref(),
+                        BufReader::new(file),
+                        stdout,
+                    )?
                 }
                 None => offline::test(
                     &engine,
                     &transform,
                     &config,
+                    schemas.as_ref(),
                     std::io::stdin().lock(),
                     stdout,
                 )?,

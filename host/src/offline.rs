@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{json, Value};
 
+use crate::decode::SchemaDir;
 use crate::engine::{Engine, EngineConfig, TransformModule};
 use crate::records;
 
@@ -28,11 +29,15 @@ pub fn check(
 /// Runs every record line of `input` through the transform and writes one
 /// JSON line per record: `{"topic","partition","offset","ops":[...]}` or
 /// `{"topic","partition","offset","error":{"kind","message"}}`. Returns the
-/// number of records that failed.
+/// number of records that failed. With `schemas`, keys and values in the
+/// Confluent wire format are decoded first (as `smt run` does for a route
+/// in the `avro`/`json-schema` format); one that cannot be is the record's
+/// `bad-input` error.
 pub fn test(
     engine: &Engine,
     path: &Path,
     config: &str,
+    schemas: Option<&SchemaDir>,
     input: impl BufRead,
     mut out: impl Write,
 ) -> anyhow::Result<usize> {
@@ -53,13 +58,20 @@ pub fn test(
             Ok(msg) => {
                 let mut result =
                     json!({ "topic": msg.topic, "partition": msg.partition, "offset": msg.offset });
-                match instance.transform(&msg) {
+                let decoded = match schemas {
+                    Some(s) => s.decode(&msg),
+                    None => Ok(msg),
+                };
+                match decoded
+                    .map_err(|reason| (crate::engine::FailureKind::BadInput, reason))
+                    .and_then(|msg| instance.transform(&msg).map_err(|e| (e.kind, e.message)))
+                {
                     Ok(ops) => {
                         result["ops"] = Value::Array(ops.iter().map(|op| op.to_extjson()).collect())
                     }
-                    Err(e) => {
+                    Err((kind, message)) => {
                         failures += 1;
-                        result["error"] = json!({ "kind": e.kind.as_str(), "message": e.message });
+                        result["error"] = json!({ "kind": kind.as_str(), "message": message });
                     }
                 }
                 result

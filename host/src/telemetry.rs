@@ -60,6 +60,9 @@ pub struct Metrics {
     pub guest_log_lines_dropped: Family<L1, Counter>,
     /// Admin requests refused, by reason (`host`, `origin`, `token`, `read-only`).
     pub admin_refusals: Family<L1, Counter>,
+    /// Schema-registry cache lookups by outcome: `hit`, `miss`, `fetch-error`
+    /// (a fetch that failed and is retried), `unknown-id`.
+    pub schema_cache: Family<L1, Counter>,
 }
 
 fn transform_histogram() -> Histogram {
@@ -90,6 +93,7 @@ impl Metrics {
             transform_swaps: Family::default(),
             guest_log_lines_dropped: Family::default(),
             admin_refusals: Family::default(),
+            schema_cache: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -138,6 +142,11 @@ impl Metrics {
             "transform_duration_seconds",
             "Time of one transform call",
             m.transform_duration.clone(),
+        );
+        registry.register(
+            "schema_cache",
+            "Schema-registry cache lookups by outcome (hit, miss, fetch-error, unknown-id)",
+            m.schema_cache.clone(),
         );
         registry.register(
             "consumer_lag",

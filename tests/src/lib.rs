@@ -16,6 +16,7 @@ pub mod native;
 pub mod oracle;
 pub mod proxy;
 pub mod record;
+pub mod schema_registry;
 pub mod services;
 pub mod smt_process;
 pub mod workload;

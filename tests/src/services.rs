@@ -30,6 +30,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::record::Record;
 
+/// The longest a `scripts/services` command may take (a cold install of a
+/// service included) before the test gives up on it.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// The services `scripts/services` knows.
 pub const ALL: &[&str] = &["postgres", "mongo", "kafka", "connect", "sink"];
 
@@ -342,9 +346,12 @@ impl Services {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let out = cmd
-            .output()
-            .with_context(|| format!("running {}", script().display()))?;
+        // every service's own readiness wait is bounded (at most 180 s); this is the backstop
+        let out = crate::smt_process::run_bounded(
+            cmd,
+            &format!("scripts/services {}", args.join(" ")),
+            SCRIPT_TIMEOUT,
+        )?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             bail!(

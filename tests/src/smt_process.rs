@@ -307,3 +307,89 @@ impl Drop for Scratch {
         }
     }
 }
+
+/// Runs `cmd` to its end, but for at most `timeout`: stdin closed, stdout and
+/// stderr captured, the child in a process group of its own (its children
+/// too) that dies with the test process. Past the deadline the whole group is
+/// killed and the error says `what` was being waited for, with the end of the
+/// output (whatever the child said last is where it stopped).
+pub fn run_bounded(
+    mut cmd: Command,
+    what: &str,
+    timeout: Duration,
+) -> Result<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().with_context(|| format!("starting {what}"))?;
+    let pgid = child.id() as i32;
+    // readers on threads, answers through channels: a grandchild that keeps a
+    // pipe open cannot block the caller past the deadline either
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let collect = |rx: &std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| b"(output not collected: a pipe stayed open)".to_vec())
+    };
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let Some(status) = status else {
+        // the group: a wrapper script's children too (a service it started in
+        // the background has a session of its own and is not touched)
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = child.wait();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&collect(&out)),
+            String::from_utf8_lossy(&collect(&err))
+        );
+        bail!(
+            "{what}: no end after {timeout:?}, killed (process group {pgid}); its last output:\n{}",
+            tail(&text, 4000)
+        );
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: collect(&out),
+        stderr: collect(&err),
+    })
+}

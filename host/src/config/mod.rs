@@ -47,6 +47,11 @@ pub struct Config {
     /// Hot swap of transforms: file watch and validation (docs/hot-swap.md).
     #[serde(default)]
     pub hot_swap: HotSwapConfig,
+    /// The Confluent-compatible schema registry that routes with an `avro`,
+    /// `json-schema` or `protobuf` key or value format read their schemas
+    /// from (docs/schema-registry.md).
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// The transforms, by name.
     pub transforms: BTreeMap<String, TransformConfig>,
     /// Which topics go to which transform, and what happens to records that fail.
@@ -296,6 +301,110 @@ pub struct RouteConfig {
     /// server-side rebuilds, need it.
     #[serde(default)]
     pub serial_writes: bool,
+    /// How record keys are encoded: `json` (the JSON converter; handed to the
+    /// transform as they are), `avro`, `json-schema` or `protobuf` (the
+    /// Confluent wire format, decoded with the `[schema-registry]` and handed
+    /// to the transform as the JSON converter with `schemas.enable=true`
+    /// would have written them), or `raw` (bytes as they are).
+    #[serde(default)]
+    pub key_format: Format,
+    /// How record values are encoded; as `key-format`.
+    #[serde(default)]
+    pub value_format: Format,
+}
+
+/// The encoding of a record key or value (`key-format`, `value-format`).
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// JSON text as the JSON converter writes it: passed through.
+    #[default]
+    Json,
+    /// Confluent wire format, Avro binary.
+    Avro,
+    /// Confluent wire format, JSON text validated by a JSON Schema.
+    JsonSchema,
+    /// Confluent wire format, Protobuf binary with message indexes.
+    Protobuf,
+    /// Bytes as they are, whatever they hold.
+    Raw,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Avro => "avro",
+            Format::JsonSchema => "json-schema",
+            Format::Protobuf => "protobuf",
+            Format::Raw => "raw",
+        }
+    }
+
+    /// Whether records of this format carry a schema id to look up.
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Format::Avro | Format::JsonSchema | Format::Protobuf)
+    }
+}
+
+/// `[schema-registry]`: a Confluent-compatible Schema Registry (Confluent,
+/// Apicurio's `/apis/ccompat/v7`, Karapace, Redpanda).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SchemaRegistryConfig {
+    /// Base URL of the API, or several (tried in turn when one is unreachable),
+    /// e.g. `"https://sr.example.com"` or `["http://a:8081", "http://b:8081"]`.
+    pub url: Urls,
+    /// Basic authentication `user:password`. Set it from the environment
+    /// (`SMT_SCHEMA_REGISTRY__USER_INFO`) or `user-info-file`, not in the file.
+    /// Never logged.
+    #[serde(default)]
+    pub user_info: Option<Secret>,
+    /// A file holding `user:password` (surrounding whitespace ignored).
+    #[serde(default)]
+    pub user_info_file: Option<PathBuf>,
+    /// PEM file of the CA certificate(s) that sign the registry's certificate
+    /// (added to the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (mutual TLS); needs `key-file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Timeout of one request to the registry, in ms.
+    #[serde(default = "default_registry_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Most schemas kept in memory, by id (the least recently fetched is
+    /// dropped first). Schemas are immutable per id: a hit never asks the registry.
+    #[serde(default = "default_schema_cache_capacity")]
+    pub cache_capacity: usize,
+}
+
+/// One URL or several.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            Urls::One(u) => vec![u.clone()],
+            Urls::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn default_registry_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_schema_cache_capacity() -> usize {
+    1_000
 }
 
 /// Per-record failure policy.
@@ -552,6 +661,21 @@ impl Config {
                 }
             }
         }
+        if let Some(r) = &mut self.schema_registry {
+            for f in [
+                &mut r.user_info_file,
+                &mut r.ca_file,
+                &mut r.cert_file,
+                &mut r.key_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
+        }
     }
 
     /// The JSON config text handed to the `init` of transform `name`.
@@ -738,6 +862,74 @@ on-error = "dlq"
         }
         let (_dir, path) = write(&format!("{SAMPLE}\n[engine.limits]\nmemory-mib = 4096\n"));
         Config::load_with_env(&path, env(&[])).expect("4 GiB is a valid memory cap");
+    }
+
+    #[test]
+    fn schema_registry_formats_and_their_checks() {
+        let avro = SAMPLE.replace(
+            "on-error = \"dlq\"",
+            "on-error = \"dlq\"\nkey-format = \"avro\"\nvalue-format = \"json-schema\"",
+        );
+        // a decoding format needs the section
+        let (_dir, path) = write(&avro);
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("routes[0].key-format") && e.contains("[schema-registry]"),
+            "{e}"
+        );
+        let with = avro.clone()
+            + "[schema-registry]\nurl = [\"http://a:8081\", \"https://b\"]\nuser-info-file = \"ui\"\n";
+        let (dir, path) = write(&with);
+        let c = Config::load_with_env(&path, env(&[])).unwrap();
+        assert_eq!(c.routes[0].key_format, Format::Avro);
+        assert_eq!(c.routes[0].value_format, Format::JsonSchema);
+        let r = c.schema_registry.as_ref().unwrap();
+        assert_eq!(r.url.list(), ["http://a:8081", "https://b"]);
+        assert_eq!(r.user_info_file.as_ref().unwrap(), &dir.0.join("ui"));
+        assert_eq!((r.request_timeout_ms, r.cache_capacity), (10_000, 1_000));
+        // the password from the environment is never printed
+        let one = avro.clone() + "[schema-registry]\nurl = \"http://a:8081\"\n";
+        let (_dir, path) = write(&one);
+        let c = Config::load_with_env(
+            &path,
+            env(&[("SMT_SCHEMA_REGISTRY__USER_INFO", "u:s3cret-pw")]),
+        )
+        .unwrap();
+        let r = c.schema_registry.as_ref().unwrap();
+        assert_eq!(r.user_info.as_ref().unwrap().expose(), "u:s3cret-pw");
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
+        // checks
+        for (bad, key) in [
+            ("url = \"a:8081\"", "schema-registry.url"),
+            (
+                "url = \"http://a\"\ncert-file = \"c.pem\"",
+                "schema-registry.cert-file",
+            ),
+            (
+                "url = \"http://a\"\nuser-info = \"u:p\"\nuser-info-file = \"f\"",
+                "schema-registry.user-info",
+            ),
+            ("url = \"http://a\"\nsurl = 1", "surl"),
+        ] {
+            let (_dir, path) = write(&(avro.clone() + "[schema-registry]\n" + bad + "\n"));
+            let e = Config::load_with_env(&path, env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let (_dir, path) = write(&SAMPLE.replace(
+            "on-error = \"dlq\"",
+            "on-error = \"dlq\"\nvalue-format = \"protobuf\"",
+        ));
+        let e = Config::load_with_env(&path, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`protobuf` needs a `[schema-registry]` section"),
+            "{e}"
+        );
     }
 
     #[test]

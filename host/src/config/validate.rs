@@ -82,7 +82,10 @@ impl Config {
             ));
         }
         if p.breaker_window == 0 {
-            return Err(("pipeline.breaker-window".into(), "must be at least 1".into()));
+            return Err((
+                "pipeline.breaker-window".into(),
+                "must be at least 1".into(),
+            ));
         }
         if p.retry_backoff_ms == 0 || p.retry_backoff_max_ms < p.retry_backoff_ms {
             return Err((
@@ -162,6 +165,55 @@ impl Config {
                 return Err((
                     key("on-error"),
                     "`dlq` needs a `[dlq]` section with a topic".into(),
+                ));
+            }
+            for (k, f) in [
+                ("key-format", r.key_format),
+                ("value-format", r.value_format),
+            ] {
+                if f.uses_registry() && self.schema_registry.is_none() {
+                    return Err((
+                        key(k),
+                        format!("`{}` needs a `[schema-registry]` section", f.as_str()),
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &self.schema_registry {
+            let urls = r.url.list();
+            if urls.is_empty() {
+                return Err(("schema-registry.url".into(), "must name a URL".into()));
+            }
+            for u in &urls {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err((
+                        "schema-registry.url".into(),
+                        format!("`{u}`: expected an http:// or https:// URL"),
+                    ));
+                }
+            }
+            if r.user_info.is_some() && r.user_info_file.is_some() {
+                return Err((
+                    "schema-registry.user-info".into(),
+                    "set `user-info` or `user-info-file`, not both".into(),
+                ));
+            }
+            if r.cert_file.is_some() != r.key_file.is_some() {
+                return Err((
+                    "schema-registry.cert-file".into(),
+                    "a client certificate needs both `cert-file` and `key-file`".into(),
+                ));
+            }
+            if r.request_timeout_ms == 0 {
+                return Err((
+                    "schema-registry.request-timeout-ms".into(),
+                    "must be at least 1".into(),
+                ));
+            }
+            if r.cache_capacity == 0 {
+                return Err((
+                    "schema-registry.cache-capacity".into(),
+                    "must be at least 1".into(),
                 ));
             }
         }

@@ -17,6 +17,7 @@ use regex::Regex;
 pub use tokio_util::sync::CancellationToken;
 
 use crate::config::{ErrorPolicy, PipelineConfig, RouteConfig};
+use crate::decode::{Decoder, Formats};
 use crate::dlq::Dlq;
 use crate::registry::Registry;
 use crate::sink::Sink;
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     registry: Arc<Registry>,
     sink: Arc<Sink>,
     dlq: Option<Arc<Dlq>>,
+    /// Key/value decoding before the transform (schema registry formats).
+    decoder: Arc<Decoder>,
     metrics: Arc<Metrics>,
     acks: Arc<Acks>,
     pipeline: PipelineConfig,
@@ -48,6 +51,7 @@ struct RouteEntry {
     policy: ErrorPolicy,
     /// Held while a batch of the route is written (`serial-writes`).
     write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    formats: Formats,
 }
 
 /// What a partition worker needs of its route.
@@ -55,6 +59,8 @@ pub(crate) struct RouteOf {
     pub transform: String,
     pub policy: ErrorPolicy,
     pub write_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The key and value formats (`key-format`, `value-format`).
+    pub formats: Formats,
 }
 
 impl Shared {
@@ -64,6 +70,7 @@ impl Shared {
         registry: Arc<Registry>,
         sink: Arc<Sink>,
         dlq: Option<Arc<Dlq>>,
+        decoder: Arc<Decoder>,
         metrics: Arc<Metrics>,
         acks: Arc<Acks>,
         pipeline: PipelineConfig,
@@ -86,6 +93,7 @@ impl Shared {
                 write_lock: r
                     .serial_writes
                     .then(|| Arc::new(tokio::sync::Mutex::new(()))),
+                formats: Formats::of(r),
             });
         }
         Ok(Shared {
@@ -93,6 +101,7 @@ impl Shared {
             registry,
             sink,
             dlq,
+            decoder,
             metrics,
             acks,
             pipeline,
@@ -114,6 +123,7 @@ impl Shared {
                 transform: r.transform.clone(),
                 policy: r.policy,
                 write_lock: r.write_lock.clone(),
+                formats: r.formats,
             })
     }
 

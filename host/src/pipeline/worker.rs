@@ -39,6 +39,7 @@ pub(super) async fn run(
         transform,
         policy,
         write_lock,
+        formats,
     }) = shared.route(&topic)
     else {
         tracing::error!(
@@ -61,7 +62,7 @@ pub(super) async fn run(
         };
         let started = Instant::now();
         let size = batch.len();
-        let route = (transform.as_str(), policy, write_lock.as_deref());
+        let route = (transform.as_str(), policy, write_lock.as_deref(), formats);
         match process(&shared, route, &mut instance, &mut breaker, batch, &stop).await {
             Ok(next) => {
                 if !shared.acks.ack(&topic, partition, generation, next) {
@@ -144,9 +145,10 @@ struct Transformed {
 /// the whole batch), on a blocking thread, keeping the instance in `slot`.
 async fn transform_batch(
     shared: &Arc<Shared>,
-    transform: &str,
+    (transform, formats): (&str, crate::decode::Formats),
     slot: &mut Option<(u64, TransformInstance)>,
     batch: Vec<Message>,
+    stop: &CancellationToken,
 ) -> Result<Transformed, Stop> {
     let active: Active = shared
         .registry
@@ -168,7 +170,22 @@ async fn transform_batch(
             ("version", version.clone()),
         ])
         .clone();
-    let (instance, results, batch) = tokio::task::spawn_blocking(move || {
+    // Keys and values in a schema-registry format, as the JSON converter writes them.
+    let inputs = shared
+        .decoder
+        .batch(formats, &batch, stop)
+        .await
+        .map_err(|g| match g {
+            GiveUp::Stopped => Stop::Stopped,
+            GiveUp::Exhausted(m) | GiveUp::Permanent(m) => Stop::Fatal {
+                ack: None,
+                message: format!(
+                    "the schema registry failed after {} retries: {m}",
+                    shared.pipeline.max_retries
+                ),
+            },
+        })?;
+    let (instance, results, batch, inputs) = tokio::task::spawn_blocking(move || {
         let mut instance = match current {
             Some(i) => i,
             // The first worker after a swap takes the instance validation warmed up.
@@ -184,7 +201,21 @@ async fn transform_batch(
         };
         let results: Vec<Result<Vec<WriteOp>, CallError>> = batch
             .iter()
-            .map(|msg| {
+            .enumerate()
+            .map(|(i, original)| {
+                let msg = match inputs.get(i, original) {
+                    Ok(m) => m,
+                    Err(reason) => {
+                        return Err(CallError {
+                            transform: String::new(),
+                            topic: original.topic.clone(),
+                            partition: original.partition,
+                            offset: original.offset,
+                            kind: crate::engine::FailureKind::BadInput,
+                            message: reason.to_owned(),
+                        })
+                    }
+                };
                 let t = Instant::now();
                 let mut r = instance.transform(msg);
                 // A deadline, a memory cap or an instantiation may not fail
@@ -199,7 +230,7 @@ async fn transform_batch(
                 r
             })
             .collect();
-        Ok((instance, results, batch))
+        Ok((instance, results, batch, inputs))
     })
     .await
     .map_err(|e| Stop::Fatal {
@@ -236,9 +267,9 @@ async fn transform_batch(
         transform,
         results
             .iter()
-            .zip(&batch)
+            .zip(batch.iter().enumerate())
             .filter(|(r, _)| r.is_ok())
-            .map(|(_, m)| m),
+            .filter_map(|(_, (i, m))| inputs.get(i, m).ok()),
     );
     Ok(Transformed {
         version,
@@ -251,7 +282,12 @@ async fn transform_batch(
 /// the failed records. Returns the next offset to acknowledge.
 async fn process(
     shared: &Arc<Shared>,
-    (transform, policy, write_lock): (&str, ErrorPolicy, Option<&tokio::sync::Mutex<()>>),
+    (transform, policy, write_lock, formats): (
+        &str,
+        ErrorPolicy,
+        Option<&tokio::sync::Mutex<()>>,
+        crate::decode::Formats,
+    ),
     slot: &mut Option<(u64, TransformInstance)>,
     breaker: &mut Breaker,
     batch: Vec<Message>,
@@ -261,7 +297,7 @@ async fn process(
         version,
         results,
         batch,
-    } = transform_batch(shared, transform, slot, batch).await?;
+    } = transform_batch(shared, (transform, formats), slot, batch, stop).await?;
     let plan = policy::to_write(results, policy);
 
     // `serial-writes`: no other partition of the route writes meanwhile.
