@@ -172,6 +172,21 @@ impl Config {
                 ));
             }
         }
+        let names = self.route_names();
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() || names[..i].contains(n) {
+                return Err((
+                    format!("routes[{i}].name"),
+                    format!("route names must be unique and not empty (`{n}`)"),
+                ));
+            }
+        }
+        if self.status.stall_timeout_ms == 0 || self.status.progress_interval_ms == 0 {
+            return Err((
+                "status".into(),
+                "stall-timeout-ms and progress-interval-ms must be above 0".into(),
+            ));
+        }
         Ok(())
     }
 }
