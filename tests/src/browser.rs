@@ -22,7 +22,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
-use crate::smt_process::{http, wait_for};
+use crate::smt_process::wait_for;
 
 /// Where tests leave files for people (screenshots): `SMT_TEST_OUTPUT`, or
 /// `test-output/` in the target directory.
@@ -58,6 +58,15 @@ fn chromium() -> Result<PathBuf> {
         }
     }
     bail!("Chromium is missing: `apt-get install chromium` (scripts/setup does), or set SMT_CHROMIUM")
+}
+
+/// A WebSocket to DevTools at `url` (on `port` of the loopback interface).
+fn connect(url: &str, port: u16) -> Result<WebSocket<TcpStream>> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let (ws, _) = tungstenite::client(url, stream)
+        .map_err(|e| anyhow!("connecting to DevTools at {url}: {e}"))?;
+    Ok(ws)
 }
 
 /// A headless Chromium with one page, driven over CDP.
@@ -120,28 +129,24 @@ impl Browser {
             .nth(1)
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| anyhow!("unexpected DevTools address {browser_url}"))?;
-        let page_url = wait_for("chromium's page target", Duration::from_secs(30), || {
-            let (code, body) = http(port, "GET", "/json/list", None, b"", Duration::from_secs(5))?;
-            if code != 200 {
-                return Ok(None);
-            }
-            let targets: Value = serde_json::from_str(&body)?;
-            Ok(targets.as_array().and_then(|ts| {
+        // The page's socket: its target id from the browser's socket.
+        let mut browser = Browser {
+            child,
+            ws: connect(&browser_url, port)?,
+            next_id: 0,
+        };
+        let page = wait_for("chromium's page target", Duration::from_secs(30), || {
+            let targets = browser.call("Target.getTargets", json!({}))?;
+            Ok(targets["targetInfos"].as_array().and_then(|ts| {
                 ts.iter()
                     .find(|t| t["type"] == "page")
-                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                    .and_then(|t| t["targetId"].as_str())
                     .map(str::to_owned)
             }))
         })?;
-        let stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let (ws, _) = tungstenite::client(page_url.as_str(), stream)
-            .map_err(|e| anyhow!("connecting to the page's DevTools socket: {e}"))?;
-        let mut b = Browser {
-            child,
-            ws,
-            next_id: 0,
-        };
+        let _ = browser.ws.close(None);
+        browser.ws = connect(&format!("ws://127.0.0.1:{port}/devtools/page/{page}"), port)?;
+        let mut b = browser;
         b.call("Page.enable", json!({}))?;
         b.call("Runtime.enable", json!({}))?;
         Ok(b)

@@ -232,8 +232,12 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
             "{p}"
         );
     }
-    let (code, body) = smt.get("/ready").unwrap();
-    assert_eq!(code, 503, "/ready while stalled: {body}");
+    // `/ready` and the metric follow within the sampler's second.
+    let body = wait_for("/ready to answer 503", Duration::from_secs(10), || {
+        let (code, body) = smt.get("/ready")?;
+        Ok((code == 503).then_some(body))
+    })
+    .unwrap();
     assert!(body.contains("stalled") && body.contains(&topic), "{body}");
     assert!(smt.metric("smt_stalled_partitions", &[]).unwrap() >= 1.0);
     let (code, out, err) = smt_status(&smt, &["--token", TOKEN]);
@@ -252,7 +256,10 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
         .then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
-    assert_eq!(smt.get("/ready").unwrap().0, 200);
+    wait_for("/ready to answer 200 again", Duration::from_secs(10), || {
+        Ok((smt.get("/ready")?.0 == 200).then_some(()))
+    })
+    .unwrap();
     assert_eq!(smt.metric("smt_stalled_partitions", &[]).unwrap(), 0.0);
     let (code, out, err) = smt_status(&smt, &["--token", TOKEN]);
     assert_eq!(code, 0, "{out}{err}");

@@ -410,9 +410,20 @@ impl Sampler {
             let Some(i) = self.route_of(&key.0) else {
                 continue;
             };
-            let rate_p = match (p.done, base.and_then(|b| b.done.get(&key))) {
-                (Some(now_done), Some(then)) if dt >= 0.5 => {
-                    Some((now_done - then).max(0) as f64 / dt)
+            // From the oldest sample in the window that knows the partition
+            // (a partition assigned or first acknowledged meanwhile has fewer).
+            let last_at = latest.and_then(|l| l.at);
+            let then = history
+                .iter()
+                .filter(|s| match (s.at, last_at) {
+                    (Some(t), Some(l)) => l.duration_since(t) <= RATE_WINDOW,
+                    _ => false,
+                })
+                .find_map(|s| Some((s.at?, *s.done.get(&key)?)));
+            let rate_p = match (p.done, then, last_at) {
+                (Some(now_done), Some((t, then_done)), Some(l)) => {
+                    let span = l.duration_since(t).as_secs_f64();
+                    (span >= 0.5).then(|| (now_done - then_done).max(0) as f64 / span)
                 }
                 _ => None,
             };
