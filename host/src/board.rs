@@ -283,13 +283,25 @@ mod tests {
         let b = Board::new(10);
         b.assigned(&[key(0)]);
         b.watermarks("t", 0, -1, 100, 100);
-        assert_eq!(b.partitions()[&key(0)].lag(), Some(100), "librdkafka's figure before a position");
+        assert_eq!(
+            b.partitions()[&key(0)].lag(),
+            Some(100),
+            "librdkafka's figure before a position"
+        );
         b.watermarks("t", 0, 40, 100, 60);
         assert_eq!(b.partitions()[&key(0)].lag(), Some(60));
         b.progress("t", 0, 70);
-        assert_eq!(b.partitions()[&key(0)].lag(), Some(30), "acknowledged beyond committed");
+        assert_eq!(
+            b.partitions()[&key(0)].lag(),
+            Some(30),
+            "acknowledged beyond committed"
+        );
         b.progress("t", 0, 120);
-        assert_eq!(b.partitions()[&key(0)].lag(), Some(0), "statistics older than the acks");
+        assert_eq!(
+            b.partitions()[&key(0)].lag(),
+            Some(0),
+            "statistics older than the acks"
+        );
         // Partitions not assigned here are not tracked.
         b.watermarks("t", 9, 1, 2, 1);
         assert!(!b.partitions().contains_key(&key(9)));
@@ -305,10 +317,7 @@ mod tests {
         assert_eq!(p.stall(t0 + limit * 2, limit), None, "no lag, no stall");
         p.done = Some(5);
         assert_eq!(p.stall(t0 + limit / 2, limit), None, "not for long enough");
-        assert_eq!(
-            p.stall(t0 + limit, limit),
-            Some(Stall::NoProgress(limit))
-        );
+        assert_eq!(p.stall(t0 + limit, limit), Some(Stall::NoProgress(limit)));
         let mut q = Partition::new(t0);
         q.paused_since = Some(t0);
         assert_eq!(q.stall(t0 + limit, limit), Some(Stall::Paused(limit)));

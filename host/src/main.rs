@@ -82,7 +82,12 @@ enum Command {
         #[arg(long)]
         route: String,
         /// earliest, latest or an offset (the same for every partition).
-        #[arg(long, value_name = "earliest|latest|N", conflicts_with = "to_time", required_unless_present = "to_time")]
+        #[arg(
+            long,
+            value_name = "earliest|latest|N",
+            conflicts_with = "to_time",
+            required_unless_present = "to_time"
+        )]
         to_offset: Option<String>,
         /// The first record at or after this time: RFC 3339 or ms since the epoch.
         #[arg(long, value_name = "TIME")]

@@ -63,7 +63,9 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     if b[13] != b':' || b[16] != b':' {
@@ -252,18 +254,26 @@ pub struct Reset<'a> {
 /// no `smt` of the group runs. Refuses while the group has members.
 pub fn reset(config: &Config, r: &Reset<'_>) -> Result<Vec<Move>, MoveError> {
     let names = config.route_names();
-    let index = names.iter().position(|n| n == r.route).ok_or_else(|| {
-        MoveError::UnknownRoute(r.route.to_owned(), names.join(", "))
-    })?;
+    let index = names
+        .iter()
+        .position(|n| n == r.route)
+        .ok_or_else(|| MoveError::UnknownRoute(r.route.to_owned(), names.join(", ")))?;
     let matcher = TopicMatcher::new(&config.routes[index])
         .map_err(|e| MoveError::Kafka(format!("the route's topic-pattern: {e}")))?;
     let consumer: BaseConsumer = kafka::client_config(config, kafka::Role::Consumer)
         .create()
-        .map_err(|e| MoveError::Kafka(format!("cannot create a Kafka client: {}", kafka::creation_error(&e))))?;
+        .map_err(|e| {
+            MoveError::Kafka(format!(
+                "cannot create a Kafka client: {}",
+                kafka::creation_error(&e)
+            ))
+        })?;
     let group = &config.kafka.group_id;
     let groups = consumer
         .fetch_group_list(Some(group), r.timeout)
-        .map_err(|e| MoveError::Kafka(format!("cannot describe the consumer group `{group}`: {e}")))?;
+        .map_err(|e| {
+            MoveError::Kafka(format!("cannot describe the consumer group `{group}`: {e}"))
+        })?;
     if let Some(g) = groups.groups().iter().find(|g| g.name() == group.as_str()) {
         if !g.members().is_empty() {
             let clients: Vec<String> = g
@@ -319,7 +329,10 @@ mod tests {
         assert_eq!(Target::parse_offset("42"), Ok(Target::Offset(42)));
         assert!(Target::parse_offset("-1").is_err());
         assert!(Target::parse_offset("first").is_err());
-        assert_eq!(Target::parse_time("1700000000000"), Ok(Target::Time(1_700_000_000_000)));
+        assert_eq!(
+            Target::parse_time("1700000000000"),
+            Ok(Target::Time(1_700_000_000_000))
+        );
         assert_eq!(
             Target::parse_time("2023-11-14T22:13:20Z"),
             Ok(Target::Time(1_700_000_000_000))
@@ -336,7 +349,12 @@ mod tests {
             Target::parse_time("2024-02-29T12:00:00-00:30"),
             Ok(Target::Time(1_709_209_800_000))
         );
-        for bad in ["yesterday", "2023-13-01T00:00:00Z", "2023-11-14 22:13", "2023-11-14T22:13:20"] {
+        for bad in [
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14 22:13",
+            "2023-11-14T22:13:20",
+        ] {
             assert!(Target::parse_time(bad).is_err(), "{bad}");
         }
     }

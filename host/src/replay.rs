@@ -106,7 +106,9 @@ fn read_range<C: rdkafka::consumer::ConsumerContext>(
     if open.is_empty() {
         return Ok(());
     }
-    consumer.assign(tpl).context("assigning the partitions to read")?;
+    consumer
+        .assign(tpl)
+        .context("assigning the partitions to read")?;
     let mut last_progress = Instant::now();
     while !open.is_empty() {
         match consumer.poll(Duration::from_millis(200)) {
@@ -196,7 +198,12 @@ pub async fn replay(
     }
     let consumer: BaseConsumer = kafka::client_config(config, kafka::Role::Consumer)
         .create()
-        .map_err(|e| anyhow!("cannot create a Kafka client: {}", kafka::creation_error(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot create a Kafka client: {}",
+                kafka::creation_error(&e)
+            )
+        })?;
 
     // 1. The DLQ range.
     let dlq_topic = &dlq_config.topic;
@@ -212,17 +219,33 @@ pub async fn replay(
     if keys.is_empty() {
         bail!("the DLQ topic `{dlq_topic}` does not exist");
     }
-    let from = offsets::plan(&consumer, &keys, opts.from.unwrap_or(Target::Earliest), opts.timeout)?;
-    let to = offsets::plan(&consumer, &keys, opts.to.unwrap_or(Target::Latest), opts.timeout)?;
+    let from = offsets::plan(
+        &consumer,
+        &keys,
+        opts.from.unwrap_or(Target::Earliest),
+        opts.timeout,
+    )?;
+    let to = offsets::plan(
+        &consumer,
+        &keys,
+        opts.to.unwrap_or(Target::Latest),
+        opts.timeout,
+    )?;
     let ends: HashMap<(String, i32), i64> = to
         .iter()
         .map(|m| ((m.topic.clone(), m.partition), m.to))
         .collect();
     let mut dead = Vec::new();
     let mut report = Report::default();
-    read_range(&consumer, &offsets::to_commit(&from), &ends, opts.timeout, |m| {
-        dead.push(crate::source::owned(m));
-    })?;
+    read_range(
+        &consumer,
+        &offsets::to_commit(&from),
+        &ends,
+        opts.timeout,
+        |m| {
+            dead.push(crate::source::owned(m));
+        },
+    )?;
 
     // 2. Origins and routes; 3. per source partition, in offset order.
     let mut groups: BTreeMap<(String, i32), BTreeMap<i64, (Dead, usize)>> = BTreeMap::new();
@@ -230,7 +253,11 @@ pub async fn replay(
         match rebuild(d) {
             Err(m) => {
                 let where_ = at(&m.topic, m.partition, m.offset);
-                writeln!(out, "{}", json!({"dlq": where_, "action": "ignore", "reason": "no origin headers (smt.source.topic/partition/offset)"}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"dlq": where_, "action": "ignore", "reason": "no origin headers (smt.source.topic/partition/offset)"})
+                )?;
                 report.no_origin.push(where_);
             }
             Ok(d) => {
@@ -274,7 +301,9 @@ pub async fn replay(
         }
         read_range(&consumer, &scan, &scan_ends, opts.timeout, |m| {
             let (t, p, o) = (m.topic().to_owned(), m.partition(), m.offset());
-            let replayed = groups.get(&(t.clone(), p)).is_some_and(|g| g.contains_key(&o));
+            let replayed = groups
+                .get(&(t.clone(), p))
+                .is_some_and(|g| g.contains_key(&o));
             if let (Some(k), false) = (m.key(), replayed) {
                 let e = newer.entry((t, p, k.to_vec())).or_insert(o);
                 *e = (*e).max(o);
@@ -309,7 +338,11 @@ pub async fn replay(
                 .filter(|n| **n > offset)
             {
                 let newer_at = at(&topic, partition, *n);
-                writeln!(out, "{}", json!({"topic": topic, "partition": partition, "offset": offset, "dlq": d.dlq_at, "route": route_name, "action": "skip", "reason": format!("a newer record of the same key ({newer_at}) was already written: replaying this one would overwrite newer data")}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"topic": topic, "partition": partition, "offset": offset, "dlq": d.dlq_at, "route": route_name, "action": "skip", "reason": format!("a newer record of the same key ({newer_at}) was already written: replaying this one would overwrite newer data")})
+                )?;
                 report.skipped_newer.push((source_at, newer_at));
                 continue;
             }
@@ -330,7 +363,8 @@ pub async fn replay(
             match instance.transform(&d.original) {
                 Ok(record_ops) => {
                     line["action"] = json!(if opts.dry_run { "would-write" } else { "write" });
-                    line["ops"] = Value::Array(record_ops.iter().map(WriteOp::to_extjson).collect());
+                    line["ops"] =
+                        Value::Array(record_ops.iter().map(WriteOp::to_extjson).collect());
                     let index = batch.len();
                     ops.extend(record_ops.into_iter().map(|op| (index, op)));
                     batch.push((d, transform.clone(), version));
@@ -338,19 +372,29 @@ pub async fn replay(
                 Err(e) => {
                     line["action"] = json!("fail");
                     line["error"] = json!({"kind": e.kind.as_str(), "message": e.message});
-                    report.failed_again.push((source_at, format!("{}: {}", e.kind.as_str(), e.message)));
+                    report
+                        .failed_again
+                        .push((source_at, format!("{}: {}", e.kind.as_str(), e.message)));
                     if let Some(dlq) = &dlq {
-                        send_back(dlq, d, transform, &version, e.kind.as_str(), &e.message, &stop).await?;
+                        send_back(
+                            dlq,
+                            d,
+                            transform,
+                            &version,
+                            e.kind.as_str(),
+                            &e.message,
+                            &stop,
+                        )
+                        .await?;
                     }
                 }
             }
             writeln!(out, "{line}")?;
         }
         let failures = match &sink {
-            Some(sink) => sink
-                .write(&ops, &stop)
-                .await
-                .map_err(|g| anyhow!("writing the replayed records of {topic}/{partition}: {g:?}"))?,
+            Some(sink) => sink.write(&ops, &stop).await.map_err(|g| {
+                anyhow!("writing the replayed records of {topic}/{partition}: {g:?}")
+            })?,
             None => Vec::new(),
         };
         let failed: HashMap<usize, String> = failures
@@ -362,10 +406,17 @@ pub async fn replay(
             match failed.get(&i) {
                 None => report.replayed.push(source_at),
                 Some(message) => {
-                    writeln!(out, "{}", json!({"topic": topic, "partition": partition, "offset": d.original.offset, "action": "fail", "error": {"kind": "write-error", "message": message}}))?;
-                    report.failed_again.push((source_at, format!("write-error: {message}")));
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"topic": topic, "partition": partition, "offset": d.original.offset, "action": "fail", "error": {"kind": "write-error", "message": message}})
+                    )?;
+                    report
+                        .failed_again
+                        .push((source_at, format!("write-error: {message}")));
                     if let Some(dlq) = &dlq {
-                        send_back(dlq, d, &transform, &version, "write-error", message, &stop).await?;
+                        send_back(dlq, d, &transform, &version, "write-error", message, &stop)
+                            .await?;
                     }
                 }
             }
@@ -469,7 +520,11 @@ mod tests {
         .ok()
         .unwrap();
         assert_eq!(
-            (d.original.topic.as_str(), d.original.partition, d.original.offset),
+            (
+                d.original.topic.as_str(),
+                d.original.partition,
+                d.original.offset
+            ),
             ("orders", 3, 42)
         );
         assert_eq!(d.attempt, 2);

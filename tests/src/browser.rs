@@ -57,7 +57,9 @@ fn chromium() -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("Chromium is missing: `apt-get install chromium` (scripts/setup does), or set SMT_CHROMIUM")
+    bail!(
+        "Chromium is missing: `apt-get install chromium` (scripts/setup does), or set SMT_CHROMIUM"
+    )
 }
 
 /// A WebSocket to DevTools at `url` (on `port` of the loopback interface).
@@ -161,7 +163,10 @@ impl Browser {
             .send(Message::Text(text.into()))
             .with_context(|| format!("sending {method}"))?;
         loop {
-            let msg = self.ws.read().with_context(|| format!("reading the answer to {method}"))?;
+            let msg = self
+                .ws
+                .read()
+                .with_context(|| format!("reading the answer to {method}"))?;
             let Message::Text(t) = msg else { continue };
             let v: Value = serde_json::from_str(t.as_str())?;
             if v["id"] != json!(id) {
@@ -205,7 +210,10 @@ impl Browser {
 
     /// The value of attribute `name` of the first element matching `selector`.
     pub fn attribute(&mut self, selector: &str, name: &str) -> Result<Option<String>> {
-        let (sel, name) = (serde_json::to_string(selector)?, serde_json::to_string(name)?);
+        let (sel, name) = (
+            serde_json::to_string(selector)?,
+            serde_json::to_string(name)?,
+        );
         let v = self.eval(&format!(
             "(() => {{ const e = document.querySelector({sel}); return e ? e.getAttribute({name}) : null; }})()"
         ))?;

@@ -105,7 +105,8 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ve
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10))
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
         .expect("the committed offsets");
     got.elements()
         .iter()

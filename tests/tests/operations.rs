@@ -28,7 +28,11 @@ fn keyed(topic: &str, n: usize) -> Vec<Record> {
     (0..n)
         .map(|i| {
             let key = format!("k{i:04}");
-            record(topic, Some(key.as_bytes()), Some(format!(r#"{{"n":{i}}}"#).as_bytes()))
+            record(
+                topic,
+                Some(key.as_bytes()),
+                Some(format!(r#"{{"n":{i}}}"#).as_bytes()),
+            )
         })
         .collect()
 }
@@ -53,12 +57,25 @@ async fn stamps(uri: &str, db: &str) -> BTreeMap<String, (i64, String)> {
 }
 
 /// Waits until every one of the `RECORDS` documents has version `v` and `tag`.
-fn wait_all(rt: &tokio::runtime::Runtime, uri: &str, db: &str, v: i64, tag: &str, smt: Option<&Smt>) {
-    wait_for(&format!("{RECORDS} documents with v={v} tag={tag}"), CONVERGE, || {
-        let docs = rt.block_on(stamps(uri, db));
-        Ok((docs.len() == RECORDS && docs.values().all(|(dv, dt)| *dv == v && dt == tag))
-            .then_some(()))
-    })
+fn wait_all(
+    rt: &tokio::runtime::Runtime,
+    uri: &str,
+    db: &str,
+    v: i64,
+    tag: &str,
+    smt: Option<&Smt>,
+) {
+    wait_for(
+        &format!("{RECORDS} documents with v={v} tag={tag}"),
+        CONVERGE,
+        || {
+            let docs = rt.block_on(stamps(uri, db));
+            Ok(
+                (docs.len() == RECORDS && docs.values().all(|(dv, dt)| *dv == v && dt == tag))
+                    .then_some(()),
+            )
+        },
+    )
     .unwrap_or_else(|e| {
         panic!(
             "{e:#}\n{}",
@@ -78,7 +95,10 @@ fn rewind(smt: &Smt, route: &str, query: &str, token: Option<&str>) -> (u16, Val
         Duration::from_secs(90),
     )
     .unwrap();
-    (code, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 /// `smt reset --config <config> <args>`: (exit code, stdout + stderr).
@@ -136,7 +156,10 @@ fn a_fixed_transform_reprocesses_a_rewound_route_live_and_offline() {
     let (code, body) = http(
         smt.admin_port,
         "PUT",
-        &format!("/transforms/vt?config={}", "%7B%22v%22%3A2%2C%22collection%22%3A%22docs%22%7D"),
+        &format!(
+            "/transforms/vt?config={}",
+            "%7B%22v%22%3A2%2C%22collection%22%3A%22docs%22%7D"
+        ),
         Some(TOKEN),
         &fixed,
         Duration::from_secs(60),
@@ -148,7 +171,13 @@ fn a_fixed_transform_reprocesses_a_rewound_route_live_and_offline() {
     // Bad input changes nothing.
     let before = committed(&s.brokers(), &group, &topic, 1);
     for (route, query, token, status, says) in [
-        ("nope", "to=earliest", Some(TOKEN), 404, "no route named `nope`"),
+        (
+            "nope",
+            "to=earliest",
+            Some(TOKEN),
+            404,
+            "no route named `nope`",
+        ),
         ("vt", "to=5000", Some(TOKEN), 422, "out of range"),
         ("vt", "to=-3", Some(TOKEN), 400, "not an offset"),
         ("vt", "to=1&time=2", Some(TOKEN), 400, "exactly one"),
@@ -160,14 +189,22 @@ fn a_fixed_transform_reprocesses_a_rewound_route_live_and_offline() {
         assert_eq!(code, status, "{route}?{query}: {body}");
         assert!(body.to_string().contains(says), "{route}?{query}: {body}");
     }
-    assert_eq!(committed(&s.brokers(), &group, &topic, 1), before, "nothing moved");
+    assert_eq!(
+        committed(&s.brokers(), &group, &topic, 1),
+        before,
+        "nothing moved"
+    );
     let docs = rt.block_on(stamps(&s.mongodb_uri(), &db));
     assert!(docs.values().all(|(v, _)| *v == 1), "nothing reprocessed");
     // The offline reset refuses while the group has a member.
     let (code, out) = reset(&smt.config, &["--route", "vt", "--to-offset", "earliest"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("active member"), "{out}");
-    assert_eq!(committed(&s.brokers(), &group, &topic, 1), before, "nothing moved");
+    assert_eq!(
+        committed(&s.brokers(), &group, &topic, 1),
+        before,
+        "nothing moved"
+    );
 
     // Rewind 1,000 records live: the documents converge to the fixed mapping.
     let (code, body) = rewind(&smt, "vt", &format!("to={}", 0), Some(TOKEN));
@@ -181,10 +218,9 @@ fn a_fixed_transform_reprocesses_a_rewound_route_live_and_offline() {
         Ok((committed(&s.brokers(), &group, &topic, 1) == [Some(RECORDS as i64)]).then_some(()))
     })
     .unwrap();
-    assert!(smt
-        .log_text()
-        .lines()
-        .any(|l| l.contains("smt::audit") && l.contains("action=\"rewind\"") && l.contains("outcome=\"rewound\"")));
+    assert!(smt.log_text().lines().any(|l| l.contains("smt::audit")
+        && l.contains("action=\"rewind\"")
+        && l.contains("outcome=\"rewound\"")));
     smt.terminate(Duration::from_secs(30)).unwrap();
 
     // Offline: the config file now gives v=3 of the fixed module; reset, start, converge.
@@ -196,22 +232,44 @@ fn a_fixed_transform_reprocesses_a_rewound_route_live_and_offline() {
     )
     .unwrap();
     for (args, says) in [
-        (&["--route", "nope", "--to-offset", "earliest"][..], "no route named `nope`"),
-        (&["--route", "vt", "--to-offset", "1001"][..], "out of range"),
-        (&["--route", "vt", "--to-offset", "soon"][..], "not an offset"),
+        (
+            &["--route", "nope", "--to-offset", "earliest"][..],
+            "no route named `nope`",
+        ),
+        (
+            &["--route", "vt", "--to-offset", "1001"][..],
+            "out of range",
+        ),
+        (
+            &["--route", "vt", "--to-offset", "soon"][..],
+            "not an offset",
+        ),
         (&["--route", "vt"][..], "--to-offset"),
     ] {
         let (code, out) = reset(&config_path, args);
         assert_ne!(code, 0, "{args:?}: {out}");
         assert!(out.contains(says), "{args:?}: {out}");
     }
-    assert_eq!(committed(&s.brokers(), &group, &topic, 1), [Some(RECORDS as i64)]);
-    let (code, out) = reset(&config_path, &["--route", "vt", "--to-offset", "500", "--dry-run"]);
+    assert_eq!(
+        committed(&s.brokers(), &group, &topic, 1),
+        [Some(RECORDS as i64)]
+    );
+    let (code, out) = reset(
+        &config_path,
+        &["--route", "vt", "--to-offset", "500", "--dry-run"],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("{topic}/0: 1000 -> 500")), "{out}");
-    assert_eq!(committed(&s.brokers(), &group, &topic, 1), [Some(RECORDS as i64)], "a dry run moves nothing");
+    assert_eq!(
+        committed(&s.brokers(), &group, &topic, 1),
+        [Some(RECORDS as i64)],
+        "a dry run moves nothing"
+    );
     // A time before every record: the beginning.
-    let (code, out) = reset(&config_path, &["--route", "vt", "--to-time", "2000-01-01T00:00:00Z"]);
+    let (code, out) = reset(
+        &config_path,
+        &["--route", "vt", "--to-time", "2000-01-01T00:00:00Z"],
+    );
     assert_eq!(code, 0, "{out}");
     assert_eq!(committed(&s.brokers(), &group, &topic, 1), [Some(0)]);
     let mut smt = Smt::start_with_env(&dir.0, "smt2", &config(3), &env).unwrap();
@@ -306,7 +364,12 @@ fn dlq_replay_writes_the_fixed_records_in_order_and_never_older_over_newer() {
     .unwrap();
     smt.terminate(Duration::from_secs(30)).unwrap();
     // A stray record in the DLQ, without origin headers (DLQ offset 11).
-    produce(&s.brokers(), &dlq, &[record(&dlq, Some(b"stray"), Some(b"x"))]).unwrap();
+    produce(
+        &s.brokers(),
+        &dlq,
+        &[record(&dlq, Some(b"stray"), Some(b"x"))],
+    )
+    .unwrap();
 
     // The fixed config file.
     let config_path = dir.0.join("fixed.toml");
@@ -331,7 +394,10 @@ fn dlq_replay_writes_the_fixed_records_in_order_and_never_older_over_newer() {
     }
     // A dry run says what would happen and writes nothing.
     let (code, out, err) = dlq_replay(&config_path, &["--dry-run"]);
-    assert_eq!(code, 1, "a record fails again, one has no origin: {out}{err}");
+    assert_eq!(
+        code, 1,
+        "a record fails again, one has no origin: {out}{err}"
+    );
     let lines: Vec<Value> = out
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -346,12 +412,24 @@ fn dlq_replay_writes_the_fixed_records_in_order_and_never_older_over_newer() {
     assert_eq!(actions("would-write"), (3..10).collect::<Vec<_>>(), "{out}");
     assert_eq!(actions("skip"), [0, 1, 2], "{out}");
     assert_eq!(actions("fail"), [10], "{out}");
-    assert!(lines.iter().any(|l| l["action"] == "ignore" && l["dlq"] == json!(format!("{dlq}/0@11"))), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["action"] == "ignore" && l["dlq"] == json!(format!("{dlq}/0@11"))),
+        "{out}"
+    );
     let written = lines.iter().find(|l| l["offset"] == json!(5)).unwrap();
     assert_eq!(written["ops"][0]["op"], "replace-one", "{written}");
-    assert_eq!(written["ops"][0]["replacement"]["_id"], "k0005", "{written}");
+    assert_eq!(
+        written["ops"][0]["replacement"]["_id"], "k0005",
+        "{written}"
+    );
     assert!(out.contains("would replay 7 record(s); skipped 3"), "{out}");
-    assert_eq!(rt.block_on(origins(&s.mongodb_uri(), &db)), before, "a dry run writes nothing");
+    assert_eq!(
+        rt.block_on(origins(&s.mongodb_uri(), &db)),
+        before,
+        "a dry run writes nothing"
+    );
     assert_eq!(smt_tests::kafka::topic_len(&s.brokers(), &dlq).unwrap(), 12);
 
     // The replay: k0003..k0009 written from their original offsets; the
@@ -360,14 +438,21 @@ fn dlq_replay_writes_the_fixed_records_in_order_and_never_older_over_newer() {
     let (code, out, err) = dlq_replay(&config_path, &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("replayed 7 record(s); skipped 3 (a newer record of the key was written); failed again 1; without origin headers 1"), "{out}");
-    assert!(out.contains(&format!("skipped {topic}/0@0: newer {topic}/0@11")), "{out}");
+    assert!(
+        out.contains(&format!("skipped {topic}/0@0: newer {topic}/0@11")),
+        "{out}"
+    );
     let after = rt.block_on(origins(&s.mongodb_uri(), &db));
     let mut expected = newer.clone();
     expected.extend((3..10).map(|i| (format!("k{i:04}"), i)));
     assert_eq!(after, expected);
     let dead = smt_tests::kafka::read_all(s, &dlq, 13, Duration::from_secs(30)).unwrap();
     let back = &dead[12];
-    assert_eq!(back.header("smt.replay.attempt").as_deref(), Some("1"), "{back:?}");
+    assert_eq!(
+        back.header("smt.replay.attempt").as_deref(),
+        Some("1"),
+        "{back:?}"
+    );
     assert_eq!(back.header("smt.source.offset").as_deref(), Some("10"));
     assert_eq!(back.header("smt.error.kind").as_deref(), Some("bad-input"));
 }

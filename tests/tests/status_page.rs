@@ -28,8 +28,7 @@ fn keyed(topic: &str, from: usize, n: usize, partitions: i32) -> Vec<Record> {
         .map(|i| {
             let key = format!("k{i}");
             let value = format!(r#"{{"n":{i}}}"#);
-            record(topic, Some(key.as_bytes()), Some(value.as_bytes()))
-                .at(i as i32 % partitions, 0)
+            record(topic, Some(key.as_bytes()), Some(value.as_bytes())).at(i as i32 % partitions, 0)
         })
         .collect()
 }
@@ -101,7 +100,10 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
         .transform("vt", &module_path, json!({"v": 1, "collection": "docs"}))
         .route(&topic, "vt", "dlq")
         .dlq(&dlq)
-        .set(&["kafka", "properties", "statistics.interval.ms"], json!("1000"))
+        .set(
+            &["kafka", "properties", "statistics.interval.ms"],
+            json!("1000"),
+        )
         .set(&["status", "stall-timeout-ms"], json!(3000))
         .set(&["status", "progress-lag"], json!(100))
         .set(&["status", "progress-interval-ms"], json!(1000))
@@ -111,7 +113,15 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
     smt.wait_assigned(START).unwrap();
 
     // The report needs the token, like the transform routes.
-    let (code, _) = http(smt.admin_port, "GET", "/status", None, b"", Duration::from_secs(5)).unwrap();
+    let (code, _) = http(
+        smt.admin_port,
+        "GET",
+        "/status",
+        None,
+        b"",
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 401, "GET /status without the token");
 
     // While catching up: a rate, a lag and an ETA.
@@ -183,9 +193,15 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
     // The catch-up progress lines: one per route, not per partition.
     let log = smt.log_text();
     let progress: Vec<&str> = log.lines().filter(|l| l.contains("Catching up")).collect();
-    assert!(!progress.is_empty(), "no catch-up line:\n{}", tail(&log, 3000));
     assert!(
-        progress.iter().all(|l| l.contains("route=vt") && l.contains("eta=")),
+        !progress.is_empty(),
+        "no catch-up line:\n{}",
+        tail(&log, 3000)
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|l| l.contains("route=vt") && l.contains("eta=")),
         "{progress:?}"
     );
     assert!(log.contains("Caught up."), "{}", tail(&log, 3000));
@@ -195,9 +211,18 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no stalled partition"), "{out}");
     assert!(out.contains(&short_hash(&module)), "{out}");
-    assert!(out.contains(&format!("{topic}/0")) && out.contains(&format!("{topic}/1")), "{out}");
-    assert!(out.contains(&format!("{topic}/0@2")), "the last errors: {out}");
-    assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "the token is never printed");
+    assert!(
+        out.contains(&format!("{topic}/0")) && out.contains(&format!("{topic}/1")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{topic}/0@2")),
+        "the last errors: {out}"
+    );
+    assert!(
+        !out.contains(TOKEN) && !err.contains(TOKEN),
+        "the token is never printed"
+    );
     let (code, out, _) = smt_status(&smt, &["--token", TOKEN, "--json"]);
     assert_eq!(code, 0);
     let parsed: Value = serde_json::from_str(&out).unwrap();
@@ -212,7 +237,12 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
 
     // MongoDB unreachable while records arrive: the partitions stall.
     proxy.set_down(true);
-    produce(&s.brokers(), &topic, &keyed(&topic, backlog, 100, partitions)).unwrap();
+    produce(
+        &s.brokers(),
+        &topic,
+        &keyed(&topic, backlog, 100, partitions),
+    )
+    .unwrap();
     let report = wait_for("a stalled partition", Duration::from_secs(60), || {
         let r = status(&smt)?;
         Ok((r["pipeline"]["stalled"] == json!(true)).then_some(r))
@@ -227,10 +257,7 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
     assert!(!stalled.is_empty());
     for p in &stalled {
         assert!(p["lag"].as_i64().unwrap() > 0, "{p}");
-        assert!(
-            p["stall"].as_str().unwrap().contains("no progress"),
-            "{p}"
-        );
+        assert!(p["stall"].as_str().unwrap().contains("no progress"), "{p}");
     }
     // `/ready` and the metric follow within the sampler's second.
     let body = wait_for("/ready to answer 503", Duration::from_secs(10), || {
@@ -247,18 +274,24 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
 
     // MongoDB back: progress, no stall, exit 0 again.
     proxy.set_down(false);
-    wait_for("the stall to clear and the lag to reach 0", CONVERGE, || {
-        let r = status(&smt)?;
-        let x = route(&r);
-        Ok((r["pipeline"]["stalled"] == json!(false)
-            && x["records_out_total"] == json!(total + 100)
-            && x["lag"] == json!(0))
-        .then_some(()))
-    })
+    wait_for(
+        "the stall to clear and the lag to reach 0",
+        CONVERGE,
+        || {
+            let r = status(&smt)?;
+            let x = route(&r);
+            Ok((r["pipeline"]["stalled"] == json!(false)
+                && x["records_out_total"] == json!(total + 100)
+                && x["lag"] == json!(0))
+            .then_some(()))
+        },
+    )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
-    wait_for("/ready to answer 200 again", Duration::from_secs(10), || {
-        Ok((smt.get("/ready")?.0 == 200).then_some(()))
-    })
+    wait_for(
+        "/ready to answer 200 again",
+        Duration::from_secs(10),
+        || Ok((smt.get("/ready")?.0 == 200).then_some(())),
+    )
     .unwrap();
     assert_eq!(smt.metric("smt_stalled_partitions", &[]).unwrap(), 0.0);
     let (code, out, err) = smt_status(&smt, &["--token", TOKEN]);
@@ -280,7 +313,10 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
     let config = ConfigBuilder::new(&s.brokers(), &s.mongodb_uri(), &unique_name("db"))
         .transform("vt", &module_path, json!({"v": 1, "collection": "docs"}))
         .route(&topic, "vt", "fail")
-        .set(&["kafka", "properties", "statistics.interval.ms"], json!("1000"))
+        .set(
+            &["kafka", "properties", "statistics.interval.ms"],
+            json!("1000"),
+        )
         .build();
     let env = [("SMT_ADMIN__TOKEN", TOKEN), ("NO_COLOR", "1")];
     let mut smt = Smt::start_with_env(&dir.0, "smt", &config, &env).unwrap();
@@ -301,13 +337,21 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
     let url = format!("http://127.0.0.1:{}/", smt.admin_port);
     b.open(&url).unwrap();
     // Without the token the page shows nothing but the request for it.
-    b.wait_until("the page to ask for the token", Duration::from_secs(20), |b| {
-        Ok(b.text("#banner")?
-            .filter(|t| t.contains("needs the admin token"))
-            .map(|_| ()))
-    })
+    b.wait_until(
+        "the page to ask for the token",
+        Duration::from_secs(20),
+        |b| {
+            Ok(b.text("#banner")?
+                .filter(|t| t.contains("needs the admin token"))
+                .map(|_| ()))
+        },
+    )
     .unwrap();
-    assert_eq!(b.eval("document.querySelectorAll('#routes tbody tr').length").unwrap(), json!(0));
+    assert_eq!(
+        b.eval("document.querySelectorAll('#routes tbody tr').length")
+            .unwrap(),
+        json!(0)
+    );
     b.type_into("#token", TOKEN).unwrap();
     b.click("#save-token").unwrap();
 
@@ -317,8 +361,12 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
     let producer_topic = topic.clone();
     let producer = std::thread::spawn(move || {
         for chunk in 0..20 {
-            produce(&brokers, &producer_topic, &keyed(&producer_topic, chunk * 200, 200, partitions))
-                .unwrap();
+            produce(
+                &brokers,
+                &producer_topic,
+                &keyed(&producer_topic, chunk * 200, 200, partitions),
+            )
+            .unwrap();
         }
     });
     let out_total = |b: &mut Browser| -> anyhow::Result<Option<u64>> {
@@ -330,9 +378,11 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
             Ok(out_total(b)?.filter(|n| *n > 0))
         })
         .unwrap();
-    b.wait_until("the records-out number to move", Duration::from_secs(60), |b| {
-        Ok(out_total(b)?.filter(|n| *n > first))
-    })
+    b.wait_until(
+        "the records-out number to move",
+        Duration::from_secs(60),
+        |b| Ok(out_total(b)?.filter(|n| *n > first)),
+    )
     .unwrap();
     b.wait_until("a records-in rate above 0", Duration::from_secs(30), |b| {
         Ok(b.text("[data-testid=in-rate-vt]")?
@@ -342,7 +392,10 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
     .unwrap();
     let shot = output_dir().join("status-page.png");
     b.screenshot(&shot).unwrap();
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a real screenshot");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a real screenshot"
+    );
     eprintln!("status page screenshot: {}", shot.display());
     producer.join().unwrap();
 
@@ -354,11 +407,15 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
     assert_eq!(
-        b.text("[data-testid=active-vt] [data-role=version]").unwrap().as_deref(),
+        b.text("[data-testid=active-vt] [data-role=version]")
+            .unwrap()
+            .as_deref(),
         Some(short_hash(&v2).as_str())
     );
     assert_eq!(
-        b.text("[data-testid=previous-vt] [data-role=version]").unwrap().as_deref(),
+        b.text("[data-testid=previous-vt] [data-role=version]")
+            .unwrap()
+            .as_deref(),
         Some(short_hash(&v1).as_str())
     );
     let partition_rows = b
@@ -368,21 +425,35 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
 
     // Rollback: one click arms it, the second (on "Confirm rollback") does it.
     b.click("[data-testid=rollback-vt]").unwrap();
-    b.wait_until("the rollback to ask for confirmation", Duration::from_secs(10), |b| {
-        Ok(b.text("[data-testid=rollback-vt]")?
-            .filter(|t| t == "Confirm rollback")
-            .map(|_| ()))
-    })
+    b.wait_until(
+        "the rollback to ask for confirmation",
+        Duration::from_secs(10),
+        |b| {
+            Ok(b.text("[data-testid=rollback-vt]")?
+                .filter(|t| t == "Confirm rollback")
+                .map(|_| ()))
+        },
+    )
     .unwrap();
     b.click("[data-testid=rollback-vt]").unwrap();
     b.wait_until("the page to show v1 active", Duration::from_secs(30), |b| {
-        Ok((b.text("[data-testid=active-vt] [data-role=version]")?.as_deref()
+        Ok((b
+            .text("[data-testid=active-vt] [data-role=version]")?
+            .as_deref()
             == Some(short_hash(&v1).as_str()))
         .then_some(()))
     })
     .unwrap();
     let transforms = |smt: &Smt| -> Value {
-        let (code, body) = http(smt.admin_port, "GET", "/transforms/vt", Some(TOKEN), b"", Duration::from_secs(10)).unwrap();
+        let (code, body) = http(
+            smt.admin_port,
+            "GET",
+            "/transforms/vt",
+            Some(TOKEN),
+            b"",
+            Duration::from_secs(10),
+        )
+        .unwrap();
         assert_eq!(code, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     };
@@ -393,18 +464,28 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
     // Config change through the page.
     b.click("[data-testid=config-vt]").unwrap();
     b.wait_until("the config editor", Duration::from_secs(10), |b| {
-        Ok((b.eval("document.getElementById('config-editor').hidden")? == json!(false)).then_some(()))
+        Ok(
+            (b.eval("document.getElementById('config-editor').hidden")? == json!(false))
+                .then_some(()),
+        )
     })
     .unwrap();
     // Replace the whole text as a user would: select all, type.
-    b.eval("(() => { const t = document.getElementById('config-text'); t.focus(); t.select(); })()")
-        .unwrap();
-    b.call("Input.insertText", json!({"text": r#"{"v": 7, "collection": "docs"}"#}))
-        .unwrap();
+    b.eval(
+        "(() => { const t = document.getElementById('config-text'); t.focus(); t.select(); })()",
+    )
+    .unwrap();
+    b.call(
+        "Input.insertText",
+        json!({"text": r#"{"v": 7, "collection": "docs"}"#}),
+    )
+    .unwrap();
     b.click("#config-apply").unwrap();
-    wait_for("the config from the page to be active", Duration::from_secs(30), || {
-        Ok((transforms(&smt)["active"]["config"]["v"] == json!(7)).then_some(()))
-    })
+    wait_for(
+        "the config from the page to be active",
+        Duration::from_secs(30),
+        || Ok((transforms(&smt)["active"]["config"]["v"] == json!(7)).then_some(())),
+    )
     .unwrap();
     let message = b.text("#message").unwrap().unwrap_or_default();
     assert!(message.contains("Config of vt"), "{message}");

@@ -298,15 +298,23 @@ mod tests {
             ("127.0.0.1:9464", "null"),
             ("evil.example:9464", "http://evil.example:9464"),
         ] {
-            let h = headers(&[("host", host), ("origin", origin), ("authorization", "Bearer t")]);
+            let h = headers(&[
+                ("host", host),
+                ("origin", origin),
+                ("authorization", "Bearer t"),
+            ]);
             assert!(
-                g.check(&Method::POST, "/transforms/x/rollback", &h).is_some(),
+                g.check(&Method::POST, "/transforms/x/rollback", &h)
+                    .is_some(),
                 "{host} {origin}"
             );
         }
         // The page's own requests still need the token.
         let no_token = headers(&[("host", "localhost:1"), ("origin", "http://localhost:1")]);
-        assert_eq!(g.check(&Method::GET, "/status", &no_token), Some(Refusal::Token));
+        assert_eq!(
+            g.check(&Method::GET, "/status", &no_token),
+            Some(Refusal::Token)
+        );
         assert_eq!(g.check(&Method::GET, "/", &no_token), None);
         assert_eq!(g.check(&Method::GET, "/status.js", &no_token), None);
     }

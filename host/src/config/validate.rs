@@ -89,7 +89,10 @@ impl Config {
             ));
         }
         if p.breaker_window == 0 {
-            return Err(("pipeline.breaker-window".into(), "must be at least 1".into()));
+            return Err((
+                "pipeline.breaker-window".into(),
+                "must be at least 1".into(),
+            ));
         }
         if p.retry_backoff_ms == 0 || p.retry_backoff_max_ms < p.retry_backoff_ms {
             return Err((

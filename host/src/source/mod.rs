@@ -554,12 +554,9 @@ impl SourceContext {
         self.stop_partitions(consumer, Some(&keys));
         let mut failed = Vec::new();
         for m in &moves {
-            if let Err(e) = consumer.seek(
-                &m.topic,
-                m.partition,
-                Offset::Offset(m.to),
-                REWIND_TIMEOUT,
-            ) {
+            if let Err(e) =
+                consumer.seek(&m.topic, m.partition, Offset::Offset(m.to), REWIND_TIMEOUT)
+            {
                 failed.push(format!("{}/{}: {e}", m.topic, m.partition));
             }
         }

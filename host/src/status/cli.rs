@@ -98,7 +98,10 @@ pub fn render(r: &Report) -> String {
         if p.ready { "ready" } else { "not ready" },
         if p.failed { "FAILED" } else { "running" },
         if p.stalled {
-            format!("STALLED partitions (stall-timeout {} s)", p.stall_timeout_ms / 1000)
+            format!(
+                "STALLED partitions (stall-timeout {} s)",
+                p.stall_timeout_ms / 1000
+            )
         } else {
             "no stalled partition".to_owned()
         }
@@ -133,8 +136,17 @@ pub fn render(r: &Report) -> String {
         .collect();
     out.push_str(&table(
         &[
-            "ROUTE", "TRANSFORM", "ACTIVE", "PREVIOUS", "IN/s", "OUT/s", "WRITE ms", "ERRORS",
-            "DLQ", "LAG", "ETA",
+            "ROUTE",
+            "TRANSFORM",
+            "ACTIVE",
+            "PREVIOUS",
+            "IN/s",
+            "OUT/s",
+            "WRITE ms",
+            "ERRORS",
+            "DLQ",
+            "LAG",
+            "ETA",
         ],
         &routes,
     ));
@@ -165,7 +177,16 @@ pub fn render(r: &Report) -> String {
         out.push_str("no partition assigned to this process\n");
     } else {
         out.push_str(&table(
-            &["ROUTE", "PARTITION", "COMMITTED", "END", "LAG", "RATE/s", "ETA", "STATE"],
+            &[
+                "ROUTE",
+                "PARTITION",
+                "COMMITTED",
+                "END",
+                "LAG",
+                "RATE/s",
+                "ETA",
+                "STATE",
+            ],
             &parts,
         ));
     }

@@ -240,7 +240,11 @@ impl Sampler {
             })
             .collect();
         self.metrics.stalled_partitions.set(stalled.len() as i64);
-        let mut current = self.status.stalled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self
+            .status
+            .stalled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         // Once per stall: the text holds a duration, so compare topic/partition.
         let key = |s: &str| s.split(':').next().unwrap_or_default().to_owned();
         for s in &stalled {
@@ -400,8 +404,16 @@ impl Sampler {
                 .unwrap_or_default();
             r.dlq_records = topics
                 .iter()
-                .filter(|t| self.route_of(t).is_some_and(|i| self.routes[i].name == r.name))
-                .map(|t| self.metrics.dlq_records.get_or_create(&Metrics::topic(t)).get())
+                .filter(|t| {
+                    self.route_of(t)
+                        .is_some_and(|i| self.routes[i].name == r.name)
+                })
+                .map(|t| {
+                    self.metrics
+                        .dlq_records
+                        .get_or_create(&Metrics::topic(t))
+                        .get()
+                })
                 .sum();
         }
 
@@ -474,7 +486,10 @@ impl Sampler {
             generated_at_ms: board::now_ms(),
             pipeline: Pipeline {
                 ready: self.status.ready.load(std::sync::atomic::Ordering::Relaxed),
-                failed: self.status.failed.load(std::sync::atomic::Ordering::Relaxed),
+                failed: self
+                    .status
+                    .failed
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 stalled,
                 stall_timeout_ms: self.config.stall_timeout_ms,
             },
@@ -508,11 +523,8 @@ mod tests {
     use super::*;
 
     fn config(extra: &str) -> Config {
-        let dir = std::env::temp_dir().join(format!(
-            "smt-status-{}-{}",
-            std::process::id(),
-            extra.len()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("smt-status-{}-{}", std::process::id(), extra.len()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("smt.toml");
         std::fs::write(
@@ -559,8 +571,14 @@ transform = "t"
             let first = h.back_mut().unwrap();
             first.at = first.at.map(|t| t - Duration::from_secs(2));
         }
-        metrics.records_consumed.get_or_create(&Metrics::topic("a")).inc_by(600);
-        metrics.records_processed.get_or_create(&Metrics::topic("a")).inc_by(400);
+        metrics
+            .records_consumed
+            .get_or_create(&Metrics::topic("a"))
+            .inc_by(600);
+        metrics
+            .records_processed
+            .get_or_create(&Metrics::topic("a"))
+            .inc_by(400);
         board.progress("a", 0, 400);
         board.batch("a", 400, Duration::from_millis(30));
         board.batch("a", 0, Duration::from_millis(10));
