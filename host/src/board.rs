@@ -151,7 +151,11 @@ impl Board {
     pub fn revoked(&self, keys: Option<&[Key]>) {
         let mut map = lock(&self.partitions);
         match keys {
-            Some(keys) => keys.iter().for_each(|k| drop(map.remove(k))),
+            Some(keys) => {
+                for k in keys {
+                    map.remove(k);
+                }
+            }
             None => map.clear(),
         }
     }

@@ -144,12 +144,12 @@ fn header_text(m: &Message, key: &str) -> Option<String> {
 }
 
 /// The original record of a DLQ record, from its origin headers.
-fn rebuild(dlq_record: Message) -> Result<Dead, Message> {
+fn rebuild(dlq_record: Message) -> Result<Dead, Box<Message>> {
     let topic = header_text(&dlq_record, dlq::H_SOURCE_TOPIC);
     let partition = header_text(&dlq_record, dlq::H_SOURCE_PARTITION).and_then(|p| p.parse().ok());
     let offset = header_text(&dlq_record, dlq::H_SOURCE_OFFSET).and_then(|o| o.parse().ok());
     let (Some(topic), Some(partition), Some(offset)) = (topic, partition, offset) else {
-        return Err(dlq_record);
+        return Err(Box::new(dlq_record));
     };
     let attempt = header_text(&dlq_record, H_REPLAY_ATTEMPT)
         .and_then(|a| a.parse().ok())
