@@ -129,7 +129,7 @@ impl Guard {
         let name = host_name(host).to_ascii_lowercase();
         name == "localhost"
             || name.parse::<IpAddr>().is_ok()
-            || self.allowed_hosts.iter().any(|h| *h == name)
+            || self.allowed_hosts.contains(&name)
     }
 }
 
