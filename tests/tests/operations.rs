@@ -7,7 +7,6 @@
 //! Run: `scripts/test -p smt-tests --test operations`
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -17,7 +16,7 @@ use smt_tests::kafka::{committed, produce};
 use smt_tests::mongo::{documents, int};
 use smt_tests::record::{record, Record, RecordExt as _};
 use smt_tests::services::{unique_name, Services};
-use smt_tests::smt_process::{http, smt_bin, tail, wait_for, Scratch, Smt};
+use smt_tests::smt_process::{http, smt_command, tail, wait_for, Scratch, Smt};
 
 const TOKEN: &str = "operations-token";
 const START: Duration = Duration::from_secs(60);
@@ -103,21 +102,9 @@ fn rewind(smt: &Smt, route: &str, query: &str, token: Option<&str>) -> (u16, Val
 
 /// `smt reset --config <config> <args>`: (exit code, stdout + stderr).
 fn reset(config: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(smt_bin())
-        .arg("reset")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("running smt reset");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let config = config.display().to_string();
+    let (code, out, err) = smt_command(["reset", "--config", config.as_str()].iter().chain(args));
+    (code, format!("{out}{err}"))
 }
 
 #[test]
@@ -291,16 +278,11 @@ async fn origins(uri: &str, db: &str) -> BTreeMap<String, i64> {
 
 /// `smt dlq replay --config <config> <args>`: (exit code, stdout, stderr).
 fn dlq_replay(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(smt_bin())
-        .args(["dlq", "replay", "--config"])
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("running smt dlq replay");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let config = config.display().to_string();
+    smt_command(
+        ["dlq", "replay", "--config", config.as_str()]
+            .iter()
+            .chain(args),
     )
 }
 

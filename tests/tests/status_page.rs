@@ -5,7 +5,6 @@
 //!
 //! Run: `scripts/test -p smt-tests --test status_page`
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,7 +15,7 @@ use smt_tests::kafka::produce;
 use smt_tests::proxy::{through, Proxy};
 use smt_tests::record::{record, Record, RecordExt as _};
 use smt_tests::services::{unique_name, Services};
-use smt_tests::smt_process::{http, smt_bin, tail, wait_for, Scratch, Smt};
+use smt_tests::smt_process::{http, smt_command, tail, wait_for, Scratch, Smt};
 
 const TOKEN: &str = "status-page-token";
 const START: Duration = Duration::from_secs(60);
@@ -49,19 +48,8 @@ fn status(smt: &Smt) -> anyhow::Result<Value> {
 
 /// `smt status` against `smt`: (exit code, stdout, stderr).
 fn smt_status(smt: &Smt, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(smt_bin())
-        .arg("status")
-        .arg("--admin")
-        .arg(format!("http://127.0.0.1:{}", smt.admin_port))
-        .args(args)
-        .env_remove("SMT_ADMIN__TOKEN")
-        .output()
-        .expect("running smt status");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let admin = format!("http://127.0.0.1:{}", smt.admin_port);
+    smt_command(["status", "--admin", admin.as_str()].iter().chain(args))
 }
 
 fn route(report: &Value) -> &Value {

@@ -127,9 +127,7 @@ impl Guard {
             return false;
         };
         let name = host_name(host).to_ascii_lowercase();
-        name == "localhost"
-            || name.parse::<IpAddr>().is_ok()
-            || self.allowed_hosts.contains(&name)
+        name == "localhost" || name.parse::<IpAddr>().is_ok() || self.allowed_hosts.contains(&name)
     }
 }
 
