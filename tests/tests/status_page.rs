@@ -82,7 +82,7 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
     // MongoDB behind a proxy: slow answers make the catch-up last a few
     // seconds; cutting it stalls the partitions.
     let proxy = Proxy::start(smt_tests::proxy::mongodb_addr(s)).unwrap();
-    proxy.set_delay(Duration::from_millis(150));
+    proxy.set_delay(Duration::from_millis(250));
     let db = unique_name("db");
     let config = ConfigBuilder::new(&s.brokers(), &through(s, &proxy), &db)
         .transform("vt", &module_path, json!({"v": 1, "collection": "docs"}))
@@ -92,6 +92,7 @@ fn the_status_report_and_smt_status_follow_lag_errors_and_stalls() {
             &["kafka", "properties", "statistics.interval.ms"],
             json!("1000"),
         )
+        .set(&["pipeline", "max-batch-size"], json!(100))
         .set(&["status", "stall-timeout-ms"], json!(3000))
         .set(&["status", "progress-lag"], json!(100))
         .set(&["status", "progress-interval-ms"], json!(1000))
@@ -343,35 +344,26 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
     b.type_into("#token", TOKEN).unwrap();
     b.click("#save-token").unwrap();
 
-    // Records arrive while the page watches: its numbers move.
-    let total = 4000;
-    let brokers = s.brokers();
-    let producer_topic = topic.clone();
-    let producer = std::thread::spawn(move || {
-        for chunk in 0..20 {
-            produce(
-                &brokers,
-                &producer_topic,
-                &keyed(&producer_topic, chunk * 200, 200, partitions),
-            )
-            .unwrap();
-        }
-    });
+    // Records arrive while the page watches: its numbers move (each chunk
+    // is produced once the page showed the one before).
     let out_total = |b: &mut Browser| -> anyhow::Result<Option<u64>> {
         Ok(b.attribute("#routes tbody tr", "data-out-total")?
             .and_then(|v| v.parse().ok()))
     };
-    let first = b
-        .wait_until("records out on the page", Duration::from_secs(60), |b| {
-            Ok(out_total(b)?.filter(|n| *n > 0))
-        })
+    for n in [200, 400] {
+        produce(
+            &s.brokers(),
+            &topic,
+            &keyed(&topic, n - 200, 200, partitions),
+        )
         .unwrap();
-    b.wait_until(
-        "the records-out number to move",
-        Duration::from_secs(60),
-        |b| Ok(out_total(b)?.filter(|n| *n > first)),
-    )
-    .unwrap();
+        b.wait_until(
+            &format!("the page to show {n} records out"),
+            Duration::from_secs(60),
+            |b| Ok(out_total(b)?.filter(|got| *got == n as u64)),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
+    }
     b.wait_until("a records-in rate above 0", Duration::from_secs(30), |b| {
         Ok(b.text("[data-testid=in-rate-vt]")?
             .and_then(|t| t.parse::<f64>().ok())
@@ -385,7 +377,9 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
         "a real screenshot"
     );
     eprintln!("status page screenshot: {}", shot.display());
-    producer.join().unwrap();
+    // The rest, while the page refreshes.
+    let total = 4000;
+    produce(&s.brokers(), &topic, &keyed(&topic, 400, 3600, partitions)).unwrap();
 
     // The lag reaches 0 on the page, with every record out.
     b.wait_until("lag 0 and every record out", CONVERGE, |b| {
