@@ -566,6 +566,8 @@ impl SourceContext {
         }
         for k in &keys {
             self.acks.own(k);
+            // Its slot (and a backpressure pause with it) is gone.
+            self.board.paused(&k.0, k.1, false);
         }
         if let Err(e) = consumer.resume(&tpl) {
             failed.push(format!("resuming: {e}"));
