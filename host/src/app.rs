@@ -11,7 +11,8 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
-use crate::config::Config;
+use crate::board::Board;
+use crate::config::{Config, TopicMatcher};
 use crate::decode::Decoder;
 use crate::dlq::Dlq;
 use crate::engine::{Engine, EngineMetrics, NamespacePolicy};
@@ -19,6 +20,7 @@ use crate::pipeline::{self, Shared};
 use crate::registry::Registry;
 use crate::sink::Sink;
 use crate::source::{Acks, Source};
+use crate::status::Sampler;
 use crate::swap;
 use crate::telemetry::{Metrics, Status};
 
@@ -98,10 +100,35 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         metrics.clone(),
         admin_stop.clone(),
     )?;
+    // Live rewinds: from the admin endpoint to the consumer thread.
+    let (rewind_tx, rewind_rx) = std::sync::mpsc::channel();
+    // The status report: offsets, rates, stalls, the catch-up progress log.
+    let board = Arc::new(Board::new(config.status.recent_errors));
+    let sampler = Arc::new(Sampler::new(
+        &config,
+        board.clone(),
+        metrics.clone(),
+        status.clone(),
+    )?);
+    tokio::spawn(sampler.clone().run(admin_stop.clone()));
     let admin_task = if config.admin.enabled {
         let transforms = admin::transforms::Api {
             swapper,
             max_module_bytes: config.hot_swap.max_module_mib << 20,
+        };
+        let report = admin::status::StatusApi {
+            sampler,
+            transforms: Some(transforms.clone()),
+        };
+        let mut routes = Vec::new();
+        for (r, name) in config.routes.iter().zip(config.route_names()) {
+            routes.push((name, TopicMatcher::new(r)?));
+        }
+        let rewinds = admin::routes::RoutesApi {
+            routes: Arc::new(routes),
+            rewinds: rewind_tx,
+            timeout: Duration::from_millis(config.pipeline.shutdown_timeout_ms)
+                + Duration::from_secs(30),
         };
         Some(
             admin::serve(
@@ -109,6 +136,8 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
                 metrics.clone(),
                 status.clone(),
                 Some(transforms),
+                Some(report),
+                Some(rewinds),
                 admin_stop.clone(),
             )
             .await?,
@@ -142,6 +171,7 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         config.pipeline.clone(),
         shutdown.clone(),
         status.clone(),
+        board.clone(),
     )?);
     let spawner = pipeline::spawner(shared.clone());
 
@@ -149,7 +179,15 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         let config = config.clone();
         let metrics = metrics.clone();
         tokio::task::spawn_blocking(move || {
-            Source::connect(&config, spawner, acks, metrics, STARTUP_TIMEOUT)
+            Source::connect(
+                &config,
+                spawner,
+                acks,
+                metrics,
+                board,
+                rewind_rx,
+                STARTUP_TIMEOUT,
+            )
         })
         .await??
     };

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod board;
 pub mod config;
 pub mod contract;
 pub mod decode;
@@ -12,13 +13,16 @@ pub mod engine;
 pub mod extjson;
 pub mod kafka;
 pub mod offline;
+pub mod offsets;
 pub mod pipeline;
 pub mod records;
 pub mod registry;
+pub mod replay;
 pub mod retry;
 pub mod scaffold;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod swap;
 pub mod telemetry;
 pub mod writeop;

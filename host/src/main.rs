@@ -59,6 +59,56 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Show the status of a running `smt run` (its admin endpoint): routes,
+    /// transform versions, rates, lag and ETA per partition, last errors.
+    /// Exit code 0: running, nothing stalled; 1: a partition is stalled or
+    /// the pipeline failed; 2: the endpoint cannot be read.
+    Status {
+        /// The admin endpoint, e.g. http://127.0.0.1:9464.
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        admin: String,
+        /// The admin token (`admin.token`), when one is configured.
+        #[arg(long, env = "SMT_ADMIN__TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the report as JSON (`GET /status`) instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a route's committed offsets while `smt run` is stopped (to
+    /// reprocess records, or skip them). Refused while the consumer group
+    /// has active members: rewind a running smt with
+    /// `POST /routes/{name}/rewind` instead. Exit code 0: moved (or shown
+    /// with --dry-run); 2: refused, nothing moved.
+    Reset {
+        /// The configuration file of `smt run` (brokers, group, routes).
+        #[arg(long)]
+        config: PathBuf,
+        /// The route's name (`[[routes]] name`, default its transform's name).
+        #[arg(long)]
+        route: String,
+        /// earliest, latest or an offset (the same for every partition).
+        #[arg(
+            long,
+            value_name = "earliest|latest|N",
+            conflicts_with = "to_time",
+            required_unless_present = "to_time"
+        )]
+        to_offset: Option<String>,
+        /// The first record at or after this time: RFC 3339 or ms since the epoch.
+        #[arg(long, value_name = "TIME")]
+        to_time: Option<String>,
+        /// Only this partition of the route's topics.
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Show what would move; commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The dead-letter topic.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Start a transform project: source, build script, contract, sample records and a test.
     New {
         /// The project directory to create; its name names the transform.
@@ -70,6 +120,52 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Run dead-lettered records through their route's current transform and
+    /// write them, per source partition in order. A record whose key has a
+    /// newer record already written is skipped (never older over newer);
+    /// one that fails again goes back to the DLQ with `smt.replay.attempt`.
+    /// One JSON line per record, then a summary. Exit code 0: every record
+    /// replayed or skipped; 1: some failed again or had no origin headers.
+    Replay {
+        /// The configuration file of `smt run` ([dlq], routes, transforms, MongoDB).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only the records of this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// First DLQ offset (every partition of the DLQ topic): earliest, latest or N.
+        #[arg(long, conflicts_with = "from_time")]
+        from_offset: Option<String>,
+        /// First DLQ record at or after this time (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        from_time: Option<String>,
+        /// End DLQ offset, exclusive: earliest, latest or N.
+        #[arg(long, conflicts_with = "to_time")]
+        to_offset: Option<String>,
+        /// End at the first DLQ record at or after this time.
+        #[arg(long)]
+        to_time: Option<String>,
+        /// Print what each record would become (the `smt test` format); write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// `--x-offset` or `--x-time`, parsed.
+fn target(
+    offset: Option<String>,
+    time: Option<String>,
+) -> anyhow::Result<Option<smt_host::offsets::Target>> {
+    use smt_host::offsets::Target;
+    Ok(match (offset, time) {
+        (Some(o), _) => Some(Target::parse_offset(&o).map_err(|e| anyhow::anyhow!(e))?),
+        (None, Some(t)) => Some(Target::parse_time(&t).map_err(|e| anyhow::anyhow!(e))?),
+        (None, None) => None,
+    })
 }
 
 /// The transform's JSON `init` config of `smt check` and `smt test`.
@@ -177,6 +273,109 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{failed} of {} checks failed", checks.len());
                 Ok(ExitCode::from(1))
             }
+        }
+        Command::Status { admin, token, json } => {
+            use smt_host::status::cli;
+            let (report, text) = cli::fetch(&admin, token.as_deref())?;
+            if json {
+                println!("{text}");
+            } else {
+                print!("{}", cli::render(&report));
+            }
+            Ok(match cli::verdict(&report) {
+                cli::Verdict::Healthy => ExitCode::SUCCESS,
+                cli::Verdict::Unhealthy => ExitCode::from(1),
+            })
+        }
+        Command::Reset {
+            config,
+            route,
+            to_offset,
+            to_time,
+            partition,
+            dry_run,
+        } => {
+            use smt_host::offsets::{self, Target};
+            let config = smt_host::config::Config::load(&config)?;
+            let target = match (to_offset, to_time) {
+                (Some(o), _) => Target::parse_offset(&o),
+                (None, Some(t)) => Target::parse_time(&t),
+                (None, None) => Err("give --to-offset or --to-time".to_owned()),
+            }
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let moves = offsets::reset(
+                &config,
+                &offsets::Reset {
+                    route: &route,
+                    target,
+                    partition,
+                    dry_run,
+                    timeout: std::time::Duration::from_secs(10),
+                },
+            )?;
+            for m in &moves {
+                println!(
+                    "{}/{}: {} -> {} (holds {}..{})",
+                    m.topic,
+                    m.partition,
+                    m.from.map_or_else(|| "none".to_owned(), |o| o.to_string()),
+                    m.to,
+                    m.low,
+                    m.high
+                );
+            }
+            println!(
+                "{} {} partition(s) of route `{route}` for group `{}`",
+                if dry_run { "would move" } else { "moved" },
+                moves.len(),
+                config.kafka.group_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    config,
+                    route,
+                    from_offset,
+                    from_time,
+                    to_offset,
+                    to_time,
+                    dry_run,
+                },
+        } => {
+            let config = smt_host::config::Config::load(&config)?;
+            let opts = smt_host::replay::Options {
+                route: route.as_deref(),
+                from: target(from_offset, from_time)?,
+                to: target(to_offset, to_time)?,
+                dry_run,
+                timeout: std::time::Duration::from_secs(15),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime.block_on(async {
+                let mut stdout = std::io::stdout();
+                smt_host::replay::replay(&config, &opts, &mut stdout).await
+            });
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => {
+                    // As `smt run`: exit before dropping the runtime under the driver.
+                    eprintln!("error: {e:#}");
+                    std::process::exit(EXIT_CANNOT_START.into());
+                }
+            };
+            println!("{}", report.summary(dry_run));
+            let clean = report.failed_again.is_empty() && report.no_origin.is_empty();
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Check { transform, config } => {
             let config = config.read()?;

@@ -18,6 +18,9 @@ type L3 = [(&'static str, String); 3];
 pub struct Status {
     pub ready: AtomicBool,
     pub failed: AtomicBool,
+    /// The stalled partitions (`[status] stall-timeout-ms`), described
+    /// (`topic/partition: why`); `/ready` answers 503 while there are any.
+    pub stalled: std::sync::Mutex<Vec<String>>,
 }
 
 pub struct Metrics {
@@ -50,6 +53,9 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     /// Partitions currently paused for backpressure.
     pub paused_partitions: Gauge,
+    /// Assigned partitions that are stalled: paused or lagging without
+    /// progress for `[status] stall-timeout-ms`.
+    pub stalled_partitions: Gauge,
     /// Times a partition was paused because its queue was full.
     pub partition_pauses: Counter,
     /// Records transformed, by transform and version (the module's short hash).
@@ -88,6 +94,7 @@ impl Metrics {
             consumer_lag: Family::default(),
             assigned_partitions: Gauge::default(),
             paused_partitions: Gauge::default(),
+            stalled_partitions: Gauge::default(),
             partition_pauses: Counter::default(),
             transform_records: Family::default(),
             transform_swaps: Family::default(),
@@ -162,6 +169,11 @@ impl Metrics {
             "paused_partitions",
             "Partitions paused for backpressure",
             m.paused_partitions.clone(),
+        );
+        registry.register(
+            "stalled_partitions",
+            "Assigned partitions paused or lagging without progress for status.stall-timeout-ms",
+            m.stalled_partitions.clone(),
         );
         registry.register(
             "partition_pauses",

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::services::Services;
+
 #[derive(Default)]
 struct State {
     /// Delay of each chunk the server sends back, in ms.
@@ -83,6 +85,30 @@ impl Proxy {
                 let _ = c.shutdown(Shutdown::Both);
             }
         }
+    }
+}
+
+/// The address of the services' MongoDB server (its URI is `mongodb://127.0.0.1:PORT…`).
+pub fn mongodb_addr(s: &Services) -> SocketAddr {
+    let uri = s.mongodb_uri();
+    let hostport = uri
+        .trim_start_matches("mongodb://")
+        .split(['/', '?'])
+        .next()
+        .unwrap()
+        .to_owned();
+    hostport.parse().expect("mongodb://127.0.0.1:PORT")
+}
+
+/// The services' MongoDB URI through `proxy` (a direct connection: the
+/// proxy's address is not a replica set member's).
+pub fn through(s: &Services, proxy: &Proxy) -> String {
+    let uri = s.mongodb_uri();
+    let direct = uri.replace(&mongodb_addr(s).to_string(), &proxy.addr());
+    if direct.contains('?') {
+        format!("{direct}&directConnection=true")
+    } else {
+        format!("{}/?directConnection=true", direct.trim_end_matches('/'))
     }
 }
 

@@ -280,6 +280,25 @@ pub fn sum_metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Runs an `smt` command (`smt status`, `smt reset`, …) to its end, without
+/// `SMT_ADMIN__TOKEN` from the environment: (exit code, stdout, stderr).
+pub fn smt_command<I, S>(args: I) -> (i32, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(smt_bin())
+        .args(args)
+        .env_remove("SMT_ADMIN__TOKEN")
+        .output()
+        .expect("running smt");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `smt run` on `config` and waits for it to exit; returns (status, output).
 pub fn run_to_exit(dir: &Path, config: &str, timeout: Duration) -> Result<(ExitStatus, String)> {
     let mut smt = Smt::start(dir, &unique_name("smt"), config)?;

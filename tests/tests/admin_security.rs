@@ -13,27 +13,11 @@ use serde_json::{json, Value};
 use smt_host::engine::content_hash;
 use smt_tests::admin::{call, request};
 use smt_tests::config::ConfigBuilder;
+use smt_tests::guests::{tag_module, versioned_module};
 use smt_tests::services::{unique_name, Services};
 use smt_tests::smt_process::{tail, Scratch, Smt};
 
 const TOKEN: &str = "admin-security-token";
-
-fn versioned_module() -> Vec<u8> {
-    std::fs::read(env!("SMT_GUEST_VERSIONED")).expect("the versioned guest")
-}
-
-/// The versioned guest with its 8-byte tag set to `tag`: another version.
-fn tag_module(wasm: &[u8], tag: &str) -> Vec<u8> {
-    let marker = b"SMT-VERSION-TAG:";
-    let at = wasm
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .expect("the tag marker in the versioned guest")
-        + marker.len();
-    let mut out = wasm.to_vec();
-    out[at..at + 8].copy_from_slice(tag.as_bytes());
-    out
-}
 
 /// Starts `smt` on a route of its own, with `admin` keys in `[admin]` and `env`.
 fn start(dir: &Scratch, admin: &[(&str, Value)], env: &[(&str, &str)]) -> Smt {

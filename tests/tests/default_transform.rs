@@ -137,7 +137,10 @@ fn decimals_dates_and_binary_arrive_as_typed_bson() {
     // (a row without key: upserted under an ObjectId of its record's position).
     let ops = ops_for(&module, "{}", "schemas.jsonl", ".audit_log", 1);
     let document = replacement(&ops[0]);
-    assert!(matches!(document.get("_id"), Some(Bson::ObjectId(_))), "{document}");
+    assert!(
+        matches!(document.get("_id"), Some(Bson::ObjectId(_))),
+        "{document}"
+    );
     let at = document.get_datetime("at").unwrap();
     assert_eq!(
         at.timestamp_millis(),

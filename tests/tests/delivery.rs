@@ -12,16 +12,15 @@
 //! Run: `scripts/test -p smt-tests --test delivery`
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
 use serde_json::json;
-use smt_tests::kafka::{produce, topic_len};
+use smt_tests::kafka::{committed, produce, topic_len};
 use smt_tests::mongo::documents;
-use smt_tests::proxy::Proxy;
+use smt_tests::proxy::{mongodb_addr, through, Proxy};
 use smt_tests::record::Record;
 use smt_tests::services::{unique_name, Services};
 use smt_tests::smt_process::*;
@@ -94,28 +93,6 @@ fn id_of(d: &Document) -> Option<&mongodb::bson::Bson> {
     }
 }
 
-/// Committed offsets of every partition of `topic` for `group` (absent: none yet).
-fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            rdkafka::Offset::Offset(o) => Some(o),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Waits until `group` committed the end of every partition of `topic`.
 fn wait_committed_all(brokers: &str, group: &str, topic: &str, partitions: i32, total: usize) {
     wait_for("every offset committed", CONVERGE, || {
@@ -128,29 +105,6 @@ fn wait_committed_all(brokers: &str, group: &str, topic: &str, partitions: i32, 
             committed(brokers, group, topic, partitions)
         )
     });
-}
-
-fn mongodb_addr(s: &Services) -> SocketAddr {
-    let uri = s.mongodb_uri();
-    let hostport = uri
-        .trim_start_matches("mongodb://")
-        .split(['/', '?'])
-        .next()
-        .unwrap()
-        .to_owned();
-    hostport.parse().expect("mongodb://127.0.0.1:PORT")
-}
-
-/// The same MongoDB URI through `proxy` (a direct connection: the proxy's
-/// address is not a replica set member's).
-fn through(s: &Services, proxy: &Proxy) -> String {
-    let uri = s.mongodb_uri();
-    let direct = uri.replace(&mongodb_addr(s).to_string(), &proxy.addr());
-    if direct.contains('?') {
-        format!("{direct}&directConnection=true")
-    } else {
-        format!("{}/?directConnection=true", direct.trim_end_matches('/'))
-    }
 }
 
 /// A config of the default transform on `topics` (one route), with extra

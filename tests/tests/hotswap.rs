@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{json, Value};
-use smt_host::engine::content_hash;
 use smt_tests::config::ConfigBuilder;
+use smt_tests::guests::{short_hash, tag_module, versioned_module};
 use smt_tests::kafka::{produce, producer};
 use smt_tests::mongo::int;
 use smt_tests::record::{record, Record, RecordExt as _};
@@ -28,10 +28,6 @@ const CONVERGE: Duration = Duration::from_secs(120);
 const PARTITIONS: i32 = 3;
 const TOKEN: &str = "hotswap-test-token";
 const COLLECTION: &str = "docs";
-
-fn versioned_module() -> Vec<u8> {
-    std::fs::read(env!("SMT_GUEST_VERSIONED")).expect("the versioned guest")
-}
 
 /// The versioned guest in Go (guest-transforms/test-guests/versioned-go),
 /// built by `scripts/build-guests` (Go toolchain installed on first use).
@@ -56,24 +52,6 @@ fn go_versioned_module() -> Vec<u8> {
 
 fn hostile_module() -> Vec<u8> {
     std::fs::read(env!("SMT_GUEST_HOSTILE")).expect("the hostile guest")
-}
-
-/// The versioned guest with its 8-byte tag set to `tag`: same code, other bytes, another version.
-fn tag_module(wasm: &[u8], tag: &str) -> Vec<u8> {
-    assert_eq!(tag.len(), 8);
-    let marker = b"SMT-VERSION-TAG:";
-    let at = wasm
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .expect("the tag marker in the versioned guest")
-        + marker.len();
-    let mut out = wasm.to_vec();
-    out[at..at + 8].copy_from_slice(tag.as_bytes());
-    out
-}
-
-fn short_hash(wasm: &[u8]) -> String {
-    content_hash(wasm)[..12].to_owned()
 }
 
 /// What a version writes: (tag, v, shape).

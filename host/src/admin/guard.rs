@@ -4,16 +4,20 @@
 //! 1. **`Host`** must be an IP address, `localhost`, or one of
 //!    `admin.allowed-hosts`. DNS rebinding makes a browser send requests to
 //!    127.0.0.1 under the attacker's host name: that name is refused.
-//! 2. **No `Origin`**: browsers add it to cross-site requests (and to every
-//!    non-GET `fetch`); no legitimate client of this API is a web page, so
-//!    any request carrying one is refused (CSRF).
-//! 3. **The transform routes** (`/transforms…`): with `admin.token` set,
-//!    every request needs `Authorization: Bearer <token>`, reads included.
-//!    Without a token (only allowed on a loopback listener), reads are open
-//!    and writes are refused unless `admin.allow-unauthenticated-writes`.
+//! 2. **No foreign `Origin`**: browsers add it to cross-site requests (and
+//!    to every non-GET `fetch`). The one web page allowed is the status page
+//!    this endpoint serves itself: its requests carry `Origin: http://<Host>`
+//!    (the same origin, with a Host that passed rule 1). Any other `Origin`
+//!    is refused (CSRF).
+//! 3. **The transform routes** (`/transforms…`) and the status report
+//!    (`/status`): with `admin.token` set, every request needs
+//!    `Authorization: Bearer <token>`, reads included. Without a token (only
+//!    allowed on a loopback listener), reads are open and writes are refused
+//!    unless `admin.allow-unauthenticated-writes`.
 //!
-//! `/metrics`, `/health` and `/ready` need no token: they show counters and
-//! states, never code, configs or samples.
+//! `/metrics`, `/health`, `/ready` and the status page's static files (`/`,
+//! `/status.js`) need no token: they show counters and states, or code
+//! without data, never configs, records or samples.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -92,10 +96,12 @@ impl Guard {
         if !self.host_allowed(headers) {
             return Some(Refusal::Host);
         }
-        if headers.contains_key(header::ORIGIN) {
-            return Some(Refusal::Origin);
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            if !same_origin(origin, headers) {
+                return Some(Refusal::Origin);
+            }
         }
-        if !(path == "/transforms" || path.starts_with("/transforms/")) {
+        if !needs_token(path) {
             return None;
         }
         match &self.token_digest {
@@ -121,10 +127,31 @@ impl Guard {
             return false;
         };
         let name = host_name(host).to_ascii_lowercase();
-        name == "localhost"
-            || name.parse::<IpAddr>().is_ok()
-            || self.allowed_hosts.iter().any(|h| *h == name)
+        name == "localhost" || name.parse::<IpAddr>().is_ok() || self.allowed_hosts.contains(&name)
     }
+}
+
+/// The routes the token rule applies to: transform management, the status
+/// report and the routes' offsets.
+fn needs_token(path: &str) -> bool {
+    path == "/transforms"
+        || path.starts_with("/transforms/")
+        || path == "/status"
+        || path == "/routes"
+        || path.starts_with("/routes/")
+}
+
+/// `Origin` is this endpoint itself (`http://` + the `Host` header): the
+/// status page it serves. (Rule 1 already accepted that Host.)
+fn same_origin(origin: &header::HeaderValue, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.strip_prefix("http://"))
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
 /// The name part of a `Host` header: without the port, IPv6 without brackets.
@@ -251,6 +278,43 @@ mod tests {
             g.check(&Method::GET, "/health", &HeaderMap::new()),
             Some(Refusal::Host)
         );
+    }
+
+    #[test]
+    fn only_the_endpoint_s_own_origin_is_accepted() {
+        let g = guard(Some("t"), false, &[]);
+        let own = headers(&[
+            ("host", "127.0.0.1:9464"),
+            ("origin", "http://127.0.0.1:9464"),
+            ("authorization", "Bearer t"),
+        ]);
+        assert_eq!(g.check(&Method::POST, "/transforms/x/rollback", &own), None);
+        for (host, origin) in [
+            ("127.0.0.1:9464", "http://127.0.0.1:9465"),
+            ("127.0.0.1:9464", "https://127.0.0.1:9464"),
+            ("127.0.0.1:9464", "http://evil.example"),
+            ("127.0.0.1:9464", "null"),
+            ("evil.example:9464", "http://evil.example:9464"),
+        ] {
+            let h = headers(&[
+                ("host", host),
+                ("origin", origin),
+                ("authorization", "Bearer t"),
+            ]);
+            assert!(
+                g.check(&Method::POST, "/transforms/x/rollback", &h)
+                    .is_some(),
+                "{host} {origin}"
+            );
+        }
+        // The page's own requests still need the token.
+        let no_token = headers(&[("host", "localhost:1"), ("origin", "http://localhost:1")]);
+        assert_eq!(
+            g.check(&Method::GET, "/status", &no_token),
+            Some(Refusal::Token)
+        );
+        assert_eq!(g.check(&Method::GET, "/", &no_token), None);
+        assert_eq!(g.check(&Method::GET, "/status.js", &no_token), None);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`
 //! (the process runs and the pipeline has not failed), `/ready` (consuming:
-//! MongoDB reached, subscribed to Kafka), and the transform management
-//! routes of [`transforms`] (hot swap). Every request passes [`guard`]
+//! MongoDB reached, subscribed to Kafka, no partition stalled), the
+//! transform management routes of [`transforms`] (hot swap), the status
+//! report and page of [`status`], and the live rewind of [`routes`]. Every request passes [`guard`]
 //! first (Host, Origin, token).
 
 pub mod guard;
+pub mod routes;
+pub mod status;
 pub mod transforms;
 
 use std::net::SocketAddr;
@@ -33,6 +36,8 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     transforms: Option<transforms::Api>,
+    report: Option<status::StatusApi>,
+    rewinds: Option<routes::RoutesApi>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listen = admin.listen;
@@ -49,6 +54,12 @@ pub async fn serve(
         .with_state(AppState { metrics, status });
     if let Some(api) = transforms {
         app = app.merge(transforms::router(api));
+    }
+    if let Some(api) = report {
+        app = app.merge(status::router(api));
+    }
+    if let Some(api) = rewinds {
+        app = app.merge(routes::router(api));
     }
     // On every route, matched or not: a refused request learns nothing.
     let app = app.layer(axum::middleware::from_fn_with_state(guard, guard::enforce));
@@ -85,9 +96,21 @@ async fn health(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    if s.status.ready.load(Ordering::Relaxed) && !s.status.failed.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+    if !s.status.ready.load(Ordering::Relaxed) || s.status.failed.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned());
+    }
+    let stalled = s
+        .status
+        .stalled
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if stalled.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stalled: {}\n", stalled.join("; ")),
+        )
     }
 }

@@ -73,7 +73,7 @@ fn audit(
     );
 }
 
-fn version_json(v: &Version) -> Value {
+pub(super) fn version_json(v: &Version) -> Value {
     let m = &v.active.module;
     json!({
         "version": m.version(),
@@ -241,7 +241,7 @@ fn error(e: SwapError) -> Response {
 }
 
 /// The value of `key` in a URL query string, percent-decoded.
-fn query_param(query: &str, key: &str) -> Result<Option<String>, String> {
+pub(super) fn query_param(query: &str, key: &str) -> Result<Option<String>, String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == key {
@@ -281,7 +281,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
 }
 
 /// A JSON response body (axum's `json` feature is not enabled).
-struct Json<T>(T);
+pub(super) struct Json<T>(pub T);
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

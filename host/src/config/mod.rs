@@ -52,6 +52,10 @@ pub struct Config {
     /// from (docs/schema-registry.md).
     #[serde(default)]
     pub schema_registry: Option<SchemaRegistryConfig>,
+    /// The status report (`GET /status`, the status page, `smt status`):
+    /// when a partition counts as stalled, the catch-up progress log.
+    #[serde(default)]
+    pub status: StatusConfig,
     /// The transforms, by name.
     pub transforms: BTreeMap<String, TransformConfig>,
     /// Which topics go to which transform, and what happens to records that fail.
@@ -279,10 +283,53 @@ pub struct TransformConfig {
     pub sample_file: Option<PathBuf>,
 }
 
+/// `[status]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct StatusConfig {
+    /// A partition is *stalled* when its acknowledged offset has not moved
+    /// for this long while it has lag, or when it has been paused (queue
+    /// full) this long without a break, in ms. A stalled partition makes
+    /// `/ready` answer 503, shows in `smt_stalled_partitions`, in
+    /// `GET /status` and makes `smt status` exit 1.
+    pub stall_timeout_ms: u64,
+    /// While a route's lag is at least this many records (a snapshot being
+    /// loaded), `smt run` logs a catch-up progress line for the route
+    /// every `progress-interval-ms`. 0 turns the lines off.
+    pub progress_lag: u64,
+    /// How often the catch-up progress line is logged, in ms.
+    pub progress_interval_ms: u64,
+    /// How many of the last record failures `GET /status` keeps (with
+    /// topic, partition, offset and cause).
+    pub recent_errors: usize,
+}
+
+/// The default `[status]` stall timeout: two minutes.
+const fn default_stall_timeout_ms() -> u64 {
+    120_000
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            stall_timeout_ms: default_stall_timeout_ms(),
+            progress_lag: 10_000,
+            progress_interval_ms: 5_000,
+            recent_errors: 50,
+        }
+    }
+}
+
 /// `[[routes]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RouteConfig {
+    /// The route's name in `GET /status`, `smt status`, `smt reset --route`
+    /// and `smt dlq replay --route`. Default: the name of its transform when
+    /// no other route uses that transform, else `<transform>-<index>`
+    /// (index in `[[routes]]`, from 0).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Topic names consumed by this route.
     #[serde(default)]
     pub topics: Vec<String>,
@@ -405,6 +452,57 @@ fn default_registry_timeout_ms() -> u64 {
 
 fn default_schema_cache_capacity() -> usize {
     1_000
+}
+
+/// Which topics a route takes: its `topics`, or its `topic-pattern`
+/// anchored at both ends (the consumer subscribes to the same anchored
+/// pattern).
+#[derive(Debug, Clone)]
+pub enum TopicMatcher {
+    Topics(Vec<String>),
+    Pattern(regex::Regex),
+}
+
+impl TopicMatcher {
+    pub fn new(route: &RouteConfig) -> Result<Self, regex::Error> {
+        Ok(match &route.topic_pattern {
+            Some(p) => TopicMatcher::Pattern(regex::Regex::new(&format!(
+                "^(?:{})$",
+                p.trim_start_matches('^').trim_end_matches('$')
+            ))?),
+            None => TopicMatcher::Topics(route.topics.clone()),
+        })
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicMatcher::Topics(t) => t.iter().any(|t| t == topic),
+            TopicMatcher::Pattern(p) => p.is_match(topic),
+        }
+    }
+}
+
+impl Config {
+    /// The name of every route, in `[[routes]]` order (see `RouteConfig::name`).
+    pub fn route_names(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match &r.name {
+                Some(n) => n.clone(),
+                None if self
+                    .routes
+                    .iter()
+                    .filter(|o| o.transform == r.transform)
+                    .count()
+                    == 1 =>
+                {
+                    r.transform.clone()
+                }
+                None => format!("{}-{i}", r.transform),
+            })
+            .collect()
+    }
 }
 
 /// Per-record failure policy.

@@ -256,6 +256,21 @@ impl Config {
                 return Err((key.into(), format!("{v} is out of range: expected {min} to {max}")));
             }
         }
+        let names = self.route_names();
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() || names[..i].contains(n) {
+                return Err((
+                    format!("routes[{i}].name"),
+                    format!("route names must be unique and not empty (`{n}`)"),
+                ));
+            }
+        }
+        if self.status.stall_timeout_ms == 0 || self.status.progress_interval_ms == 0 {
+            return Err((
+                "status".into(),
+                "stall-timeout-ms and progress-interval-ms must be above 0".into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -13,10 +13,10 @@ mod worker;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use regex::Regex;
 pub use tokio_util::sync::CancellationToken;
 
-use crate::config::{ErrorPolicy, PipelineConfig, RouteConfig};
+use crate::board::Board;
+use crate::config::{ErrorPolicy, PipelineConfig, RouteConfig, TopicMatcher};
 use crate::decode::{Decoder, Formats};
 use crate::dlq::Dlq;
 use crate::registry::Registry;
@@ -38,15 +38,11 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     fatal: Mutex<Option<String>>,
     status: Arc<Status>,
-}
-
-enum Route {
-    Topics(Vec<String>),
-    Pattern(Regex),
+    board: Arc<Board>,
 }
 
 struct RouteEntry {
-    route: Route,
+    route: TopicMatcher,
     transform: String,
     policy: ErrorPolicy,
     /// Held while a batch of the route is written (`serial-writes`).
@@ -76,18 +72,12 @@ impl Shared {
         pipeline: PipelineConfig,
         shutdown: CancellationToken,
         status: Arc<Status>,
+        board: Arc<Board>,
     ) -> anyhow::Result<Self> {
         let mut entries = Vec::new();
         for r in routes {
-            let route = match &r.topic_pattern {
-                Some(p) => Route::Pattern(Regex::new(&format!(
-                    "^(?:{})$",
-                    p.trim_start_matches('^').trim_end_matches('$')
-                ))?),
-                None => Route::Topics(r.topics.clone()),
-            };
             entries.push(RouteEntry {
-                route,
+                route: TopicMatcher::new(r)?,
                 transform: r.transform.clone(),
                 policy: r.on_error,
                 write_lock: r
@@ -108,6 +98,7 @@ impl Shared {
             shutdown,
             fatal: Mutex::new(None),
             status,
+            board,
         })
     }
 
@@ -115,10 +106,7 @@ impl Shared {
     fn route(&self, topic: &str) -> Option<RouteOf> {
         self.routes
             .iter()
-            .find(|r| match &r.route {
-                Route::Topics(t) => t.iter().any(|t| t == topic),
-                Route::Pattern(p) => p.is_match(topic),
-            })
+            .find(|r| r.route.matches(topic))
             .map(|r| RouteOf {
                 transform: r.transform.clone(),
                 policy: r.policy,

@@ -69,6 +69,8 @@ pub(super) async fn run(
                     // The partition was given up meanwhile: this worker is stale.
                     break;
                 }
+                shared.board.progress(&topic, partition, next);
+                shared.board.batch(&topic, size, started.elapsed());
                 shared
                     .metrics
                     .batch_duration
@@ -337,7 +339,7 @@ async fn process(
     let failed = match verdict {
         Verdict::Stop(f) => {
             let msg = &batch[f.record];
-            count_error(shared, transform, policy, &f.failure);
+            count_error(shared, (transform, &version), policy, msg, &f.failure);
             let message = format!(
                 "record {}/{}@{} failed in transform `{transform}` version {version}: {}; stopping (on-error = \"fail\")",
                 msg.topic, msg.partition, msg.offset, f.failure
@@ -366,7 +368,7 @@ async fn process(
     }
     for f in &failed {
         let msg = &batch[f.record];
-        count_error(shared, transform, policy, &f.failure);
+        count_error(shared, (transform, &version), policy, msg, &f.failure);
         let (kind, error) = (f.failure.kind(), f.failure.message());
         match policy {
             ErrorPolicy::Fail => unreachable!("`decide` stops at the first failure under fail"),
@@ -406,7 +408,24 @@ async fn process(
     Ok(ack)
 }
 
-fn count_error(shared: &Shared, transform: &str, policy: ErrorPolicy, failure: &RecordFailure) {
+fn count_error(
+    shared: &Shared,
+    (transform, version): (&str, &str),
+    policy: ErrorPolicy,
+    msg: &Message,
+    failure: &RecordFailure,
+) {
+    shared.board.record_error(crate::board::RecordError {
+        at_ms: crate::board::now_ms(),
+        topic: msg.topic.clone(),
+        partition: msg.partition,
+        offset: msg.offset,
+        transform: transform.to_owned(),
+        version: version.to_owned(),
+        kind: failure.kind().to_owned(),
+        policy: policy.as_str().to_owned(),
+        cause: failure.message().to_owned(),
+    });
     shared
         .metrics
         .record_errors

@@ -9,6 +9,12 @@
 //! acknowledged ([`Acks`]); this thread commits those, periodically, before a
 //! partition is revoked (after its worker finished the batch in flight), and
 //! at shutdown.
+//!
+//! A live rewind ([`Rewind`], from the admin endpoint) is served by the same
+//! thread between polls: the route's partitions are paused, their workers
+//! finish the batch in flight (a batch boundary) and stop, the partitions
+//! are moved (seek) and the new offsets committed, then they resume with
+//! new workers in a new generation.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,10 +30,26 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::board::Board;
+use crate::config::{Config, TopicMatcher};
 use crate::contract::{Header, Message};
 use crate::kafka;
+use crate::offsets::{self, Move, MoveError, Target};
 use crate::telemetry::Metrics;
+
+/// A live rewind of the partitions of a route that this process owns.
+pub struct Rewind {
+    /// The route's name (for the log).
+    pub route: String,
+    /// Its topics.
+    pub matcher: TopicMatcher,
+    pub target: Target,
+    /// The moves done, or why nothing moved.
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<Move>, MoveError>>,
+}
+
+/// How long a rewind's Kafka requests (watermarks, seek, commit) may take.
+const REWIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// (topic, partition)
 pub type PartitionKey = (String, i32);
@@ -182,6 +204,8 @@ pub struct SourceContext {
     slots: Mutex<HashMap<PartitionKey, Slot>>,
     acks: Arc<Acks>,
     metrics: Arc<Metrics>,
+    /// Offsets, pauses and assignments for the status report.
+    board: Arc<Board>,
     queue_capacity: usize,
     stop_timeout: Duration,
     any_stash: AtomicBool,
@@ -195,7 +219,17 @@ impl ClientContext for SourceContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                if *partition < 0 || !p.desired || p.consumer_lag < 0 {
+                if *partition < 0 || !p.desired {
+                    continue;
+                }
+                self.board.watermarks(
+                    topic,
+                    *partition,
+                    p.committed_offset,
+                    p.hi_offset,
+                    p.consumer_lag,
+                );
+                if p.consumer_lag < 0 {
                     continue;
                 }
                 self.metrics
@@ -230,6 +264,7 @@ impl ConsumerContext for SourceContext {
                 let keys = keys_of(tpl);
                 tracing::info!(partitions = ?keys, "Partitions revoked: finishing their batches in flight and committing.");
                 self.stop_partitions(consumer, Some(&keys));
+                self.board.revoked(Some(&keys));
                 self.metrics.assigned_partitions.set(0);
             }
             Rebalance::Assign(tpl) => {
@@ -238,6 +273,7 @@ impl ConsumerContext for SourceContext {
                 for k in &keys {
                     self.acks.own(k);
                 }
+                self.board.assigned(&keys);
                 self.metrics.assigned_partitions.set(keys.len() as i64);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "Rebalance error."),
@@ -343,6 +379,7 @@ impl SourceContext {
                     match consumer.pause(&tpl) {
                         Ok(()) => {
                             slot.paused = true;
+                            self.board.paused(&key.0, key.1, true);
                             self.metrics.paused_partitions.inc();
                             self.metrics.partition_pauses.inc();
                             tracing::debug!(topic = %key.0, partition = key.1, "Paused a partition (its queue is full).");
@@ -380,6 +417,7 @@ impl SourceContext {
                 match consumer.resume(&tpl) {
                     Ok(()) => {
                         slot.paused = false;
+                        self.board.paused(&key.0, key.1, false);
                         self.metrics.paused_partitions.dec();
                     }
                     Err(e) => tracing::warn!(error = %e, "Resuming a partition failed."),
@@ -478,6 +516,76 @@ impl SourceContext {
     }
 }
 
+impl SourceContext {
+    /// A live rewind: checks the target for every partition of the route
+    /// assigned here (nothing moves when one is out of range), then pauses
+    /// them, lets their workers finish the batch in flight and stop,
+    /// commits what they acknowledged, seeks, commits the new offsets and
+    /// resumes them with new workers (a new generation: a late
+    /// acknowledgement from before the rewind is refused).
+    fn rewind(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        route: &str,
+        matcher: &TopicMatcher,
+        target: Target,
+    ) -> Result<Vec<Move>, MoveError> {
+        let assignment = consumer
+            .assignment()
+            .map_err(|e| MoveError::Kafka(format!("cannot read the assignment: {e}")))?;
+        let keys: Vec<PartitionKey> = keys_of(&assignment)
+            .into_iter()
+            .filter(|(t, _)| matcher.matches(t))
+            .collect();
+        if keys.is_empty() {
+            return Err(MoveError::Conflict(format!(
+                "no partition of route `{route}` is assigned to this process (other members of the group own them, or it is not consuming yet)"
+            )));
+        }
+        let moves = offsets::plan(consumer, &keys, target, REWIND_TIMEOUT)?;
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &keys {
+            tpl.add_partition(t, *p);
+        }
+        consumer
+            .pause(&tpl)
+            .map_err(|e| MoveError::Kafka(format!("pausing the route's partitions: {e}")))?;
+        // The workers finish their batch in flight; what they wrote is committed.
+        self.stop_partitions(consumer, Some(&keys));
+        let mut failed = Vec::new();
+        for m in &moves {
+            if let Err(e) =
+                consumer.seek(&m.topic, m.partition, Offset::Offset(m.to), REWIND_TIMEOUT)
+            {
+                failed.push(format!("{}/{}: {e}", m.topic, m.partition));
+            }
+        }
+        let committed = consumer.commit(&offsets::to_commit(&moves), CommitMode::Sync);
+        for m in &moves {
+            self.board.rewound(&m.topic, m.partition, m.to);
+        }
+        for k in &keys {
+            self.acks.own(k);
+            // Its slot (and a backpressure pause with it) is gone.
+            self.board.paused(&k.0, k.1, false);
+        }
+        if let Err(e) = consumer.resume(&tpl) {
+            failed.push(format!("resuming: {e}"));
+        }
+        if let Err(e) = committed {
+            failed.push(format!("committing the new offsets: {e}"));
+        }
+        if !failed.is_empty() {
+            return Err(MoveError::Kafka(format!(
+                "the rewind of route `{route}` did not complete: {}",
+                failed.join("; ")
+            )));
+        }
+        tracing::info!(route, moves = ?moves.iter().map(|m| format!("{}/{}: {:?} -> {}", m.topic, m.partition, m.from, m.to)).collect::<Vec<_>>(), "Rewound a route's partitions.");
+        Ok(moves)
+    }
+}
+
 /// How long an aborted worker may take to be dropped.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -485,6 +593,7 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Source {
     consumer: BaseConsumer<SourceContext>,
     commit_interval: Duration,
+    rewinds: std::sync::mpsc::Receiver<Rewind>,
 }
 
 impl Source {
@@ -494,6 +603,8 @@ impl Source {
         spawner: Spawner,
         acks: Arc<Acks>,
         metrics: Arc<Metrics>,
+        board: Arc<Board>,
+        rewinds: std::sync::mpsc::Receiver<Rewind>,
         timeout: Duration,
     ) -> anyhow::Result<Source> {
         let cc = kafka::client_config(config, kafka::Role::Consumer);
@@ -505,6 +616,7 @@ impl Source {
             slots: Mutex::new(HashMap::new()),
             acks,
             metrics,
+            board,
             queue_capacity: config.pipeline.queue_capacity,
             stop_timeout: Duration::from_millis(config.pipeline.shutdown_timeout_ms),
             any_stash: AtomicBool::new(false),
@@ -535,6 +647,7 @@ impl Source {
         Ok(Source {
             consumer,
             commit_interval: Duration::from_millis(config.pipeline.commit_interval_ms),
+            rewinds,
         })
     }
 
@@ -574,6 +687,10 @@ impl Source {
                 None => {}
             }
             ctx.drain_stashes(&consumer);
+            while let Ok(r) = self.rewinds.try_recv() {
+                let result = ctx.rewind(&consumer, &r.route, &r.matcher, r.target);
+                let _ = r.reply.send(result);
+            }
             if last_commit.elapsed() >= self.commit_interval
                 && ctx.acks.dirty.swap(false, Ordering::AcqRel)
             {
@@ -583,6 +700,7 @@ impl Source {
         }
         tracing::info!("Stopping: finishing the batches in flight and committing.");
         ctx.stop_partitions(&consumer, None);
+        ctx.board.revoked(None);
         consumer.unsubscribe();
         // Serve the revoke of the unsubscribe before closing.
         let until = Instant::now() + Duration::from_secs(2);
