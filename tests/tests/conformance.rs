@@ -330,7 +330,10 @@ fn the_go_guest_runs_100k_records_in_one_instance_with_its_collector_on_and_boun
         }
     }
     // Both paths ran many times: the customers records map, the others are refused.
-    assert!(ok > 10_000 && errors > 10_000, "{ok} mapped, {errors} refused");
+    assert!(
+        ok > 10_000 && errors > 10_000,
+        "{ok} mapped, {errors} refused"
+    );
 }
 
 fn go_files(dir: &Path) -> Vec<PathBuf> {

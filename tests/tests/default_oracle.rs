@@ -100,7 +100,10 @@ fn mongodb_holds_what_sql_computes_from_the_final_tables_with_the_default_transf
 /// `on`, `off` or `mixed` (the default: every third seed without, starting
 /// with the second, so the test command's three seeds run on, off, on).
 fn schemas_modes() -> fn(usize) -> bool {
-    match std::env::var("SMT_ORACLE_SCHEMAS").as_deref().map(str::trim) {
+    match std::env::var("SMT_ORACLE_SCHEMAS")
+        .as_deref()
+        .map(str::trim)
+    {
         Ok("on") => |_| true,
         Ok("off") => |_| false,
         Ok("mixed") | Ok("") | Err(_) => |i| i % 3 != 1,
@@ -119,12 +122,7 @@ struct Names {
     dir: PathBuf,
 }
 
-fn run_seed(
-    seed: u64,
-    ops: usize,
-    schemas: bool,
-    rt: &tokio::runtime::Runtime,
-) -> Result<String> {
+fn run_seed(seed: u64, ops: usize, schemas: bool, rt: &tokio::runtime::Runtime) -> Result<String> {
     let s = Services::shared();
     let w = dm::generate(seed, ops);
     let tag = unique_name(&format!("fid_{seed}"));
@@ -213,8 +211,14 @@ fn run_workload(
             &n.reference,
             None,
             &[
-                ("key.converter.schemas.enable", if schemas { "true" } else { "false" }),
-                ("value.converter.schemas.enable", if schemas { "true" } else { "false" }),
+                (
+                    "key.converter.schemas.enable",
+                    if schemas { "true" } else { "false" },
+                ),
+                (
+                    "value.converter.schemas.enable",
+                    if schemas { "true" } else { "false" },
+                ),
                 // It fails on truncates (an unknown op): skip what it cannot write.
                 ("errors.tolerance", "all"),
             ],

@@ -6,18 +6,16 @@
 //! produce exactly the same operations for every record and every option,
 //! and the host must turn them into correctly typed BSON.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use bson::{Bson, Document};
 use serde_json::Value;
 use smt_guest::Transform as _;
-use smt_host::engine::{Engine, EngineConfig, FailureKind, TransformModule};
+use smt_host::engine::{FailureKind, TransformModule};
 use smt_host::writeop::WriteOp;
+use smt_tests::guests::debezium_mongo_component;
 use smt_tests::native::{fixture, rendered, to_guest_message};
 use smt_tests::record::{record, Record, RecordExt as _};
-
-const DEFAULT: &str = env!("SMT_GUEST_DEBEZIUM_MONGO");
 
 /// Every option the transform has, each alone (and the default).
 const CONFIGS: &[&str] = &[
@@ -29,17 +27,6 @@ const CONFIGS: &[&str] = &[
     r#"{"rename": {"dbz.inventory.customers": "crm.people", "inventory.orders": "sales"}}"#,
     r#"{"database": "warehouse", "collection": "{schema}_{table}"}"#,
 ];
-
-fn module() -> Arc<TransformModule> {
-    let engine = Engine::new(&EngineConfig {
-        no_cache: true,
-        ..EngineConfig::default()
-    })
-    .unwrap();
-    engine
-        .load_file("debezium-mongo", Path::new(DEFAULT))
-        .unwrap()
-}
 
 /// A record's operations as `smt test` prints them, or its error.
 type Outcome = Result<Vec<Value>, (FailureKind, String)>;
@@ -83,7 +70,7 @@ fn wasm(module: &Arc<TransformModule>, config: &str, msgs: &[Record]) -> Vec<Out
 
 #[test]
 fn the_component_matches_the_native_transform_on_every_record_and_option() {
-    let module = module();
+    let module = debezium_mongo_component();
     for file in ["schemas.jsonl", "plain.jsonl", "update-1kb.jsonl"] {
         let msgs = fixture(file);
         for config in CONFIGS {
@@ -124,7 +111,7 @@ fn replacement(op: &WriteOp) -> &Document {
 
 #[test]
 fn decimals_dates_and_binary_arrive_as_typed_bson() {
-    let module = module();
+    let module = debezium_mongo_component();
     let ops = ops_for(&module, "{}", "schemas.jsonl", ".customers", 0);
     let doc = replacement(&ops[0]);
     match doc.get("balance") {
@@ -193,7 +180,7 @@ fn decimals_dates_and_binary_arrive_as_typed_bson() {
 
 #[test]
 fn renamed_topics_write_to_the_mapped_namespace() {
-    let module = module();
+    let module = debezium_mongo_component();
     let config = r#"{"rename": {"dbz.inventory.customers": "crm.people"}}"#;
     let ops = ops_for(&module, config, "schemas.jsonl", ".customers", 3);
     let ns = ops[0].namespace();
@@ -220,7 +207,7 @@ fn message(key: Option<&str>, value: Option<&str>) -> Record {
 
 #[test]
 fn malformed_records_are_bad_input_errors_not_traps() {
-    let module = module();
+    let module = debezium_mongo_component();
     let mut inst = module.instantiate("{}").unwrap();
     let key = Some(r#"{"id":1}"#);
     let cases = [
@@ -264,7 +251,7 @@ fn malformed_records_are_bad_input_errors_not_traps() {
 
 #[test]
 fn unknown_options_are_refused_at_init() {
-    let err = module()
+    let err = debezium_mongo_component()
         .instantiate(r#"{"idd": "scalar"}"#)
         .err()
         .expect("init must refuse");

@@ -68,6 +68,33 @@ fn updates(keys: i64, rounds: i64, partitions: i32) -> Vec<Record> {
     out
 }
 
+/// A test's own database, topic (`partitions` partitions, holding nothing
+/// yet), group and the update records of [`updates`] for it.
+struct UpdateRun {
+    dir: Scratch,
+    db: String,
+    table: String,
+    topic: String,
+    records: Vec<Record>,
+    group: String,
+}
+
+impl UpdateRun {
+    fn new(s: &Services, name: &str, partitions: i32, keys: i64, rounds: i64) -> UpdateRun {
+        let table = unique_name(name);
+        let topic = format!("dlv.s.{table}");
+        s.create_topic(&topic, partitions as u32).unwrap();
+        UpdateRun {
+            dir: Scratch::new(&format!("dlv-{name}")),
+            db: unique_name("db"),
+            records: updates(keys, rounds, partitions),
+            group: unique_name("group"),
+            table,
+            topic,
+        }
+    }
+}
+
 /// `{id -> seq}` of the documents of `db.coll` (written by the default transform: `_id: {id}`).
 async fn seqs(uri: &str, db: &str, coll: &str) -> BTreeMap<i64, i64> {
     let client = mongodb::Client::with_uri_str(uri).await.unwrap();
@@ -641,16 +668,16 @@ fn history_violation(log: &[(i64, i64)]) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_holds_while_members_join_and_leave() {
     let s = Services::shared();
-    let dir = Scratch::new("dlv-order");
-    let db = unique_name("db");
-    let table = unique_name("order");
-    let topic = format!("dlv.s.{table}");
-    let partitions = 8;
-    s.create_topic(&topic, partitions as u32).unwrap();
-    let (keys, rounds) = (500, 100);
-    let records = updates(keys, rounds, partitions);
+    let (partitions, keys, rounds) = (8, 500, 100);
+    let UpdateRun {
+        dir,
+        db,
+        table,
+        topic,
+        records,
+        group,
+    } = UpdateRun::new(s, "order", partitions, keys, rounds);
     let total = records.len();
-    let group = unique_name("group");
     let proxy = Proxy::start(mongodb_addr(s)).unwrap();
     proxy.set_delay(Duration::from_millis(700));
     let cfg = |name: &str, uri: &str| {
@@ -803,16 +830,16 @@ async fn a_record_too_large_for_the_dlq_stops_the_pipeline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_restart_process_no_record_twice() {
     let s = Services::shared();
-    let dir = Scratch::new("dlv-term");
-    let db = unique_name("db");
-    let table = unique_name("term");
-    let topic = format!("dlv.s.{table}");
-    let partitions = 4;
-    s.create_topic(&topic, partitions as u32).unwrap();
-    let (keys, rounds) = (200, 60);
-    let records = updates(keys, rounds, partitions);
+    let (partitions, keys, rounds) = (4, 200, 60);
+    let UpdateRun {
+        dir,
+        db,
+        table,
+        topic,
+        records,
+        group,
+    } = UpdateRun::new(s, "term", partitions, keys, rounds);
     let total = records.len();
-    let group = unique_name("group");
     let cfg = config(
         &s.brokers(),
         &s.mongodb_uri(),
@@ -826,7 +853,9 @@ async fn sigterm_and_restart_process_no_record_twice() {
     .replace("config = {}", "config = { id = \"scalar\" }");
     let stop_log = Arc::new(AtomicBool::new(false));
     let log_task = write_log(
-        mongodb::Client::with_uri_str(&s.mongodb_uri()).await.unwrap(),
+        mongodb::Client::with_uri_str(&s.mongodb_uri())
+            .await
+            .unwrap(),
         db.clone(),
         stop_log.clone(),
     );

@@ -32,7 +32,9 @@ const COLLECTION: &str = "docs";
 /// The versioned guest in Go (guest-transforms/test-guests/versioned-go),
 /// built by `scripts/build-guests` (Go toolchain installed on first use).
 fn go_versioned_module() -> Vec<u8> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let out = std::process::Command::new(root.join("scripts/build-guests"))
         .args(["build", "go-versioned"])
         .output()
@@ -499,7 +501,11 @@ async fn a_go_transform_swaps_in_and_out_under_load() {
         if i == 2 {
             // Go to Go by replacing the file; the config stays.
             std::fs::write(&setup.module_path, wasm).unwrap();
-            wait_active(&smt, &version, "the second Go build (file) to become active");
+            wait_active(
+                &smt,
+                &version,
+                "the second Go build (file) to become active",
+            );
         } else {
             let (code, body) = upload(&smt, wasm, Some(config)).unwrap();
             assert_eq!(code, 200, "swap {i} (API): {body}");
@@ -519,7 +525,11 @@ async fn a_go_transform_swaps_in_and_out_under_load() {
     let docs = wait_for_count(&setup.mongodb, &setup.db, produced as usize, &smt).await;
     let batches = logged_batches(&smt.log_text());
     let per_version = each_document_by_its_batch_version(&docs, produced, &batches, &stamps);
-    assert_eq!(per_version.len(), 4, "every version wrote records: {per_version:?}");
+    assert_eq!(
+        per_version.len(),
+        4,
+        "every version wrote records: {per_version:?}"
+    );
     assert_eq!(
         smt.metric("smt_transform_swaps_total", &[("outcome", "activated")])
             .unwrap(),

@@ -19,17 +19,16 @@
 //! Seeds: `SMT_KEY_MOVES_SEEDS=1,2,3` (fresh ones otherwise, printed).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{Bson, Document};
 use serde_json::{json, Value};
 use smt_host::config::Config;
-use smt_host::engine::{Engine, EngineConfig, TransformModule};
 use smt_host::pipeline::CancellationToken;
 use smt_host::sink::Sink;
 use smt_host::telemetry::Metrics;
+use smt_tests::guests::debezium_mongo_component;
 use smt_tests::mongo::documents;
 use smt_tests::oracle::rng::{fresh_seed, Rng};
 use smt_tests::record::{Header, Record};
@@ -190,20 +189,6 @@ impl Workload {
     }
 }
 
-fn module() -> Arc<TransformModule> {
-    let engine = Engine::new(&EngineConfig {
-        no_cache: true,
-        ..EngineConfig::default()
-    })
-    .unwrap();
-    engine
-        .load_file(
-            "debezium-mongo",
-            Path::new(env!("SMT_GUEST_DEBEZIUM_MONGO")),
-        )
-        .unwrap()
-}
-
 fn sink_config(dir: &Scratch, uri: &str, db: &str) -> Config {
     let path = dir.0.join("smt.toml");
     std::fs::write(
@@ -239,7 +224,7 @@ async fn key_changes_converge_in_every_order_the_partitions_allow() {
     .await
     .unwrap();
     let client = sink.client().clone();
-    let module = module();
+    let module = debezium_mongo_component();
     let seeds: Vec<u64> = match std::env::var("SMT_KEY_MOVES_SEEDS") {
         Ok(v) if !v.trim().is_empty() => v
             .split(',')

@@ -611,14 +611,19 @@ fn handmade_sql_server_and_oracle_records() {
     let t = DebeziumMongo::init("{}").unwrap();
     for name in ["sqlserver", "oracle"] {
         let records = load(&format!("handmade/{name}.jsonl"));
-        let expected = std::fs::read_to_string(fixture_path(&format!("handmade/{name}.expected.jsonl")))
-            .expect("expected file");
+        let expected =
+            std::fs::read_to_string(fixture_path(&format!("handmade/{name}.expected.jsonl")))
+                .expect("expected file");
         let expected: Vec<Value> = expected
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).expect("expected line"))
             .collect();
-        assert_eq!(records.len(), expected.len(), "{name}: one expected line per record");
+        assert_eq!(
+            records.len(),
+            expected.len(),
+            "{name}: one expected line per record"
+        );
         for (m, want) in records.iter().zip(expected) {
             let got: Vec<Value> = t
                 .transform(m)

@@ -233,27 +233,85 @@ impl Config {
         let (p, l, h) = (&self.pipeline, &self.engine.limits, &self.hot_swap);
         let as_u64 = |v: usize| v as u64;
         let ranges: [Range; 16] = [
-            ("pipeline.max-batch-size", as_u64(p.max_batch_size), 1, 100_000),
-            ("pipeline.queue-capacity", as_u64(p.queue_capacity), 1, 1_000_000),
+            (
+                "pipeline.max-batch-size",
+                as_u64(p.max_batch_size),
+                1,
+                100_000,
+            ),
+            (
+                "pipeline.queue-capacity",
+                as_u64(p.queue_capacity),
+                1,
+                1_000_000,
+            ),
             ("pipeline.linger-ms", p.linger_ms, 0, 60_000),
-            ("pipeline.commit-interval-ms", p.commit_interval_ms, 1, HOUR_MS),
-            ("pipeline.shutdown-timeout-ms", p.shutdown_timeout_ms, 1, HOUR_MS),
-            ("pipeline.retry-backoff-max-ms", p.retry_backoff_max_ms, 1, HOUR_MS),
+            (
+                "pipeline.commit-interval-ms",
+                p.commit_interval_ms,
+                1,
+                HOUR_MS,
+            ),
+            (
+                "pipeline.shutdown-timeout-ms",
+                p.shutdown_timeout_ms,
+                1,
+                HOUR_MS,
+            ),
+            (
+                "pipeline.retry-backoff-max-ms",
+                p.retry_backoff_max_ms,
+                1,
+                HOUR_MS,
+            ),
             // A Wasm32 memory holds at most 4 GiB; eight of them at most.
             ("engine.limits.memory-mib", l.memory_mib, 1, 32 * 1024),
-            ("engine.limits.max-instances", as_u64(l.max_instances), 1, 10_000),
-            ("engine.limits.max-memories", as_u64(l.max_memories), 1, 10_000),
+            (
+                "engine.limits.max-instances",
+                as_u64(l.max_instances),
+                1,
+                10_000,
+            ),
+            (
+                "engine.limits.max-memories",
+                as_u64(l.max_memories),
+                1,
+                10_000,
+            ),
             ("engine.limits.max-tables", as_u64(l.max_tables), 1, 10_000),
-            ("engine.limits.call-timeout-ms", l.call_timeout_ms, 1, HOUR_MS),
-            ("engine.limits.max-output-bytes", as_u64(l.max_output_bytes), 1, 1 << 30),
-            ("engine.limits.max-output-ops", as_u64(l.max_output_ops), 1, 10_000_000),
+            (
+                "engine.limits.call-timeout-ms",
+                l.call_timeout_ms,
+                1,
+                HOUR_MS,
+            ),
+            (
+                "engine.limits.max-output-bytes",
+                as_u64(l.max_output_bytes),
+                1,
+                1 << 30,
+            ),
+            (
+                "engine.limits.max-output-ops",
+                as_u64(l.max_output_ops),
+                1,
+                10_000_000,
+            ),
             ("hot-swap.poll-interval-ms", h.poll_interval_ms, 10, HOUR_MS),
             ("hot-swap.max-module-mib", as_u64(h.max_module_mib), 1, 4096),
-            ("hot-swap.recent-samples", as_u64(h.recent_samples), 0, 100_000),
+            (
+                "hot-swap.recent-samples",
+                as_u64(h.recent_samples),
+                0,
+                100_000,
+            ),
         ];
         for (key, v, min, max) in ranges {
             if v < min || v > max {
-                return Err((key.into(), format!("{v} is out of range: expected {min} to {max}")));
+                return Err((
+                    key.into(),
+                    format!("{v} is out of range: expected {min} to {max}"),
+                ));
             }
         }
         let names = self.route_names();
