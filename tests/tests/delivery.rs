@@ -93,6 +93,33 @@ impl UpdateRun {
             topic,
         }
     }
+
+    /// One route on the topic under `fail`, scalar `_id`s (`config()` otherwise).
+    fn config(&self, s: &Services, client_id: &str) -> String {
+        config(
+            &s.brokers(),
+            &s.mongodb_uri(),
+            &self.db,
+            &self.group,
+            &self.topic,
+            "fail",
+            client_id,
+            "",
+        )
+        .replace("config = {}", "config = { id = \"scalar\" }")
+    }
+
+    /// The write log of the database, opened now; set the flag to end it.
+    async fn write_log(
+        &self,
+        s: &Services,
+    ) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<(i64, i64)>>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = mongodb::Client::with_uri_str(&s.mongodb_uri())
+            .await
+            .unwrap();
+        (stop.clone(), write_log(client, self.db.clone(), stop))
+    }
 }
 
 /// `{id -> seq}` of the documents of `db.coll` (written by the default transform: `_id: {id}`).
@@ -831,64 +858,22 @@ async fn a_record_too_large_for_the_dlq_stops_the_pipeline() {
 async fn sigterm_and_restart_process_no_record_twice() {
     let s = Services::shared();
     let (partitions, keys, rounds) = (4, 200, 60);
-    let UpdateRun {
-        dir,
-        db,
-        table,
-        topic,
-        records,
-        group,
-    } = UpdateRun::new(s, "term", partitions, keys, rounds);
-    let total = records.len();
-    let cfg = config(
-        &s.brokers(),
-        &s.mongodb_uri(),
-        &db,
-        &group,
-        &topic,
-        "fail",
-        "term",
-        "",
-    )
-    .replace("config = {}", "config = { id = \"scalar\" }");
-    let stop_log = Arc::new(AtomicBool::new(false));
-    let log_task = write_log(
-        mongodb::Client::with_uri_str(&s.mongodb_uri())
-            .await
-            .unwrap(),
-        db.clone(),
-        stop_log.clone(),
-    );
-    produce(&s.brokers(), &topic, &records).unwrap();
+    let run = UpdateRun::new(s, "term", partitions, keys, rounds);
+    let total = run.records.len();
+    let cfg = run.config(s, "term");
+    let (stop_log, log_task) = run.write_log(s).await;
+    produce(&s.brokers(), &run.topic, &run.records).unwrap();
     let mut stops = Vec::new();
-    for run in 0..3 {
-        let mut smt = Smt::start(&dir.0, &format!("run{run}"), &cfg).unwrap();
+    for i in 0..3 {
+        let mut smt = Smt::start(&run.dir.0, &format!("run{i}"), &cfg).unwrap();
         smt.wait_assigned(START).unwrap();
         // Each run does about a quarter of the records, then is stopped mid-stream.
-        let done = wait_for("records to flow", CONVERGE, || {
-            let n = smt.metric("smt_records_processed_total", &[])?;
-            Ok((n >= (total / 4) as f64).then_some(n))
-        })
-        .unwrap();
+        let done = processed_at_least(&mut smt, total / 4);
         let status = smt.terminate(Duration::from_secs(60)).unwrap();
         assert_eq!(status.code(), Some(0), "{}", tail(&smt.log_text(), 3000));
         stops.push(done);
     }
-    let mut last = Smt::start(&dir.0, "run3", &cfg).unwrap();
-    last.wait_assigned(START).unwrap();
-    wait_committed_all(&s.brokers(), &group, &topic, partitions, total);
-    assert_eq!(
-        last.terminate(Duration::from_secs(60)).unwrap().code(),
-        Some(0)
-    );
-    let got = seqs(&s.mongodb_uri(), &db, &table).await;
-    assert!(
-        got.len() == keys as usize && got.values().all(|&seq| seq == rounds),
-        "every key at its last sequence: {} documents",
-        got.len()
-    );
-    stop_log.store(true, Ordering::SeqCst);
-    let log = log_task.await.unwrap();
+    let log = finish(s, &run, &cfg, partitions, keys, rounds, stop_log, log_task).await;
     let mut at: BTreeMap<i64, i64> = BTreeMap::new();
     for (i, &(id, seq)) in log.iter().enumerate() {
         let prev = at.insert(id, seq).unwrap_or(0);
@@ -900,6 +885,78 @@ async fn sigterm_and_restart_process_no_record_twice() {
         );
     }
     assert_eq!(log.len(), total, "one write per record");
+}
+
+/// After a SIGKILL only what was not committed yet is processed again: the
+/// records processed since the last commit and the batches in flight
+/// (at most a batch per partition beyond what the metric had counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_reprocesses_at_most_what_was_not_committed() {
+    let s = Services::shared();
+    let (partitions, keys, rounds) = (4, 200, 60);
+    let run = UpdateRun::new(s, "kill", partitions, keys, rounds);
+    let total = run.records.len();
+    let cfg = run.config(s, "kill");
+    let (stop_log, log_task) = run.write_log(s).await;
+    produce(&s.brokers(), &run.topic, &run.records).unwrap();
+    let mut smt = Smt::start(&run.dir.0, "killed", &cfg).unwrap();
+    smt.wait_assigned(START).unwrap();
+    let processed = processed_at_least(&mut smt, total / 3) as i64;
+    smt.kill();
+    let committed: i64 = committed(&s.brokers(), &run.group, &run.topic, partitions)
+        .iter()
+        .map(|o| o.unwrap_or(0))
+        .sum();
+    assert!(committed > 0, "offsets were committed before the kill");
+    let log = finish(s, &run, &cfg, partitions, keys, rounds, stop_log, log_task).await;
+    let again = log.len() as i64 - total as i64;
+    // `max-batch-size = 200` in config().
+    let bound = processed - committed + i64::from(partitions) * 200;
+    assert!(
+        again <= bound,
+        "{again} records written again after the SIGKILL, at most {bound} expected \
+         ({processed} processed, {committed} committed when it died)"
+    );
+}
+
+/// Waits until `smt` has processed `n` records; returns its count then.
+fn processed_at_least(smt: &mut Smt, n: usize) -> f64 {
+    wait_for("records to flow", CONVERGE, || {
+        let done = smt.metric("smt_records_processed_total", &[])?;
+        Ok((done >= n as f64).then_some(done))
+    })
+    .unwrap()
+}
+
+/// Runs a last `smt` until every record is committed, checks that every key
+/// ends at its last sequence, and returns the write log.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    s: &Services,
+    run: &UpdateRun,
+    cfg: &str,
+    partitions: i32,
+    keys: i64,
+    rounds: i64,
+    stop_log: Arc<AtomicBool>,
+    log_task: tokio::task::JoinHandle<Vec<(i64, i64)>>,
+) -> Vec<(i64, i64)> {
+    let total = run.records.len();
+    let mut last = Smt::start(&run.dir.0, "last", cfg).unwrap();
+    last.wait_assigned(START).unwrap();
+    wait_committed_all(&s.brokers(), &run.group, &run.topic, partitions, total);
+    assert_eq!(
+        last.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
+    let got = seqs(&s.mongodb_uri(), &run.db, &run.table).await;
+    assert!(
+        got.len() == keys as usize && got.values().all(|&seq| seq == rounds),
+        "every key at its last sequence: {} documents",
+        got.len()
+    );
+    stop_log.store(true, Ordering::SeqCst);
+    log_task.await.unwrap()
 }
 
 // ------------------------------------------------------------------ DLQ topic gone
