@@ -818,29 +818,52 @@ async fn a_record_too_large_for_the_dlq_stops_the_pipeline() {
         .unwrap();
     assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
     // Record 3 is not JSON (bad-input → DLQ) and larger than the DLQ accepts.
-    let mut records: Vec<Record> = (0..6).map(|id| event(0, id, 1, json!({}))).collect();
-    records[3].value = Some(vec![b'x'; 10_000]);
-    produce(&s.brokers(), &topic, &records).unwrap();
+    produce(&s.brokers(), &topic, &poisoned_at_3(vec![b'x'; 10_000])).unwrap();
     let group = unique_name("group");
-    let cfg = config(
+    let cfg = dlq_config(s, &db, &group, &topic, &dlq);
+    let (status, out) = run_to_exit(&dir.0, &cfg, Duration::from_secs(120)).unwrap();
+    assert_stopped_at_record_3(s, status, &out, &topic, &group, "dead-letter topic");
+    assert_eq!(topic_len(&s.brokers(), &dlq).unwrap(), 0);
+}
+
+/// Six update records on partition 0; record 3's value is `value` (not JSON: bad input).
+fn poisoned_at_3(value: Vec<u8>) -> Vec<Record> {
+    let mut records: Vec<Record> = (0..6).map(|id| event(0, id, 1, json!({}))).collect();
+    records[3].value = Some(value);
+    records
+}
+
+/// [`config`] under `on-error = "dlq"` with the dead-letter topic `dlq`.
+fn dlq_config(s: &Services, db: &str, group: &str, topic: &str, dlq: &str) -> String {
+    config(
         &s.brokers(),
         &s.mongodb_uri(),
-        &db,
-        &group,
-        &topic,
+        db,
+        group,
+        topic,
         "dlq",
         "smt",
         "",
-    ) + &format!("[dlq]\ntopic = \"{dlq}\"\n");
-    let (status, out) = run_to_exit(&dir.0, &cfg, Duration::from_secs(120)).unwrap();
-    assert_eq!(status.code(), Some(1), "{out}");
+    ) + &format!("[dlq]\ntopic = \"{dlq}\"\n")
+}
+
+/// `smt` stopped (exit 1) at record 3 of partition 0, naming it and `cause`,
+/// and the group committed nothing past it.
+fn assert_stopped_at_record_3(
+    s: &Services,
+    status: std::process::ExitStatus,
+    out: &str,
+    topic: &str,
+    group: &str,
+    cause: &str,
+) {
+    assert_eq!(status.code(), Some(1), "{}", tail(out, 3000));
     assert!(
-        out.contains(&format!("{topic}/0@3")) && out.contains("dead-letter topic"),
-        "names the record and the cause: {}",
-        tail(&out, 3000)
+        out.contains(&format!("{topic}/0@3")) && out.contains(cause),
+        "names the record and {cause}: {}",
+        tail(out, 3000)
     );
-    assert_eq!(topic_len(&s.brokers(), &dlq).unwrap(), 0);
-    let committed = committed(&s.brokers(), &group, &topic, 1)[0];
+    let committed = committed(&s.brokers(), group, topic, 1)[0];
     assert!(
         committed.is_none_or(|o| o <= 3),
         "committed past the record: {committed:?}"
@@ -975,16 +998,7 @@ async fn a_deleted_dlq_topic_stops_the_pipeline() {
     let dlq = unique_name("dlq_gone");
     s.create_topic(&dlq, 1).unwrap();
     let group = unique_name("group");
-    let cfg = config(
-        &s.brokers(),
-        &s.mongodb_uri(),
-        &db,
-        &group,
-        &topic,
-        "dlq",
-        "smt",
-        "",
-    ) + &format!("[dlq]\ntopic = \"{dlq}\"\n");
+    let cfg = dlq_config(s, &db, &group, &topic, &dlq);
     let mut smt = Smt::start(&dir.0, "smt", &cfg).unwrap();
     smt.wait_assigned(START).unwrap();
     let admin: AdminClient<_> = rdkafka::ClientConfig::new()
@@ -997,23 +1011,10 @@ async fn a_deleted_dlq_topic_stops_the_pipeline() {
         .unwrap();
     assert!(deleted.iter().all(|r| r.is_ok()), "{deleted:?}");
     // Record 3 is not JSON (bad-input → DLQ).
-    let mut records: Vec<Record> = (0..6).map(|id| event(0, id, 1, json!({}))).collect();
-    records[3].value = Some(b"not json".to_vec());
-    produce(&s.brokers(), &topic, &records).unwrap();
+    produce(&s.brokers(), &topic, &poisoned_at_3(b"not json".to_vec())).unwrap();
     let status = wait_for("smt to stop", Duration::from_secs(180), || {
         Ok(smt.try_wait())
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
-    let out = smt.log_text();
-    assert_eq!(status.code(), Some(1), "{}", tail(&out, 3000));
-    assert!(
-        out.contains(&format!("{topic}/0@3")) && out.contains(&dlq),
-        "names the record and the dead-letter topic: {}",
-        tail(&out, 3000)
-    );
-    let committed = committed(&s.brokers(), &group, &topic, 1)[0];
-    assert!(
-        committed.is_none_or(|o| o <= 3),
-        "committed past the record: {committed:?}"
-    );
+    assert_stopped_at_record_3(s, status, &smt.log_text(), &topic, &group, &dlq);
 }
