@@ -15,6 +15,7 @@ pub mod harness;
 pub mod kafka;
 pub mod mapper;
 pub mod rng;
+pub mod workload;
 
 pub use crate::services::psql;
 pub use compare::{compare, diff, doc_key, mongo_documents, normalize, shorten, Comparison};

@@ -19,53 +19,8 @@ const ADDRESSES: usize = 1;
 const ORDERS: usize = 2;
 const ITEMS: usize = 3;
 
-/// A generated workload.
-#[derive(Clone, Debug)]
-pub struct Workload {
-    pub seed: u64,
-    /// Statements run before the Debezium connector exists (its snapshot reads the result).
-    pub before: Vec<String>,
-    /// Statements run while `smt` consumes.
-    pub during: Vec<String>,
-    /// Records Debezium writes per table (as [`TABLES`]): snapshot reads, then
-    /// change events and tombstones of `during`.
-    pub records: [u64; 4],
-    /// Of which snapshot reads.
-    pub snapshot_records: [u64; 4],
-    /// Rows per table at the end (the model's count; the test checks PostgreSQL agrees).
-    pub rows: [u64; 4],
-    /// How many operations of each kind were generated (rolled back ones included).
-    pub kinds: BTreeMap<&'static str, u64>,
-    /// Transactions committed and rolled back.
-    pub transactions: (u64, u64),
-}
-
-impl Workload {
-    pub fn total_records(&self) -> u64 {
-        self.records.iter().sum()
-    }
-
-    /// One line: what the workload holds.
-    pub fn summary(&self) -> String {
-        let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        format!(
-            "{} statements before the connector, {} after; {} records expected ({}); \
-             {} transactions committed, {} rolled back; {}",
-            self.before.len(),
-            self.during.len(),
-            self.total_records(),
-            TABLES
-                .iter()
-                .zip(self.records)
-                .map(|(t, n)| format!("{t} {n}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.transactions.0,
-            self.transactions.1,
-            kinds.join(", ")
-        )
-    }
-}
+/// A generated workload on [`TABLES`].
+pub type Workload = crate::oracle::workload::Workload<4>;
 
 /// Which keys exist, which existed, and how many records Debezium has been given.
 #[derive(Clone, Debug, Default)]
@@ -947,6 +902,7 @@ pub fn generate(seed: u64, ops: usize) -> Workload {
     let during = g.statements(ops - ops / 10, &mut tx);
     Workload {
         seed,
+        tables: TABLES,
         before,
         during,
         records: g.m.events,
