@@ -469,7 +469,21 @@ fn the_status_page_in_chromium_shows_progress_and_rolls_back() {
         || Ok((transforms(&smt)["active"]["config"]["v"] == json!(7)).then_some(())),
     )
     .unwrap();
-    let message = b.text("#message").unwrap().unwrap_or_default();
-    assert!(message.contains("Config of vt"), "{message}");
+    // The page says so once its request has returned, which can be after
+    // the API already shows the new config.
+    b.wait_until(
+        "the page to confirm the config",
+        Duration::from_secs(10),
+        |b| {
+            let message = b.text("#message")?.unwrap_or_default();
+            Ok(message.contains("Config of vt").then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}: the message says {:?}",
+            b.text("#message").ok().flatten()
+        )
+    });
     smt.terminate(Duration::from_secs(30)).unwrap();
 }
