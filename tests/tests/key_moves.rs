@@ -8,15 +8,20 @@
 //! change becomes the records Debezium writes (a key change: the delete of
 //! the old key with `__debezium.newkey`, its tombstone, the create of the new
 //! key with `__debezium.oldkey`), each record goes to its key's partition,
-//! and the partitions are interleaved at random — with replays of a
-//! partition's last records, as after a crash — through the Wasm component
-//! into the server, one record at a time (what `serial-writes` does).
+//! and the partitions are interleaved at random — with retries of a
+//! partition's uncommitted records, and crashes that take every partition
+//! back to its last commit — through the Wasm component into the server,
+//! one record at a time (what `serial-writes` does). A key change may also
+//! change the body (the create half then carries it) or the title.
 //! The collection must then hold exactly the model's final rows: the
 //! expectation is the model's, never the transform's.
 //!
 //! The end-to-end oracle (`default_oracle.rs`) covers the same through real
 //! PostgreSQL and Debezium; this test reaches orders a run rarely produces.
-//! Seeds: `SMT_KEY_MOVES_SEEDS=1,2,3` (fresh ones otherwise, printed).
+//! Seeds: `SMT_KEY_MOVES_SEEDS=1,2,3` (fresh ones otherwise, printed);
+//! longer searches: `SMT_KEY_MOVES_WORKLOADS`, `SMT_KEY_MOVES_CHANGES`,
+//! `SMT_KEY_MOVES_CRASHES`; `SMT_KEY_MOVES_TRACE=1` prints every record
+//! written and the collection after it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,9 +45,17 @@ const PLACEHOLDER: &str = "__debezium_unavailable_value";
 const KEYS: i64 = 6;
 const PARTITIONS: i64 = 3;
 /// Changes per workload, and orders tried per workload.
-const CHANGES: usize = 14;
+const CHANGES: usize = 24;
 const ORDERS: usize = 6;
-const WORKLOADS: usize = 24;
+const WORKLOADS: usize = 40;
+
+/// `SMT_KEY_MOVES_<name>` or the default: larger searches than the test command's.
+fn tunable(name: &str, default: usize) -> usize {
+    std::env::var(format!("SMT_KEY_MOVES_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// One Debezium record in the order the database wrote it.
 struct Event {
@@ -73,7 +86,7 @@ impl Workload {
         };
         let mut lsn = 1000;
         let mut n = 0;
-        for _ in 0..CHANGES {
+        for _ in 0..tunable("CHANGES", CHANGES) {
             lsn += 10;
             n += 1;
             let live: Vec<i64> = w.rows.keys().copied().collect();
@@ -105,16 +118,33 @@ impl Workload {
                 w.rows.remove(&k);
                 w.push(table, k, "d", lsn, None, None);
             } else if !free.is_empty() {
+                // `UPDATE … SET id = new[, body = …| , title = …]`: the
+                // create half carries the body only when it changed.
                 let (old, new) = (pick(rng, &live), pick(rng, &free));
-                let (title, body) = w.rows.remove(&old).expect("live");
-                w.log.push(format!("key {old} -> {new}"));
+                let (mut title, mut body) = w.rows.remove(&old).expect("live");
+                let sent_body = match rng.below(4) {
+                    0 => {
+                        body = format!("body {new} #{n}");
+                        w.log.push(format!("key {old} -> {new} + body"));
+                        body.clone()
+                    }
+                    1 => {
+                        title = format!("t{n}");
+                        w.log.push(format!("key {old} -> {new} + title"));
+                        PLACEHOLDER.to_owned()
+                    }
+                    _ => {
+                        w.log.push(format!("key {old} -> {new}"));
+                        PLACEHOLDER.to_owned()
+                    }
+                };
                 w.push(table, old, "d", lsn, None, Some(("__debezium.newkey", new)));
                 w.push(
                     table,
                     new,
                     "c",
                     lsn,
-                    Some((new, &title, PLACEHOLDER)),
+                    Some((new, &title, &sent_body)),
                     Some(("__debezium.oldkey", old)),
                 );
                 w.rows.insert(new, (title, body));
@@ -166,21 +196,33 @@ impl Workload {
     /// The records in an order the partitions allow: each partition's in
     /// log order, partitions interleaved at random; now and then a
     /// partition goes back a few records and writes them again (a replay
-    /// after a crash).
+    /// of a failed batch), and now and then every partition goes back to
+    /// its last commit (a crash), which can lie far behind.
     fn order(&self, rng: &mut Rng) -> Vec<usize> {
         let mut queues: Vec<Vec<usize>> = vec![Vec::new(); PARTITIONS as usize];
         for (i, e) in self.events.iter().enumerate() {
             queues[(e.key % PARTITIONS) as usize].push(i);
         }
         let mut next = vec![0; queues.len()];
+        let mut committed = vec![0; queues.len()];
+        let mut crashes = 0;
         let mut out = Vec::new();
         while next.iter().zip(&queues).any(|(n, q)| *n < q.len()) {
+            if crashes < tunable("CRASHES", 2) && rng.chance(2) {
+                crashes += 1;
+                next.clone_from(&committed);
+            }
             let p = rng.below(queues.len() as u64) as usize;
             if next[p] >= queues[p].len() {
                 continue;
             }
-            if next[p] > 0 && rng.chance(8) {
-                next[p] -= 1 + rng.below(next[p].min(4) as u64) as usize;
+            if rng.chance(20) {
+                committed[p] = next[p];
+            }
+            // A retried batch starts after the last commit, never before.
+            let uncommitted = next[p] - committed[p];
+            if uncommitted > 0 && rng.chance(8) {
+                next[p] -= 1 + rng.below(uncommitted.min(4) as u64) as usize;
             }
             out.push(queues[p][next[p]]);
             next[p] += 1;
@@ -230,11 +272,14 @@ async fn key_changes_converge_in_every_order_the_partitions_allow() {
             .split(',')
             .map(|s| s.trim().parse().expect("SMT_KEY_MOVES_SEEDS: numbers"))
             .collect(),
-        _ => (0..WORKLOADS as u64).map(fresh_seed).collect(),
+        _ => (0..tunable("WORKLOADS", WORKLOADS) as u64)
+            .map(fresh_seed)
+            .collect(),
     };
     eprintln!("key_moves seeds: {seeds:?}");
     let mut failures = Vec::new();
     let mut runs = 0;
+    let trace = std::env::var("SMT_KEY_MOVES_TRACE").is_ok();
     for seed in seeds {
         let mut rng = Rng::new(seed);
         for attempt in 0..ORDERS {
@@ -248,6 +293,40 @@ async fn key_changes_converge_in_every_order_the_partitions_allow() {
                 let ops: Vec<_> = ops.into_iter().map(|op| (0, op)).collect();
                 let failed = sink.write(&ops, &CancellationToken::new()).await.unwrap();
                 assert!(failed.is_empty(), "seed {seed}: {failed:?}");
+                if trace {
+                    let r = &w.events[i].record;
+                    let v: Value = r
+                        .value
+                        .as_deref()
+                        .map(|b| serde_json::from_slice(b).unwrap())
+                        .unwrap_or(Value::Null);
+                    let state: Vec<String> = documents(&client, &db, &table)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "{}:{:?}",
+                                d.get_document("_id")
+                                    .map(|i| i.to_string())
+                                    .unwrap_or_default(),
+                                text(d, "body")
+                            )
+                        })
+                        .collect();
+                    eprintln!(
+                        "p{} key {} {} lsn {} hdr {:?} | {}",
+                        r.partition,
+                        w.events[i].key,
+                        v["op"],
+                        v["source"]["lsn"],
+                        r.headers.first().map(|h| String::from_utf8_lossy(
+                            h.value.as_deref().unwrap_or_default()
+                        )
+                        .into_owned()),
+                        state.join(" ")
+                    );
+                }
             }
             let got: BTreeMap<i64, (Option<String>, Option<String>)> =
                 documents(&client, &db, &table)

@@ -153,8 +153,11 @@ impl KeyMove<'_> {
         // key: B freed (moved on or deleted) and taken again by another
         // change X → B before B → C. Its values come from X, not from here.
         // So a change joins the chain only when the last change into its old
-        // key before it is this one or one of the chain's: the key's life
-        // it moves is the one this change started.
+        // key before it is this one or one that joined: the key's life it
+        // moves is the one this change started. Joining is transitive, so
+        // the candidates are decided in log order (`$reduce`), each against
+        // the ones that joined before it — one left out also leaves out
+        // what only it leads to.
         let into_from = |e: &str| format!("$$e.{e}");
         let incoming = json!({"$max": {"$map": {
             "input": {"$filter": {"input": "$into_from", "as": "e", "cond": {"$and": [
@@ -165,10 +168,10 @@ impl KeyMove<'_> {
             "in": into_from("_id.lsn")
         }}});
         let lives = json!({"$concatArrays": [
-            {"$cond": [{"$eq": ["$_id.to", "$next._id.from"]}, ["$_id.lsn"], []]},
+            {"$cond": [{"$eq": ["$_id.to", "$$this._id.from"]}, ["$_id.lsn"], []]},
             {"$map": {
-                "input": {"$filter": {"input": "$chain", "as": "c",
-                                      "cond": {"$eq": ["$$c._id.to", "$next._id.from"]}}},
+                "input": {"$filter": {"input": "$$value", "as": "c",
+                                      "cond": {"$eq": ["$$c._id.to", "$$this._id.from"]}}},
                 "as": "c",
                 "in": "$$c._id.lsn"
             }}
@@ -187,12 +190,24 @@ impl KeyMove<'_> {
                         "_id.lsn": {"$gt": {"$numberLong": lsn.to_string()}}
                     }
                 }}),
-                json!({"$set": {"chain": "$next"}}),
                 json!({"$unwind": "$next"}),
                 json!({"$lookup": {"from": moves.collection, "localField": "next._id.from",
                                    "foreignField": "_id.to", "as": "into_from"}}),
-                json!({"$set": {"incoming": incoming.clone()}}),
-                json!({"$match": {"$expr": {"$in": ["$incoming", lives.clone()]}}}),
+                json!({"$set": {"next.incoming": incoming.clone()}}),
+                json!({"$sort": {"next._id.lsn": 1}}),
+                json!({"$group": {"_id": "$_id", "doc": {"$first": "$doc"},
+                                  "candidates": {"$push": "$next"}}}),
+                json!({"$set": {"joined": {"$reduce": {
+                    "input": "$candidates",
+                    "initialValue": [],
+                    "in": {"$cond": [
+                        {"$in": ["$$this.incoming", lives.clone()]},
+                        {"$concatArrays": ["$$value", ["$$this"]]},
+                        "$$value"
+                    ]}
+                }}}}),
+                json!({"$unwind": "$joined"}),
+                json!({"$project": {"_id": 1, "doc": 1, "next": "$joined"}}),
             ]
         };
         let mut into_stashes = chain();
@@ -207,6 +222,14 @@ impl KeyMove<'_> {
             "whenNotMatched": "discard"
         }}));
         let mut into_documents = chain();
+        // Only once the change's create half was written: until then the
+        // new key's document is an earlier life of that key, and the create
+        // half's own fill brings the values from the stash pushed above.
+        into_documents.push(
+            json!({"$lookup": {"from": moves.collection, "localField": "next.create",
+                               "foreignField": "_id", "as": "created"}}),
+        );
+        into_documents.push(json!({"$match": {"created": {"$ne": []}}}));
         // Not into a later life of a chain's new key (as in the fill).
         into_documents.push(
             json!({"$lookup": {"from": moves.collection, "localField": "next._id.to",

@@ -313,11 +313,14 @@ fn customers_lifecycle_with_schemas() {
         [
             "$match",
             "$graphLookup",
-            "$set",
             "$unwind",
             "$lookup",
             "$set",
-            "$match",
+            "$sort",
+            "$group",
+            "$set",
+            "$unwind",
+            "$project",
             "$replaceWith",
             "$merge"
         ]
@@ -331,10 +334,15 @@ fn customers_lifecycle_with_schemas() {
         [
             "$match",
             "$graphLookup",
-            "$set",
             "$unwind",
             "$lookup",
             "$set",
+            "$sort",
+            "$group",
+            "$set",
+            "$unwind",
+            "$project",
+            "$lookup",
             "$match",
             "$lookup",
             "$lookup",
