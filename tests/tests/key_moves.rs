@@ -63,6 +63,13 @@ struct Event {
     record: Record,
 }
 
+/// One record written: all its operations, or (`cut`) only the first
+/// `cut % n` of its `n`, as when the process dies in the middle of them.
+struct Write {
+    event: usize,
+    cut: Option<u64>,
+}
+
 /// The model: the table's rows, and the records its changes produced.
 struct Workload {
     rows: BTreeMap<i64, (String, String)>,
@@ -198,7 +205,7 @@ impl Workload {
     /// partition goes back a few records and writes them again (a replay
     /// of a failed batch), and now and then every partition goes back to
     /// its last commit (a crash), which can lie far behind.
-    fn order(&self, rng: &mut Rng) -> Vec<usize> {
+    fn order(&self, rng: &mut Rng) -> Vec<Write> {
         let mut queues: Vec<Vec<usize>> = vec![Vec::new(); PARTITIONS as usize];
         for (i, e) in self.events.iter().enumerate() {
             queues[(e.key % PARTITIONS) as usize].push(i);
@@ -210,6 +217,14 @@ impl Workload {
         while next.iter().zip(&queues).any(|(n, q)| *n < q.len()) {
             if crashes < tunable("CRASHES", 2) && rng.chance(2) {
                 crashes += 1;
+                // The crash may cut a record's operations short.
+                let p = rng.below(queues.len() as u64) as usize;
+                if next[p] < queues[p].len() && rng.chance(50) {
+                    out.push(Write {
+                        event: queues[p][next[p]],
+                        cut: Some(rng.next_u64()),
+                    });
+                }
                 next.clone_from(&committed);
             }
             let p = rng.below(queues.len() as u64) as usize;
@@ -224,7 +239,10 @@ impl Workload {
             if uncommitted > 0 && rng.chance(8) {
                 next[p] -= 1 + rng.below(uncommitted.min(4) as u64) as usize;
             }
-            out.push(queues[p][next[p]]);
+            out.push(Write {
+                event: queues[p][next[p]],
+                cut: None,
+            });
             next[p] += 1;
         }
         out
@@ -288,9 +306,16 @@ async fn key_changes_converge_in_every_order_the_partitions_allow() {
             let w = Workload::generate(&mut rng, &table);
             let order = w.order(&mut rng);
             let mut inst = module.instantiate("{}").unwrap();
-            for &i in &order {
-                let ops = inst.transform(&w.events[i].record).unwrap();
+            for write in &order {
+                let i = write.event;
+                let mut ops = inst.transform(&w.events[i].record).unwrap();
+                if let Some(cut) = write.cut {
+                    ops.truncate((cut % ops.len().max(1) as u64) as usize);
+                }
                 let ops: Vec<_> = ops.into_iter().map(|op| (0, op)).collect();
+                if ops.is_empty() {
+                    continue;
+                }
                 let failed = sink.write(&ops, &CancellationToken::new()).await.unwrap();
                 assert!(failed.is_empty(), "seed {seed}: {failed:?}");
                 if trace {
@@ -349,7 +374,13 @@ async fn key_changes_converge_in_every_order_the_partitions_allow() {
                 .map(|(k, (t, b))| (*k, (Some(t.clone()), Some(b.clone()))))
                 .collect();
             if got != want {
-                let keys: Vec<i64> = order.iter().map(|&i| w.events[i].key).collect();
+                let keys: Vec<String> = order
+                    .iter()
+                    .map(|o| match o.cut {
+                        None => w.events[o.event].key.to_string(),
+                        Some(_) => format!("{} (cut)", w.events[o.event].key),
+                    })
+                    .collect();
                 failures.push(format!(
                     "seed {seed}, order {attempt} (collection {db}.{table}):\n  changes: {:?}\n  \
                      records by key, as written: {keys:?}\n  want {want:?}\n  got  {got:?}",
