@@ -63,7 +63,9 @@ fn main() {
     let value_len = msg.value.as_ref().map_or(0, Vec::len);
     let guest_msg = to_guest_message(&msg);
 
-    // Per record.
+    // Per record. The native side sends its documents as the component
+    // does (BSON), so that both sides do the same work.
+    smt_guest::ops::set_bson_output(true);
     let native = debezium_mongo::DebeziumMongo::init("{}").unwrap();
     let engine = Engine::new(&EngineConfig {
         no_cache: true,

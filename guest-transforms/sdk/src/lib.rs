@@ -64,6 +64,7 @@ pub mod bindings {
 }
 
 mod alloc;
+mod bsonout;
 pub mod debezium;
 mod error;
 mod jsontext;

@@ -2,7 +2,10 @@
 //!
 //! Documents are `serde_json::Value`s in MongoDB Extended JSON v2 (relaxed or
 //! canonical: `{"$numberDecimal": "1.50"}`, `{"$date": {"$numberLong": "0"}}`,
-//! ...) and travel as [`Document::Json`].
+//! ...). In a component they travel as raw BSON ([`Document::Bson`]) when the
+//! SDK can encode them exactly as the host would read their JSON text, and as
+//! that text ([`Document::Json`]) otherwise; natively (unit tests) as text, so
+//! that a test reads them as written (see [`set_bson_output`]).
 //!
 //! ```
 //! use serde_json::json;
@@ -24,6 +27,7 @@ use crate::{
     Aggregate, Delete, Document, InsertOne, Namespace, ReplaceOne, Update, UpdateBody, WriteOp,
 };
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A collection in the pipeline's configured database.
 pub fn ns(collection: impl Into<String>) -> Namespace {
@@ -61,13 +65,40 @@ impl From<&Namespace> for Namespace {
     }
 }
 
-/// Extended JSON text of a document.
+/// A document for an operation: BSON when [`set_bson_output`] is on (the
+/// default in a component) and the SDK encodes every value of it, else
+/// Extended JSON text.
 pub fn doc(value: &Value) -> Document {
+    if BSON_OUTPUT.load(Ordering::Relaxed) {
+        if let Some(bytes) = crate::bsonout::document(value) {
+            return Document::Bson(bytes);
+        }
+    }
     Document::Json(json_text(value))
 }
 
 fn owned_doc(value: Value) -> Document {
-    Document::Json(json_text(&value))
+    doc(&value)
+}
+
+/// On in a component: the host then reads BSON instead of parsing JSON text
+/// it would encode as BSON anyway. Off natively, so unit tests see the
+/// documents as the transform wrote them ([`describe`]).
+static BSON_OUTPUT: AtomicBool = AtomicBool::new(cfg!(target_arch = "wasm32"));
+
+/// Whether documents are sent as BSON (the default in a component) or as
+/// Extended JSON text (the default natively). For benchmarks that run a
+/// transform natively beside its component, and for tests of the encoding.
+pub fn set_bson_output(on: bool) {
+    BSON_OUTPUT.store(on, Ordering::Relaxed);
+}
+
+/// The raw BSON the SDK sends for `value` (an object), `None` when it sends
+/// JSON text instead (a value it leaves to the host's conversion: another
+/// Extended JSON wrapper than `$numberLong`, `$date` or `$oid`, a malformed
+/// one, a key with a NUL byte).
+pub fn bson_bytes(value: &Value) -> Option<Vec<u8>> {
+    crate::bsonout::document(value)
 }
 
 /// Compact JSON text, written straight into a `String` (`Value`'s `Display`
