@@ -257,3 +257,50 @@ fn unknown_options_are_refused_at_init() {
         .expect("init must refuse");
     assert!(err.to_string().contains("idd"), "{err}");
 }
+
+/// A document as the host reads it, from the SDK's JSON text and from the
+/// SDK's BSON of the same value: the two must be the same document.
+fn both_ways(value: &Value) -> (Document, Option<Document>) {
+    use smt_host::contract::Document as Wire;
+    let text = serde_json::to_string(value).unwrap();
+    let from_json = smt_host::writeop::document("d", Wire::Json(text)).unwrap();
+    let from_bson = smt_guest::ops::bson_bytes(value)
+        .map(|bytes| smt_host::writeop::document("d", Wire::Bson(bytes)).unwrap());
+    (from_json, from_bson)
+}
+
+#[test]
+fn the_sdk_sends_as_bson_exactly_what_its_json_text_says() {
+    use serde_json::json;
+    // Every type the SDK encodes itself, at the edges of their ranges, nested in
+    // documents and arrays, with operator keys and odd strings.
+    let encoded = [
+        json!({"_id": {"id": {"$numberLong": "1"}}, "a": null, "t": true, "f": false}),
+        json!({"i32": 2147483647, "i32min": -2147483648i64, "i64": 2147483648i64, "neg": -2147483649i64,
+               "max": i64::MAX, "min": i64::MIN, "u": u64::MAX, "d": 1.5, "z": 0.0, "nz": -0.0,
+               "one": 1.0, "big": 1e22, "frac": 123456789.125}),
+        json!({"s": "", "nul": "a\u{0}b", "esc": "\"\\\n\t/", "uni": "é€😀"}),
+        json!({"arr": [1, "x", [2, [3]], {"k": [null]}, {"$numberLong": "-9223372036854775808"}],
+               "empty": [], "eo": {}}),
+        json!({"$set": {"a.b": 1, "$inc": {"n": {"$numberLong": "+5"}}}, "$unset": {"x": ""}}),
+        json!({"at": {"$date": {"$numberLong": "-62135596800000"}}, "oid": {"$oid": "65F0aB0c0d0e0f1011121314"}}),
+        json!({"$numberLong": "7", "$oid": "not a wrapper at the top level"}),
+    ];
+    for v in &encoded {
+        let (json, bson) = both_ways(v);
+        let bson = bson.unwrap_or_else(|| panic!("the SDK should encode {v} itself"));
+        assert_eq!(bson, json, "{v}");
+        // Equal as values and as bytes (key order, Int32 vs Int64 vs Double).
+        assert_eq!(bson::to_vec(&bson).unwrap(), bson::to_vec(&json).unwrap(), "{v}");
+    }
+    // What it leaves to the host's conversion: JSON text, read as before.
+    for v in [
+        json!({"d": {"$numberDecimal": "1234.50"}}),
+        json!({"b": {"$binary": {"base64": "3q2+7wD/", "subType": "00"}}}),
+        json!({"t": {"$date": "2024-03-04T12:00:00Z"}}),
+        json!({"n": {"$numberLong": "99999999999999999999"}}),
+    ] {
+        let (_, bson) = both_ways(&v);
+        assert!(bson.is_none(), "{v} should travel as JSON text");
+    }
+}
