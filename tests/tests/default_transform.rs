@@ -291,7 +291,7 @@ fn the_sdk_sends_as_bson_exactly_what_its_json_text_says() {
         let bson = bson.unwrap_or_else(|| panic!("the SDK should encode {v} itself"));
         assert_eq!(bson, json, "{v}");
         // Equal as values and as bytes (key order, Int32 vs Int64 vs Double).
-        assert_eq!(bson::to_vec(&bson).unwrap(), bson::to_vec(&json).unwrap(), "{v}");
+        assert_eq!(bson.to_vec().unwrap(), json.to_vec().unwrap(), "{v}");
     }
     // What it leaves to the host's conversion: JSON text, read as before.
     for v in [
