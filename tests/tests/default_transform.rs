@@ -260,10 +260,15 @@ fn unknown_options_are_refused_at_init() {
 
 /// A document as the host reads it, from the SDK's JSON text and from the
 /// SDK's BSON of the same value: the two must be the same document.
-fn both_ways(value: &Value) -> (Document, Option<Document>) {
+fn both_ways(
+    value: &Value,
+) -> (
+    Result<Document, smt_host::writeop::InvalidOp>,
+    Option<Document>,
+) {
     use smt_host::contract::Document as Wire;
     let text = serde_json::to_string(value).unwrap();
-    let from_json = smt_host::writeop::document("d", Wire::Json(text)).unwrap();
+    let from_json = smt_host::writeop::document("d", Wire::Json(text));
     let from_bson = smt_guest::ops::bson_bytes(value)
         .map(|bytes| smt_host::writeop::document("d", Wire::Bson(bytes)).unwrap());
     (from_json, from_bson)
@@ -288,19 +293,22 @@ fn the_sdk_sends_as_bson_exactly_what_its_json_text_says() {
     ];
     for v in &encoded {
         let (json, bson) = both_ways(v);
+        let json = json.unwrap();
         let bson = bson.unwrap_or_else(|| panic!("the SDK should encode {v} itself"));
         assert_eq!(bson, json, "{v}");
         // Equal as values and as bytes (key order, Int32 vs Int64 vs Double).
         assert_eq!(bson.to_vec().unwrap(), json.to_vec().unwrap(), "{v}");
     }
-    // What it leaves to the host's conversion: JSON text, read as before.
-    for v in [
-        json!({"d": {"$numberDecimal": "1234.50"}}),
-        json!({"b": {"$binary": {"base64": "3q2+7wD/", "subType": "00"}}}),
-        json!({"t": {"$date": "2024-03-04T12:00:00Z"}}),
-        json!({"n": {"$numberLong": "99999999999999999999"}}),
+    // What it leaves to the host's conversion: JSON text, read as before
+    // (and refused by the host, with its own error, when it is wrong).
+    for (v, valid) in [
+        (json!({"d": {"$numberDecimal": "1234.50"}}), true),
+        (json!({"b": {"$binary": {"base64": "3q2+7wD/", "subType": "00"}}}), true),
+        (json!({"t": {"$date": "2024-03-04T12:00:00Z"}}), true),
+        (json!({"n": {"$numberLong": "99999999999999999999"}}), false),
     ] {
-        let (_, bson) = both_ways(&v);
+        let (json, bson) = both_ways(&v);
         assert!(bson.is_none(), "{v} should travel as JSON text");
+        assert_eq!(json.is_ok(), valid, "{v}: {json:?}");
     }
 }
