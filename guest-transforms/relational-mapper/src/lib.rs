@@ -72,7 +72,8 @@ impl smt_guest::Transform for Mapper {
             Record::Tombstone | Record::NotAChange => return Ok(vec![]),
         };
         let source = event.source();
-        let (Some(schema), Some(name)) = (source.schema(), source.table()) else {
+        // MySQL/MariaDB have no schema: their tables are `<database>.<table>`
+        let (Some(schema), Some(name)) = (source.schema().or(source.db()), source.table()) else {
             return Err(TransformError::bad_input(
                 "the change event's source block names no schema and table",
             ));
