@@ -9,6 +9,7 @@
 
 mod config;
 mod keymove;
+mod mongo_source;
 mod route;
 
 pub use config::{Config, IdMode, Int64Option, JsonOption, TimestampOption, TruncateMode};
@@ -408,6 +409,9 @@ impl Transform for DebeziumMongo {
 
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
         match Event::classify_with(msg, self.decode)? {
+            Record::Change(event) if mongo_source::is_mongo(&event) => {
+                mongo_source::map(self.router.namespace(&msg.topic), msg)
+            }
             Record::Change(event) => self.map_change(&msg.topic, event, Some(msg)),
             // Tombstones (log compaction) and DDL/heartbeat records: nothing to write.
             Record::Tombstone | Record::NotAChange => Ok(vec![]),

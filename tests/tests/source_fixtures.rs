@@ -1,9 +1,11 @@
-//! The MariaDB fixtures (real Debezium MariaDB connector records,
-//! `tests/fixtures/debezium/mariadb-*.jsonl`) through `smt test` with the
-//! default transform, as a user runs it: every record maps (none is refused
-//! as bad input), each gives the operations of the checked-in
-//! `mariadb-*.expected.jsonl` (reviewed by hand: tests/fixtures/README.md),
-//! and every column keeps one BSON type whatever its value.
+//! Fixtures of sources other than PostgreSQL, captured from real Debezium
+//! (`tests/fixtures/debezium/mariadb-*.jsonl`: the MariaDB connector;
+//! `mongodb-*.jsonl`: the MongoDB connector on the local MongoDB-protocol
+//! server), through `smt test` with the default transform, as a user runs
+//! it: every record maps (none is refused as bad input), each gives the
+//! operations of the checked-in expected file (reviewed or written by hand:
+//! tests/fixtures/README.md), and every MariaDB column keeps one BSON type
+//! whatever its value.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -79,6 +81,23 @@ fn mariadb_fixtures_give_the_reviewed_operations() {
         assert_eq!(got.len(), want.len(), "{name}: one line per record");
         for (g, w) in got.iter().zip(&want) {
             assert!(g.get("error").is_none(), "{name}: refused: {g}");
+            assert_eq!(g, w, "{name}: {}@{}", g["topic"], g["offset"]);
+        }
+    }
+}
+
+/// Debezium's MongoDB connector: `after` as Extended JSON text, `_id` in the
+/// key as Extended JSON text; with schemas and without, the same writes
+/// (`mongodb.expected.jsonl`, written by hand).
+#[test]
+fn mongodb_source_fixtures_give_the_hand_written_operations() {
+    let want = lines(
+        &std::fs::read_to_string(fixture("mongodb.expected.jsonl")).expect("expected file"),
+    );
+    for name in ["mongodb-schemas", "mongodb-plain"] {
+        let got = smt_test(&format!("{name}.jsonl"));
+        assert_eq!(got.len(), want.len(), "{name}: one line per record");
+        for (g, w) in got.iter().zip(&want) {
             assert_eq!(g, w, "{name}: {}@{}", g["topic"], g["offset"]);
         }
     }
