@@ -91,9 +91,8 @@ fn mariadb_fixtures_give_the_reviewed_operations() {
 /// (`mongodb.expected.jsonl`, written by hand).
 #[test]
 fn mongodb_source_fixtures_give_the_hand_written_operations() {
-    let want = lines(
-        &std::fs::read_to_string(fixture("mongodb.expected.jsonl")).expect("expected file"),
-    );
+    let want =
+        lines(&std::fs::read_to_string(fixture("mongodb.expected.jsonl")).expect("expected file"));
     for name in ["mongodb-schemas", "mongodb-plain"] {
         let got = smt_test(&format!("{name}.jsonl"));
         assert_eq!(got.len(), want.len(), "{name}: one line per record");

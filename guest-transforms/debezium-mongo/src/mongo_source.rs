@@ -37,7 +37,8 @@ pub(crate) fn is_mongo(event: &Event) -> bool {
 /// The payload of the record's value (with or without the JSON converter's schema).
 fn payload(msg: &Message) -> Result<Map<String, Value>, TransformError> {
     let bytes = msg.value.as_deref().ok_or_else(|| bad("no value"))?;
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("the value is not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("the value is not JSON: {e}")))?;
     let Value::Object(mut o) = v else {
         return Err(bad("the value is not a JSON object"));
     };
@@ -78,7 +79,9 @@ fn canonical(v: &mut Value) {
                 }
             }
             if m.len() == 2 {
-                if let (Some(Value::String(b64)), Some(Value::String(t))) = (m.get("$binary"), m.get("$type")) {
+                if let (Some(Value::String(b64)), Some(Value::String(t))) =
+                    (m.get("$binary"), m.get("$type"))
+                {
                     let mut inner = Map::new();
                     inner.insert("base64".into(), Value::String(b64.clone()));
                     // "$type" is one or two hex digits; canonical "subType" is two
@@ -87,7 +90,9 @@ fn canonical(v: &mut Value) {
                     m.insert("$binary".into(), Value::Object(inner));
                     return;
                 }
-                if let (Some(Value::String(p)), Some(Value::String(o))) = (m.get("$regex"), m.get("$options")) {
+                if let (Some(Value::String(p)), Some(Value::String(o))) =
+                    (m.get("$regex"), m.get("$options"))
+                {
                     let mut inner = Map::new();
                     inner.insert("pattern".into(), Value::String(p.clone()));
                     inner.insert("options".into(), Value::String(o.clone()));
@@ -115,7 +120,9 @@ fn id_of(msg: &Message) -> Result<Value, TransformError> {
     }
     match key.get("id") {
         Some(Value::String(text)) => ext_json(text, "the key's id"),
-        _ => Err(bad("the key has no string field 'id' (the _id as Extended JSON)")),
+        _ => Err(bad(
+            "the key has no string field 'id' (the _id as Extended JSON)",
+        )),
     }
 }
 
@@ -144,12 +151,16 @@ pub(crate) fn map(ns: Namespace, msg: &Message) -> Result<Vec<WriteOp>, Transfor
             if !doc.contains_key("_id") {
                 doc.shift_insert(0, "_id".into(), id.clone());
             }
-            Ok(vec![ops::replace_one(ns, by_id(id), Value::Object(doc)).upsert().build()])
+            Ok(vec![ops::replace_one(ns, by_id(id), Value::Object(doc))
+                .upsert()
+                .build()])
         }
         "u" => update(ns, msg, payload),
         "r" | "c" => Err(bad(format!("'after' is missing or null for op '{op}'"))),
         "d" => Ok(vec![ops::delete_one(ns, by_id(id_of(msg)?))]),
-        other => Err(bad(format!("unknown op '{other}' in a MongoDB change event"))),
+        other => Err(bad(format!(
+            "unknown op '{other}' in a MongoDB change event"
+        ))),
     }
 }
 
@@ -182,8 +193,11 @@ fn update(
     if let Some(Value::Array(truncated)) = desc.get("truncatedArrays") {
         let mut push = Map::new();
         for t in truncated {
-            let (Some(field), Some(size)) = (t.get("field").and_then(Value::as_str), t.get("size")) else {
-                return Err(bad("updateDescription.truncatedArrays: an entry without field and size"));
+            let (Some(field), Some(size)) = (t.get("field").and_then(Value::as_str), t.get("size"))
+            else {
+                return Err(bad(
+                    "updateDescription.truncatedArrays: an entry without field and size",
+                ));
             };
             let mut slice = Map::new();
             slice.insert("$each".into(), Value::Array(vec![]));
@@ -230,7 +244,11 @@ mod tests {
                    "updateDescription": {"removedFields": ["old"], "truncatedArrays": [{"field": "tags", "size": 1}],
                                          "updatedFields": "{\"n\": 2, \"at\": {\"$date\": 0}, \"bin\": {\"$binary\": \"AQI=\", \"$type\": \"0\"}}"}}),
         );
-        let ops: Vec<Value> = map(ops::ns("items"), &m).unwrap().iter().map(describe).collect();
+        let ops: Vec<Value> = map(ops::ns("items"), &m)
+            .unwrap()
+            .iter()
+            .map(describe)
+            .collect();
         assert_eq!(
             ops,
             vec![json!({"op": "update-one", "db": null, "coll": "items",
@@ -250,18 +268,40 @@ mod tests {
             json!({"before": null, "op": "c", "source": source(),
                    "after": "{\"re\": {\"$regex\": \"^a\", \"$options\": \"i\"}}"}),
         );
-        let ops: Vec<Value> = map(ops::ns("items"), &m).unwrap().iter().map(describe).collect();
-        assert_eq!(ops[0]["replacement"],
-            json!({"_id": "k", "re": {"$regularExpression": {"pattern": "^a", "options": "i"}}}));
+        let ops: Vec<Value> = map(ops::ns("items"), &m)
+            .unwrap()
+            .iter()
+            .map(describe)
+            .collect();
+        assert_eq!(
+            ops[0]["replacement"],
+            json!({"_id": "k", "re": {"$regularExpression": {"pattern": "^a", "options": "i"}}})
+        );
     }
 
     #[test]
     fn bad_events_are_refused_as_bad_input() {
         for (key, value, needle) in [
-            (json!({"id": 1}), json!({"op": "d", "source": source()}), "no string field 'id'"),
-            (json!({"id": "1"}), json!({"op": "c", "after": "{not json", "source": source()}), "not Extended JSON"),
-            (json!({"id": "1"}), json!({"op": "u", "after": null, "source": source()}), "neither 'after' nor"),
-            (json!({"id": "1"}), json!({"op": "x", "after": null, "source": source()}), "unknown op"),
+            (
+                json!({"id": 1}),
+                json!({"op": "d", "source": source()}),
+                "no string field 'id'",
+            ),
+            (
+                json!({"id": "1"}),
+                json!({"op": "c", "after": "{not json", "source": source()}),
+                "not Extended JSON",
+            ),
+            (
+                json!({"id": "1"}),
+                json!({"op": "u", "after": null, "source": source()}),
+                "neither 'after' nor",
+            ),
+            (
+                json!({"id": "1"}),
+                json!({"op": "x", "after": null, "source": source()}),
+                "unknown op",
+            ),
         ] {
             let e = map(ops::ns("items"), &msg(key, value)).unwrap_err();
             assert!(e.message.contains(needle), "{needle}: {}", e.message);
