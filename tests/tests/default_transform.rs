@@ -303,7 +303,10 @@ fn the_sdk_sends_as_bson_exactly_what_its_json_text_says() {
     // (and refused by the host, with its own error, when it is wrong).
     for (v, valid) in [
         (json!({"d": {"$numberDecimal": "1234.50"}}), true),
-        (json!({"b": {"$binary": {"base64": "3q2+7wD/", "subType": "00"}}}), true),
+        (
+            json!({"b": {"$binary": {"base64": "3q2+7wD/", "subType": "00"}}}),
+            true,
+        ),
         (json!({"t": {"$date": "2024-03-04T12:00:00Z"}}), true),
         (json!({"n": {"$numberLong": "99999999999999999999"}}), false),
     ] {
