@@ -1,7 +1,8 @@
 //! A transform instance: a `Store` and its initialised component, replaced
 //! whenever a call leaves it unusable. It hides the contract version: a 0.1.0
 //! guest gets its message and returns its operations in 0.1.0 types,
-//! converted here.
+//! converted here. A guest of the world `batch-transform` also takes a whole
+//! batch in one call ([`TransformInstance::transform_batch`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,16 @@ pub struct TransformInstance {
 struct Live {
     store: Store<State>,
     bindings: Bindings,
+    /// The guest's `transform-batch` (world `batch-transform`), type-checked at start.
+    batch: Option<wasmtime::component::Func>,
 }
+
+/// The signature of `transform-batch`.
+type BatchParams<'a> = (&'a [&'a Message],);
+type BatchResults = (Vec<Result<Vec<GuestOp>, TransformError>>,);
+
+/// The name of the optional export of the world `batch-transform`.
+const BATCH_EXPORT: &str = "transform-batch";
 
 /// An instantiated component of one contract version.
 enum Bindings {
@@ -120,12 +130,90 @@ impl TransformInstance {
                 return Err(fail(kind, message));
             }
         };
-        let ops = convert(ops, limits.max_output_ops, limits.max_output_bytes)
-            .map_err(|(kind, m)| fail(kind, m))?;
+        self.checked(ops).map_err(|(kind, m)| fail(kind, m))
+    }
+}
+
+impl TransformInstance {
+    /// Maps a batch through the guest's `transform-batch`: one result per
+    /// record, as [`transform`](Self::transform) would give them. `None` when
+    /// the guest does not export it, or when the call failed as a whole (a
+    /// trap or its deadline, the per-call deadline times the records: the
+    /// instance is replaced); the caller then calls `transform` per record.
+    pub fn transform_batch(
+        &mut self,
+        msgs: &[&Message],
+    ) -> Option<Vec<Result<Vec<WriteOp>, CallError>>> {
+        let (first, last) = (msgs.first()?, msgs.last()?);
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => start(&self.module, &self.config).ok()?,
+        };
+        let Some(func) = live.batch else {
+            self.live = Some(live);
+            return None;
+        };
+        let limits = self.module.engine.limits();
+        let timeout_ms = limits.call_timeout_ms.saturating_mul(msgs.len() as u64);
+        live.store.data_mut().log.enter(first);
+        live.store
+            .set_epoch_deadline(deadline_ticks(Duration::from_millis(timeout_ms)));
+        // SAFETY: the signature was checked against the component at start.
+        let typed = unsafe {
+            wasmtime::component::TypedFunc::<BatchParams<'_>, BatchResults>::new_unchecked(func)
+        };
+        let result = typed
+            .call(&mut live.store, (msgs,))
+            .and_then(|r| typed.post_return(&mut live.store).map(|()| r));
+        live.store.data_mut().log.leave();
+        let results = match result {
+            Ok((results,)) if results.len() == msgs.len() => {
+                self.live = Some(live);
+                results
+            }
+            Ok((results,)) => {
+                self.live = Some(live);
+                tracing::warn!(transform = self.module.name(), topic = %first.topic, partition = first.partition,
+                    first_offset = first.offset, last_offset = last.offset, records = msgs.len(), results = results.len(),
+                    "transform-batch returned a result count that is not the record count; transforming the batch record by record.");
+                return None;
+            }
+            Err(err) => {
+                let (_, message) = classify_trap(&err, timeout_ms);
+                tracing::warn!(transform = self.module.name(), topic = %first.topic, partition = first.partition,
+                    first_offset = first.offset, last_offset = last.offset, error = %message,
+                    "transform-batch failed as a whole; transforming the batch record by record.");
+                return None;
+            }
+        };
+        Some(
+            msgs.iter()
+                .zip(results)
+                .map(|(msg, r)| {
+                    let fail = |kind: FailureKind, message: String| CallError {
+                        transform: self.module.name().to_owned(),
+                        topic: msg.topic.clone(),
+                        partition: msg.partition,
+                        offset: msg.offset,
+                        kind,
+                        message,
+                    };
+                    let ops = r.map_err(|e| fail(guest_kind(e.kind), e.message))?;
+                    self.checked(ops).map_err(|(kind, m)| fail(kind, m))
+                })
+                .collect(),
+        )
+    }
+
+    /// The guest's operations converted and checked against the limits and
+    /// the namespace policy.
+    fn checked(&self, ops: Vec<GuestOp>) -> Result<Vec<WriteOp>, (FailureKind, String)> {
+        let limits = self.module.engine.limits();
+        let ops = convert(ops, limits.max_output_ops, limits.max_output_bytes)?;
         if let Some(policy) = self.module.engine.namespace_policy() {
             policy
                 .check(&ops)
-                .map_err(|m| fail(FailureKind::ForbiddenNamespace, m))?;
+                .map_err(|m| (FailureKind::ForbiddenNamespace, m))?;
         }
         Ok(ops)
     }
@@ -168,18 +256,44 @@ fn start(module: &TransformModule, config: &str) -> Result<Live, LoadError> {
     let mut store = engine.new_store(module);
     let init_timeout = Duration::from_millis(engine.limits().call_timeout_ms).max(MIN_INIT_TIMEOUT);
     store.set_epoch_deadline(deadline_ticks(init_timeout));
-    let bindings = match &module.pre {
-        Pre::Current(pre) => pre.instantiate(&mut store).map(Bindings::Current),
-        Pre::V0_1_0(pre) => pre.instantiate(&mut store).map(Bindings::V0_1_0),
-    }
-    .map_err(|e| {
+    let instantiated = match &module.pre {
+        Pre::Current(pre) => pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                let bindings = Transform::new(&mut store, &instance)?;
+                Ok((Bindings::Current(bindings), Some(instance)))
+            }),
+        Pre::V0_1_0(pre) => pre
+            .instantiate(&mut store)
+            .map(|b| (Bindings::V0_1_0(b), None)),
+    };
+    let (bindings, instance) = instantiated.map_err(|e| {
         init_error(format!(
             "instantiation failed: {}",
             classify_trap(&e, init_timeout.as_millis() as u64).1
         ))
     })?;
+    // `transform-batch` is optional (world `batch-transform`); when it is
+    // there it must have the contract's signature.
+    let batch = match instance.and_then(|i| i.get_func(&mut store, BATCH_EXPORT)) {
+        Some(func) => {
+            func.typed::<BatchParams<'_>, BatchResults>(&store)
+                .map_err(|e| {
+                    init_error(format!(
+                        "the export `{BATCH_EXPORT}` does not have the contract's signature: {e:#}"
+                    ))
+                })?;
+            Some(func)
+        }
+        None => None,
+    };
     match bindings.call_init(&mut store, config) {
-        Ok(Ok(())) => Ok(Live { store, bindings }),
+        Ok(Ok(())) => Ok(Live {
+            store,
+            bindings,
+            batch,
+        }),
         Ok(Err(message)) => Err(init_error(message)),
         Err(err) => Err(init_error(
             classify_trap(&err, init_timeout.as_millis() as u64).1,

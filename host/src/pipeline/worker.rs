@@ -201,23 +201,35 @@ async fn transform_batch(
                 Err(e) => return Err(e.to_string()),
             },
         };
-        let results: Vec<Result<Vec<WriteOp>, CallError>> = batch
+        let decoded: Vec<Result<&Message, CallError>> = batch
             .iter()
             .enumerate()
             .map(|(i, original)| {
-                let msg = match inputs.get(i, original) {
-                    Ok(m) => m,
-                    Err(reason) => {
-                        return Err(CallError {
-                            transform: String::new(),
-                            topic: original.topic.clone(),
-                            partition: original.partition,
-                            offset: original.offset,
-                            kind: crate::engine::FailureKind::BadInput,
-                            message: reason.to_owned(),
-                        })
-                    }
-                };
+                inputs.get(i, original).map_err(|reason| CallError {
+                    transform: String::new(),
+                    topic: original.topic.clone(),
+                    partition: original.partition,
+                    offset: original.offset,
+                    kind: crate::engine::FailureKind::BadInput,
+                    message: reason.to_owned(),
+                })
+            })
+            .collect();
+        // A guest of the world `batch-transform` takes the batch in one call.
+        let msgs: Vec<&Message> = decoded.iter().filter_map(|d| d.as_ref().ok().copied()).collect();
+        let t = Instant::now();
+        let whole = instance.transform_batch(&msgs);
+        if whole.is_some() {
+            histogram.observe(t.elapsed().as_secs_f64());
+        }
+        let mut whole = whole.map(Vec::into_iter);
+        let results: Vec<Result<Vec<WriteOp>, CallError>> = decoded
+            .into_iter()
+            .map(|d| {
+                let msg = d?;
+                if let Some(r) = whole.as_mut().and_then(Iterator::next) {
+                    return r;
+                }
                 let t = Instant::now();
                 let mut r = instance.transform(msg);
                 // A deadline, a memory cap or an instantiation may not fail
