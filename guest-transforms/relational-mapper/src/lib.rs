@@ -62,9 +62,19 @@ pub struct Mapper {
 
 impl smt_guest::Transform for Mapper {
     fn init(config: &str) -> Result<Self, String> {
-        Ok(Mapper {
-            plan: plan::build(config)?,
-        })
+        let plan = plan::build(config)?;
+        let indexes = plan.join_indexes();
+        if !indexes.is_empty() {
+            let list: Vec<String> = indexes
+                .iter()
+                .map(|(coll, field)| format!("db[{coll:?}].createIndex({{{field:?}: 1}})"))
+                .collect();
+            smt_guest::log::info(&format!(
+                "the rebuilds join the state collections through these fields; without an index each join reads the whole collection: {}",
+                list.join("; ")
+            ));
+        }
+        Ok(Mapper { plan })
     }
 
     /// One record alone: its operations, then the deferred ones.

@@ -773,3 +773,15 @@ fn failed_records_of_a_batch_get_their_error_and_the_rest_their_operations() {
     // the deferred rebuild went with the last successful record
     assert_eq!(out[1].as_ref().unwrap().len(), 3);
 }
+
+#[test]
+fn the_indexes_the_joins_need_are_named() {
+    let m = array_embedding();
+    assert_eq!(
+        m.plan.join_indexes(),
+        [
+            (STATE_ORDERS.to_owned(), "fk.r1".to_owned()),
+            (STATE_CUSTOMERS.to_owned(), "join.r1".to_owned())
+        ]
+    );
+}
