@@ -16,116 +16,77 @@ pub fn merge_into(plan: &Plan, root: usize) -> Value {
 
 /// Stages turning state rows of `rule`'s table into the rule's fragments
 /// (for a collection rule: its documents, `_id` first).
-///
-/// Every descendant rule's state rows are joined in first, one simple
-/// `$lookup` (`localField`/`foreignField`, no sub-pipeline) per rule into a
-/// flat array `__<rule>` — the join a server drives through an index on the
-/// state collection's `fk.<rule>` (see docs/relational-mapper.md,
-/// *Indexes*) — and one `$replaceWith` then builds the fragment by
-/// expressions: each parent row takes the rows of the flat array whose
-/// `fk` is its `join`, filtered, sorted, limited and rendered in turn.
 pub fn render(plan: &Plan, rule: usize) -> Vec<Value> {
+    let r = &plan.rules[rule];
+    let base = json!({"$ifNull": [format!("$doc.{}", r.id()), {}]});
     let mut stages = Vec::new();
-    lookups(plan, rule, true, &mut stages);
-    stages.push(json!({"$replaceWith": fragment(plan, rule, "$$ROOT")}));
-    stages
-}
-
-/// The `$lookup`s of `rule`'s descendants, parents before children.
-fn lookups(plan: &Plan, rule: usize, top: bool, stages: &mut Vec<Value>) {
-    let rid = plan.rules[rule].id();
-    for &c in &plan.rules[rule].children {
-        let cid = plan.rules[c].id();
-        let local = if top {
-            format!("join.{cid}")
-        } else {
-            // The join values of every row of the parent's flat array.
-            let j = format!("__j{cid}");
-            stages.push(json!({"$set": {j.clone(): format!("$__{rid}.join.{cid}")}}));
-            j
-        };
-        stages.push(json!({"$lookup": {
-            "from": plan.state_collection(plan.rules[c].table),
-            "localField": local,
-            "foreignField": format!("fk.{cid}"),
-            "as": format!("__{cid}"),
-        }}));
-        lookups(plan, c, false, stages);
-    }
-}
-
-/// The expression of `rule`'s fragment of the state row `row` (`$$ROOT` or a
-/// `$map` variable), its embedded children included.
-fn fragment(plan: &Plan, rule: usize, row: &str) -> Value {
-    let base = json!({"$ifNull": [format!("{row}.doc.{}", plan.rules[rule].id()), {}]});
     let mut merged = vec![base.clone()];
-    let mut sets = Vec::new();
-    for &c in &plan.rules[rule].children {
+    let mut carried = Map::new();
+    let mut set = Map::new();
+    let mut temps = Vec::new();
+    for &c in &r.children {
         let child = &plan.rules[c];
         let cid = child.id();
         let e = child.embed().expect("children are embedding rules");
-        let x = format!("x{cid}");
-        let rows = json!({"$filter": {"input": format!("$__{cid}"), "as": x, "cond": {"$and": [
-            {"$eq": [format!("$${x}.on.{cid}"), true]},
-            {"$eq": [format!("$${x}.fk.{cid}"), format!("{row}.join.{cid}")]},
-        ]}}});
         let mut sort = Map::new();
         for (col, order) in &e.sort {
             let dir = if *order == Order::Asc { 1 } else { -1 };
             sort.insert(format!("s.{cid}.{col}"), json!(dir));
         }
         sort.insert("_id".into(), json!(1));
-        let sorted = json!({"$sortArray": {"input": rows, "sortBy": sort}});
-        let limited = match (e.kind, e.limit) {
-            (EmbedKind::Array, Some(n)) => json!({"$slice": [sorted, n]}),
-            (EmbedKind::Array, None) => sorted,
-            (EmbedKind::Document | EmbedKind::Merge, _) => json!({"$slice": [sorted, 1]}),
-        };
-        let var = format!("c{cid}");
-        let frags = json!({"$map": {"input": limited, "as": var, "in": fragment(plan, c, &format!("$${var}"))}});
-        match e.kind {
-            EmbedKind::Merge => {
-                merged.push(json!({"$ifNull": [{"$arrayElemAt": [frags, 0]}, {}]}));
-            }
-            EmbedKind::Array => sets.push((e.as_path.clone(), frags, false)),
-            EmbedKind::Document => sets.push((e.as_path.clone(), frags, true)),
+        let mut sub = vec![
+            json!({"$match": {format!("on.{cid}"): true}}),
+            json!({"$sort": sort}),
+        ];
+        match (e.kind, e.limit) {
+            (EmbedKind::Array, Some(n)) => sub.push(json!({"$limit": n})),
+            (EmbedKind::Array, None) => {}
+            (EmbedKind::Document | EmbedKind::Merge, _) => sub.push(json!({"$limit": 1})),
         }
+        sub.extend(render(plan, c));
+        let temp = format!("__{cid}");
+        stages.push(json!({"$lookup": {
+            "from": plan.state_collection(child.table),
+            "localField": format!("join.{cid}"),
+            "foreignField": format!("fk.{cid}"),
+            "pipeline": sub,
+            "as": temp,
+        }}));
+        let first = json!({"$arrayElemAt": [format!("${temp}"), 0]});
+        match e.kind {
+            EmbedKind::Merge => merged.push(json!({"$ifNull": [first, {}]})),
+            EmbedKind::Array => {
+                set.insert(e.as_path.clone(), json!(format!("${temp}")));
+            }
+            EmbedKind::Document => {
+                set.insert(
+                    e.as_path.clone(),
+                    json!({"$cond": [{"$gt": [{"$size": format!("${temp}")}, 0]}, first, "$$REMOVE"]}),
+                );
+            }
+        }
+        carried.insert(temp.clone(), json!(format!("${temp}")));
+        temps.push(temp);
     }
     if merged.len() > 1 {
         // The parent's own fields win a clash and keep their places.
         merged.push(base);
     }
-    let mut doc = if merged.len() == 1 {
-        merged.pop().expect("one")
-    } else {
-        json!({"$mergeObjects": merged})
-    };
-    for (path, frags, first_only) in sets {
-        let segments: Vec<&str> = path.split('.').collect();
-        doc = if first_only {
-            // A sub-document only when there is a matching row.
-            json!({"$let": {"vars": {"d": doc, "f": frags}, "in": {"$cond": [
-                {"$gt": [{"$size": "$$f"}, 0]},
-                set_path(json!("$$d"), &segments, json!({"$arrayElemAt": ["$$f", 0]})),
-                "$$d"]}}})
-        } else {
-            set_path(doc, &segments, frags)
-        };
+    if !carried.is_empty() {
+        merged.push(Value::Object(carried));
     }
-    doc
-}
-
-/// `obj` with `value` at the dotted `path`, as `$set` of that path would
-/// leave it (existing sub-documents kept, the field last when new).
-fn set_path(obj: Value, path: &[&str], value: Value) -> Value {
-    let (first, rest) = path.split_first().expect("a path has a segment");
-    let inner = if rest.is_empty() {
-        value
+    stages.push(if merged.len() == 1 {
+        json!({"$replaceWith": merged.pop()})
     } else {
-        let sub = json!({"$cond": [{"$eq": [{"$type": format!("$$d.{first}")}, "object"]}, format!("$$d.{first}"), {}]});
-        set_path(sub, rest, value)
-    };
-    json!({"$let": {"vars": {"d": obj}, "in": {"$mergeObjects": ["$$d", {*first: inner}]}}})
+        json!({"$replaceWith": {"$mergeObjects": merged}})
+    });
+    if !set.is_empty() {
+        stages.push(json!({"$set": set}));
+    }
+    if !temps.is_empty() {
+        stages.push(json!({"$unset": temps}));
+    }
+    stages
 }
 
 /// Rebuilds the documents of collection rule `root`: those of the state
