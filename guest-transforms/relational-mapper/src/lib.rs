@@ -594,6 +594,5 @@ fn lookup<'a>(doc: &'a Row, path: &[String]) -> Option<&'a Value> {
     lookup(v.as_object()?, rest)
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,9 @@ pub struct Pending {
 }
 
 fn add(map: &mut BTreeMap<usize, Keys>, at: usize, key: &Value) {
-    map.entry(at).or_default().insert(key.to_string(), key.clone());
+    map.entry(at)
+        .or_default()
+        .insert(key.to_string(), key.clone());
 }
 
 fn remove(map: &mut BTreeMap<usize, Keys>, at: usize, key: &Value) {
@@ -93,13 +95,15 @@ impl Pending {
         for (table, keys) in std::mem::take(&mut self.prev) {
             let ns = mapper.state_ns(table);
             let unset = json!({"prev": ""});
-            out.push(match keys.len() {
-                0 => continue,
-                1 => ops::update_one(ns, id_in(values(keys))),
-                _ => ops::update_many(ns, id_in(values(keys))),
-            }
-            .operator("$unset", unset)
-            .build());
+            out.push(
+                match keys.len() {
+                    0 => continue,
+                    1 => ops::update_one(ns, id_in(values(keys))),
+                    _ => ops::update_many(ns, id_in(values(keys))),
+                }
+                .operator("$unset", unset)
+                .build(),
+            );
         }
         for (table, keys) in std::mem::take(&mut self.gone) {
             let ns = mapper.state_ns(table);

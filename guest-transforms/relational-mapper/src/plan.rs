@@ -127,7 +127,10 @@ impl Plan {
             if let Some(e) = r.embed() {
                 out.push((self.state_collection(r.table), format!("fk.{}", r.id())));
                 let parent_table = self.rules[e.parent].table;
-                out.push((self.state_collection(parent_table), format!("join.{}", r.id())));
+                out.push((
+                    self.state_collection(parent_table),
+                    format!("join.{}", r.id()),
+                ));
             }
         }
         out

@@ -736,9 +736,15 @@ fn a_batch_rebuilds_roots_once_and_drops_deleted_rows_state_after_the_rebuilds()
     assert_eq!(
         kinds,
         [
-            "replace-one", "replace-one", "replace-one", "replace-one", "replace-one",
-            "update-one", "delete-one", // customer 3: state marked off, its document deleted
-            "aggregate", "delete-one" // the rebuild of 1-4, then the state row of 3
+            "replace-one",
+            "replace-one",
+            "replace-one",
+            "replace-one",
+            "replace-one",
+            "update-one",
+            "delete-one", // customer 3: state marked off, its document deleted
+            "aggregate",
+            "delete-one" // the rebuild of 1-4, then the state row of 3
         ]
     );
     let agg = ops[7];

@@ -216,7 +216,10 @@ async fn transform_batch(
             })
             .collect();
         // A guest of the world `batch-transform` takes the batch in one call.
-        let msgs: Vec<&Message> = decoded.iter().filter_map(|d| d.as_ref().ok().copied()).collect();
+        let msgs: Vec<&Message> = decoded
+            .iter()
+            .filter_map(|d| d.as_ref().ok().copied())
+            .collect();
         let t = Instant::now();
         let whole = instance.transform_batch(&msgs);
         if whole.is_some() {
