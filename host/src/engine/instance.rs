@@ -138,7 +138,7 @@ impl TransformInstance {
     /// Maps a batch through the guest's `transform-batch`: one result per
     /// record, as [`transform`](Self::transform) would give them. `None` when
     /// the guest does not export it, or when the call failed as a whole (a
-    /// trap or its deadline, the per-call deadline times the records: the
+    /// trap or its deadline, one call's deadline for the whole batch: the
     /// instance is replaced); the caller then calls `transform` per record.
     pub fn transform_batch(
         &mut self,
@@ -154,7 +154,12 @@ impl TransformInstance {
             return None;
         };
         let limits = self.module.engine.limits();
-        let timeout_ms = limits.call_timeout_ms.saturating_mul(msgs.len() as u64);
+        // One call's deadline for the whole batch, not one per record: a
+        // looping guest then holds the partition for one deadline before the
+        // per-record fallback (where each record gets its own and a looping
+        // one goes to the error policy), instead of a batch's worth of them.
+        // The work a batch call saves is per-call overhead, far below it.
+        let timeout_ms = limits.call_timeout_ms;
         live.store.data_mut().log.enter(first);
         live.store
             .set_epoch_deadline(deadline_ticks(Duration::from_millis(timeout_ms)));
