@@ -10,6 +10,7 @@ pub mod admin;
 pub mod bench_report;
 pub mod browser;
 pub mod config;
+pub mod examples;
 pub mod guests;
 pub mod kafka;
 pub mod kafka_secure;

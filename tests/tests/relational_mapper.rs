@@ -20,7 +20,7 @@ use smt_host::telemetry::Metrics;
 use smt_tests::native::fixture;
 use smt_tests::record::Record;
 use smt_tests::services::{unique_name, Services};
-use smt_tests::smt_process::{smt_bin, Scratch};
+use smt_tests::smt_process::Scratch;
 
 const MAPPER: &str = env!("SMT_GUEST_RELATIONAL_MAPPER");
 
@@ -251,22 +251,6 @@ async fn any_interleaving_and_any_replayed_suffix_end_the_same() {
 /// 0 only once MongoDB holds the example's `expected.json`.
 #[test]
 fn the_blog_example_reaches_its_expected_documents() {
-    let script = smt_tests::services::repo_root().join("examples/blog/run");
-    let out = std::process::Command::new(&script)
-        .env("SMT_BIN", smt_bin())
-        .env("SMT_MAPPER_WASM", MAPPER)
-        // Its own services, as a user's run has.
-        .env_remove("SMT_KAFKA_BROKERS")
-        .env_remove("SMT_MONGODB_URI")
-        .env_remove("SMT_POSTGRES_URL")
-        .output()
-        .expect("running examples/blog/run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "examples/blog/run failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = smt_tests::examples::run("blog", &[("SMT_MAPPER_WASM", MAPPER)]);
     assert!(stdout.contains("blog.posts:"), "{stdout}");
 }

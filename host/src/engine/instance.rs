@@ -92,14 +92,8 @@ impl TransformInstance {
 
     /// Maps one record to validated write operations.
     pub fn transform(&mut self, msg: &Message) -> Result<Vec<WriteOp>, CallError> {
-        let fail = |kind: FailureKind, message: String| CallError {
-            transform: self.module.name().to_owned(),
-            topic: msg.topic.clone(),
-            partition: msg.partition,
-            offset: msg.offset,
-            kind,
-            message,
-        };
+        let fail =
+            |kind: FailureKind, message: String| call_error(self.module.name(), msg, kind, message);
         let live = match self.live.take() {
             Some(live) => live,
             None => start(&self.module, &self.config)
@@ -167,9 +161,7 @@ impl TransformInstance {
         let typed = unsafe {
             wasmtime::component::TypedFunc::<BatchParams<'_>, BatchResults>::new_unchecked(func)
         };
-        let result = typed
-            .call(&mut live.store, (msgs,))
-            .and_then(|r| typed.post_return(&mut live.store).map(|()| r));
+        let result = typed.call(&mut live.store, (msgs,));
         live.store.data_mut().log.leave();
         let results = match result {
             Ok((results,)) if results.len() == msgs.len() => {
@@ -195,13 +187,8 @@ impl TransformInstance {
             msgs.iter()
                 .zip(results)
                 .map(|(msg, r)| {
-                    let fail = |kind: FailureKind, message: String| CallError {
-                        transform: self.module.name().to_owned(),
-                        topic: msg.topic.clone(),
-                        partition: msg.partition,
-                        offset: msg.offset,
-                        kind,
-                        message,
+                    let fail = |kind: FailureKind, message: String| {
+                        call_error(self.module.name(), msg, kind, message)
                     };
                     let ops = r.map_err(|e| fail(guest_kind(e.kind), e.message))?;
                     self.checked(ops).map_err(|(kind, m)| fail(kind, m))
@@ -340,4 +327,16 @@ fn classify_trap(err: &wasmtime::Error, timeout_ms: u64) -> (FailureKind, String
     let mut message = format!("guest trapped: {text}");
     truncate_with_ellipsis(&mut message, MAX_TRAP_MESSAGE);
     (FailureKind::Trap, message)
+}
+
+/// A failed call of `transform` on `msg`, named by its topic/partition/offset.
+fn call_error(transform: &str, msg: &Message, kind: FailureKind, message: String) -> CallError {
+    CallError {
+        transform: transform.to_owned(),
+        topic: msg.topic.clone(),
+        partition: msg.partition,
+        offset: msg.offset,
+        kind,
+        message,
+    }
 }
