@@ -105,9 +105,19 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ve
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("the committed offsets");
+    // The group's coordinator may not be known yet (a group nobody joined,
+    // a broker just started): the broker answers "not coordinator" until it is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        match c.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(got) => break got,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("committed offsets of {group}: {e}; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("the committed offsets of {group}: {e}"),
+        }
+    };
     got.elements()
         .iter()
         .map(|e| match e.offset() {
