@@ -80,6 +80,14 @@ struct UpdateRun {
 }
 
 impl UpdateRun {
+    /// The offsets the run's group has committed, summed over its partitions.
+    fn committed_total(&self, s: &Services, partitions: i32) -> i64 {
+        committed(&s.brokers(), &self.group, &self.topic, partitions)
+            .iter()
+            .map(|o| o.unwrap_or(0))
+            .sum()
+    }
+
     fn new(s: &Services, name: &str, partitions: i32, keys: i64, rounds: i64) -> UpdateRun {
         let table = unique_name(name);
         let topic = format!("dlv.s.{table}");
@@ -891,11 +899,7 @@ async fn sigterm_and_restart_process_no_record_twice() {
         // Each run does a quarter of what is left (a run may go on well past
         // its mark before the signal lands, on a loaded machine), then is
         // stopped mid-stream.
-        let committed: i64 = committed(&s.brokers(), &run.group, &run.topic, partitions)
-            .iter()
-            .map(|o| o.unwrap_or(0))
-            .sum();
-        let left = total.saturating_sub(committed as usize);
+        let left = total.saturating_sub(run.committed_total(s, partitions) as usize);
         if left < 8 {
             break;
         }
@@ -940,10 +944,7 @@ async fn sigkill_reprocesses_at_most_what_was_not_committed() {
     smt.wait_assigned(START).unwrap();
     let processed = processed_at_least(&mut smt, total / 3) as i64;
     smt.kill();
-    let committed: i64 = committed(&s.brokers(), &run.group, &run.topic, partitions)
-        .iter()
-        .map(|o| o.unwrap_or(0))
-        .sum();
+    let committed = run.committed_total(s, partitions);
     assert!(committed > 0, "offsets were committed before the kill");
     let log = finish(s, &run, &cfg, partitions, keys, rounds, stop_log, log_task).await;
     let again = log.len() as i64 - total as i64;
