@@ -176,6 +176,20 @@ impl KeyMove<'_> {
                 "in": "$$c._id.lsn"
             }}
         ]});
+        // What a joining change receives: the values of the life it moves,
+        // i.e. its predecessor's stash with everything pushed into that (the
+        // pusher's own stash when it is the predecessor), not the pusher's
+        // alone — a change between them may hold newer values (an update
+        // of the middle key) that the pusher's older ones must not shadow.
+        // (`$$pred.doc` on an array is not traversed by the local server:
+        // take the element first.)
+        let upstream = json!({"$let": {
+            "vars": {"pred": {"$arrayElemAt": [{"$filter": {"input": "$$value", "as": "c", "cond": {"$and": [
+                {"$eq": ["$$c._id.to", "$$this._id.from"]},
+                {"$eq": ["$$c._id.lsn", "$$this.incoming"]}
+            ]}}}, 0]}},
+            "in": {"$ifNull": ["$$pred.doc", "$doc"]}
+        }});
         let chain = || {
             vec![
                 json!({"$match": {"_id": self.entry_id("delete")}}),
@@ -202,7 +216,10 @@ impl KeyMove<'_> {
                     "initialValue": [],
                     "in": {"$cond": [
                         {"$in": ["$$this.incoming", lives.clone()]},
-                        {"$concatArrays": ["$$value", ["$$this"]]},
+                        {"$concatArrays": ["$$value", [{"$mergeObjects": [
+                            "$$this",
+                            {"doc": {"$mergeObjects": [upstream.clone(), "$$this.doc"]}}
+                        ]}]]},
                         "$$value"
                     ]}
                 }}}}),
@@ -211,10 +228,7 @@ impl KeyMove<'_> {
             ]
         };
         let mut into_stashes = chain();
-        into_stashes.push(json!({"$replaceWith": {
-            "_id": "$next._id",
-            "doc": {"$mergeObjects": ["$doc", "$next.doc"]}
-        }}));
+        into_stashes.push(json!({"$replaceWith": {"_id": "$next._id", "doc": "$next.doc"}}));
         into_stashes.push(json!({"$merge": {
             "into": moves.collection,
             "on": "_id",
@@ -252,13 +266,13 @@ impl KeyMove<'_> {
         let on = match &self.to {
             Ident::Id(_) => {
                 into_documents.push(json!({"$replaceWith": {
-                    "$mergeObjects": ["$doc", {"_id": "$next._id.to"}]
+                    "$mergeObjects": ["$next.doc", {"_id": "$next._id.to"}]
                 }}));
                 json!("_id")
             }
             Ident::Columns(cols) => {
                 into_documents.push(json!({"$replaceWith": {
-                    "$mergeObjects": ["$doc", "$next._id.to"]
+                    "$mergeObjects": ["$next.doc", "$next._id.to"]
                 }}));
                 into_documents.push(json!({"$unset": "_id"}));
                 Value::Array(cols.keys().map(|k| Value::String(k.clone())).collect())
