@@ -8,8 +8,10 @@
 //! | `io.debezium.time.ZonedTimestamp` (ISO-8601 text) | `{"$date": {"$numberLong": "<ms>"}}`, truncated to the millisecond ([`TimestampMode::TruncateToMillis`]); `infinity`/`-infinity` → the largest/smallest date; or, with [`TimestampMode::IsoString`], UTC text with 6 fractional digits (9 when it has nanoseconds) |
 //! | `io.debezium.time.Timestamp`, `org.apache.kafka.connect.data.Timestamp` (ms) | `$date` (or UTC text with 3 digits) |
 //! | `io.debezium.time.MicroTimestamp` (µs), `io.debezium.time.NanoTimestamp` (ns) | `$date` truncated to the millisecond (or UTC text with 6 / 9 digits) |
-//! | `io.debezium.time.Date`, `org.apache.kafka.connect.data.Date` (days) | `$date` at midnight UTC |
+//! | `io.debezium.time.IsoTimestamp` (`time.precision.mode=isostring`: UTC text, fraction trimmed) | as `ZonedTimestamp` |
+//! | `io.debezium.time.Date`, `org.apache.kafka.connect.data.Date` (days), `io.debezium.time.IsoDate` (`2024-03-04Z`) | `$date` at midnight UTC |
 //! | `io.debezium.time.Time`/`MicroTime`/`NanoTime`, `org.apache.kafka.connect.data.Time` | the number (time of day since midnight; BSON has no time type) |
+//! | `io.debezium.time.IsoTime` (`12:34:56.1Z`) | µs since midnight, as an `int64` (digits beyond µs dropped) |
 //! | `io.debezium.data.Json` | the parsed JSON ([`JsonMode::Parse`], unless it has `$`-prefixed keys) or the text ([`JsonMode::String`]) |
 //! | `bytes` (and `io.debezium.data.Bits`) | `{"$binary": {"base64": …, "subType": "00"}}` |
 //! | `int64` | a number; `{"$numberLong": …}` beyond ±2^53 (or always with [`Int64Mode::Long`]) |
@@ -310,7 +312,31 @@ fn decode_logical(
                 }
             }
         }
-        "io.debezium.time.ZonedTimestamp" => zoned_timestamp(value, iso, field)?,
+        // `IsoTimestamp` (time.precision.mode=isostring) is a local date-time
+        // written as UTC text: the same instant as the adaptive modes' number.
+        "io.debezium.time.ZonedTimestamp" | "io.debezium.time.IsoTimestamp" => {
+            zoned_timestamp(value, iso, field)?
+        }
+        "io.debezium.time.IsoDate" => {
+            let ms = value
+                .as_str()
+                .and_then(time::parse_iso_date)
+                .and_then(|d| d.checked_mul(time::MS_PER_DAY))
+                .ok_or_else(|| bad(field, format_args!("not an ISO-8601 date: {value}")))?;
+            date_ms(ms)
+        }
+        // A time of day as text: µs since midnight, as `MicroTime` (BSON has
+        // no time-of-day type, and text with trimmed fractions does not sort).
+        "io.debezium.time.IsoTime" => {
+            let us = value
+                .as_str()
+                .and_then(time::parse_iso_time_micros)
+                .ok_or_else(|| bad(field, format_args!("not an ISO-8601 UTC time: {value}")))?;
+            match opts.int64 {
+                Int64Mode::Long => number_long(us),
+                Int64Mode::Relaxed => Value::from(us),
+            }
+        }
         "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => {
             epoch_timestamp(value, 3, iso, field)?
         }
@@ -686,6 +712,47 @@ mod tests {
             t(json!(1i64), &nano),
             json!("1970-01-01T00:00:00.000000001Z")
         );
+        // isostring's trimmed fractions get the fixed width too; dates stay dates
+        let iso_ts = json!({"type": "string", "name": "io.debezium.time.IsoTimestamp"});
+        assert_eq!(
+            t(json!("2024-03-04T12:00:00.1Z"), &iso_ts),
+            json!("2024-03-04T12:00:00.100000Z")
+        );
+        assert_eq!(
+            t(json!("2024-03-04T12:00:00Z"), &iso_ts),
+            json!("2024-03-04T12:00:00.000000Z")
+        );
+        let iso_date = json!({"type": "string", "name": "io.debezium.time.IsoDate"});
+        assert_eq!(
+            t(json!("2024-03-04Z"), &iso_date),
+            date_ms(1_709_510_400_000)
+        );
+    }
+
+    /// isostring text that is not what Debezium writes is refused, not kept as
+    /// a string (the column would then hold two types).
+    #[test]
+    fn iso_text_that_does_not_parse_is_bad_input() {
+        for (name, text) in [
+            ("io.debezium.time.IsoDate", "2024-02-30Z"),
+            ("io.debezium.time.IsoTime", "25:00:00Z"),
+            ("io.debezium.time.IsoTime", "12:00:00+02:00"),
+            ("io.debezium.time.IsoTimestamp", "2024-03-04 noon"),
+        ] {
+            let schema = json!({"type": "string", "name": name});
+            let err = decode_value(
+                &json!(text),
+                Some(&sc(schema)),
+                &DecodeOptions::default(),
+                "at",
+            )
+            .unwrap_err();
+            assert!(
+                err.message.contains("'at'"),
+                "{name} {text}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]
@@ -891,6 +958,31 @@ mod tests {
                 named("string", "io.debezium.time.Interval"),
                 json!("P1DT1H1M1.000001S"),
                 json!("P1DT1H1M1.000001S"),
+            ),
+            // time.precision.mode=isostring: UTC text, the fraction trimmed.
+            (
+                "IsoTimestamp",
+                named("string", "io.debezium.time.IsoTimestamp"),
+                json!("2024-03-04T12:00:00.1Z"),
+                json!({"$date": {"$numberLong": "1709553600100"}}),
+            ),
+            (
+                "IsoDate",
+                named("string", "io.debezium.time.IsoDate"),
+                json!("2024-01-02Z"),
+                json!({"$date": {"$numberLong": "1704153600000"}}),
+            ),
+            (
+                "IsoTime (µs since midnight)",
+                named("string", "io.debezium.time.IsoTime"),
+                json!("03:04:05.1Z"),
+                json!({"$numberLong": "11045100000"}),
+            ),
+            (
+                "IsoTime without a fraction",
+                named("string", "io.debezium.time.IsoTime"),
+                json!("03:04:05Z"),
+                json!({"$numberLong": "11045000000"}),
             ),
             // decimal.handling.mode
             (

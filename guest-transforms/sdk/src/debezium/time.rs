@@ -59,56 +59,12 @@ pub fn parse_zoned_timestamp(s: &str) -> Option<(i64, bool)> {
 /// Parses an ISO-8601 instant with an offset into seconds since the epoch
 /// and nanoseconds (digits beyond the ninth are dropped).
 pub fn parse_zoned_instant(s: &str) -> Option<(i64, u32)> {
-    let b = s.as_bytes();
-    // Year: optional sign, at least 4 digits, then '-'.
-    let (neg, rest) = match b.first()? {
-        b'-' => (true, &b[1..]),
-        b'+' => (false, &b[1..]),
-        _ => (false, b),
-    };
-    let dash = rest.iter().position(|&c| c == b'-')?;
-    if dash < 4 {
+    let (days, r) = split_date(s.as_bytes())?;
+    // THH:MM:SS
+    if r.first().is_none_or(|c| !matches!(c, b'T' | b't' | b' ')) {
         return None;
     }
-    let year = digits(&rest[..dash])? as i64;
-    let year = if neg { -year } else { year };
-    let r = &rest[dash + 1..];
-    // MM-DDTHH:MM:SS
-    if r.len() < 14
-        || r[2] != b'-'
-        || (r[5] != b'T' && r[5] != b't' && r[5] != b' ')
-        || r[8] != b':'
-        || r[11] != b':'
-    {
-        return None;
-    }
-    let month = digits(&r[0..2])?;
-    let day = digits(&r[3..5])?;
-    let hour = digits(&r[6..8])?;
-    let minute = digits(&r[9..11])?;
-    let second = digits(&r[12..14])?;
-    if !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let mut r = &r[14..];
-    let mut nanos = 0u32;
-    if let Some(b'.') | Some(b',') = r.first() {
-        let n = r[1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return None;
-        }
-        let frac = &r[1..1 + n];
-        for i in 0..9 {
-            nanos = nanos * 10 + frac.get(i).map_or(0, |d| (d - b'0') as u32);
-        }
-        r = &r[1 + n..];
-    }
+    let (second_of_day, nanos, r) = split_time(&r[1..])?;
     let offset_min: i64 = match r {
         b"Z" | b"z" => 0,
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
@@ -125,10 +81,85 @@ pub fn parse_zoned_instant(s: &str) -> Option<(i64, u32)> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month, day);
-    let secs = days.checked_mul(86_400)? + hour as i64 * 3600 + minute as i64 * 60 + second as i64
-        - offset_min * 60;
+    let secs = days.checked_mul(86_400)? + second_of_day - offset_min * 60;
     Some((secs, nanos))
+}
+
+/// `[±]YYYY-MM-DD` (at least 4 year digits) at the start of `b`: days since
+/// 1970-01-01 and the rest of the text.
+fn split_date(b: &[u8]) -> Option<(i64, &[u8])> {
+    let (neg, rest) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    let dash = rest.iter().position(|&c| c == b'-')?;
+    if dash < 4 {
+        return None;
+    }
+    let year = digits(&rest[..dash])? as i64;
+    let year = if neg { -year } else { year };
+    let r = &rest[dash + 1..];
+    if r.len() < 5 || r[2] != b'-' {
+        return None;
+    }
+    let month = digits(&r[0..2])?;
+    let day = digits(&r[3..5])?;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some((days_from_civil(year, month, day), &r[5..]))
+}
+
+/// `HH:MM:SS[.fraction]` (hours 0–23) at the start of `b`: the second of the
+/// day, the nanoseconds (digits beyond the ninth dropped) and the rest.
+fn split_time(b: &[u8]) -> Option<(i64, u32, &[u8])> {
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let hour = digits(&b[0..2])?;
+    let minute = digits(&b[3..5])?;
+    let second = digits(&b[6..8])?;
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut r = &b[8..];
+    let mut nanos = 0u32;
+    if let Some(b'.') | Some(b',') = r.first() {
+        let n = r[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let frac = &r[1..1 + n];
+        for i in 0..9 {
+            nanos = nanos * 10 + frac.get(i).map_or(0, |d| (d - b'0') as u32);
+        }
+        r = &r[1 + n..];
+    }
+    let sod = i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    Some((sod, nanos, r))
+}
+
+/// Debezium's `IsoDate` text (`time.precision.mode=isostring`: the date in
+/// UTC, `2024-03-04Z`): days since 1970-01-01. `None` for any other text.
+pub fn parse_iso_date(s: &str) -> Option<i64> {
+    match split_date(s.as_bytes())? {
+        (days, b"Z" | b"z" | b"") => Some(days),
+        _ => None,
+    }
+}
+
+/// Debezium's `IsoTime` text (`time.precision.mode=isostring`: a time of
+/// day in UTC, `12:34:56.1Z`, the fraction without trailing zeros):
+/// microseconds since midnight, digits beyond the sixth dropped. `None` for
+/// any other text, or an offset other than UTC.
+pub fn parse_iso_time_micros(s: &str) -> Option<i64> {
+    match split_time(s.as_bytes())? {
+        (sod, nanos, b"Z" | b"z" | b"+00:00" | b"") => {
+            Some(sod * 1_000_000 + i64::from(nanos / 1000))
+        }
+        _ => None,
+    }
 }
 
 /// The civil date (year, month, day) of a day number since 1970-01-01
@@ -209,6 +240,45 @@ mod tests {
             parse_zoned_instant("2024-03-04T14:00:00.1234567+02:00"),
             Some((1_709_553_600, 123_456_700))
         );
+    }
+
+    #[test]
+    fn iso_dates_and_times() {
+        assert_eq!(parse_iso_date("2024-03-04Z"), Some(19786));
+        assert_eq!(parse_iso_date("1969-12-31Z"), Some(-1));
+        assert_eq!(parse_iso_date("1000-01-01Z"), Some(-354285));
+        assert_eq!(parse_iso_date("9999-12-31Z"), Some(2932896));
+        assert_eq!(parse_iso_date("+10000-01-01Z"), Some(2932897));
+        assert_eq!(parse_iso_date("2024-03-04"), Some(19786));
+        for bad in [
+            "2024-02-30Z",
+            "2024-03-04+02:00",
+            "2024-03-04T00:00:00Z",
+            "24-03-04Z",
+            "",
+        ] {
+            assert_eq!(parse_iso_date(bad), None, "{bad}");
+        }
+        assert_eq!(parse_iso_time_micros("00:00:00Z"), Some(0));
+        assert_eq!(parse_iso_time_micros("12:34:56.1Z"), Some(45_296_100_000));
+        assert_eq!(
+            parse_iso_time_micros("12:34:56.123456Z"),
+            Some(45_296_123_456)
+        );
+        assert_eq!(
+            parse_iso_time_micros("23:59:59.9999999Z"),
+            Some(86_399_999_999)
+        );
+        assert_eq!(parse_iso_time_micros("00:00:00.000001+00:00"), Some(1));
+        for bad in [
+            "24:00:00Z",
+            "12:34Z",
+            "12:34:56+02:00",
+            "12:34:56.Z",
+            "-00:00:01Z",
+        ] {
+            assert_eq!(parse_iso_time_micros(bad), None, "{bad}");
+        }
     }
 
     #[test]
