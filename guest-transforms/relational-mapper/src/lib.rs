@@ -7,13 +7,18 @@
 //! - [`config`]: the mapping file; [`plan`]: checked and resolved.
 //! - [`row`]: filters and mapped fragments; [`convert`]: type conversions.
 //! - [`render`]: the aggregation pipelines that rebuild documents.
+//! - [`pending`]: the rebuilds and state clean-up deferred to a batch's end;
+//!   [`export`]: the component's exports, `transform-batch` among them.
 
 pub mod config;
 pub mod convert;
+pub mod export;
+pub mod pending;
 pub mod plan;
 pub mod render;
 pub mod row;
 
+use pending::Pending;
 use plan::{Plan, Target};
 use row::Row;
 use serde_json::{json, Map, Value};
@@ -57,12 +62,49 @@ pub struct Mapper {
 
 impl smt_guest::Transform for Mapper {
     fn init(config: &str) -> Result<Self, String> {
-        Ok(Mapper {
-            plan: plan::build(config)?,
-        })
+        let plan = plan::build(config)?;
+        let indexes = plan.join_indexes();
+        if !indexes.is_empty() {
+            let list: Vec<String> = indexes
+                .iter()
+                .map(|(coll, field)| format!("db[{coll:?}].createIndex({{{field:?}: 1}})"))
+                .collect();
+            smt_guest::log::info(&format!(
+                "the rebuilds join the state collections through these fields; without an index each join reads the whole collection: {}",
+                list.join("; ")
+            ));
+        }
+        Ok(Mapper { plan })
     }
 
+    /// One record alone: its operations, then the deferred ones.
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+        let mut pending = Pending::default();
+        let mut ops = self.record(msg, &mut pending)?;
+        ops.extend(pending.flush(self));
+        Ok(ops)
+    }
+}
+
+impl Mapper {
+    /// The records of a batch: each record's own operations, and the
+    /// rebuilds of the documents they changed once per batch, after the last
+    /// successful record's (see [`pending`]).
+    pub fn transform_batch(&self, msgs: &[Message]) -> Vec<Result<Vec<WriteOp>, TransformError>> {
+        let mut pending = Pending::default();
+        let mut results: Vec<_> = msgs.iter().map(|m| self.record(m, &mut pending)).collect();
+        if !pending.is_empty() {
+            let flush = pending.flush(self);
+            // Only successful records register work, so one is there.
+            if let Some(Ok(last)) = results.iter_mut().rev().find(|r| r.is_ok()) {
+                last.extend(flush);
+            }
+        }
+        results
+    }
+
+    /// One record's own operations; the rebuilds it calls for go to `pending`.
+    fn record(&self, msg: &Message, pending: &mut Pending) -> Result<Vec<WriteOp>, TransformError> {
         let options = DecodeOptions {
             timestamps: TimestampMode::TruncateToMillis,
             ..DecodeOptions::default()
@@ -85,7 +127,12 @@ impl smt_guest::Transform for Mapper {
         };
         let op = event.op();
         match op {
-            Op::Truncate => return Ok(self.truncate(table)),
+            // A truncate rebuilds from what the state holds now: after the deferred work.
+            Op::Truncate => {
+                let mut out = pending.flush(self);
+                out.extend(self.truncate(table));
+                return Ok(out);
+            }
             Op::Message => return Ok(vec![]),
             _ => {}
         }
@@ -95,21 +142,60 @@ impl smt_guest::Transform for Mapper {
             ))
         })?;
         if op == Op::Delete {
-            let mut out = Vec::new();
-            if let Some(new_key) = header_key(msg, NEW_KEY_HEADER)? {
+            let new_key = header_key(msg, NEW_KEY_HEADER)?;
+            let mut out = self.flush_if_gone(table, [Some(&key), new_key.as_ref()], pending);
+            if let Some(new_key) = new_key {
                 out.extend(self.carry_over(table, &key, &new_key));
             }
-            out.extend(self.delete(table, &key));
+            out.extend(self.delete(table, &key, pending));
             return Ok(out);
         }
         let after = event.take_after()?.ok_or_else(|| {
             TransformError::bad_input(format!("a {:?} event without an after image", op))
         })?;
-        Ok(self.upsert(table, &key, &after))
+        let mut out = self.flush_if_gone(table, [Some(&key), None], pending);
+        out.extend(self.upsert(table, &key, &after, pending));
+        Ok(out)
     }
-}
 
-impl Mapper {
+    /// The deferred work, now, when one of these rows of `table` was deleted
+    /// earlier in the batch (its state row is still there until the flush).
+    fn flush_if_gone(
+        &self,
+        table: usize,
+        keys: [Option<&Row>; 2],
+        pending: &mut Pending,
+    ) -> Vec<WriteOp> {
+        let gone = keys
+            .into_iter()
+            .flatten()
+            .any(|k| pending.is_gone(table, &Value::Object(k.clone())));
+        if gone {
+            pending.flush(self)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Rebuilds the documents of collection rule `rule` of these state rows.
+    pub(crate) fn rebuild_roots(&self, rule: usize, keys: Vec<Value>) -> WriteOp {
+        let table = self.plan.rules[rule].table;
+        ops::aggregate(
+            self.state_ns(table),
+            render::rebuild(&self.plan, rule, Some(pending::id_in(keys)["_id"].take())),
+        )
+    }
+
+    /// Rebuilds the root documents these state rows of embedding rule
+    /// `rule`'s table belong or belonged to.
+    pub(crate) fn rebuild_parents_of(&self, rule: usize, keys: Vec<Value>) -> WriteOp {
+        let table = self.plan.rules[rule].table;
+        ops::aggregate(
+            self.state_ns(table),
+            render::rebuild_up(&self.plan, rule, &pending::id_in(keys)["_id"]),
+        )
+    }
+
     fn ns(&self, collection: impl Into<String>) -> Namespace {
         match &self.plan.database {
             Some(db) => ops::ns_in(db.clone(), collection),
@@ -117,7 +203,7 @@ impl Mapper {
         }
     }
 
-    fn state_ns(&self, table: usize) -> Namespace {
+    pub(crate) fn state_ns(&self, table: usize) -> Namespace {
         self.ns(self.plan.state_collection(table))
     }
 
@@ -143,7 +229,7 @@ impl Mapper {
         }
     }
 
-    fn upsert(&self, table: usize, key: &Row, after: &Row) -> Vec<WriteOp> {
+    fn upsert(&self, table: usize, key: &Row, after: &Row, pending: &mut Pending) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let key_doc = Value::Object(key.clone());
@@ -173,10 +259,7 @@ impl Mapper {
                     json!({"_id": id}),
                 ));
             } else if !rule.children.is_empty() {
-                out.push(ops::aggregate(
-                    self.state_ns(table),
-                    render::rebuild(plan, r, Some(&key_doc)),
-                ));
+                pending.rebuild_root(r, &key_doc);
             } else {
                 let doc = row::fragment(rule, after, Some(id.clone()), &mut failed);
                 out.push(direct_write(
@@ -188,13 +271,9 @@ impl Mapper {
                 ));
             }
         }
-        out.extend(self.rebuild_parents(table, &key_doc));
-        if has_embeds {
-            out.push(
-                ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
-                    .operator("$unset", json!({"prev": ""}))
-                    .build(),
-            );
+        self.rebuild_parents(table, &key_doc, pending);
+        if stateful {
+            pending.written(table, &key_doc, has_embeds);
         }
         for f in failed {
             smt_guest::log::warn(&format!(
@@ -246,7 +325,7 @@ impl Mapper {
         out
     }
 
-    fn delete(&self, table: usize, key: &Row) -> Vec<WriteOp> {
+    fn delete(&self, table: usize, key: &Row, pending: &mut Pending) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let key_doc = Value::Object(key.clone());
@@ -276,31 +355,22 @@ impl Mapper {
                 ));
             }
         }
-        out.extend(self.rebuild_parents(table, &key_doc));
+        self.rebuild_parents(table, &key_doc, pending);
         if stateful {
-            out.push(ops::delete_one(
-                self.state_ns(table),
-                json!({"_id": key_doc}),
-            ));
+            pending.deleted(table, &key_doc);
         }
         out
     }
 
     /// One rebuild per embedding rule of the table: the documents the row
     /// belongs or belonged to.
-    fn rebuild_parents<'a>(
-        &'a self,
-        table: usize,
-        key_doc: &'a Value,
-    ) -> impl Iterator<Item = WriteOp> + 'a {
+    fn rebuild_parents(&self, table: usize, key_doc: &Value, pending: &mut Pending) {
         let plan = &self.plan;
-        plan.tables[table]
-            .rules
-            .iter()
-            .filter(|&&r| plan.rules[r].embed().is_some())
-            .map(move |&r| {
-                ops::aggregate(self.state_ns(table), render::rebuild_up(plan, r, key_doc))
-            })
+        for &r in &plan.tables[table].rules {
+            if plan.rules[r].embed().is_some() {
+                pending.rebuild_up(r, key_doc);
+            }
+        }
     }
 
     fn truncate(&self, table: usize) -> Vec<WriteOp> {
@@ -523,9 +593,6 @@ fn lookup<'a>(doc: &'a Row, path: &[String]) -> Option<&'a Value> {
     }
     lookup(v.as_object()?, rest)
 }
-
-#[cfg(feature = "export")]
-smt_guest::export_transform!(Mapper);
 
 #[cfg(test)]
 mod tests;

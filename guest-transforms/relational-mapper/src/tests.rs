@@ -689,3 +689,108 @@ fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
         ]})
     );
 }
+
+// ---- batches: one rebuild per document per batch ----
+
+fn run_batch(m: &Mapper, msgs: &[Message]) -> Vec<Vec<Value>> {
+    m.transform_batch(msgs)
+        .into_iter()
+        .map(|r| r.unwrap().iter().map(describe).collect())
+        .collect()
+}
+
+fn batch(topic: &str, offsets: &[i64]) -> Vec<Message> {
+    offsets.iter().map(|&o| record(topic, o)).collect()
+}
+
+#[test]
+fn a_batch_writes_every_state_row_then_rebuilds_each_parent_once() {
+    // eu/1, us/1, eu/2, eu/1 again: four state writes, then one climb from the three rows
+    let out = run_batch(&array_embedding(), &batch(ORDERS, &[0, 1, 2, 3]));
+    assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1, 3]);
+    for ops in &out {
+        assert_eq!(ops[0]["op"], json!("update-one"), "{ops:?}");
+        assert_eq!(ops[0]["coll"], json!(STATE_ORDERS));
+    }
+    let keys = json!([{"region": "eu", "order_id": 1}, {"region": "eu", "order_id": 2},
+        {"region": "us", "order_id": 1}]);
+    let last = &out[3];
+    assert_eq!(last[1]["op"], json!("aggregate"));
+    assert_eq!(
+        last[1]["pipeline"][0],
+        json!({"$match": {"_id": {"$in": keys}}})
+    );
+    assert_eq!(
+        last[2],
+        json!({"op": "update-many", "db": null, "coll": STATE_ORDERS, "filter": {"_id": {"$in": keys}},
+            "update": {"$unset": {"prev": ""}}, "upsert": false})
+    );
+}
+
+#[test]
+fn a_batch_rebuilds_roots_once_and_drops_deleted_rows_state_after_the_rebuilds() {
+    // customers 1, 2, 3 read, 4 inserted, 1 updated, 3 deleted
+    let out = run_batch(&array_embedding(), &batch(CUSTOMERS, &[0, 1, 2, 3, 4, 5]));
+    let ops: Vec<&Value> = out.iter().flatten().collect();
+    let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "replace-one",
+            "replace-one",
+            "replace-one",
+            "replace-one",
+            "replace-one",
+            "update-one",
+            "delete-one", // customer 3: state marked off, its document deleted
+            "aggregate",
+            "delete-one" // the rebuild of 1-4, then the state row of 3
+        ]
+    );
+    let agg = ops[7];
+    assert_eq!(
+        agg["pipeline"][0],
+        json!({"$match": {"_id": {"$in": [{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]}, "on.r0": true}})
+    );
+    assert_eq!(
+        *ops[8],
+        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}}})
+    );
+    // everything deferred goes with the last record
+    assert_eq!(out[5].len(), 4);
+}
+
+#[test]
+fn a_row_deleted_then_written_again_in_one_batch_flushes_before_the_write() {
+    // customer 3 deleted, then read again (as after a re-insert)
+    let out = run_batch(&array_embedding(), &batch(CUSTOMERS, &[5, 2]));
+    assert_eq!(out[0].len(), 2, "{:?}", out[0]); // marked off, document deleted
+    let second: Vec<&str> = out[1].iter().map(|o| o["op"].as_str().unwrap()).collect();
+    // the deleted row's state goes first, then the new row and its rebuild
+    assert_eq!(second, ["delete-one", "replace-one", "aggregate"]);
+    assert_eq!(out[1][0]["coll"], json!(STATE_CUSTOMERS));
+    assert_eq!(out[1][2]["pipeline"][0]["$match"]["_id"], json!({"id": 3}));
+}
+
+#[test]
+fn failed_records_of_a_batch_get_their_error_and_the_rest_their_operations() {
+    let m = array_embedding();
+    let mut msgs = batch(ORDERS, &[0, 2]);
+    msgs.push(Message::new(ORDERS, Some(b"{}"), Some(b"not json")));
+    let out = m.transform_batch(&msgs);
+    assert!(out[2].is_err());
+    // the deferred rebuild went with the last successful record
+    assert_eq!(out[1].as_ref().unwrap().len(), 3);
+}
+
+#[test]
+fn the_indexes_the_joins_need_are_named() {
+    let m = array_embedding();
+    assert_eq!(
+        m.plan.join_indexes(),
+        [
+            (STATE_ORDERS.to_owned(), "fk.r1".to_owned()),
+            (STATE_CUSTOMERS.to_owned(), "join.r1".to_owned())
+        ]
+    );
+}
