@@ -32,6 +32,48 @@ const UNAVAILABLE: &str = "__debezium_unavailable_value";
 /// On the delete half of a primary-key change: the row's new key.
 const NEW_KEY_HEADER: &str = "__debezium.newkey";
 
+/// Where a change comes from: its topic, partition and offset. Every state
+/// row keeps the position of the change that wrote it (`at`), and a change
+/// leaves alone a row that a later change of the same partition wrote. A
+/// replay after a crash re-applies changes to state that is already past
+/// them: without this, the replayed delete of a key removed the row a later
+/// change had put there, and the replayed delete half of a primary-key change
+/// carried over the row a later change had put at the old key (the new key
+/// then took an unchanged TOASTed column from the wrong row: relational
+/// oracle seed 81669600). Positions of different partitions (a topic routed
+/// elsewhere, a dead letter replayed from its own topic) are not compared:
+/// the change applies.
+pub(crate) struct Position {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Position {
+    pub(crate) fn of(msg: &Message) -> Position {
+        Position {
+            topic: msg.topic.clone(),
+            partition: msg.partition,
+            offset: msg.offset,
+        }
+    }
+
+    /// What a state row stores in `at`.
+    pub(crate) fn value(&self) -> Value {
+        json!({"t": self.topic, "p": self.partition, "o": self.offset})
+    }
+
+    /// An aggregation expression: whether the position stored at `stored`
+    /// (a field path, `"$at"`) is a later change of this one's partition.
+    pub(crate) fn is_before(&self, stored: &str) -> Value {
+        json!({"$and": [
+            {"$eq": [format!("{stored}.t"), {"$literal": self.topic}]},
+            {"$eq": [format!("{stored}.p"), self.partition]},
+            {"$gt": [format!("{stored}.o"), self.offset]},
+        ]})
+    }
+}
+
 /// The key in a Debezium key header (`{"id": 2}`, or with its schema).
 fn header_key(msg: &Message, name: &str) -> Result<Option<Row>, TransformError> {
     let Some(bytes) = msg
@@ -141,20 +183,21 @@ impl Mapper {
                 "{table_name} has no primary key (the record has no key): the relational mapper needs one"
             ))
         })?;
+        let at = Position::of(msg);
         if op == Op::Delete {
             let new_key = header_key(msg, NEW_KEY_HEADER)?;
             let mut out = self.flush_if_gone(table, [Some(&key), new_key.as_ref()], pending);
             if let Some(new_key) = new_key {
-                out.extend(self.carry_over(table, &key, &new_key));
+                out.extend(self.carry_over(table, &key, &new_key, &at));
             }
-            out.extend(self.delete(table, &key, pending));
+            out.extend(self.delete(table, &key, &at, pending));
             return Ok(out);
         }
         let after = event.take_after()?.ok_or_else(|| {
             TransformError::bad_input(format!("a {:?} event without an after image", op))
         })?;
         let mut out = self.flush_if_gone(table, [Some(&key), None], pending);
-        out.extend(self.upsert(table, &key, &after, pending));
+        out.extend(self.upsert(table, &key, &after, &at, pending));
         Ok(out)
     }
 
@@ -229,7 +272,14 @@ impl Mapper {
         }
     }
 
-    fn upsert(&self, table: usize, key: &Row, after: &Row, pending: &mut Pending) -> Vec<WriteOp> {
+    fn upsert(
+        &self,
+        table: usize,
+        key: &Row,
+        after: &Row,
+        at: &Position,
+        pending: &mut Pending,
+    ) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let key_doc = Value::Object(key.clone());
@@ -244,8 +294,8 @@ impl Mapper {
         let has_embeds = t.has_embeds(plan);
 
         if stateful {
-            let state = self.state_doc(table, key, after, &mut failed);
-            out.push(self.write_state(table, &key_doc, state, &toasted));
+            let state = self.state_doc(table, key, after, at, &mut failed);
+            out.push(self.write_state(table, &key_doc, state, at, &toasted));
         }
         for &r in &t.rules {
             let rule = &plan.rules[r];
@@ -288,8 +338,10 @@ impl Mapper {
     /// its new key unless that key is there already, because the create half
     /// carries the unavailable value of every unchanged TOASTed column and
     /// takes it from there (the halves may arrive in either order: their keys
-    /// can be on different partitions).
-    fn carry_over(&self, table: usize, old: &Row, new: &Row) -> Vec<WriteOp> {
+    /// can be on different partitions). A state row a later change wrote (a
+    /// replay after a crash: the old key lived again since) is not this
+    /// change's row and stays where it is.
+    fn carry_over(&self, table: usize, old: &Row, new: &Row, at: &Position) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let keep_or_insert = |into: &str| json!({"$merge": {"into": into, "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}});
@@ -298,9 +350,9 @@ impl Mapper {
             out.push(ops::aggregate(
                 self.state_ns(table),
                 vec![
-                    json!({"$match": {"_id": Value::Object(old.clone())}}),
+                    json!({"$match": {"_id": Value::Object(old.clone()), "$expr": {"$not": [at.is_before("$at")]}}}),
                     json!({"$project": {"_id": {"$literal": Value::Object(new.clone())},
-                        "doc": 1, "s": 1, "fk": 1, "join": 1}}),
+                        "doc": 1, "s": 1, "fk": 1, "join": 1, "at": {"$literal": at.value()}}}),
                     keep_or_insert(&plan.state_collection(table)),
                 ],
             ));
@@ -325,7 +377,16 @@ impl Mapper {
         out
     }
 
-    fn delete(&self, table: usize, key: &Row, pending: &mut Pending) -> Vec<WriteOp> {
+    /// A delete marks the state row (every rule off, `prev` kept, `gone`)
+    /// unless a later change wrote it (a replay after a crash: the key lived
+    /// again since); the flush removes the marked rows after the rebuilds.
+    fn delete(
+        &self,
+        table: usize,
+        key: &Row,
+        at: &Position,
+        pending: &mut Pending,
+    ) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let key_doc = Value::Object(key.clone());
@@ -340,8 +401,11 @@ impl Mapper {
             let mut set = Map::new();
             set.insert("on".into(), Value::Object(off));
             set.insert("prev".into(), render::prev_expr(plan, table));
+            set.insert("gone".into(), Value::Bool(true));
+            set.insert("at".into(), json!({"$literal": at.value()}));
+            let filter = json!({"_id": key_doc, "$expr": {"$not": [at.is_before("$at")]}});
             out.push(
-                ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
+                ops::update_one(self.state_ns(table), filter)
                     .pipeline(vec![json!({"$set": set})])
                     .build(),
             );
@@ -406,6 +470,7 @@ impl Mapper {
         table: usize,
         key: &Row,
         after: &Row,
+        at: &Position,
         failed: &mut Vec<row::Unconvertible>,
     ) -> Value {
         let plan = &self.plan;
@@ -451,35 +516,43 @@ impl Mapper {
         state.insert("join".into(), Value::Object(join));
         state.insert("fk".into(), Value::Object(fk));
         state.insert("s".into(), Value::Object(sort));
+        state.insert("at".into(), at.value());
         Value::Object(state)
     }
 
     /// The upsert of a state document, keeping `prev` (the parents the row
     /// had) and, for unchanged TOASTed columns, the stored fragments' values.
+    ///
+    /// A row a later change of the same partition wrote stays as it is (a
+    /// replay after a crash: see [`Position`]).
     fn write_state(
         &self,
         table: usize,
         key_doc: &Value,
         state: Value,
+        at: &Position,
         toasted: &[&String],
     ) -> WriteOp {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let has_embeds = t.has_embeds(plan);
-        if !has_embeds && toasted.is_empty() {
-            return ops::replace_one(self.state_ns(table), json!({"_id": key_doc}), state)
-                .upsert()
-                .build();
-        }
         let mut extra = Map::new();
         if has_embeds {
             extra.insert("prev".into(), render::prev_expr(plan, table));
         }
+        let mut kept = json!("$$ROOT");
         if !toasted.is_empty() {
             extra.insert("__old".into(), json!("$$ROOT"));
+            // The restore below then puts the kept row's values back.
+            kept = json!({"$mergeObjects": ["$$ROOT", {"__old": "$$ROOT"}]});
         }
+        let written = if extra.is_empty() {
+            json!({"$literal": state})
+        } else {
+            json!({"$mergeObjects": [{"$literal": state}, extra]})
+        };
         let mut stages =
-            vec![json!({"$replaceWith": {"$mergeObjects": [{"$literal": state}, extra]}})];
+            vec![json!({"$replaceWith": {"$cond": [at.is_before("$at"), kept, written]}})];
         if !toasted.is_empty() {
             // Every place the unavailable value went: the fragments, the sort
             // values and the join values take the stored ones back.

@@ -107,10 +107,18 @@ impl Pending {
         }
         for (table, keys) in std::mem::take(&mut self.gone) {
             let ns = mapper.state_ns(table);
-            out.push(match keys.len() {
+            let one = match keys.len() {
                 0 => continue,
-                1 => ops::delete_one(ns, id_in(values(keys))),
-                _ => ops::delete_many(ns, id_in(values(keys))),
+                n => n == 1,
+            };
+            // Only rows their delete marked: a row a later change wrote
+            // (a replay, see `crate::Position`) stays.
+            let mut filter = id_in(values(keys));
+            filter["gone"] = Value::Bool(true);
+            out.push(if one {
+                ops::delete_one(ns, filter)
+            } else {
+                ops::delete_many(ns, filter)
             });
         }
         out
