@@ -7,13 +7,18 @@
 //! - [`config`]: the mapping file; [`plan`]: checked and resolved.
 //! - [`row`]: filters and mapped fragments; [`convert`]: type conversions.
 //! - [`render`]: the aggregation pipelines that rebuild documents.
+//! - [`pending`]: the rebuilds and state clean-up deferred to a batch's end;
+//!   [`export`]: the component's exports, `transform-batch` among them.
 
 pub mod config;
 pub mod convert;
+pub mod export;
+pub mod pending;
 pub mod plan;
 pub mod render;
 pub mod row;
 
+use pending::Pending;
 use plan::{Plan, Target};
 use row::Row;
 use serde_json::{json, Map, Value};
@@ -26,6 +31,48 @@ const UNAVAILABLE: &str = "__debezium_unavailable_value";
 
 /// On the delete half of a primary-key change: the row's new key.
 const NEW_KEY_HEADER: &str = "__debezium.newkey";
+
+/// Where a change comes from: its topic, partition and offset. Every state
+/// row keeps the position of the change that wrote it (`at`), and a change
+/// leaves alone a row that a later change of the same partition wrote. A
+/// replay after a crash re-applies changes to state that is already past
+/// them: without this, the replayed delete of a key removed the row a later
+/// change had put there, and the replayed delete half of a primary-key change
+/// carried over the row a later change had put at the old key (the new key
+/// then took an unchanged TOASTed column from the wrong row: relational
+/// oracle seed 81669600). Positions of different partitions (a topic routed
+/// elsewhere, a dead letter replayed from its own topic) are not compared:
+/// the change applies.
+pub(crate) struct Position {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Position {
+    pub(crate) fn of(msg: &Message) -> Position {
+        Position {
+            topic: msg.topic.clone(),
+            partition: msg.partition,
+            offset: msg.offset,
+        }
+    }
+
+    /// What a state row stores in `at`.
+    pub(crate) fn value(&self) -> Value {
+        json!({"t": self.topic, "p": self.partition, "o": self.offset})
+    }
+
+    /// An aggregation expression: whether the position stored at `stored`
+    /// (a field path, `"$at"`) is a later change of this one's partition.
+    pub(crate) fn is_before(&self, stored: &str) -> Value {
+        json!({"$and": [
+            {"$eq": [format!("{stored}.t"), {"$literal": self.topic}]},
+            {"$eq": [format!("{stored}.p"), self.partition]},
+            {"$gt": [format!("{stored}.o"), self.offset]},
+        ]})
+    }
+}
 
 /// The key in a Debezium key header (`{"id": 2}`, or with its schema).
 fn header_key(msg: &Message, name: &str) -> Result<Option<Row>, TransformError> {
@@ -57,12 +104,49 @@ pub struct Mapper {
 
 impl smt_guest::Transform for Mapper {
     fn init(config: &str) -> Result<Self, String> {
-        Ok(Mapper {
-            plan: plan::build(config)?,
-        })
+        let plan = plan::build(config)?;
+        let indexes = plan.join_indexes();
+        if !indexes.is_empty() {
+            let list: Vec<String> = indexes
+                .iter()
+                .map(|(coll, field)| format!("db[{coll:?}].createIndex({{{field:?}: 1}})"))
+                .collect();
+            smt_guest::log::info(&format!(
+                "the rebuilds join the state collections through these fields; without an index each join reads the whole collection: {}",
+                list.join("; ")
+            ));
+        }
+        Ok(Mapper { plan })
     }
 
+    /// One record alone: its operations, then the deferred ones.
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+        let mut pending = Pending::default();
+        let mut ops = self.record(msg, &mut pending)?;
+        ops.extend(pending.flush(self));
+        Ok(ops)
+    }
+}
+
+impl Mapper {
+    /// The records of a batch: each record's own operations, and the
+    /// rebuilds of the documents they changed once per batch, after the last
+    /// successful record's (see [`pending`]).
+    pub fn transform_batch(&self, msgs: &[Message]) -> Vec<Result<Vec<WriteOp>, TransformError>> {
+        let mut pending = Pending::default();
+        let mut results: Vec<_> = msgs.iter().map(|m| self.record(m, &mut pending)).collect();
+        if !pending.is_empty() {
+            let flush = pending.flush(self);
+            // Only successful records register work, so one is there.
+            if let Some(Ok(last)) = results.iter_mut().rev().find(|r| r.is_ok()) {
+                last.extend(flush);
+            }
+        }
+        results
+    }
+
+    /// One record's own operations; the rebuilds it calls for go to `pending`.
+    fn record(&self, msg: &Message, pending: &mut Pending) -> Result<Vec<WriteOp>, TransformError> {
         let options = DecodeOptions {
             timestamps: TimestampMode::TruncateToMillis,
             ..DecodeOptions::default()
@@ -85,7 +169,12 @@ impl smt_guest::Transform for Mapper {
         };
         let op = event.op();
         match op {
-            Op::Truncate => return Ok(self.truncate(table)),
+            // A truncate rebuilds from what the state holds now: after the deferred work.
+            Op::Truncate => {
+                let mut out = pending.flush(self);
+                out.extend(self.truncate(table));
+                return Ok(out);
+            }
             Op::Message => return Ok(vec![]),
             _ => {}
         }
@@ -94,22 +183,62 @@ impl smt_guest::Transform for Mapper {
                 "{table_name} has no primary key (the record has no key): the relational mapper needs one"
             ))
         })?;
+        let at = Position::of(msg);
         if op == Op::Delete {
-            let mut out = Vec::new();
-            if let Some(new_key) = header_key(msg, NEW_KEY_HEADER)? {
-                out.extend(self.carry_over(table, &key, &new_key));
+            let new_key = header_key(msg, NEW_KEY_HEADER)?;
+            let mut out = self.flush_if_gone(table, [Some(&key), new_key.as_ref()], pending);
+            if let Some(new_key) = new_key {
+                out.extend(self.carry_over(table, &key, &new_key, &at));
             }
-            out.extend(self.delete(table, &key));
+            out.extend(self.delete(table, &key, &at, pending));
             return Ok(out);
         }
         let after = event.take_after()?.ok_or_else(|| {
             TransformError::bad_input(format!("a {:?} event without an after image", op))
         })?;
-        Ok(self.upsert(table, &key, &after))
+        let mut out = self.flush_if_gone(table, [Some(&key), None], pending);
+        out.extend(self.upsert(table, &key, &after, &at, pending));
+        Ok(out)
     }
-}
 
-impl Mapper {
+    /// The deferred work, now, when one of these rows of `table` was deleted
+    /// earlier in the batch (its state row is still there until the flush).
+    fn flush_if_gone(
+        &self,
+        table: usize,
+        keys: [Option<&Row>; 2],
+        pending: &mut Pending,
+    ) -> Vec<WriteOp> {
+        let gone = keys
+            .into_iter()
+            .flatten()
+            .any(|k| pending.is_gone(table, &Value::Object(k.clone())));
+        if gone {
+            pending.flush(self)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Rebuilds the documents of collection rule `rule` of these state rows.
+    pub(crate) fn rebuild_roots(&self, rule: usize, keys: Vec<Value>) -> WriteOp {
+        let table = self.plan.rules[rule].table;
+        ops::aggregate(
+            self.state_ns(table),
+            render::rebuild(&self.plan, rule, Some(pending::id_in(keys)["_id"].take())),
+        )
+    }
+
+    /// Rebuilds the root documents these state rows of embedding rule
+    /// `rule`'s table belong or belonged to.
+    pub(crate) fn rebuild_parents_of(&self, rule: usize, keys: Vec<Value>) -> WriteOp {
+        let table = self.plan.rules[rule].table;
+        ops::aggregate(
+            self.state_ns(table),
+            render::rebuild_up(&self.plan, rule, &pending::id_in(keys)["_id"]),
+        )
+    }
+
     fn ns(&self, collection: impl Into<String>) -> Namespace {
         match &self.plan.database {
             Some(db) => ops::ns_in(db.clone(), collection),
@@ -117,7 +246,7 @@ impl Mapper {
         }
     }
 
-    fn state_ns(&self, table: usize) -> Namespace {
+    pub(crate) fn state_ns(&self, table: usize) -> Namespace {
         self.ns(self.plan.state_collection(table))
     }
 
@@ -143,7 +272,14 @@ impl Mapper {
         }
     }
 
-    fn upsert(&self, table: usize, key: &Row, after: &Row) -> Vec<WriteOp> {
+    fn upsert(
+        &self,
+        table: usize,
+        key: &Row,
+        after: &Row,
+        at: &Position,
+        pending: &mut Pending,
+    ) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let key_doc = Value::Object(key.clone());
@@ -158,8 +294,8 @@ impl Mapper {
         let has_embeds = t.has_embeds(plan);
 
         if stateful {
-            let state = self.state_doc(table, key, after, &mut failed);
-            out.push(self.write_state(table, &key_doc, state, &toasted));
+            let state = self.state_doc(table, key, after, at, &mut failed);
+            out.push(self.write_state(table, &key_doc, state, at, &toasted));
         }
         for &r in &t.rules {
             let rule = &plan.rules[r];
@@ -173,10 +309,7 @@ impl Mapper {
                     json!({"_id": id}),
                 ));
             } else if !rule.children.is_empty() {
-                out.push(ops::aggregate(
-                    self.state_ns(table),
-                    render::rebuild(plan, r, Some(&key_doc)),
-                ));
+                pending.rebuild_root(r, &key_doc);
             } else {
                 let doc = row::fragment(rule, after, Some(id.clone()), &mut failed);
                 out.push(direct_write(
@@ -188,13 +321,9 @@ impl Mapper {
                 ));
             }
         }
-        out.extend(self.rebuild_parents(table, &key_doc));
-        if has_embeds {
-            out.push(
-                ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
-                    .operator("$unset", json!({"prev": ""}))
-                    .build(),
-            );
+        self.rebuild_parents(table, &key_doc, pending);
+        if stateful {
+            pending.written(table, &key_doc, has_embeds);
         }
         for f in failed {
             smt_guest::log::warn(&format!(
@@ -209,8 +338,10 @@ impl Mapper {
     /// its new key unless that key is there already, because the create half
     /// carries the unavailable value of every unchanged TOASTed column and
     /// takes it from there (the halves may arrive in either order: their keys
-    /// can be on different partitions).
-    fn carry_over(&self, table: usize, old: &Row, new: &Row) -> Vec<WriteOp> {
+    /// can be on different partitions). A state row a later change wrote (a
+    /// replay after a crash: the old key lived again since) is not this
+    /// change's row and stays where it is.
+    fn carry_over(&self, table: usize, old: &Row, new: &Row, at: &Position) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let keep_or_insert = |into: &str| json!({"$merge": {"into": into, "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}});
@@ -219,9 +350,9 @@ impl Mapper {
             out.push(ops::aggregate(
                 self.state_ns(table),
                 vec![
-                    json!({"$match": {"_id": Value::Object(old.clone())}}),
+                    json!({"$match": {"_id": Value::Object(old.clone()), "$expr": {"$not": [at.is_before("$at")]}}}),
                     json!({"$project": {"_id": {"$literal": Value::Object(new.clone())},
-                        "doc": 1, "s": 1, "fk": 1, "join": 1}}),
+                        "doc": 1, "s": 1, "fk": 1, "join": 1, "at": {"$literal": at.value()}}}),
                     keep_or_insert(&plan.state_collection(table)),
                 ],
             ));
@@ -246,7 +377,16 @@ impl Mapper {
         out
     }
 
-    fn delete(&self, table: usize, key: &Row) -> Vec<WriteOp> {
+    /// A delete marks the state row (every rule off, `prev` kept, `gone`)
+    /// unless a later change wrote it (a replay after a crash: the key lived
+    /// again since); the flush removes the marked rows after the rebuilds.
+    fn delete(
+        &self,
+        table: usize,
+        key: &Row,
+        at: &Position,
+        pending: &mut Pending,
+    ) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let key_doc = Value::Object(key.clone());
@@ -261,8 +401,11 @@ impl Mapper {
             let mut set = Map::new();
             set.insert("on".into(), Value::Object(off));
             set.insert("prev".into(), render::prev_expr(plan, table));
+            set.insert("gone".into(), Value::Bool(true));
+            set.insert("at".into(), json!({"$literal": at.value()}));
+            let filter = json!({"_id": key_doc, "$expr": {"$not": [at.is_before("$at")]}});
             out.push(
-                ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
+                ops::update_one(self.state_ns(table), filter)
                     .pipeline(vec![json!({"$set": set})])
                     .build(),
             );
@@ -276,31 +419,22 @@ impl Mapper {
                 ));
             }
         }
-        out.extend(self.rebuild_parents(table, &key_doc));
+        self.rebuild_parents(table, &key_doc, pending);
         if stateful {
-            out.push(ops::delete_one(
-                self.state_ns(table),
-                json!({"_id": key_doc}),
-            ));
+            pending.deleted(table, &key_doc);
         }
         out
     }
 
     /// One rebuild per embedding rule of the table: the documents the row
     /// belongs or belonged to.
-    fn rebuild_parents<'a>(
-        &'a self,
-        table: usize,
-        key_doc: &'a Value,
-    ) -> impl Iterator<Item = WriteOp> + 'a {
+    fn rebuild_parents(&self, table: usize, key_doc: &Value, pending: &mut Pending) {
         let plan = &self.plan;
-        plan.tables[table]
-            .rules
-            .iter()
-            .filter(|&&r| plan.rules[r].embed().is_some())
-            .map(move |&r| {
-                ops::aggregate(self.state_ns(table), render::rebuild_up(plan, r, key_doc))
-            })
+        for &r in &plan.tables[table].rules {
+            if plan.rules[r].embed().is_some() {
+                pending.rebuild_up(r, key_doc);
+            }
+        }
     }
 
     fn truncate(&self, table: usize) -> Vec<WriteOp> {
@@ -336,6 +470,7 @@ impl Mapper {
         table: usize,
         key: &Row,
         after: &Row,
+        at: &Position,
         failed: &mut Vec<row::Unconvertible>,
     ) -> Value {
         let plan = &self.plan;
@@ -381,35 +516,43 @@ impl Mapper {
         state.insert("join".into(), Value::Object(join));
         state.insert("fk".into(), Value::Object(fk));
         state.insert("s".into(), Value::Object(sort));
+        state.insert("at".into(), at.value());
         Value::Object(state)
     }
 
     /// The upsert of a state document, keeping `prev` (the parents the row
     /// had) and, for unchanged TOASTed columns, the stored fragments' values.
+    ///
+    /// A row a later change of the same partition wrote stays as it is (a
+    /// replay after a crash: see [`Position`]).
     fn write_state(
         &self,
         table: usize,
         key_doc: &Value,
         state: Value,
+        at: &Position,
         toasted: &[&String],
     ) -> WriteOp {
         let plan = &self.plan;
         let t = &plan.tables[table];
         let has_embeds = t.has_embeds(plan);
-        if !has_embeds && toasted.is_empty() {
-            return ops::replace_one(self.state_ns(table), json!({"_id": key_doc}), state)
-                .upsert()
-                .build();
-        }
         let mut extra = Map::new();
         if has_embeds {
             extra.insert("prev".into(), render::prev_expr(plan, table));
         }
+        let mut kept = json!("$$ROOT");
         if !toasted.is_empty() {
             extra.insert("__old".into(), json!("$$ROOT"));
+            // The restore below then puts the kept row's values back.
+            kept = json!({"$mergeObjects": ["$$ROOT", {"__old": "$$ROOT"}]});
         }
+        let written = if extra.is_empty() {
+            json!({"$literal": state})
+        } else {
+            json!({"$mergeObjects": [{"$literal": state}, extra]})
+        };
         let mut stages =
-            vec![json!({"$replaceWith": {"$mergeObjects": [{"$literal": state}, extra]}})];
+            vec![json!({"$replaceWith": {"$cond": [at.is_before("$at"), kept, written]}})];
         if !toasted.is_empty() {
             // Every place the unavailable value went: the fragments, the sort
             // values and the join values take the stored ones back.
@@ -523,9 +666,6 @@ fn lookup<'a>(doc: &'a Row, path: &[String]) -> Option<&'a Value> {
     }
     lookup(v.as_object()?, rest)
 }
-
-#[cfg(feature = "export")]
-smt_guest::export_transform!(Mapper);
 
 #[cfg(test)]
 mod tests;

@@ -118,6 +118,24 @@ impl Plan {
         chain
     }
 
+    /// The indexes the rebuilds' joins use, as (state collection, field):
+    /// per embedding rule, `fk.<rule>` on its table's state (a parent's
+    /// children) and `join.<rule>` on its parent's table's (a child's parents).
+    pub fn join_indexes(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            if let Some(e) = r.embed() {
+                out.push((self.state_collection(r.table), format!("fk.{}", r.id())));
+                let parent_table = self.rules[e.parent].table;
+                out.push((
+                    self.state_collection(parent_table),
+                    format!("join.{}", r.id()),
+                ));
+            }
+        }
+        out
+    }
+
     /// The state collection of a table.
     pub fn state_collection(&self, table: usize) -> String {
         format!("{}{}", self.state_prefix, self.tables[table].name)

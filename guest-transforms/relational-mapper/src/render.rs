@@ -89,13 +89,14 @@ pub fn render(plan: &Plan, rule: usize) -> Vec<Value> {
     stages
 }
 
-/// Rebuilds the documents of collection rule `root`: the one of the state
-/// row `key` of its table (nothing when the row is gone or filtered out), or
-/// with `None` every one (after a truncate of a table embedded in it).
-pub fn rebuild(plan: &Plan, root: usize, key: Option<&Value>) -> Vec<Value> {
+/// Rebuilds the documents of collection rule `root`: those of the state
+/// rows of its table whose `_id` matches `ids` (a key, or `{"$in": [keys]}`;
+/// nothing for a row gone or filtered out), or with `None` every one (after
+/// a truncate of a table embedded in it).
+pub fn rebuild(plan: &Plan, root: usize, ids: Option<Value>) -> Vec<Value> {
     let mut matched = Map::new();
-    if let Some(key) = key {
-        matched.insert("_id".into(), key.clone());
+    if let Some(ids) = ids {
+        matched.insert("_id".into(), ids);
     }
     matched.insert(format!("on.{}", plan.rules[root].id()), json!(true));
     let mut stages = vec![json!({ "$match": matched })];
@@ -129,12 +130,13 @@ pub fn prev_expr(plan: &Plan, table: usize) -> Value {
     Value::Object(prev)
 }
 
-/// Rebuilds the root documents the state row `key` of embedding rule
-/// `rule`'s table belongs or belonged to: climbs from the row to its parent
-/// rows (current and previous), up to the roots, and rebuilds them.
-pub fn rebuild_up(plan: &Plan, rule: usize, key: &Value) -> Vec<Value> {
+/// Rebuilds the root documents the state rows of embedding rule `rule`'s
+/// table whose `_id` matches `ids` (a key, or `{"$in": [keys]}`) belong or
+/// belonged to: climbs from the rows to their parent rows (current and
+/// previous), up to the roots, and rebuilds each root once.
+pub fn rebuild_up(plan: &Plan, rule: usize, ids: &Value) -> Vec<Value> {
     let chain = plan.chain_to_root(rule);
-    let mut stages = vec![json!({"$match": {"_id": key}})];
+    let mut stages = vec![json!({"$match": {"_id": ids}})];
     for (step, pair) in chain.windows(2).enumerate() {
         let (child, parent) = (pair[0], pair[1]);
         let cid = plan.rules[child].id();

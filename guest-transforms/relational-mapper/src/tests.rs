@@ -77,13 +77,36 @@ fn init_error(rules: Value) -> String {
     }
 }
 
+/// What a state upsert writes when no later change wrote the row (the
+/// third branch of its `$cond`): the `$literal` state document, merged with
+/// the expressions over the stored row (`prev`, `__old`) when it has any.
+fn written(op: &Value) -> &Value {
+    assert_eq!(op["op"], json!("update-one"), "not a state write: {op}");
+    &op["pipeline"][0]["$replaceWith"]["$cond"][2]
+}
+
 /// The `$literal` state document of a state upsert.
 fn state_of(op: &Value) -> &Value {
-    match op["op"].as_str() {
-        Some("replace-one") => &op["replacement"],
-        Some("update-one") => &op["pipeline"][0]["$replaceWith"]["$mergeObjects"][0]["$literal"],
-        other => panic!("not a state write: {other:?}"),
+    let w = written(op);
+    match w.get("$literal") {
+        Some(state) => state,
+        None => &w["$mergeObjects"][0]["$literal"],
     }
+}
+
+/// Where a fixture record's state writes say they come from (`at`).
+fn at(msg: &Message) -> Value {
+    json!({"t": msg.topic, "p": msg.partition, "o": msg.offset})
+}
+
+/// The condition under which a change of `msg` leaves a state row alone: a
+/// later change of its partition wrote it.
+fn later_than(msg: &Message) -> Value {
+    json!({"$and": [
+        {"$eq": ["$at.t", {"$literal": msg.topic}]},
+        {"$eq": ["$at.p", msg.partition]},
+        {"$gt": ["$at.o", msg.offset]},
+    ]})
 }
 
 fn date(ms: i64) -> Value {
@@ -334,15 +357,18 @@ const STATE_ORDERS: &str = "__smt_rm.inventory.orders";
 
 #[test]
 fn parent_change_writes_state_then_rebuilds_its_document() {
-    let ops = run(&array_embedding(), &record(CUSTOMERS, 0));
+    let msg = record(CUSTOMERS, 0);
+    let ops = run(&array_embedding(), &msg);
     assert_eq!(ops.len(), 2);
+    // the row as it is now, unless a later change of the partition wrote it (a replay)
     assert_eq!(
         ops[0],
-        json!({"op": "replace-one", "db": null, "coll": STATE_CUSTOMERS,
+        json!({"op": "update-one", "db": null, "coll": STATE_CUSTOMERS,
             "filter": {"_id": {"id": 1}},
-            "replacement": {"_id": {"id": 1}, "on": {"r0": true},
+            "pipeline": [{"$replaceWith": {"$cond": [later_than(&msg), "$$ROOT", {"$literal":
+                {"_id": {"id": 1}, "on": {"r0": true},
                 "doc": {"r0": {"_id": 1, "id": 1, "email": "sally.thomas@acme.com"}},
-                "join": {"r1": {"id": 1}}, "fk": {}, "s": {}},
+                "join": {"r1": {"id": 1}}, "fk": {}, "s": {}, "at": at(&msg)}}]}}],
             "upsert": true})
     );
     assert_eq!(
@@ -366,7 +392,8 @@ fn parent_change_writes_state_then_rebuilds_its_document() {
 
 #[test]
 fn child_change_keeps_its_old_parents_and_rebuilds_up() {
-    let ops = run(&array_embedding(), &record(ORDERS, 0));
+    let msg = record(ORDERS, 0);
+    let ops = run(&array_embedding(), &msg);
     assert_eq!(ops.len(), 3);
     let key = json!({"region": "eu", "order_id": 1});
     let prev = json!({"r1": {"$filter": {"input": {"$setUnion": [{"$ifNull": ["$prev.r1", []]}, ["$fk.r1"]]},
@@ -374,11 +401,12 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
     assert_eq!(
         ops[0],
         json!({"op": "update-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key},
-            "pipeline": [{"$replaceWith": {"$mergeObjects": [
+            "pipeline": [{"$replaceWith": {"$cond": [later_than(&msg), "$$ROOT", {"$mergeObjects": [
                 {"$literal": {"_id": key, "on": {"r1": true},
                     "doc": {"r1": {"region": "eu", "order_id": 1, "amount": {"$numberDecimal": "13.75"}, "status": "new"}},
-                    "join": {}, "fk": {"r1": {"id": 1}}, "s": {"r1": {"amount": {"$numberDecimal": "13.75"}}}}},
-                {"prev": prev}]}}],
+                    "join": {}, "fk": {"r1": {"id": 1}}, "s": {"r1": {"amount": {"$numberDecimal": "13.75"}}},
+                    "at": at(&msg)}},
+                {"prev": prev}]}]}}],
             "upsert": true})
     );
     assert_eq!(ops[1]["op"], json!("aggregate"));
@@ -408,16 +436,26 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
 
 #[test]
 fn child_delete_marks_rebuilds_then_forgets() {
-    let ops = run(&array_embedding(), &record(ORDERS, 4));
+    let msg = record(ORDERS, 4);
+    let ops = run(&array_embedding(), &msg);
     let key = json!({"region": "us", "order_id": 1});
     assert_eq!(ops.len(), 3);
+    // marked, unless a later change of the partition wrote the row (a replay)
     assert_eq!(ops[0]["op"], json!("update-one"));
-    assert_eq!(ops[0]["pipeline"][0]["$set"]["on"], json!({"r1": false}));
+    assert_eq!(
+        ops[0]["filter"],
+        json!({"_id": key, "$expr": {"$not": [later_than(&msg)]}})
+    );
+    let set = &ops[0]["pipeline"][0]["$set"];
+    assert_eq!(set["on"], json!({"r1": false}));
+    assert_eq!(set["gone"], json!(true));
+    assert_eq!(set["at"], json!({"$literal": at(&msg)}));
     assert_eq!(ops[1]["op"], json!("aggregate"));
     assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"_id": key}}));
+    // only a row the delete marked goes
     assert_eq!(
         ops[2],
-        json!({"op": "delete-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key}})
+        json!({"op": "delete-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key, "gone": true}})
     );
 }
 
@@ -431,7 +469,7 @@ fn parent_delete_removes_its_document() {
     );
     assert_eq!(
         ops[2],
-        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}}})
+        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}, "gone": true}})
     );
 }
 
@@ -639,8 +677,13 @@ fn unchanged_toast_columns_keep_their_stored_fragment_sort_and_join_values() {
     let ops = run(&m, &record("dbz.inventory.documents", 2));
     let stages = ops[0]["pipeline"].as_array().unwrap();
     assert_eq!(
-        stages[0]["$replaceWith"]["$mergeObjects"][1]["__old"],
+        written(&ops[0])["$mergeObjects"][1]["__old"],
         json!("$$ROOT")
+    );
+    // a row a later change wrote is kept: the restore puts its own values back
+    assert_eq!(
+        stages[0]["$replaceWith"]["$cond"][1],
+        json!({"$mergeObjects": ["$$ROOT", {"__old": "$$ROOT"}]})
     );
     assert_eq!(
         stages[1],
@@ -653,12 +696,15 @@ fn unchanged_toast_columns_keep_their_stored_fragment_sort_and_join_values() {
 fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
     // UPDATE customers SET id = 102 WHERE id = 2: the delete of 2 names the new key
     let m = array_embedding();
-    let ops = run(&m, &record(CUSTOMERS, 7));
+    let msg = record(CUSTOMERS, 7);
+    let ops = run(&m, &msg);
+    // not a row a later change wrote (a replay: the old key lived again since)
     assert_eq!(
         ops[0],
         json!({"op": "aggregate", "db": null, "coll": STATE_CUSTOMERS, "pipeline": [
-            {"$match": {"_id": {"id": 2}}},
-            {"$project": {"_id": {"$literal": {"id": 102}}, "doc": 1, "s": 1, "fk": 1, "join": 1}},
+            {"$match": {"_id": {"id": 2}, "$expr": {"$not": [later_than(&msg)]}}},
+            {"$project": {"_id": {"$literal": {"id": 102}}, "doc": 1, "s": 1, "fk": 1, "join": 1,
+                "at": {"$literal": at(&msg)}}},
             {"$merge": {"into": STATE_CUSTOMERS, "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}}
         ]})
     );
@@ -671,7 +717,10 @@ fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
                 let text = op
                     .to_string()
                     .replace("{\"id\":3}", "{\"id\":2}")
-                    .replace("\"_id\":3", "\"_id\":2");
+                    .replace("\"_id\":3", "\"_id\":2")
+                    // and its position (offset 7, not 5)
+                    .replace("\"$at.o\",5]", "\"$at.o\",7]")
+                    .replace("\"o\":5}", "\"o\":7}");
                 serde_json::from_str::<Value>(&text).unwrap()
             })
             .collect::<Vec<_>>()[..]
@@ -687,5 +736,110 @@ fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
             {"$replaceWith": {"$mergeObjects": ["$$ROOT", {"_id": {"$literal": 102}}]}},
             {"$merge": {"into": "people", "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}}
         ]})
+    );
+}
+
+// ---- batches: one rebuild per document per batch ----
+
+fn run_batch(m: &Mapper, msgs: &[Message]) -> Vec<Vec<Value>> {
+    m.transform_batch(msgs)
+        .into_iter()
+        .map(|r| r.unwrap().iter().map(describe).collect())
+        .collect()
+}
+
+fn batch(topic: &str, offsets: &[i64]) -> Vec<Message> {
+    offsets.iter().map(|&o| record(topic, o)).collect()
+}
+
+#[test]
+fn a_batch_writes_every_state_row_then_rebuilds_each_parent_once() {
+    // eu/1, us/1, eu/2, eu/1 again: four state writes, then one climb from the three rows
+    let out = run_batch(&array_embedding(), &batch(ORDERS, &[0, 1, 2, 3]));
+    assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1, 3]);
+    for ops in &out {
+        assert_eq!(ops[0]["op"], json!("update-one"), "{ops:?}");
+        assert_eq!(ops[0]["coll"], json!(STATE_ORDERS));
+    }
+    let keys = json!([{"region": "eu", "order_id": 1}, {"region": "eu", "order_id": 2},
+        {"region": "us", "order_id": 1}]);
+    let last = &out[3];
+    assert_eq!(last[1]["op"], json!("aggregate"));
+    assert_eq!(
+        last[1]["pipeline"][0],
+        json!({"$match": {"_id": {"$in": keys}}})
+    );
+    assert_eq!(
+        last[2],
+        json!({"op": "update-many", "db": null, "coll": STATE_ORDERS, "filter": {"_id": {"$in": keys}},
+            "update": {"$unset": {"prev": ""}}, "upsert": false})
+    );
+}
+
+#[test]
+fn a_batch_rebuilds_roots_once_and_drops_deleted_rows_state_after_the_rebuilds() {
+    // customers 1, 2, 3 read, 4 inserted, 1 updated, 3 deleted
+    let out = run_batch(&array_embedding(), &batch(CUSTOMERS, &[0, 1, 2, 3, 4, 5]));
+    let ops: Vec<&Value> = out.iter().flatten().collect();
+    let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "update-one",
+            "update-one",
+            "update-one",
+            "update-one",
+            "update-one",
+            "update-one",
+            "delete-one", // customer 3: state marked off, its document deleted
+            "aggregate",
+            "delete-one" // the rebuild of 1-4, then the state row of 3
+        ]
+    );
+    let agg = ops[7];
+    assert_eq!(
+        agg["pipeline"][0],
+        json!({"$match": {"_id": {"$in": [{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]}, "on.r0": true}})
+    );
+    assert_eq!(
+        *ops[8],
+        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}, "gone": true}})
+    );
+    // everything deferred goes with the last record
+    assert_eq!(out[5].len(), 4);
+}
+
+#[test]
+fn a_row_deleted_then_written_again_in_one_batch_flushes_before_the_write() {
+    // customer 3 deleted, then read again (as after a re-insert)
+    let out = run_batch(&array_embedding(), &batch(CUSTOMERS, &[5, 2]));
+    assert_eq!(out[0].len(), 2, "{:?}", out[0]); // marked off, document deleted
+    let second: Vec<&str> = out[1].iter().map(|o| o["op"].as_str().unwrap()).collect();
+    // the deleted row's state goes first, then the new row and its rebuild
+    assert_eq!(second, ["delete-one", "update-one", "aggregate"]);
+    assert_eq!(out[1][0]["coll"], json!(STATE_CUSTOMERS));
+    assert_eq!(out[1][2]["pipeline"][0]["$match"]["_id"], json!({"id": 3}));
+}
+
+#[test]
+fn failed_records_of_a_batch_get_their_error_and_the_rest_their_operations() {
+    let m = array_embedding();
+    let mut msgs = batch(ORDERS, &[0, 2]);
+    msgs.push(Message::new(ORDERS, Some(b"{}"), Some(b"not json")));
+    let out = m.transform_batch(&msgs);
+    assert!(out[2].is_err());
+    // the deferred rebuild went with the last successful record
+    assert_eq!(out[1].as_ref().unwrap().len(), 3);
+}
+
+#[test]
+fn the_indexes_the_joins_need_are_named() {
+    let m = array_embedding();
+    assert_eq!(
+        m.plan.join_indexes(),
+        [
+            (STATE_ORDERS.to_owned(), "fk.r1".to_owned()),
+            (STATE_CUSTOMERS.to_owned(), "join.r1".to_owned())
+        ]
     );
 }
