@@ -191,12 +191,13 @@ impl Sink {
         Ok(cursor.into_failures())
     }
 
+    /// Counts acknowledged operations: one metric update per run of one kind.
     fn count(&self, ops: &[&WriteOp]) {
-        for op in ops {
+        for run in ops.chunk_by(|a, b| a.kind() == b.kind()) {
             self.metrics
                 .ops_written
-                .get_or_create(&[("kind", op.kind().into())])
-                .inc();
+                .get_or_create(&[("kind", run[0].kind().into())])
+                .inc_by(run.len() as u64);
         }
     }
 

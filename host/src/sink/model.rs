@@ -1,13 +1,17 @@
 //! A [`WriteOp`] rendered for MongoDB as raw BSON, in the two shapes the
 //! sink sends: the multi-namespace `bulkWrite` command ([`BulkCommand`]) and
 //! an entry of a per-collection `insert`/`update`/`delete` command
-//! ([`command_entry`]). The operation's documents are copied once, into the
-//! command; both shapes read an update through the same helper, so the two
-//! paths cannot disagree on what an update means. [`bulk_model`] is the
-//! driver's model of an operation, for measuring the driver alone.
+//! ([`command_entry`]). Both are written in place ([`raw`]): each of the
+//! operation's documents is copied once, into the command, with no
+//! allocation per operation; both write an update's fields through the same
+//! function, so the two paths cannot disagree on what an update means.
+//! [`bulk_model`] is the driver's model of an operation, for measuring the
+//! driver alone.
 
-use bson::raw::{cstr, CStr, RawArrayBuf};
-use bson::{rawdoc, Document, RawDocumentBuf};
+use std::io::Write as _;
+
+use bson::raw::RawDocument;
+use bson::{Document, RawDocumentBuf};
 use mongodb::options::{
     DeleteManyModel, DeleteOneModel, InsertOneModel, ReplaceOneModel, UpdateManyModel,
     UpdateModifications, UpdateOneModel, WriteModel,
@@ -27,30 +31,38 @@ const MAX_BULK_OPS: usize = 100_000;
 /// separate document sequence.
 const MAX_BULK_BYTES: usize = 8 << 20;
 
-/// A `bulkWrite` command under construction: `{bulkWrite: 1, ops, nsInfo,
+/// A `bulkWrite` command being written: `{bulkWrite: 1, ops: [...], nsInfo,
 /// ordered: true, errorsOnly: true, writeConcern}`, run on `admin`.
 pub struct BulkCommand<'a> {
     default_db: &'a str,
-    ops: RawArrayBuf,
+    buf: Vec<u8>,
+    /// Where the command and its `ops` array start (their lengths go there).
+    command: usize,
+    ops: usize,
     count: usize,
-    bytes: usize,
     namespaces: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> BulkCommand<'a> {
     pub fn new(default_db: &'a str) -> Self {
+        let mut buf = Vec::with_capacity(64 << 10);
+        let command = raw::begin(&mut buf);
+        raw::int32(&mut buf, "bulkWrite", 1);
+        raw::key(&mut buf, raw::ARRAY, "ops");
+        let ops = raw::begin(&mut buf);
         BulkCommand {
             default_db,
-            ops: RawArrayBuf::new(),
+            buf,
+            command,
+            ops,
             count: 0,
-            bytes: 0,
             namespaces: Vec::new(),
         }
     }
 
     /// Whether the command has room for another operation (it always takes a first one).
     pub fn has_room(&self) -> bool {
-        self.count == 0 || (self.count < MAX_BULK_OPS && self.bytes < MAX_BULK_BYTES)
+        self.count == 0 || (self.count < MAX_BULK_OPS && self.buf.len() < MAX_BULK_BYTES)
     }
 
     pub fn len(&self) -> usize {
@@ -63,6 +75,9 @@ impl<'a> BulkCommand<'a> {
 
     /// Adds `op`; an aggregate is never part of a `bulkWrite` and is skipped.
     pub fn push(&mut self, op: &'a WriteOp) {
+        if matches!(op, WriteOp::Aggregate { .. }) {
+            return;
+        }
         let ns = op.namespace();
         let key = (
             ns.database.as_deref().unwrap_or(self.default_db),
@@ -75,11 +90,13 @@ impl<'a> BulkCommand<'a> {
                 self.namespaces.len() - 1
             }
         } as i32;
-        let mut entry = RawDocumentBuf::new();
+        let buf = &mut self.buf;
+        raw::index_key(buf, raw::DOCUMENT, self.count);
+        let entry = raw::begin(buf);
         match op {
             WriteOp::InsertOne { document, .. } => {
-                entry.append(cstr!("insert"), index);
-                entry.append(cstr!("document"), document);
+                raw::int32(buf, "insert", index);
+                raw::document(buf, "document", document);
             }
             WriteOp::ReplaceOne {
                 filter,
@@ -87,53 +104,57 @@ impl<'a> BulkCommand<'a> {
                 upsert,
                 ..
             } => {
-                entry.append(cstr!("update"), index);
-                entry.append(cstr!("filter"), filter);
-                entry.append(cstr!("updateMods"), replacement);
-                entry.append(cstr!("upsert"), *upsert);
-                entry.append(cstr!("multi"), false);
+                raw::int32(buf, "update", index);
+                raw::document(buf, "filter", filter);
+                raw::document(buf, "updateMods", replacement);
+                raw::boolean(buf, "upsert", *upsert);
+                raw::boolean(buf, "multi", false);
             }
             WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
-                entry.append(cstr!("update"), index);
-                entry.append(cstr!("filter"), &u.filter);
-                update_fields(&mut entry, cstr!("updateMods"), u, op);
+                raw::int32(buf, "update", index);
+                raw::document(buf, "filter", &u.filter);
+                update_fields(buf, "updateMods", u, op);
             }
             WriteOp::DeleteOne { filter, .. } | WriteOp::DeleteMany { filter, .. } => {
-                entry.append(cstr!("delete"), index);
-                entry.append(cstr!("filter"), filter);
-                entry.append(cstr!("multi"), matches!(op, WriteOp::DeleteMany { .. }));
+                raw::int32(buf, "delete", index);
+                raw::document(buf, "filter", filter);
+                raw::boolean(buf, "multi", matches!(op, WriteOp::DeleteMany { .. }));
             }
-            WriteOp::Aggregate { .. } => return,
+            WriteOp::Aggregate { .. } => {}
         }
-        self.bytes += entry.as_bytes().len();
+        raw::end(buf, entry);
         self.count += 1;
-        self.ops.push(entry);
     }
 
-    /// The command. Namespaces are valid names (no NUL), so each is a
-    /// valid BSON string.
-    pub fn finish(self, write_concern: &RawDocumentBuf) -> RawDocumentBuf {
-        let ns_info: RawArrayBuf = self
-            .namespaces
-            .iter()
-            .map(|(db, coll)| rawdoc! {"ns": format!("{db}.{coll}")})
-            .collect();
-        let mut cmd = rawdoc! {
-            "bulkWrite": 1,
-            "ops": self.ops,
-            "nsInfo": ns_info,
-            "ordered": true,
-            "errorsOnly": true,
-        };
-        cmd.append(cstr!("writeConcern"), write_concern);
-        cmd
+    /// The command. Namespaces are valid names (no NUL): each is a valid
+    /// BSON string.
+    pub fn finish(self, write_concern: &RawDocument) -> RawDocumentBuf {
+        let mut buf = self.buf;
+        raw::end(&mut buf, self.ops);
+        raw::key(&mut buf, raw::ARRAY, "nsInfo");
+        let ns_info = raw::begin(&mut buf);
+        for (i, (db, coll)) in self.namespaces.iter().enumerate() {
+            raw::index_key(&mut buf, raw::DOCUMENT, i);
+            let entry = raw::begin(&mut buf);
+            raw::key(&mut buf, raw::STRING, "ns");
+            raw::int32_le(&mut buf, (db.len() + 1 + coll.len() + 1) as i32);
+            let _ = write!(buf, "{db}.{coll}\0");
+            raw::end(&mut buf, entry);
+        }
+        raw::end(&mut buf, ns_info);
+        raw::boolean(&mut buf, "ordered", true);
+        raw::boolean(&mut buf, "errorsOnly", true);
+        raw::document(&mut buf, "writeConcern", write_concern);
+        raw::end(&mut buf, self.command);
+        raw::into_document(buf)
     }
 }
 
 /// The operation's entry in its `insert`/`update`/`delete` command; an empty
 /// document for an aggregate, which is never part of one.
 pub fn command_entry(op: &WriteOp) -> RawDocumentBuf {
-    let mut d = RawDocumentBuf::new();
+    let mut buf = Vec::new();
+    let entry = raw::begin(&mut buf);
     match op {
         WriteOp::InsertOne { document, .. } => return document.clone(),
         WriteOp::ReplaceOne {
@@ -142,42 +163,114 @@ pub fn command_entry(op: &WriteOp) -> RawDocumentBuf {
             upsert,
             ..
         } => {
-            d.append(cstr!("q"), filter);
-            d.append(cstr!("u"), replacement);
-            d.append(cstr!("upsert"), *upsert);
-            d.append(cstr!("multi"), false);
+            raw::document(&mut buf, "q", filter);
+            raw::document(&mut buf, "u", replacement);
+            raw::boolean(&mut buf, "upsert", *upsert);
+            raw::boolean(&mut buf, "multi", false);
         }
         WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
-            d.append(cstr!("q"), &u.filter);
-            update_fields(&mut d, cstr!("u"), u, op);
+            raw::document(&mut buf, "q", &u.filter);
+            update_fields(&mut buf, "u", u, op);
         }
         WriteOp::DeleteOne { filter, .. } | WriteOp::DeleteMany { filter, .. } => {
-            d.append(cstr!("q"), filter);
-            d.append(
-                cstr!("limit"),
-                i32::from(matches!(op, WriteOp::DeleteOne { .. })),
-            );
+            raw::document(&mut buf, "q", filter);
+            let one = matches!(op, WriteOp::DeleteOne { .. });
+            raw::int32(&mut buf, "limit", i32::from(one));
         }
         WriteOp::Aggregate { .. } => {}
     }
-    d
+    raw::end(&mut buf, entry);
+    raw::into_document(buf)
 }
 
 /// The fields of an update after its filter: the modifications (its
 /// operator document or its pipeline) under `mods`, `upsert`, `multi`
 /// (an update-many) and `arrayFilters` when it has some.
-fn update_fields(d: &mut RawDocumentBuf, mods: &CStr, u: &UpdateOp, op: &WriteOp) {
+fn update_fields(buf: &mut Vec<u8>, mods: &str, u: &UpdateOp, op: &WriteOp) {
     match &u.update {
-        Update::Operators(o) => d.append(mods, o),
-        Update::Pipeline(stages) => d.append(mods, stages.iter().collect::<RawArrayBuf>()),
+        Update::Operators(o) => raw::document(buf, mods, o),
+        Update::Pipeline(stages) => raw::array(buf, mods, stages),
     }
-    d.append(cstr!("upsert"), u.upsert);
-    d.append(cstr!("multi"), matches!(op, WriteOp::UpdateMany(_)));
+    raw::boolean(buf, "upsert", u.upsert);
+    raw::boolean(buf, "multi", matches!(op, WriteOp::UpdateMany(_)));
     if !u.array_filters.is_empty() {
-        d.append(
-            cstr!("arrayFilters"),
-            u.array_filters.iter().collect::<RawArrayBuf>(),
-        );
+        raw::array(buf, "arrayFilters", &u.array_filters);
+    }
+}
+
+/// BSON written in place into one buffer: [`begin`] leaves room for a
+/// document's length, [`end`] closes it and writes the length. Keys are the
+/// fixed names above or decimal indexes (never a NUL byte).
+mod raw {
+    use std::io::Write as _;
+
+    use bson::raw::RawDocument;
+    use bson::RawDocumentBuf;
+
+    pub const STRING: u8 = 0x02;
+    pub const DOCUMENT: u8 = 0x03;
+    pub const ARRAY: u8 = 0x04;
+    const BOOLEAN: u8 = 0x08;
+    const INT32: u8 = 0x10;
+
+    pub fn begin(buf: &mut Vec<u8>) -> usize {
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        at
+    }
+
+    pub fn end(buf: &mut Vec<u8>, at: usize) {
+        buf.push(0);
+        let len = (buf.len() - at) as i32;
+        buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    pub fn key(buf: &mut Vec<u8>, kind: u8, key: &str) {
+        buf.push(kind);
+        buf.extend_from_slice(key.as_bytes());
+        buf.push(0);
+    }
+
+    /// The key of an array element: its index in decimal.
+    pub fn index_key(buf: &mut Vec<u8>, kind: u8, index: usize) {
+        buf.push(kind);
+        let _ = write!(buf, "{index}\0");
+    }
+
+    pub fn int32_le(buf: &mut Vec<u8>, v: i32) {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn int32(buf: &mut Vec<u8>, k: &str, v: i32) {
+        key(buf, INT32, k);
+        int32_le(buf, v);
+    }
+
+    pub fn boolean(buf: &mut Vec<u8>, k: &str, v: bool) {
+        key(buf, BOOLEAN, k);
+        buf.push(u8::from(v));
+    }
+
+    pub fn document(buf: &mut Vec<u8>, k: &str, d: &RawDocument) {
+        key(buf, DOCUMENT, k);
+        buf.extend_from_slice(d.as_bytes());
+    }
+
+    pub fn array(buf: &mut Vec<u8>, k: &str, items: &[RawDocumentBuf]) {
+        key(buf, ARRAY, k);
+        let at = begin(buf);
+        for (i, d) in items.iter().enumerate() {
+            index_key(buf, DOCUMENT, i);
+            buf.extend_from_slice(d.as_bytes());
+        }
+        end(buf, at);
+    }
+
+    /// The finished bytes as a document (their length and last byte are
+    /// right by construction; an impossible failure gives an empty document,
+    /// which the server refuses).
+    pub fn into_document(buf: Vec<u8>) -> RawDocumentBuf {
+        RawDocumentBuf::from_bytes(buf).unwrap_or_default()
     }
 }
 
