@@ -2,10 +2,13 @@
 //! ordered bulk write, retries transient errors, and reports which records'
 //! operations failed permanently (they go through the record error policy).
 //!
-//! The server's multi-namespace `bulkWrite` (`Client::bulk_write`) is used when
-//! the server supports it (`maxWireVersion` ≥ 25, MongoDB 8.0+); otherwise
-//! contiguous operations on one collection are sent as ordered
-//! `insert`/`update`/`delete` commands ([`collection`]).
+//! The server's multi-namespace `bulkWrite` is used when the server supports
+//! it (`maxWireVersion` ≥ 25, MongoDB 8.0+); otherwise contiguous operations
+//! on one collection are sent as ordered `insert`/`update`/`delete` commands
+//! ([`collection`]). Both are written here as raw BSON ([`model`]) and run as
+//! commands: the guest's documents are copied once, into the command, not
+//! parsed, cloned into the driver's models and serialised again. The driver
+//! retries no command; transient errors are retried here ([`plan`]).
 //!
 //! An `aggregate` operation (a pipeline ending in `$merge`) is not part of a
 //! bulk write: it runs alone, as an `aggregate` command, after the operations
