@@ -1,7 +1,13 @@
 //! The write operations a transform returns, validated and parsed into BSON,
 //! and their canonical Extended JSON (`smt test`). Their MongoDB renderings
-//! (driver models and commands) are the sink's (`sink::model`).
+//! (raw BSON commands) are the sink's (`sink::model`).
+//!
+//! Documents stay raw BSON ([`RawDocumentBuf`]) from the guest to the wire:
+//! a guest's BSON output is validated by walking it, never parsed into a
+//! [`Document`]; Extended JSON text is parsed once and encoded once. Only an
+//! aggregate's stages, which the host inspects, are [`Document`]s.
 
+use bson::raw::{RawBsonRef, RawDocument};
 use bson::{Bson, Document, RawDocumentBuf};
 use serde_json::{json, Value};
 
@@ -16,40 +22,40 @@ pub struct Namespace {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
-    Operators(Document),
-    Pipeline(Vec<Document>),
+    Operators(RawDocumentBuf),
+    Pipeline(Vec<RawDocumentBuf>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateOp {
     pub ns: Namespace,
-    pub filter: Document,
+    pub filter: RawDocumentBuf,
     pub update: Update,
     pub upsert: bool,
-    pub array_filters: Vec<Document>,
+    pub array_filters: Vec<RawDocumentBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
     InsertOne {
         ns: Namespace,
-        document: Document,
+        document: RawDocumentBuf,
     },
     ReplaceOne {
         ns: Namespace,
-        filter: Document,
-        replacement: Document,
+        filter: RawDocumentBuf,
+        replacement: RawDocumentBuf,
         upsert: bool,
     },
     UpdateOne(UpdateOp),
     UpdateMany(UpdateOp),
     DeleteOne {
         ns: Namespace,
-        filter: Document,
+        filter: RawDocumentBuf,
     },
     DeleteMany {
         ns: Namespace,
-        filter: Document,
+        filter: RawDocumentBuf,
     },
     /// An aggregation pipeline on `ns` run for its writes (contract 0.2.0):
     /// validated to end in `$merge` and to hold no `$out`. It is not part of a
@@ -81,7 +87,7 @@ impl WriteOp {
             },
             guest::WriteOp::ReplaceOne(o) => WriteOp::ReplaceOne {
                 ns: namespace(o.ns)?,
-                filter: document("filter", o.filter)?,
+                filter: raw_document("filter", o.filter)?,
                 replacement: replacement_doc("replacement", o.replacement)?,
                 upsert: o.upsert,
             },
@@ -89,11 +95,11 @@ impl WriteOp {
             guest::WriteOp::UpdateMany(o) => WriteOp::UpdateMany(update(o)?),
             guest::WriteOp::DeleteOne(o) => WriteOp::DeleteOne {
                 ns: namespace(o.ns)?,
-                filter: document("filter", o.filter)?,
+                filter: raw_document("filter", o.filter)?,
             },
             guest::WriteOp::DeleteMany(o) => WriteOp::DeleteMany {
                 ns: namespace(o.ns)?,
-                filter: document("filter", o.filter)?,
+                filter: raw_document("filter", o.filter)?,
             },
             guest::WriteOp::Aggregate(a) => WriteOp::Aggregate {
                 ns: namespace(a.ns)?,
@@ -151,36 +157,36 @@ impl WriteOp {
             fields.insert(k.to_owned(), v);
         };
         match self {
-            WriteOp::InsertOne { document, .. } => put("document", canonical(document)),
+            WriteOp::InsertOne { document, .. } => put("document", canonical_raw(document)),
             WriteOp::ReplaceOne {
                 filter,
                 replacement,
                 upsert,
                 ..
             } => {
-                put("filter", canonical(filter));
-                put("replacement", canonical(replacement));
+                put("filter", canonical_raw(filter));
+                put("replacement", canonical_raw(replacement));
                 put("upsert", Value::Bool(*upsert));
             }
             WriteOp::UpdateOne(u) | WriteOp::UpdateMany(u) => {
-                put("filter", canonical(&u.filter));
+                put("filter", canonical_raw(&u.filter));
                 match &u.update {
-                    Update::Operators(d) => put("update", canonical(d)),
+                    Update::Operators(d) => put("update", canonical_raw(d)),
                     Update::Pipeline(stages) => put(
                         "pipeline",
-                        Value::Array(stages.iter().map(canonical).collect()),
+                        Value::Array(stages.iter().map(|s| canonical_raw(s)).collect()),
                     ),
                 }
                 put("upsert", Value::Bool(u.upsert));
                 if !u.array_filters.is_empty() {
                     put(
                         "arrayFilters",
-                        Value::Array(u.array_filters.iter().map(canonical).collect()),
+                        Value::Array(u.array_filters.iter().map(|f| canonical_raw(f)).collect()),
                     );
                 }
             }
             WriteOp::DeleteOne { filter, .. } | WriteOp::DeleteMany { filter, .. } => {
-                put("filter", canonical(filter))
+                put("filter", canonical_raw(filter))
             }
             WriteOp::Aggregate { pipeline, .. } => put(
                 "pipeline",
@@ -194,6 +200,12 @@ impl WriteOp {
 /// Canonical Extended JSON of a document.
 pub fn canonical(doc: &Document) -> Value {
     Bson::Document(doc.clone()).into_canonical_extjson()
+}
+
+/// Canonical Extended JSON of a raw document ([`raw_document`] validated
+/// it: `null` only for bytes that never went through it).
+pub fn canonical_raw(doc: &RawDocument) -> Value {
+    Document::try_from(doc).map_or(Value::Null, |d| Bson::Document(d).into_canonical_extjson())
 }
 
 /// Total bytes of the documents in a guest's output, measured before parsing
@@ -283,10 +295,71 @@ pub fn document(field: &'static str, doc: guest::Document) -> Result<Document, I
     }
 }
 
+/// One document as raw BSON: guest BSON is kept as it came, once every
+/// element of it has been read (the checks of a parse, without building a
+/// [`Document`]); Extended JSON is parsed as [`document`] does and encoded.
+pub fn raw_document(
+    field: &'static str,
+    doc: guest::Document,
+) -> Result<RawDocumentBuf, InvalidOp> {
+    let invalid = |reason: String| InvalidOp::Bson { field, reason };
+    match doc {
+        guest::Document::Json(_) => {
+            let doc = document(field, doc)?;
+            RawDocumentBuf::try_from(&doc).map_err(|e| InvalidOp::Json {
+                field,
+                reason: e.to_string(),
+            })
+        }
+        guest::Document::Bson(bytes) => {
+            let raw = RawDocumentBuf::from_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
+            validate(&raw, 0).map_err(invalid)?;
+            Ok(raw)
+        }
+    }
+}
+
+/// Deepest nesting of documents and arrays accepted (MongoDB's own limit).
+const MAX_DEPTH: usize = 200;
+
+/// Reads every element of `doc`, nested ones too.
+fn validate(doc: &RawDocument, depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("nested more than {MAX_DEPTH} levels deep"));
+    }
+    for element in doc {
+        let (_, value) = element.map_err(|e| e.to_string())?;
+        validate_value(value, depth)?;
+    }
+    Ok(())
+}
+
+fn validate_value(value: RawBsonRef<'_>, depth: usize) -> Result<(), String> {
+    match value {
+        RawBsonRef::Document(d) => validate(d, depth + 1),
+        RawBsonRef::JavaScriptCodeWithScope(c) => validate(c.scope, depth + 1),
+        RawBsonRef::Array(a) => {
+            if depth + 1 > MAX_DEPTH {
+                return Err(format!("nested more than {MAX_DEPTH} levels deep"));
+            }
+            for item in a {
+                validate_value(item.map_err(|e| e.to_string())?, depth + 1)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The top-level keys of a validated raw document.
+fn keys(doc: &RawDocument) -> impl Iterator<Item = &str> {
+    doc.iter().filter_map(|e| e.ok().map(|(k, _)| k.as_str()))
+}
+
 /// A stored document: no top-level operator keys.
-fn replacement_doc(field: &'static str, doc: guest::Document) -> Result<Document, InvalidOp> {
-    let doc = document(field, doc)?;
-    if let Some(key) = doc.keys().find(|k| k.starts_with('$')) {
+fn replacement_doc(field: &'static str, doc: guest::Document) -> Result<RawDocumentBuf, InvalidOp> {
+    let doc = raw_document(field, doc)?;
+    if let Some(key) = keys(&doc).find(|k| k.starts_with('$')) {
         return Err(InvalidOp::Shape {
             field,
             reason: format!("a stored document cannot have the operator key `{key}` (use update-one for operators)"),
@@ -416,14 +489,14 @@ fn aggregate_pipeline(stages: Vec<guest::Document>) -> Result<Vec<Document>, Inv
 fn update(u: guest::Update) -> Result<UpdateOp, InvalidOp> {
     let update = match u.update {
         guest::UpdateBody::Operators(d) => {
-            let d = document("update", d)?;
+            let d = raw_document("update", d)?;
             if d.is_empty() {
                 return Err(InvalidOp::Shape {
                     field: "update",
                     reason: "the update document is empty".into(),
                 });
             }
-            if let Some(key) = d.keys().find(|k| !k.starts_with('$')) {
+            if let Some(key) = keys(&d).find(|k| !k.starts_with('$')) {
                 return Err(InvalidOp::Shape {
                     field: "update",
                     reason: format!("`{key}` is not an update operator (use replace-one to store a whole document)"),
@@ -441,20 +514,20 @@ fn update(u: guest::Update) -> Result<UpdateOp, InvalidOp> {
             Update::Pipeline(
                 stages
                     .into_iter()
-                    .map(|s| document("pipeline", s))
+                    .map(|s| raw_document("pipeline", s))
                     .collect::<Result<_, _>>()?,
             )
         }
     };
     Ok(UpdateOp {
         ns: namespace(u.ns)?,
-        filter: document("filter", u.filter)?,
+        filter: raw_document("filter", u.filter)?,
         update,
         upsert: u.upsert,
         array_filters: u
             .array_filters
             .into_iter()
-            .map(|d| document("array-filters", d))
+            .map(|d| raw_document("array-filters", d))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -484,7 +557,7 @@ mod tests {
             panic!()
         };
         assert!(
-            matches!(document.get("b"), Some(Bson::Decimal128(d)) if d.to_string() == "1234.50")
+            matches!(document.get("b"), Ok(Some(RawBsonRef::Decimal128(d))) if d.to_string() == "1234.50")
         );
         assert_eq!(
             document.get_datetime("t").unwrap().timestamp_millis(),
@@ -512,8 +585,42 @@ mod tests {
                     database: None,
                     collection: "c".into()
                 },
-                filter: doc
+                filter: RawDocumentBuf::try_from(&doc).unwrap()
             }
+        );
+    }
+
+    #[test]
+    fn raw_bson_is_read_to_the_last_nested_element() {
+        let filter = |bytes: Vec<u8>| {
+            WriteOp::from_guest(guest::WriteOp::DeleteOne(guest::Delete {
+                ns: ns(),
+                filter: guest::Document::Bson(bytes),
+            }))
+        };
+        // {"a": {"b": "x"}} with the nested string's length past its end.
+        let mut bytes = bson::serialize_to_vec(&bson::doc! {"a": {"b": "x"}}).unwrap();
+        let at = bytes.len() - 1 - 1 - 2 - 4;
+        assert_eq!(bytes[at], 2, "the nested string's length");
+        bytes[at] = 64;
+        assert!(
+            matches!(
+                filter(bytes),
+                Err(InvalidOp::Bson {
+                    field: "filter",
+                    ..
+                })
+            ),
+            "a broken nested element is refused"
+        );
+        let mut deep = bson::doc! {"x": 1};
+        for _ in 0..MAX_DEPTH + 1 {
+            deep = bson::doc! {"d": deep};
+        }
+        let too_deep = filter(bson::serialize_to_vec(&deep).unwrap());
+        assert!(
+            matches!(&too_deep, Err(InvalidOp::Bson { reason, .. }) if reason.contains("levels deep")),
+            "{too_deep:?}"
         );
     }
 

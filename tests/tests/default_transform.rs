@@ -102,9 +102,11 @@ fn ops_for(
     wasm_ops(module, config, &msgs).remove(0).unwrap()
 }
 
-fn replacement(op: &WriteOp) -> &Document {
+fn replacement(op: &WriteOp) -> Document {
     match op {
-        WriteOp::ReplaceOne { replacement, .. } => replacement,
+        WriteOp::ReplaceOne { replacement, .. } => {
+            Document::try_from(replacement.as_ref()).unwrap()
+        }
         other => panic!("expected replace-one, got {other:?}"),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, rawdoc, Document};
 use smt_host::config::Config;
 use smt_host::pipeline::CancellationToken;
 use smt_host::sink::{Mode, Sink};
@@ -51,8 +51,8 @@ fn ns(c: &str) -> Namespace {
 fn replace(c: &str, id: i32, v: &str) -> WriteOp {
     WriteOp::ReplaceOne {
         ns: ns(c),
-        filter: doc! {"_id": id},
-        replacement: doc! {"_id": id, "v": v},
+        filter: rawdoc! {"_id": id},
+        replacement: rawdoc! {"_id": id, "v": v},
         upsert: true,
     }
 }
@@ -60,7 +60,7 @@ fn replace(c: &str, id: i32, v: &str) -> WriteOp {
 fn insert(c: &str, id: i32) -> WriteOp {
     WriteOp::InsertOne {
         ns: ns(c),
-        document: doc! {"_id": id, "v": "inserted"},
+        document: rawdoc! {"_id": id, "v": "inserted"},
     }
 }
 
@@ -90,7 +90,7 @@ async fn check_mode(bulk_api: &str, expected_mode: Mode) {
             3,
             WriteOp::DeleteOne {
                 ns: ns("a"),
-                filter: doc! {"_id": 2},
+                filter: rawdoc! {"_id": 2},
             },
         ),
     ];
@@ -130,7 +130,7 @@ async fn per_collection_writes_fail_only_the_bad_record() {
 fn insert_row(id: i32, g: &str, n: i32) -> WriteOp {
     WriteOp::InsertOne {
         ns: ns("rows"),
-        document: doc! {"_id": id, "g": g, "n": n},
+        document: rawdoc! {"_id": id, "g": g, "n": n},
     }
 }
 
@@ -170,7 +170,7 @@ async fn check_aggregate(bulk_api: &str, expected_mode: Mode) {
             1,
             WriteOp::DeleteOne {
                 ns: ns("rows"),
-                filter: doc! {"_id": 2},
+                filter: rawdoc! {"_id": 2},
             },
         ),
         (1, totals_into("second")),

@@ -210,7 +210,6 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bson::doc;
 
     fn op(id: i32) -> WriteOp {
         WriteOp::DeleteOne {
@@ -218,7 +217,7 @@ mod tests {
                 database: None,
                 collection: "c".into(),
             },
-            filter: doc! {"_id": id},
+            filter: bson::rawdoc! {"_id": id},
         }
     }
 

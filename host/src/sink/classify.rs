@@ -264,6 +264,49 @@ pub fn classify_reply(reply: &Document) -> Option<Failure> {
     })
 }
 
+/// The failure in a reply of an ordered `bulkWrite` command with
+/// `errorsOnly: true` (`ok: 1`; the failed operation in the cursor's first
+/// batch as `{ok: 0, idx, code, errmsg}`, or a `writeConcernError`),
+/// relative to the command.
+pub fn classify_bulk_reply(reply: &Document) -> Option<Failure> {
+    let errors = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map(|b| b.iter().filter_map(|e| e.as_document()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let number = |d: &Document, key: &str| {
+        d.get(key)
+            .and_then(|v| v.as_i32().or_else(|| v.as_i64().map(|n| n as i32)))
+    };
+    let first = errors
+        .into_iter()
+        .filter(|e| number(e, "ok") != Some(1) && e.get_f64("ok").ok() != Some(1.0))
+        .min_by_key(|e| number(e, "idx").unwrap_or(0));
+    if let Some(e) = first {
+        let index = number(e, "idx").unwrap_or(0).max(0) as usize;
+        let code = number(e, "code").unwrap_or(0);
+        let message = e.get_str("errmsg").unwrap_or("write error");
+        return Some(by_code(
+            code,
+            index,
+            index,
+            format!("{message} (code {code})"),
+        ));
+    }
+    if let Some(failure) = classify_reply(reply) {
+        return Some(failure);
+    }
+    // Errors counted but none in the first batch: nothing tells which
+    // operations were written; replaying them all is safe.
+    match number(reply, "nErrors") {
+        Some(n) if n > 0 => Some(Failure::Transient {
+            done: 0,
+            message: format!("bulkWrite reported {n} errors without naming them"),
+        }),
+        _ => None,
+    }
+}
+
 /// Classifies the error of one command that is one operation (an `aggregate`
 /// with `$merge`): as [`classify`], except that a permanent server error is
 /// that operation's, with its code.
@@ -302,6 +345,50 @@ mod tests {
             Failure::Server { .. } => "server",
             Failure::Fatal { .. } => "fatal",
         }
+    }
+
+    #[test]
+    fn a_bulk_write_reply_names_the_failed_operation() {
+        let reply = |batch: Vec<Document>, extra: Document| {
+            let mut r = doc! {"ok": 1, "nErrors": batch.len() as i32,
+            "cursor": {"id": 0_i64, "firstBatch": batch, "ns": "admin.$cmd.bulkWrite"}};
+            r.extend(extra);
+            r
+        };
+        assert_eq!(classify_bulk_reply(&reply(vec![], doc! {})), None);
+        let dup = reply(
+            vec![doc! {"ok": 0, "idx": 3, "code": 11000, "errmsg": "E11000 duplicate key"}],
+            doc! {},
+        );
+        assert_eq!(
+            classify_bulk_reply(&dup),
+            Some(Failure::Op {
+                index: 3,
+                code: 11000,
+                message: "E11000 duplicate key (code 11000)".into()
+            })
+        );
+        let busy = reply(
+            vec![doc! {"ok": 0.0, "idx": 2_i64, "code": 91, "errmsg": "shutting down"}],
+            doc! {},
+        );
+        assert!(matches!(
+            classify_bulk_reply(&busy),
+            Some(Failure::Transient { done: 2, .. })
+        ));
+        let wce = reply(
+            vec![],
+            doc! {"writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}},
+        );
+        assert!(matches!(
+            classify_bulk_reply(&wce),
+            Some(Failure::Transient { done: 0, .. })
+        ));
+        let unnamed = doc! {"ok": 1, "nErrors": 1, "cursor": {"id": 7_i64, "firstBatch": []}};
+        assert!(matches!(
+            classify_bulk_reply(&unnamed),
+            Some(Failure::Transient { done: 0, .. })
+        ));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! become one `insert`, `update` or `delete` command with `ordered: true`;
 //! an `aggregate` operation is a command of its own.
 
-use bson::{doc, Bson};
+use bson::raw::{cstr, RawArrayBuf};
+use bson::rawdoc;
 
 use super::classify::{classify, classify_reply, Failure};
 use super::model::{command_entry, namespace};
@@ -50,28 +51,29 @@ pub(super) async fn write(sink: &Sink, ops: &[&WriteOp]) -> Result<(), Failure> 
         let ns = namespace(ops[start].namespace(), sink.default_db());
         let mut end = start;
         let mut bytes = 0;
-        let mut entries = Vec::new();
+        let mut entries = RawArrayBuf::new();
         while end < ops.len()
             && end - start < MAX_OPS_PER_COMMAND
             && kind(ops[end]) == Some(k)
             && namespace(ops[end].namespace(), sink.default_db()) == ns
-            && (entries.is_empty() || bytes < MAX_BYTES_PER_COMMAND)
+            && (end == start || bytes < MAX_BYTES_PER_COMMAND)
         {
             let e = command_entry(ops[end]);
-            bytes += e.to_vec().map(|v| v.len()).unwrap_or(0);
-            entries.push(Bson::Document(e));
+            bytes += e.as_bytes().len();
+            entries.push(e);
             end += 1;
         }
         let (verb, field) = match k {
-            Kind::Insert => ("insert", "documents"),
-            Kind::Update => ("update", "updates"),
-            Kind::Delete => ("delete", "deletes"),
+            Kind::Insert => (cstr!("insert"), cstr!("documents")),
+            Kind::Update => (cstr!("update"), cstr!("updates")),
+            Kind::Delete => (cstr!("delete"), cstr!("deletes")),
         };
-        let mut cmd = doc! { verb: ns.coll.clone(), field: entries, "ordered": true };
-        if let Some(wc) = sink.write_concern_doc() {
-            cmd.insert("writeConcern", wc);
-        }
-        let reply = match sink.client().database(&ns.db).run_command(cmd).await {
+        let mut cmd = rawdoc! {};
+        cmd.append(verb, ns.coll.as_str());
+        cmd.append(field, entries);
+        cmd.append(cstr!("ordered"), true);
+        cmd.append(cstr!("writeConcern"), sink.write_concern_doc());
+        let reply = match sink.client().database(&ns.db).run_raw_command(cmd).await {
             Ok(reply) => reply,
             // `done` of a failed command is 0: nothing of it is known to be written.
             Err(e) => return Err(classify(&e).shifted(start)),

@@ -2,10 +2,13 @@
 //! ordered bulk write, retries transient errors, and reports which records'
 //! operations failed permanently (they go through the record error policy).
 //!
-//! The server's multi-namespace `bulkWrite` (`Client::bulk_write`) is used when
-//! the server supports it (`maxWireVersion` ≥ 25, MongoDB 8.0+); otherwise
-//! contiguous operations on one collection are sent as ordered
-//! `insert`/`update`/`delete` commands ([`collection`]).
+//! The server's multi-namespace `bulkWrite` is used when the server supports
+//! it (`maxWireVersion` ≥ 25, MongoDB 8.0+); otherwise contiguous operations
+//! on one collection are sent as ordered `insert`/`update`/`delete` commands
+//! ([`collection`]). Both are written here as raw BSON ([`model`]) and run as
+//! commands: the guest's documents are copied once, into the command, not
+//! parsed, cloned into the driver's models and serialised again. The driver
+//! retries no command; transient errors are retried here ([`plan`]).
 //!
 //! An `aggregate` operation (a pipeline ending in `$merge`) is not part of a
 //! bulk write: it runs alone, as an `aggregate` command, after the operations
@@ -20,7 +23,8 @@ pub mod uri;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bson::doc;
+use bson::raw::cstr;
+use bson::{doc, RawDocumentBuf};
 use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::Client;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +35,8 @@ use crate::telemetry::Metrics;
 use crate::writeop::{Namespace, WriteOp};
 
 pub use classify::{
-    classify, classify_command, classify_reply, is_data_code, is_transient_code, Failure,
+    classify, classify_bulk_reply, classify_command, classify_reply, is_data_code,
+    is_transient_code, Failure,
 };
 
 /// First wire version with the multi-namespace `bulkWrite` command (MongoDB 8.0).
@@ -49,7 +54,9 @@ pub struct Sink {
     client: Client,
     default_db: String,
     mode: Mode,
-    write_concern: Option<WriteConcern>,
+    write_concern: WriteConcern,
+    /// `write_concern` as raw BSON, for the commands built here.
+    write_concern_doc: RawDocumentBuf,
     backoff: Backoff,
     metrics: Arc<Metrics>,
 }
@@ -103,6 +110,7 @@ impl Sink {
             client,
             default_db: config.mongodb.database.clone(),
             mode,
+            write_concern_doc: write_concern_doc(&write_concern(config)),
             write_concern: write_concern(config),
             backoff: Backoff::from_config(&config.pipeline),
             metrics,
@@ -186,12 +194,13 @@ impl Sink {
         Ok(cursor.into_failures())
     }
 
+    /// Counts acknowledged operations: one metric update per run of one kind.
     fn count(&self, ops: &[&WriteOp]) {
-        for op in ops {
+        for run in ops.chunk_by(|a, b| a.kind() == b.kind()) {
             self.metrics
                 .ops_written
-                .get_or_create(&[("kind", op.kind().into())])
-                .inc();
+                .get_or_create(&[("kind", run[0].kind().into())])
+                .inc_by(run.len() as u64);
         }
     }
 
@@ -207,10 +216,8 @@ impl Sink {
             .client
             .database(&ns.db)
             .collection::<bson::Document>(&ns.coll);
-        let mut action = coll.aggregate(pipeline.iter().cloned());
-        if let Some(wc) = &self.write_concern {
-            action = action.write_concern(wc.clone());
-        }
+        let action = coll.aggregate(pipeline.iter().cloned());
+        let action = action.write_concern(self.write_concern.clone());
         // `$merge` returns no documents: the cursor is closed (id 0) already.
         match action.await {
             Ok(_cursor) => Ok(()),
@@ -218,56 +225,46 @@ impl Sink {
         }
     }
 
+    /// Writes `ops` (no aggregate among them) as `bulkWrite` commands built
+    /// as raw BSON, several when they would not fit in one.
     async fn client_bulk(&self, ops: &[&WriteOp]) -> Result<(), Failure> {
-        // `write` never puts an aggregate operation in a bulk slice.
-        let models: Vec<_> = ops
-            .iter()
-            .filter_map(|op| model::bulk_model(op, &self.default_db))
-            .collect();
-        debug_assert_eq!(models.len(), ops.len());
-        let mut action = self.client.bulk_write(models).ordered(true);
-        if let Some(wc) = &self.write_concern {
-            action = action.write_concern(wc.clone());
+        let admin = self.client.database("admin");
+        let mut start = 0;
+        while start < ops.len() {
+            let mut command = model::BulkCommand::new(&self.default_db);
+            for op in &ops[start..] {
+                if !command.has_room() {
+                    break;
+                }
+                command.push(op);
+            }
+            let end = start + command.len();
+            let reply = admin
+                .run_raw_command(command.finish(&self.write_concern_doc))
+                .await
+                // A failed command: nothing of it is known to be written.
+                .map_err(|e| classify(&e).shifted(start))?;
+            if let Some(failure) = classify_bulk_reply(&reply) {
+                return Err(failure.shifted(start));
+            }
+            start = end;
         }
-        match action.await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(classify(&e)),
-        }
+        Ok(())
     }
 
     pub(crate) fn default_db(&self) -> &str {
         &self.default_db
     }
 
-    pub(crate) fn write_concern_doc(&self) -> Option<bson::Document> {
-        let wc = self.write_concern.as_ref()?;
-        let mut d = bson::Document::new();
-        match &wc.w {
-            Some(Acknowledgment::Nodes(n)) => {
-                d.insert("w", *n as i64);
-            }
-            Some(Acknowledgment::Majority) => {
-                d.insert("w", "majority");
-            }
-            Some(Acknowledgment::Custom(tag)) => {
-                d.insert("w", tag.clone());
-            }
-            _ => {}
-        }
-        if let Some(j) = wc.journal {
-            d.insert("j", j);
-        }
-        if let Some(t) = wc.w_timeout {
-            d.insert("wtimeout", t.as_millis() as i64);
-        }
-        Some(d)
+    pub(crate) fn write_concern_doc(&self) -> &RawDocumentBuf {
+        &self.write_concern_doc
     }
 }
 
 /// The write concern of every write: `w: "majority"` unless configured, so
 /// that an acknowledged write (and the offset committed after it) survives
 /// a failover.
-fn write_concern(config: &Config) -> Option<WriteConcern> {
+fn write_concern(config: &Config) -> WriteConcern {
     let c = &config.mongodb.write_concern;
     let mut wc = WriteConcern::default();
     wc.w = Some(match &c.w {
@@ -278,7 +275,25 @@ fn write_concern(config: &Config) -> Option<WriteConcern> {
     });
     wc.journal = c.journal;
     wc.w_timeout = c.timeout_ms.map(Duration::from_millis);
-    Some(wc)
+    wc
+}
+
+/// `wc` as the commands carry it (`writeConcern`).
+fn write_concern_doc(wc: &WriteConcern) -> RawDocumentBuf {
+    let mut d = RawDocumentBuf::new();
+    match &wc.w {
+        Some(Acknowledgment::Nodes(n)) => d.append(cstr!("w"), *n as i64),
+        Some(Acknowledgment::Majority) => d.append(cstr!("w"), "majority"),
+        Some(Acknowledgment::Custom(tag)) => d.append(cstr!("w"), tag.as_str()),
+        _ => {}
+    }
+    if let Some(j) = wc.journal {
+        d.append(cstr!("j"), j);
+    }
+    if let Some(t) = wc.w_timeout {
+        d.append(cstr!("wtimeout"), t.as_millis() as i64);
+    }
+    d
 }
 
 /// A driver error as one line, without the connection string.
