@@ -50,6 +50,9 @@ const PARTITIONS: i64 = 3;
 const CHANGES: usize = 24;
 const ORDERS: usize = 6;
 const WORKLOADS: usize = 40;
+/// How long one record's operations may take: a few operations on a few
+/// documents, so far longer means the server stopped answering.
+const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 /// New seeds per run of the test command, beside the fixed ones.
 const FRESH: u64 = 10;
 /// Seeds whose orders once ended wrong (docs/debezium-mongo.md,
@@ -332,7 +335,20 @@ async fn key_changes_converge_in_every_order_the_partitions_allow() {
                 if ops.is_empty() {
                     continue;
                 }
-                let failed = sink.write(&ops, &CancellationToken::new()).await.unwrap();
+                // A server that stops answering (it panics when its disk is
+                // full) must fail the test, not hang it.
+                let failed = tokio::time::timeout(
+                    WRITE_DEADLINE,
+                    sink.write(&ops, &CancellationToken::new()),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "seed {seed}, order {attempt}: no answer from the MongoDB-protocol \
+                         server within {WRITE_DEADLINE:?} (see its log in the run directory)"
+                    )
+                })
+                .unwrap();
                 assert!(failed.is_empty(), "seed {seed}: {failed:?}");
                 if trace {
                     let r = &w.events[i].record;
