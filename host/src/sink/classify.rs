@@ -227,6 +227,13 @@ pub fn classify(e: &Error) -> Failure {
     }
 }
 
+/// The failure of the operation at `index` of an ordered command (the ones
+/// before it were written).
+fn write_error(code: i32, index: usize, errmsg: Option<&str>) -> Failure {
+    let message = errmsg.unwrap_or("write error");
+    by_code(code, index, index, format!("{message} (code {code})"))
+}
+
 /// The failure in a reply of an ordered `insert`/`update`/`delete` command
 /// (`ok: 1` with `writeErrors` or a `writeConcernError`), relative to the command.
 pub fn classify_reply(reply: &Document) -> Option<Failure> {
@@ -238,13 +245,7 @@ pub fn classify_reply(reply: &Document) -> Option<Failure> {
         if let Some(e) = first {
             let index = e.get_i32("index").unwrap_or(0) as usize;
             let code = e.get_i32("code").unwrap_or(0);
-            let message = e.get_str("errmsg").unwrap_or("write error");
-            return Some(by_code(
-                code,
-                index,
-                index,
-                format!("{message} (code {code})"),
-            ));
+            return Some(write_error(code, index, e.get_str("errmsg").ok()));
         }
     }
     // Applied but not acknowledged as asked: replay the command, unless
@@ -285,13 +286,7 @@ pub fn classify_bulk_reply(reply: &Document) -> Option<Failure> {
     if let Some(e) = first {
         let index = number(e, "idx").unwrap_or(0).max(0) as usize;
         let code = number(e, "code").unwrap_or(0);
-        let message = e.get_str("errmsg").unwrap_or("write error");
-        return Some(by_code(
-            code,
-            index,
-            index,
-            format!("{message} (code {code})"),
-        ));
+        return Some(write_error(code, index, e.get_str("errmsg").ok()));
     }
     if let Some(failure) = classify_reply(reply) {
         return Some(failure);
