@@ -1,24 +1,25 @@
-//! The commonest record, mapped without a `serde_json::Value` tree: a create,
+//! The commonest records, mapped without a `serde_json::Value` tree: a create,
 //! read or update of a table with a primary key, JSON without schemas, every
-//! column a scalar. The key and the envelope are read with borrowed strings and
+//! column a scalar; and the delete of such a row. The key and the envelope are read with borrowed strings and
 //! the `after` image is written straight into the replacement's BSON, in one
 //! pass; `before`, `source` and the other envelope fields are read only as far
 //! as the general path reads them.
 //!
 //! The result must be the bytes the general path sends for the same record
 //! (`replace_one({_id}, {_id, after minus the key columns}).upsert()`, every
-//! integer a BSON long, other numbers doubles). Anything else — schemas, a
+//! integer a BSON long, other numbers doubles; `delete_one({_id})`). Anything else — schemas, a
 //! nested value, a TOAST placeholder, a column named `_id`, a duplicate name,
 //! a key-change header, a delete, text that is not JSON, any error at all — is
 //! declined (`None`) and the general path maps the record, reporting its own
 //! errors: this path never fails a record. The tests compare both paths.
 
-use crate::keymove::OLD_KEY_HEADER;
+use crate::keymove::{NEW_KEY_HEADER, OLD_KEY_HEADER};
 use crate::{DebeziumMongo, IdMode};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
-use smt_guest::{ops, Document, Message, ReplaceOne, WriteOp};
+use smt_guest::{ops, Delete, Document, Message, ReplaceOne, WriteOp};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -43,7 +44,7 @@ fn map_bson(t: &DebeziumMongo, msg: &Message) -> Option<WriteOp> {
     if !matches!(t.config.id, IdMode::Wrapped | IdMode::Scalar) {
         return None;
     }
-    if msg.header(OLD_KEY_HEADER).is_some() {
+    if msg.header(OLD_KEY_HEADER).is_some() || msg.header(NEW_KEY_HEADER).is_some() {
         return None;
     }
     let key_text = std::str::from_utf8(msg.key.as_deref()?).ok()?;
@@ -78,13 +79,30 @@ fn map_bson(t: &DebeziumMongo, msg: &Message) -> Option<WriteOp> {
         placeholder_b64: &t.placeholder_b64,
         names: Vec::with_capacity(16),
         op: None,
-        after: false,
+        after: None,
+        source: None,
     };
     let mut de = serde_json::Deserializer::from_str(value_text);
     de.deserialize_map(Envelope(&mut state)).ok()?;
     de.end().ok()?;
-    if !state.after || !matches!(state.op.as_deref(), Some("c" | "r" | "u")) {
-        return None;
+    match (state.op.as_deref(), state.after) {
+        (Some("c" | "r" | "u"), Some(Image::Object)) => {}
+        // A delete: `{_id}`, as `Ident::filter`. Without `after` the general
+        // path asks `source` whether the record is MongoDB's (its own
+        // mapping): declined whenever `source` might say so.
+        (Some("d"), None | Some(Image::Null)) => {
+            if state
+                .source
+                .is_some_and(|s| s.contains("mongodb") || s.contains('\\'))
+            {
+                return None;
+            }
+            return Some(WriteOp::DeleteOne(Delete {
+                ns: t.router.namespace(&msg.topic),
+                filter: Document::Bson(filter),
+            }));
+        }
+        _ => return None,
     }
     let mut doc = state.doc;
     end(&mut doc, start)?;
@@ -153,7 +171,17 @@ struct State<'k, 'a> {
     /// The names of `after`, to decline duplicates.
     names: Vec<Cow<'k, str>>,
     op: Option<String>,
-    after: bool,
+    after: Option<Image>,
+    /// `source` as text.
+    source: Option<&'k str>,
+}
+
+/// What `after` was.
+#[derive(Clone, Copy)]
+enum Image {
+    Null,
+    /// Written into the document.
+    Object,
 }
 
 /// The envelope: `after` into the document, `op` kept, the rest read as the
@@ -173,8 +201,7 @@ where
         let (mut op, mut source) = (false, false);
         while let Some(Str(name)) = map.next_key()? {
             match &*name {
-                "after" if !st.after => {
-                    st.after = true;
+                "after" if st.after.is_none() => {
                     map.next_value_seed(After(st))?;
                 }
                 "op" if !op => {
@@ -184,7 +211,7 @@ where
                 "source" if !source => {
                     // Kept as raw text by the general path.
                     source = true;
-                    map.next_value::<IgnoredAny>()?;
+                    st.source = Some(map.next_value::<&'de RawValue>()?.get());
                 }
                 "after" | "op" | "source" | "schema" | "payload" => {
                     return Err(de::Error::custom("declined"))
@@ -208,7 +235,7 @@ where
 {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        d.deserialize_any(self)
     }
 }
 
@@ -219,6 +246,10 @@ where
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an after image")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.after = Some(Image::Null);
+        Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let st = self.0;
@@ -240,6 +271,7 @@ where
         if st.names.is_empty() {
             return Err(de::Error::custom("declined"));
         }
+        st.after = Some(Image::Object);
         Ok(())
     }
 }
