@@ -8,6 +8,7 @@
 //! `wasm32-wasip2` it is the component (feature `export`, on by default).
 
 mod config;
+mod fast;
 mod keymove;
 mod mongo_source;
 mod route;
@@ -408,6 +409,19 @@ impl Transform for DebeziumMongo {
     }
 
     fn transform(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
+        // The commonest record without a `Value` tree (the same bytes; `None`
+        // for everything else, errors included).
+        if let Some(op) = fast::map(self, msg) {
+            return Ok(vec![op]);
+        }
+        self.transform_general(msg)
+    }
+}
+
+impl DebeziumMongo {
+    /// [`Transform::transform`] without the fast path: every record through
+    /// [`Event`].
+    fn transform_general(&self, msg: &Message) -> Result<Vec<WriteOp>, TransformError> {
         match Event::classify_with(msg, self.decode)? {
             Record::Change(event) if mongo_source::is_mongo(&event) => {
                 mongo_source::map(self.router.namespace(&msg.topic), msg)

@@ -93,6 +93,12 @@ pub fn set_bson_output(on: bool) {
     BSON_OUTPUT.store(on, Ordering::Relaxed);
 }
 
+/// Whether documents are sent as BSON ([`set_bson_output`]): a transform that
+/// writes its own [`Document::Bson`] bytes asks here first.
+pub fn bson_output() -> bool {
+    BSON_OUTPUT.load(Ordering::Relaxed)
+}
+
 /// The raw BSON the SDK sends for `value` (an object), `None` when it sends
 /// JSON text instead (a value it leaves to the host's conversion: another
 /// Extended JSON wrapper than `$numberLong`, `$date` or `$oid`, a malformed
