@@ -19,16 +19,10 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use smt_guest::bsonbytes::{self, begin, end, BOOLEAN, DOCUMENT, DOUBLE, INT64, NULL, STRING};
 use smt_guest::{ops, Delete, Document, Message, ReplaceOne, WriteOp};
 use std::borrow::Cow;
 use std::fmt;
-
-const DOUBLE: u8 = 0x01;
-const STRING: u8 = 0x02;
-const DOCUMENT: u8 = 0x03;
-const BOOLEAN: u8 = 0x08;
-const NULL: u8 = 0x0A;
-const INT64: u8 = 0x12;
 
 /// The record's write, or `None` when the general path must map it.
 pub(crate) fn map(t: &DebeziumMongo, msg: &Message) -> Option<WriteOp> {
@@ -347,20 +341,6 @@ impl<'de> Deserialize<'de> for ScalarDe<'de> {
     }
 }
 
-/// Reserves a document's length; [`end`] writes it.
-fn begin(out: &mut Vec<u8>) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    start
-}
-
-fn end(out: &mut Vec<u8>, start: usize) -> Option<()> {
-    out.push(0);
-    let len = i32::try_from(out.len() - start).ok()?;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    Some(())
-}
-
 fn raw_element(out: &mut Vec<u8>, name: &str, ty: u8, bytes: &[u8]) {
     out.push(ty);
     out.extend_from_slice(name.as_bytes());
@@ -395,10 +375,7 @@ fn write_scalar(out: &mut Vec<u8>, v: &Scalar) -> Option<u8> {
             DOUBLE
         }
         Scalar::Str(s) => {
-            let len = i32::try_from(s.len() + 1).ok()?;
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
-            out.push(0);
+            bsonbytes::string(out, s)?;
             STRING
         }
     })

@@ -17,6 +17,9 @@
 //! `None` and the caller sends JSON text, which the host converts (and, when
 //! it is wrong, rejects with its own error).
 
+use crate::bsonbytes::{
+    self, begin, ARRAY, BOOLEAN, DATE_TIME, DOCUMENT, DOUBLE, INT32, INT64, NULL, OBJECT_ID, STRING,
+};
 use serde_json::{Map, Number, Value};
 
 /// The keys that make an object an Extended JSON value, as the host's
@@ -39,17 +42,6 @@ const TYPE_KEYS: [&str; 16] = [
     "$dbPointer",
     "$undefined",
 ];
-
-const DOUBLE: u8 = 0x01;
-const STRING: u8 = 0x02;
-const DOCUMENT: u8 = 0x03;
-const ARRAY: u8 = 0x04;
-const OBJECT_ID: u8 = 0x07;
-const BOOLEAN: u8 = 0x08;
-const DATE_TIME: u8 = 0x09;
-const NULL: u8 = 0x0A;
-const INT32: u8 = 0x10;
-const INT64: u8 = 0x12;
 
 /// Why a value is left to the host: nothing to report, the caller sends JSON.
 struct Declined;
@@ -83,18 +75,8 @@ fn write_array(out: &mut Vec<u8>, items: &[Value]) -> Result<(), Declined> {
     end(out, start)
 }
 
-/// Reserves a document's length; [`end`] writes it.
-fn begin(out: &mut Vec<u8>) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    start
-}
-
 fn end(out: &mut Vec<u8>, start: usize) -> Result<(), Declined> {
-    out.push(0);
-    let len = i32::try_from(out.len() - start).map_err(|_| Declined)?;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    Ok(())
+    bsonbytes::end(out, start).ok_or(Declined)
 }
 
 fn write_element(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<(), Declined> {
@@ -158,11 +140,7 @@ fn write_number(out: &mut Vec<u8>, n: &Number) -> Result<u8, Declined> {
 }
 
 fn write_string(out: &mut Vec<u8>, s: &str) -> Result<(), Declined> {
-    let len = i32::try_from(s.len() + 1).map_err(|_| Declined)?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-    out.push(0);
-    Ok(())
+    bsonbytes::string(out, s).ok_or(Declined)
 }
 
 /// The wrappers written here: one key, the exact shape the host's

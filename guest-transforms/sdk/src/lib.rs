@@ -64,6 +64,7 @@ pub mod bindings {
 }
 
 mod alloc;
+pub mod bsonbytes;
 mod bsonout;
 pub mod debezium;
 mod error;
