@@ -207,12 +207,12 @@ impl Harness {
             async move { coll.count_documents(doc! {}).await.unwrap() }
         };
         assert_eq!(
-            count("__smt_rm.inventory.customers").await,
+            count("__smt_rm.v2.inventory.customers").await,
             5,
             "{what}: customer state"
         );
         assert_eq!(
-            count("__smt_rm.inventory.orders").await,
+            count("__smt_rm.v2.inventory.orders").await,
             2,
             "{what}: order state"
         );

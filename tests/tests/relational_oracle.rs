@@ -35,7 +35,7 @@ const DEFAULT_OPS: usize = 3000;
 /// still consumed concurrently, in any interleaving.
 const PARTITIONS: u32 = 1;
 /// Where the mapper keeps the current rows (the mapping's default `state_prefix`).
-const STATE_PREFIX: &str = "__smt_rm.";
+const STATE_PREFIX: &str = "__smt_rm.v2.";
 
 const ORACLE: Oracle = Oracle {
     test: "relational_oracle",

@@ -98,6 +98,30 @@ fn header_key(msg: &Message, name: &str) -> Result<Option<Row>, TransformError> 
     }
 }
 
+/// The `_id` of a row's state document: the key's one value, or for a
+/// composite key the JSON text of its values in key order. Not the key as a
+/// document: a server may find a document-valued `_id` by reading the whole
+/// collection (secantusd-rs does), and then every state write cost as much as
+/// the table was large. The key as a document is kept in `key` (sorted
+/// embeddings break ties by it).
+pub(crate) fn state_id(key: &Row) -> Value {
+    let mut values = key.values();
+    match (values.next(), values.next()) {
+        (Some(v), None) if is_scalar(v) => v.clone(),
+        _ => Value::String(Value::Array(key.values().cloned().collect()).to_string()),
+    }
+}
+
+/// A value that is one BSON scalar: not an array, a document or null (an
+/// Extended JSON value such as `{"$numberDecimal": "1.5"}` is one).
+fn is_scalar(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Array(_) => false,
+        Value::Object(o) => !o.is_empty() && o.keys().all(|k| k.starts_with('$')),
+        _ => true,
+    }
+}
+
 pub struct Mapper {
     plan: Plan,
 }
@@ -212,7 +236,7 @@ impl Mapper {
         let gone = keys
             .into_iter()
             .flatten()
-            .any(|k| pending.is_gone(table, &Value::Object(k.clone())));
+            .any(|k| pending.is_gone(table, &state_id(k)));
         if gone {
             pending.flush(self)
         } else {
@@ -282,7 +306,7 @@ impl Mapper {
     ) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
-        let key_doc = Value::Object(key.clone());
+        let sid = state_id(key);
         let toasted: Vec<&String> = after
             .iter()
             .filter(|(_, v)| v.as_str() == Some(UNAVAILABLE))
@@ -294,8 +318,8 @@ impl Mapper {
         let has_embeds = t.has_embeds(plan);
 
         if stateful {
-            let state = self.state_doc(table, key, after, at, &mut failed);
-            out.push(self.write_state(table, &key_doc, state, at, &toasted));
+            let state = self.state_doc(table, key, &sid, after, at, &mut failed);
+            out.push(self.write_state(table, &sid, state, at, &toasted));
         }
         for &r in &t.rules {
             let rule = &plan.rules[r];
@@ -309,7 +333,7 @@ impl Mapper {
                     json!({"_id": id}),
                 ));
             } else if !rule.children.is_empty() {
-                pending.rebuild_root(r, &key_doc);
+                pending.rebuild_root(r, &sid);
             } else {
                 let doc = row::fragment(rule, after, Some(id.clone()), &mut failed);
                 out.push(direct_write(
@@ -321,9 +345,9 @@ impl Mapper {
                 ));
             }
         }
-        self.rebuild_parents(table, &key_doc, pending);
+        self.rebuild_parents(table, &sid, pending);
         if stateful {
-            pending.written(table, &key_doc, has_embeds);
+            pending.written(table, &sid, has_embeds);
         }
         for f in failed {
             smt_guest::log::warn(&format!(
@@ -350,9 +374,11 @@ impl Mapper {
             out.push(ops::aggregate(
                 self.state_ns(table),
                 vec![
-                    json!({"$match": {"_id": Value::Object(old.clone()), "$expr": {"$not": [at.is_before("$at")]}}}),
-                    json!({"$project": {"_id": {"$literal": Value::Object(new.clone())},
-                        "doc": 1, "s": 1, "fk": 1, "join": 1, "at": {"$literal": at.value()}}}),
+                    // two stages: `_id` alone is a point lookup on every server
+                    json!({"$match": {"_id": state_id(old)}}),
+                    json!({"$match": {"$expr": {"$not": [at.is_before("$at")]}}}),
+                    json!({"$project": {"_id": {"$literal": state_id(new)},
+                        "key": {"$literal": Value::Object(new.clone())}, "doc": 1, "s": 1, "fk": 1, "join": 1, "at": {"$literal": at.value()}}}),
                     keep_or_insert(&plan.state_collection(table)),
                 ],
             ));
@@ -389,7 +415,7 @@ impl Mapper {
     ) -> Vec<WriteOp> {
         let plan = &self.plan;
         let t = &plan.tables[table];
-        let key_doc = Value::Object(key.clone());
+        let sid = state_id(key);
         let mut out = Vec::new();
         let stateful = t.needs_state(plan);
         if stateful {
@@ -403,10 +429,15 @@ impl Mapper {
             set.insert("prev".into(), render::prev_expr(plan, table));
             set.insert("gone".into(), Value::Bool(true));
             set.insert("at".into(), json!({"$literal": at.value()}));
-            let filter = json!({"_id": key_doc, "$expr": {"$not": [at.is_before("$at")]}});
+            // The condition is in the pipeline, not in the filter: a filter
+            // with `$expr` beside `_id` is no point lookup on some servers
+            // (secantusd-rs reads the whole collection for it).
+            let marked = json!({"$mergeObjects": ["$$ROOT", set]});
             out.push(
-                ops::update_one(self.state_ns(table), filter)
-                    .pipeline(vec![json!({"$set": set})])
+                ops::update_one(self.state_ns(table), json!({"_id": &sid}))
+                    .pipeline(vec![
+                        json!({"$replaceWith": {"$cond": [at.is_before("$at"), "$$ROOT", marked]}}),
+                    ])
                     .build(),
             );
         }
@@ -419,20 +450,20 @@ impl Mapper {
                 ));
             }
         }
-        self.rebuild_parents(table, &key_doc, pending);
+        self.rebuild_parents(table, &sid, pending);
         if stateful {
-            pending.deleted(table, &key_doc);
+            pending.deleted(table, &sid);
         }
         out
     }
 
     /// One rebuild per embedding rule of the table: the documents the row
     /// belongs or belonged to.
-    fn rebuild_parents(&self, table: usize, key_doc: &Value, pending: &mut Pending) {
+    fn rebuild_parents(&self, table: usize, sid: &Value, pending: &mut Pending) {
         let plan = &self.plan;
         for &r in &plan.tables[table].rules {
             if plan.rules[r].embed().is_some() {
-                pending.rebuild_up(r, key_doc);
+                pending.rebuild_up(r, sid);
             }
         }
     }
@@ -469,6 +500,7 @@ impl Mapper {
         &self,
         table: usize,
         key: &Row,
+        sid: &Value,
         after: &Row,
         at: &Position,
         failed: &mut Vec<row::Unconvertible>,
@@ -510,7 +542,8 @@ impl Mapper {
             join.insert(plan.rules[c].id(), join_value(values, "__nojoin", &key_doc));
         }
         let mut state = Map::new();
-        state.insert("_id".into(), key_doc);
+        state.insert("_id".into(), sid.clone());
+        state.insert("key".into(), key_doc);
         state.insert("on".into(), Value::Object(on));
         state.insert("doc".into(), Value::Object(doc));
         state.insert("join".into(), Value::Object(join));
@@ -528,7 +561,7 @@ impl Mapper {
     fn write_state(
         &self,
         table: usize,
-        key_doc: &Value,
+        sid: &Value,
         state: Value,
         at: &Position,
         toasted: &[&String],
@@ -591,7 +624,7 @@ impl Mapper {
             }
             stages.push(json!({"$unset": "__old"}));
         }
-        ops::update_one(self.state_ns(table), json!({"_id": key_doc}))
+        ops::update_one(self.state_ns(table), json!({"_id": sid}))
             .pipeline(stages)
             .upsert()
             .build()

@@ -39,6 +39,11 @@ impl Table {
     }
 }
 
+/// The format of the state documents, part of the state collections' names:
+/// a build never reads state another format wrote (format 2: a scalar `_id`,
+/// see [`crate::state_id`]; format 1, the key document as `_id`, had no mark).
+const STATE_FORMAT: &str = "v2.";
+
 #[derive(Debug)]
 pub struct Rule {
     pub index: usize,
@@ -136,9 +141,12 @@ impl Plan {
         out
     }
 
-    /// The state collection of a table.
+    /// The state collection of a table: `<prefix>v2.<schema>.<table>`.
     pub fn state_collection(&self, table: usize) -> String {
-        format!("{}{}", self.state_prefix, self.tables[table].name)
+        format!(
+            "{}{STATE_FORMAT}{}",
+            self.state_prefix, self.tables[table].name
+        )
     }
 }
 

@@ -1,6 +1,14 @@
 //! Aggregation pipelines that rebuild documents from the state collections:
-//! downward (a root row → its document, children by nested `$lookup`) and
-//! upward (a changed child row → the roots it belongs or belonged to).
+//! downward (a root row → its document) and upward (a changed child row →
+//! the roots it belongs or belonged to).
+//!
+//! Every join is `$lookup`'s simple form (`localField`/`foreignField`, no
+//! sub-pipeline), which a server runs as one probe of the index on
+//! `fk.<rule>` per row. The sub-pipeline form is not used: some servers
+//! (secantusd-rs) read the whole foreign collection for it once per stage and
+//! compare every row with every candidate, so a rebuild cost as much as the
+//! child table was large. The fetched rows are then filtered, sorted, limited
+//! and shaped by expressions (`$filter`, `$sortArray`, `$slice`, `$map`).
 
 use crate::config::{EmbedKind, Order};
 use crate::plan::Plan;
@@ -14,79 +22,160 @@ pub fn merge_into(plan: &Plan, root: usize) -> Value {
     json!({"$merge": {"into": collection, "on": "_id", "whenMatched": "replace", "whenNotMatched": "insert"}})
 }
 
-/// Stages turning state rows of `rule`'s table into the rule's fragments
-/// (for a collection rule: its documents, `_id` first).
-pub fn render(plan: &Plan, rule: usize) -> Vec<Value> {
-    let r = &plan.rules[rule];
-    let base = json!({"$ifNull": [format!("$doc.{}", r.id()), {}]});
+/// Stages turning state rows of collection rule `root` into its documents
+/// (`_id` first).
+fn documents(plan: &Plan, root: usize) -> Vec<Value> {
     let mut stages = Vec::new();
+    fetch(plan, root, None, &mut stages);
+    stages.push(json!({"$replaceWith": fragment(plan, root, "$", true)}));
+    stages
+}
+
+/// Where the rows of an embedding rule wait on the root row being rebuilt.
+fn rows_field(rule_id: &str) -> String {
+    format!("__{rule_id}")
+}
+
+/// Stages putting on the current row the state rows of every rule embedded
+/// below `rule` that pass their rule's filter: the children of the current row
+/// itself (`parent_rows` is `None`), or of every row in the field
+/// `parent_rows` (grandchildren and below: one fetch for all their parents,
+/// which [`fragment`] hands out by join value).
+fn fetch(plan: &Plan, rule: usize, parent_rows: Option<&str>, stages: &mut Vec<Value>) {
+    for &c in &plan.rules[rule].children {
+        let cid = plan.rules[c].id();
+        let rows = rows_field(&cid);
+        let local = match parent_rows {
+            None => format!("join.{cid}"),
+            Some(parents) => {
+                // A path through an array (`__r1.join.r2`) is not read the
+                // same way by every server: the values are collected first.
+                let keys = format!("__k{cid}");
+                stages.push(json!({"$set": {&keys: {"$map": {
+                    "input": format!("${parents}"),
+                    "in": format!("$$this.join.{cid}"),
+                }}}}));
+                keys
+            }
+        };
+        stages.push(json!({"$lookup": {
+            "from": plan.state_collection(plan.rules[c].table),
+            "localField": local,
+            "foreignField": format!("fk.{cid}"),
+            "as": &rows,
+        }}));
+        stages.push(json!({"$set": {&rows: {"$filter": {
+            "input": format!("${rows}"),
+            "cond": {"$eq": [format!("$$this.on.{cid}"), true]},
+        }}}}));
+        fetch(plan, c, Some(&rows), stages);
+    }
+}
+
+/// The expression of rule `rule`'s fragment of one state row: `row` reaches
+/// the row (`"$"` for the current document, `"$$xr2."` for a variable).
+/// `own_rows` says the children fetched are the row's own (it is the current
+/// document); otherwise they are picked from all fetched by join value.
+fn fragment(plan: &Plan, rule: usize, row: &str, own_rows: bool) -> Value {
+    let r = &plan.rules[rule];
+    let base = json!({"$ifNull": [format!("{row}doc.{}", r.id()), {}]});
+    if r.children.is_empty() {
+        return base;
+    }
+    let mut vars = Map::new();
     let mut merged = vec![base.clone()];
-    let mut carried = Map::new();
-    let mut set = Map::new();
-    let mut temps = Vec::new();
+    let mut places = Vec::new();
     for &c in &r.children {
         let child = &plan.rules[c];
         let cid = child.id();
         let e = child.embed().expect("children are embedding rules");
+        let fetched = json!(format!("${}", rows_field(&cid)));
+        let mine = if own_rows {
+            fetched
+        } else {
+            json!({"$filter": {"input": fetched, "as": "y", "cond":
+                {"$eq": [format!("$$y.fk.{cid}"), format!("{row}join.{cid}")]}}})
+        };
         let mut sort = Map::new();
         for (col, order) in &e.sort {
             let dir = if *order == Order::Asc { 1 } else { -1 };
             sort.insert(format!("s.{cid}.{col}"), json!(dir));
         }
-        sort.insert("_id".into(), json!(1));
-        let mut sub = vec![
-            json!({"$match": {format!("on.{cid}"): true}}),
-            json!({"$sort": sort}),
-        ];
-        match (e.kind, e.limit) {
-            (EmbedKind::Array, Some(n)) => sub.push(json!({"$limit": n})),
-            (EmbedKind::Array, None) => {}
-            (EmbedKind::Document | EmbedKind::Merge, _) => sub.push(json!({"$limit": 1})),
-        }
-        sub.extend(render(plan, c));
-        let temp = format!("__{cid}");
-        stages.push(json!({"$lookup": {
-            "from": plan.state_collection(child.table),
-            "localField": format!("join.{cid}"),
-            "foreignField": format!("fk.{cid}"),
-            "pipeline": sub,
-            "as": temp,
-        }}));
-        let first = json!({"$arrayElemAt": [format!("${temp}"), 0]});
+        sort.insert("key".into(), json!(1));
+        let sorted = json!({"$sortArray": {"input": mine, "sortBy": sort}});
+        let limited = match (e.kind, e.limit) {
+            (EmbedKind::Array, None) => sorted,
+            (EmbedKind::Array, Some(n)) => json!({"$slice": [sorted, n]}),
+            (EmbedKind::Document | EmbedKind::Merge, _) => json!({"$slice": [sorted, 1]}),
+        };
+        let var = format!("x{cid}");
+        let shaped = json!({"$map": {"input": limited, "as": &var,
+            "in": fragment(plan, c, &format!("$${var}."), false)}});
+        let name = format!("v{cid}");
+        let first = json!({"$arrayElemAt": [format!("$${name}"), 0]});
+        vars.insert(name.clone(), shaped);
         match e.kind {
             EmbedKind::Merge => merged.push(json!({"$ifNull": [first, {}]})),
-            EmbedKind::Array => {
-                set.insert(e.as_path.clone(), json!(format!("${temp}")));
-            }
-            EmbedKind::Document => {
-                set.insert(
-                    e.as_path.clone(),
-                    json!({"$cond": [{"$gt": [{"$size": format!("${temp}")}, 0]}, first, "$$REMOVE"]}),
-                );
-            }
+            EmbedKind::Array => places.push((&e.as_path, json!(format!("$${name}")), None)),
+            EmbedKind::Document => places.push((
+                &e.as_path,
+                first,
+                Some(json!({"$gt": [{"$size": format!("$${name}")}, 0]})),
+            )),
         }
-        carried.insert(temp.clone(), json!(format!("${temp}")));
-        temps.push(temp);
     }
-    if merged.len() > 1 {
+    let mut doc = if merged.len() == 1 {
+        base
+    } else {
         // The parent's own fields win a clash and keep their places.
         merged.push(base);
+        json!({"$mergeObjects": merged})
+    };
+    // Each embedding at its path, as a `$set` stage would put it; a document
+    // embedding with no row removes the path.
+    for (k, (path, value, present)) in places.into_iter().enumerate() {
+        let parts: Vec<&str> = path.split('.').collect();
+        let o = format!("o{}_{k}", r.id());
+        let var = format!("$${o}");
+        let placed = match present {
+            None => put(&var, &parts, Some(value)),
+            Some(present) => json!({"$cond": [
+                present,
+                put(&var, &parts, Some(value)),
+                put(&var, &parts, None),
+            ]}),
+        };
+        doc = json!({"$let": {"vars": {&o: doc}, "in": placed}});
     }
-    if !carried.is_empty() {
-        merged.push(Value::Object(carried));
+    json!({"$let": {"vars": vars, "in": doc}})
+}
+
+/// The document in variable `doc` with `value` at the dotted path `parts`,
+/// or without it (`None`), as a `$set` stage does: a missing or non-document
+/// step on the path becomes a sub-document when a value goes there, and
+/// stays as it is when nothing does.
+fn put(doc: &str, parts: &[&str], value: Option<Value>) -> Value {
+    let (first, rest) = parts.split_first().expect("paths have a segment");
+    if rest.is_empty() {
+        let value = value.unwrap_or_else(|| json!("$$REMOVE"));
+        return json!({"$setField": {"field": first, "input": doc, "value": value}});
     }
-    stages.push(if merged.len() == 1 {
-        json!({"$replaceWith": merged.pop()})
-    } else {
-        json!({"$replaceWith": {"$mergeObjects": merged}})
-    });
-    if !set.is_empty() {
-        stages.push(json!({"$set": set}));
+    let var = format!("{}_", doc.trim_start_matches("$$"));
+    let inner = format!("$${var}");
+    let step = json!({"$getField": {"field": first, "input": doc}});
+    let is_doc = |v: &Value| json!({"$eq": [{"$type": v}, "object"]});
+    match value {
+        Some(v) => {
+            let sub = json!({"$cond": [is_doc(&step), &step, {}]});
+            let value = json!({"$let": {"vars": {&var: sub}, "in": put(&inner, rest, Some(v))}});
+            json!({"$setField": {"field": first, "input": doc, "value": value}})
+        }
+        None => json!({"$let": {"vars": {&var: step}, "in": {"$cond": [
+            is_doc(&json!(&inner)),
+            {"$setField": {"field": first, "input": doc, "value": put(&inner, rest, None)}},
+            doc,
+        ]}}}),
     }
-    if !temps.is_empty() {
-        stages.push(json!({"$unset": temps}));
-    }
-    stages
 }
 
 /// Rebuilds the documents of collection rule `root`: those of the state
@@ -100,7 +189,7 @@ pub fn rebuild(plan: &Plan, root: usize, ids: Option<Value>) -> Vec<Value> {
     }
     matched.insert(format!("on.{}", plan.rules[root].id()), json!(true));
     let mut stages = vec![json!({ "$match": matched })];
-    stages.extend(render(plan, root));
+    stages.extend(documents(plan, root));
     stages.push(merge_into(plan, root));
     stages
 }
@@ -142,9 +231,12 @@ pub fn rebuild_up(plan: &Plan, rule: usize, ids: &Value) -> Vec<Value> {
         let cid = plan.rules[child].id();
         stages.push(json!({"$project": {"_id": 0, "j": parents_expr(&cid, step == 0)}}));
         stages.push(json!({"$unwind": "$j"}));
+        // Each join value once: a parent row has one `join.<rule>` value, so
+        // it is found once, and the climb needs no `$group` of whole rows.
+        stages.push(json!({"$group": {"_id": "$j"}}));
         stages.push(json!({"$lookup": {
             "from": plan.state_collection(plan.rules[parent].table),
-            "localField": "j",
+            "localField": "_id",
             "foreignField": format!("join.{cid}"),
             "as": "p",
         }}));
@@ -154,9 +246,7 @@ pub fn rebuild_up(plan: &Plan, rule: usize, ids: &Value) -> Vec<Value> {
     let root = *chain.last().expect("a chain has its rule");
     let rid = plan.rules[root].id();
     stages.push(json!({"$match": {format!("on.{rid}"): true}}));
-    stages.push(json!({"$group": {"_id": "$_id", "row": {"$first": "$$ROOT"}}}));
-    stages.push(json!({"$replaceWith": "$row"}));
-    stages.extend(render(plan, root));
+    stages.extend(documents(plan, root));
     stages.push(merge_into(plan, root));
     stages
 }

@@ -352,8 +352,8 @@ fn array_embedding() -> Mapper {
     )
 }
 
-const STATE_CUSTOMERS: &str = "__smt_rm.inventory.customers";
-const STATE_ORDERS: &str = "__smt_rm.inventory.orders";
+const STATE_CUSTOMERS: &str = "__smt_rm.v2.inventory.customers";
+const STATE_ORDERS: &str = "__smt_rm.v2.inventory.orders";
 
 #[test]
 fn parent_change_writes_state_then_rebuilds_its_document() {
@@ -364,9 +364,9 @@ fn parent_change_writes_state_then_rebuilds_its_document() {
     assert_eq!(
         ops[0],
         json!({"op": "update-one", "db": null, "coll": STATE_CUSTOMERS,
-            "filter": {"_id": {"id": 1}},
+            "filter": {"_id": 1},
             "pipeline": [{"$replaceWith": {"$cond": [later_than(&msg), "$$ROOT", {"$literal":
-                {"_id": {"id": 1}, "on": {"r0": true},
+                {"_id": 1, "key": {"id": 1}, "on": {"r0": true},
                 "doc": {"r0": {"_id": 1, "id": 1, "email": "sally.thomas@acme.com"}},
                 "join": {"r1": {"id": 1}}, "fk": {}, "s": {}, "at": at(&msg)}}]}}],
             "upsert": true})
@@ -374,17 +374,17 @@ fn parent_change_writes_state_then_rebuilds_its_document() {
     assert_eq!(
         ops[1],
         json!({"op": "aggregate", "db": null, "coll": STATE_CUSTOMERS, "pipeline": [
-            {"$match": {"_id": {"id": 1}, "on.r0": true}},
-            {"$lookup": {"from": STATE_ORDERS, "localField": "join.r1", "foreignField": "fk.r1",
-                "pipeline": [
-                    {"$match": {"on.r1": true}},
-                    {"$sort": {"s.r1.amount": -1, "_id": 1}},
-                    {"$limit": 2},
-                    {"$replaceWith": {"$ifNull": ["$doc.r1", {}]}}],
-                "as": "__r1"}},
-            {"$replaceWith": {"$mergeObjects": [{"$ifNull": ["$doc.r0", {}]}, {"__r1": "$__r1"}]}},
-            {"$set": {"orders": "$__r1"}},
-            {"$unset": ["__r1"]},
+            {"$match": {"_id": 1, "on.r0": true}},
+            // the simple form: one index probe per row, never a read of the whole state
+            {"$lookup": {"from": STATE_ORDERS, "localField": "join.r1", "foreignField": "fk.r1", "as": "__r1"}},
+            {"$set": {"__r1": {"$filter": {"input": "$__r1", "cond": {"$eq": ["$$this.on.r1", true]}}}}},
+            {"$replaceWith": {"$let": {
+                "vars": {"vr1": {"$map": {
+                    "input": {"$slice": [{"$sortArray": {"input": "$__r1", "sortBy": {"s.r1.amount": -1, "key": 1}}}, 2]},
+                    "as": "xr1",
+                    "in": {"$ifNull": ["$$xr1.doc.r1", {}]}}}},
+                "in": {"$let": {"vars": {"or0_0": {"$ifNull": ["$doc.r0", {}]}},
+                    "in": {"$setField": {"field": "orders", "input": "$$or0_0", "value": "$$vr1"}}}}}}},
             {"$merge": {"into": "customers", "on": "_id", "whenMatched": "replace", "whenNotMatched": "insert"}}
         ]})
     );
@@ -395,14 +395,16 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
     let msg = record(ORDERS, 0);
     let ops = run(&array_embedding(), &msg);
     assert_eq!(ops.len(), 3);
-    let key = json!({"region": "eu", "order_id": 1});
+    let key_doc = json!({"region": "eu", "order_id": 1});
+    // a composite key's state `_id` is the JSON text of its values
+    let key = json!(r#"["eu",1]"#);
     let prev = json!({"r1": {"$filter": {"input": {"$setUnion": [{"$ifNull": ["$prev.r1", []]}, ["$fk.r1"]]},
         "cond": {"$ne": ["$$this", null]}}}});
     assert_eq!(
         ops[0],
         json!({"op": "update-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key},
             "pipeline": [{"$replaceWith": {"$cond": [later_than(&msg), "$$ROOT", {"$mergeObjects": [
-                {"$literal": {"_id": key, "on": {"r1": true},
+                {"$literal": {"_id": key, "key": key_doc, "on": {"r1": true},
                     "doc": {"r1": {"region": "eu", "order_id": 1, "amount": {"$numberDecimal": "13.75"}, "status": "new"}},
                     "join": {}, "fk": {"r1": {"id": 1}}, "s": {"r1": {"amount": {"$numberDecimal": "13.75"}}},
                     "at": at(&msg)}},
@@ -412,12 +414,14 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
     assert_eq!(ops[1]["op"], json!("aggregate"));
     assert_eq!(ops[1]["coll"], json!(STATE_ORDERS));
     assert_eq!(
-        ops[1]["pipeline"].as_array().unwrap()[..7],
+        ops[1]["pipeline"].as_array().unwrap()[..8],
         [
             json!({"$match": {"_id": key}}),
             json!({"$project": {"_id": 0, "j": prev["r1"]}}),
             json!({"$unwind": "$j"}),
-            json!({"$lookup": {"from": STATE_CUSTOMERS, "localField": "j", "foreignField": "join.r1", "as": "p"}}),
+            // each parent once: one probe per join value
+            json!({"$group": {"_id": "$j"}}),
+            json!({"$lookup": {"from": STATE_CUSTOMERS, "localField": "_id", "foreignField": "join.r1", "as": "p"}}),
             json!({"$unwind": "$p"}),
             json!({"$replaceWith": "$p"}),
             json!({"$match": {"on.r0": true}}),
@@ -425,7 +429,7 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
     );
     // …then the root's rebuild, exactly as a parent change does it
     let root = run(&array_embedding(), &record(CUSTOMERS, 0))[1]["pipeline"].clone();
-    let tail: Vec<Value> = ops[1]["pipeline"].as_array().unwrap()[9..].to_vec();
+    let tail: Vec<Value> = ops[1]["pipeline"].as_array().unwrap()[8..].to_vec();
     assert_eq!(tail, root.as_array().unwrap()[1..].to_vec());
     assert_eq!(
         ops[2],
@@ -438,15 +442,16 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
 fn child_delete_marks_rebuilds_then_forgets() {
     let msg = record(ORDERS, 4);
     let ops = run(&array_embedding(), &msg);
-    let key = json!({"region": "us", "order_id": 1});
+    let key = json!(r#"["us",1]"#);
     assert_eq!(ops.len(), 3);
     // marked, unless a later change of the partition wrote the row (a replay)
     assert_eq!(ops[0]["op"], json!("update-one"));
-    assert_eq!(
-        ops[0]["filter"],
-        json!({"_id": key, "$expr": {"$not": [later_than(&msg)]}})
-    );
-    let set = &ops[0]["pipeline"][0]["$set"];
+    assert_eq!(ops[0]["filter"], json!({"_id": key}));
+    let mark = &ops[0]["pipeline"][0]["$replaceWith"]["$cond"];
+    assert_eq!(mark[0], later_than(&msg));
+    assert_eq!(mark[1], json!("$$ROOT"));
+    assert_eq!(mark[2]["$mergeObjects"][0], json!("$$ROOT"));
+    let set = &mark[2]["$mergeObjects"][1];
     assert_eq!(set["on"], json!({"r1": false}));
     assert_eq!(set["gone"], json!(true));
     assert_eq!(set["at"], json!({"$literal": at(&msg)}));
@@ -469,7 +474,7 @@ fn parent_delete_removes_its_document() {
     );
     assert_eq!(
         ops[2],
-        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}, "gone": true}})
+        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": 3, "gone": true}})
     );
 }
 
@@ -480,11 +485,21 @@ fn document_and_merge_embeddings() {
         "as": "last.order", "sort": [{"column": "order_date", "order": "desc"}]}),
     );
     let p = run(&doc, &record(CUSTOMERS, 0))[1]["pipeline"].clone();
-    assert_eq!(p[1]["$lookup"]["pipeline"][2], json!({"$limit": 1}));
+    let vars = &p[3]["$replaceWith"]["$let"]["vars"];
     assert_eq!(
-        p[3],
-        json!({"$set": {"last.order": {"$cond": [{"$gt": [{"$size": "$__r1"}, 0]},
-            {"$arrayElemAt": ["$__r1", 0]}, "$$REMOVE"]}}})
+        vars["vr1"]["$map"]["input"],
+        json!({"$slice": [{"$sortArray": {"input": "$__r1", "sortBy": {"s.r1.order_date": -1, "key": 1}}}, 1]})
+    );
+    // the first row at last.order, or no last.order at all (`last` stays if it is there)
+    let placed = &p[3]["$replaceWith"]["$let"]["in"]["$let"]["in"]["$cond"];
+    assert_eq!(placed[0], json!({"$gt": [{"$size": "$$vr1"}, 0]}));
+    assert_eq!(
+        placed[1]["$setField"]["value"]["$let"]["in"],
+        json!({"$setField": {"field": "order", "input": "$$or0_0_", "value": {"$arrayElemAt": ["$$vr1", 0]}}})
+    );
+    assert_eq!(
+        placed[2]["$let"]["in"]["$cond"][1]["$setField"]["value"],
+        json!({"$setField": {"field": "order", "input": "$$or0_0_", "value": "$$REMOVE"}})
     );
     let merge = embedded(
         json!({"parent": "customers", "on": {"customer_id": "id"}, "kind": "merge", "prefix": "order_"}),
@@ -496,12 +511,11 @@ fn document_and_merge_embeddings() {
     );
     let p = run(&merge, &record(CUSTOMERS, 0))[1]["pipeline"].clone();
     assert_eq!(
-        p[2],
-        json!({"$replaceWith": {"$mergeObjects": [
+        p[3]["$replaceWith"]["$let"]["in"],
+        json!({"$mergeObjects": [
             {"$ifNull": ["$doc.r0", {}]},
-            {"$ifNull": [{"$arrayElemAt": ["$__r1", 0]}, {}]},
-            {"$ifNull": ["$doc.r0", {}]},
-            {"__r1": "$__r1"}]}})
+            {"$ifNull": [{"$arrayElemAt": ["$$vr1", 0]}, {}]},
+            {"$ifNull": ["$doc.r0", {}]}]})
     );
 }
 
@@ -536,14 +550,35 @@ fn nested_embeddings_climb_to_the_root() {
     let ops = run(&m, &record("dbz.inventory.documents", 0));
     let p = ops[1]["pipeline"].as_array().unwrap();
     // documents → orders (current and previous parents), orders → customers (current parent only)
-    assert_eq!(p[3]["$lookup"]["from"], json!(STATE_ORDERS));
-    assert_eq!(p[3]["$lookup"]["foreignField"], json!("join.r2"));
+    assert_eq!(p[4]["$lookup"]["from"], json!(STATE_ORDERS));
+    assert_eq!(p[4]["$lookup"]["foreignField"], json!("join.r2"));
     assert_eq!(
-        p[6],
+        p[7],
         json!({"$project": {"_id": 0, "j": {"$filter": {"input": ["$fk.r1"], "cond": {"$ne": ["$$this", null]}}}}})
     );
-    assert_eq!(p[8]["$lookup"]["from"], json!(STATE_CUSTOMERS));
-    assert_eq!(p[8]["$lookup"]["foreignField"], json!("join.r1"));
+    assert_eq!(p[10]["$lookup"]["from"], json!(STATE_CUSTOMERS));
+    assert_eq!(p[10]["$lookup"]["foreignField"], json!("join.r1"));
+    // down again: the orders of the customer by one probe, then the documents
+    // of all those orders by one probe with their join values
+    let down = &p[14..];
+    assert_eq!(
+        down[0],
+        json!({"$lookup": {"from": STATE_ORDERS, "localField": "join.r1", "foreignField": "fk.r1", "as": "__r1"}})
+    );
+    assert_eq!(
+        down[2],
+        json!({"$set": {"__kr2": {"$map": {"input": "$__r1", "in": "$$this.join.r2"}}}})
+    );
+    assert_eq!(
+        down[3],
+        json!({"$lookup": {"from": "__smt_rm.v2.inventory.documents", "localField": "__kr2", "foreignField": "fk.r2", "as": "__r2"}})
+    );
+    // …and each order takes its own documents from them
+    let orders = &down[5]["$replaceWith"]["$let"]["vars"]["vr1"]["$map"];
+    assert_eq!(
+        orders["in"]["$let"]["vars"]["vr2"]["$map"]["input"]["$sortArray"]["input"],
+        json!({"$filter": {"input": "$__r2", "as": "y", "cond": {"$eq": ["$$y.fk.r2", "$$xr1.join.r2"]}}})
+    );
     // the orders rows carry the join values of their own children
     let state = state_of(&run(&m, &record(ORDERS, 0))[0]).clone();
     assert_eq!(state["join"], json!({"r2": {"order_id": 1}}));
@@ -584,7 +619,7 @@ fn truncate_of_a_child_rebuilds_every_root() {
     let ops = run(&m, &truncate);
     assert_eq!(
         ops[0],
-        json!({"op": "delete-many", "db": null, "coll": "__smt_rm.inventory.documents", "filter": {}})
+        json!({"op": "delete-many", "db": null, "coll": "__smt_rm.v2.inventory.documents", "filter": {}})
     );
     assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"on.r0": true}}));
 }
@@ -702,8 +737,9 @@ fn a_primary_key_change_carries_the_row_over_to_its_new_key() {
     assert_eq!(
         ops[0],
         json!({"op": "aggregate", "db": null, "coll": STATE_CUSTOMERS, "pipeline": [
-            {"$match": {"_id": {"id": 2}, "$expr": {"$not": [later_than(&msg)]}}},
-            {"$project": {"_id": {"$literal": {"id": 102}}, "doc": 1, "s": 1, "fk": 1, "join": 1,
+            {"$match": {"_id": 2}},
+            {"$match": {"$expr": {"$not": [later_than(&msg)]}}},
+            {"$project": {"_id": {"$literal": 102}, "key": {"$literal": {"id": 102}}, "doc": 1, "s": 1, "fk": 1, "join": 1,
                 "at": {"$literal": at(&msg)}}},
             {"$merge": {"into": STATE_CUSTOMERS, "on": "_id", "whenMatched": "keepExisting", "whenNotMatched": "insert"}}
         ]})
@@ -761,8 +797,7 @@ fn a_batch_writes_every_state_row_then_rebuilds_each_parent_once() {
         assert_eq!(ops[0]["op"], json!("update-one"), "{ops:?}");
         assert_eq!(ops[0]["coll"], json!(STATE_ORDERS));
     }
-    let keys = json!([{"region": "eu", "order_id": 1}, {"region": "eu", "order_id": 2},
-        {"region": "us", "order_id": 1}]);
+    let keys = json!([r#"["eu",1]"#, r#"["eu",2]"#, r#"["us",1]"#]);
     let last = &out[3];
     assert_eq!(last[1]["op"], json!("aggregate"));
     assert_eq!(
@@ -799,11 +834,11 @@ fn a_batch_rebuilds_roots_once_and_drops_deleted_rows_state_after_the_rebuilds()
     let agg = ops[7];
     assert_eq!(
         agg["pipeline"][0],
-        json!({"$match": {"_id": {"$in": [{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]}, "on.r0": true}})
+        json!({"$match": {"_id": {"$in": [1, 2, 3, 4]}, "on.r0": true}})
     );
     assert_eq!(
         *ops[8],
-        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": {"id": 3}, "gone": true}})
+        json!({"op": "delete-one", "db": null, "coll": STATE_CUSTOMERS, "filter": {"_id": 3, "gone": true}})
     );
     // everything deferred goes with the last record
     assert_eq!(out[5].len(), 4);
@@ -818,7 +853,7 @@ fn a_row_deleted_then_written_again_in_one_batch_flushes_before_the_write() {
     // the deleted row's state goes first, then the new row and its rebuild
     assert_eq!(second, ["delete-one", "update-one", "aggregate"]);
     assert_eq!(out[1][0]["coll"], json!(STATE_CUSTOMERS));
-    assert_eq!(out[1][2]["pipeline"][0]["$match"]["_id"], json!({"id": 3}));
+    assert_eq!(out[1][2]["pipeline"][0]["$match"]["_id"], json!(3));
 }
 
 #[test]
@@ -841,5 +876,34 @@ fn the_indexes_the_joins_need_are_named() {
             (STATE_ORDERS.to_owned(), "fk.r1".to_owned()),
             (STATE_CUSTOMERS.to_owned(), "join.r1".to_owned())
         ]
+    );
+}
+
+#[test]
+fn state_ids_are_scalars_never_documents() {
+    let row = |v: Value| v.as_object().unwrap().clone();
+    assert_eq!(state_id(&row(json!({"id": 7}))), json!(7));
+    assert_eq!(state_id(&row(json!({"code": "a.b"}))), json!("a.b"));
+    assert_eq!(
+        state_id(&row(json!({"id": {"$numberDecimal": "1.50"}}))),
+        json!({"$numberDecimal": "1.50"})
+    );
+    // composite keys, and anything that is not one scalar: the values' JSON text in key order
+    assert_eq!(
+        state_id(&row(json!({"order_id": 3, "line_no": 1}))),
+        json!("[3,1]")
+    );
+    assert_eq!(
+        state_id(&row(json!({"line_no": 1, "order_id": 3}))),
+        json!("[1,3]")
+    );
+    assert_eq!(state_id(&row(json!({"tags": [1, 2]}))), json!("[[1,2]]"));
+    assert_eq!(
+        state_id(&row(json!({"doc": {"a": 1}}))),
+        json!(r#"[{"a":1}]"#)
+    );
+    assert_eq!(
+        state_id(&row(json!({"region": "eu", "id": {"$numberLong": "5"}}))),
+        json!(r#"["eu",{"$numberLong":"5"}]"#)
     );
 }

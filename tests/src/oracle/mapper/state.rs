@@ -15,7 +15,7 @@ pub struct StateCheck {
     pub rows: usize,
     pub documents: usize,
     /// Keys in the table without a state document, and state documents of no row
-    /// (when the `_id`s are readable as keys; None otherwise).
+    /// (None when a state document has no `key` readable as one).
     pub key_diff: Option<(Vec<Key>, Vec<Key>)>,
     /// State documents still holding a non-empty `prev`.
     pub with_prev: usize,
@@ -27,7 +27,7 @@ impl StateCheck {
             && self
                 .key_diff
                 .as_ref()
-                .is_none_or(|(a, b)| a.is_empty() && b.is_empty())
+                .is_some_and(|(a, b)| a.is_empty() && b.is_empty())
             && self.with_prev == 0
     }
 
@@ -45,7 +45,7 @@ impl StateCheck {
                     &extra[..extra.len().min(10)]
                 );
             }
-            None => s.push_str("; (state _ids not readable as keys: counts only)"),
+            None => s.push_str("; a state document has no `key` readable as the table's key"),
         }
         if self.with_prev > 0 {
             let _ = write!(s, "; {} documents still hold `prev`", self.with_prev);
@@ -69,7 +69,7 @@ fn state_key(id: &mongodb::bson::Bson, columns: &[&str]) -> Option<Vec<i64>> {
     }
 }
 
-/// Compares the state collection `<prefix>shop.<table>` with the table's keys.
+/// Compares the state collection `<prefix>shop.<table>` (the key in `key`) with the table's keys.
 pub async fn check_state(
     client: &mongodb::Client,
     db: &str,
@@ -100,7 +100,7 @@ pub async fn check_state(
             Some(Bson::Document(p)) if p.is_empty() => {}
             Some(_) => with_prev += 1,
         }
-        let k = d.get("_id").and_then(|id| state_key(id, columns));
+        let k = d.get("key").and_then(|id| state_key(id, columns));
         match (k, state_keys.as_mut()) {
             (Some(k), Some(set)) => {
                 set.insert(k);
