@@ -425,8 +425,8 @@ impl Mapper {
                 .map(|&r| (plan.rules[r].id(), Value::Bool(false)))
                 .collect();
             let mut set = Map::new();
+            // `fk` and `prev` stay: the climb after the delete starts from them.
             set.insert("on".into(), Value::Object(off));
-            set.insert("prev".into(), render::prev_expr(plan, table));
             set.insert("gone".into(), Value::Bool(true));
             set.insert("at".into(), json!({"$literal": at.value()}));
             // The condition is in the pipeline, not in the filter: a filter
@@ -570,8 +570,9 @@ impl Mapper {
         let t = &plan.tables[table];
         let has_embeds = t.has_embeds(plan);
         let mut extra = Map::new();
+        let mut merged = Vec::new();
         if has_embeds {
-            extra.insert("prev".into(), render::prev_expr(plan, table));
+            merged.push(render::moved_from(plan, table, &state["fk"]));
         }
         let mut kept = json!("$$ROOT");
         if !toasted.is_empty() {
@@ -579,10 +580,14 @@ impl Mapper {
             // The restore below then puts the kept row's values back.
             kept = json!({"$mergeObjects": ["$$ROOT", {"__old": "$$ROOT"}]});
         }
-        let written = if extra.is_empty() {
+        if !extra.is_empty() {
+            merged.push(Value::Object(extra));
+        }
+        let written = if merged.is_empty() {
             json!({"$literal": state})
         } else {
-            json!({"$mergeObjects": [{"$literal": state}, extra]})
+            merged.insert(0, json!({"$literal": state}));
+            json!({"$mergeObjects": merged})
         };
         let mut stages =
             vec![json!({"$replaceWith": {"$cond": [at.is_before("$at"), kept, written]}})];

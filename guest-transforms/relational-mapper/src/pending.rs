@@ -95,11 +95,19 @@ impl Pending {
         for (table, keys) in std::mem::take(&mut self.prev) {
             let ns = mapper.state_ns(table);
             let unset = json!({"prev": ""});
+            let one = match keys.len() {
+                0 => continue,
+                n => n == 1,
+            };
+            // Only the rows that left a parent hold `prev` (see
+            // `render::moved_from`): the others are read, not written.
+            let mut filter = id_in(values(keys));
+            filter["prev"] = json!({"$exists": true});
             out.push(
-                match keys.len() {
-                    0 => continue,
-                    1 => ops::update_one(ns, id_in(values(keys))),
-                    _ => ops::update_many(ns, id_in(values(keys))),
+                if one {
+                    ops::update_one(ns, filter)
+                } else {
+                    ops::update_many(ns, filter)
                 }
                 .operator("$unset", unset)
                 .build(),

@@ -206,17 +206,29 @@ fn parents_expr(rule_id: &str, with_prev: bool) -> Value {
     json!({"$filter": {"input": all, "cond": {"$ne": ["$$this", null]}}})
 }
 
-/// `prev.<rule>` after a change: the old values plus the current `fk`, so a
-/// crash before the rebuild still rebuilds the parent the row left.
-pub fn prev_expr(plan: &Plan, table: usize) -> Value {
-    let mut prev = Map::new();
+/// What a state upsert merges into the row it writes for the parents the
+/// row leaves: `{"prev": {<rule>: [join values]}}` with the join values it
+/// had (the stored `fk` and `prev`) that differ from the new ones in `fk`,
+/// or `{}` when it leaves none — a snapshot row or a change that keeps its
+/// parents then carries no `prev`, and the clean-up after the rebuilds
+/// ([`crate::pending`]) writes nothing for it. A crash before that clean-up
+/// keeps the parents it left for the replay to rebuild.
+pub fn moved_from(plan: &Plan, table: usize, fk: &Value) -> Value {
+    let mut left = Map::new();
+    let mut any = Vec::new();
     for &r in &plan.tables[table].rules {
         if plan.rules[r].embed().is_some() {
             let id = plan.rules[r].id();
-            prev.insert(id.clone(), parents_expr(&id, true));
+            let now = fk.get(&id).cloned().unwrap_or(Value::Null);
+            left.insert(
+                id.clone(),
+                json!({"$setDifference": [parents_expr(&id, true), [{"$literal": now}]]}),
+            );
+            any.push(json!({"$gt": [{"$size": format!("$$left.{id}")}, 0]}));
         }
     }
-    Value::Object(prev)
+    json!({"$let": {"vars": {"left": left},
+        "in": {"$cond": [{"$or": any}, {"prev": "$$left"}, {}]}}})
 }
 
 /// Rebuilds the root documents the state rows of embedding rule `rule`'s

@@ -398,8 +398,11 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
     let key_doc = json!({"region": "eu", "order_id": 1});
     // a composite key's state `_id` is the JSON text of its values
     let key = json!(r#"["eu",1]"#);
-    let prev = json!({"r1": {"$filter": {"input": {"$setUnion": [{"$ifNull": ["$prev.r1", []]}, ["$fk.r1"]]},
-        "cond": {"$ne": ["$$this", null]}}}});
+    let parents = json!({"$filter": {"input": {"$setUnion": [{"$ifNull": ["$prev.r1", []]}, ["$fk.r1"]]},
+        "cond": {"$ne": ["$$this", null]}}});
+    // `prev`: only the parents the row leaves, and no field when it leaves none
+    let moved_from = json!({"$let": {"vars": {"left": {"r1": {"$setDifference": [parents, [{"$literal": {"id": 1}}]]}}},
+        "in": {"$cond": [{"$or": [{"$gt": [{"$size": "$$left.r1"}, 0]}]}, {"prev": "$$left"}, {}]}}});
     assert_eq!(
         ops[0],
         json!({"op": "update-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key},
@@ -408,7 +411,7 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
                     "doc": {"r1": {"region": "eu", "order_id": 1, "amount": {"$numberDecimal": "13.75"}, "status": "new"}},
                     "join": {}, "fk": {"r1": {"id": 1}}, "s": {"r1": {"amount": {"$numberDecimal": "13.75"}}},
                     "at": at(&msg)}},
-                {"prev": prev}]}]}}],
+                moved_from]}]}}],
             "upsert": true})
     );
     assert_eq!(ops[1]["op"], json!("aggregate"));
@@ -417,7 +420,7 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
         ops[1]["pipeline"].as_array().unwrap()[..8],
         [
             json!({"$match": {"_id": key}}),
-            json!({"$project": {"_id": 0, "j": prev["r1"]}}),
+            json!({"$project": {"_id": 0, "j": parents}}),
             json!({"$unwind": "$j"}),
             // each parent once: one probe per join value
             json!({"$group": {"_id": "$j"}}),
@@ -433,7 +436,7 @@ fn child_change_keeps_its_old_parents_and_rebuilds_up() {
     assert_eq!(tail, root.as_array().unwrap()[1..].to_vec());
     assert_eq!(
         ops[2],
-        json!({"op": "update-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key},
+        json!({"op": "update-one", "db": null, "coll": STATE_ORDERS, "filter": {"_id": key, "prev": {"$exists": true}},
             "update": {"$unset": {"prev": ""}}, "upsert": false})
     );
 }
@@ -455,6 +458,8 @@ fn child_delete_marks_rebuilds_then_forgets() {
     assert_eq!(set["on"], json!({"r1": false}));
     assert_eq!(set["gone"], json!(true));
     assert_eq!(set["at"], json!({"$literal": at(&msg)}));
+    // `fk` and `prev` stay as stored: the climb starts from them
+    assert!(set.get("prev").is_none() && set.get("fk").is_none(), "{set}");
     assert_eq!(ops[1]["op"], json!("aggregate"));
     assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"_id": key}}));
     // only a row the delete marked goes
@@ -711,8 +716,10 @@ fn unchanged_toast_columns_keep_their_stored_fragment_sort_and_join_values() {
     // documents 2: the title changes, the 9,600-character body is unavailable
     let ops = run(&m, &record("dbz.inventory.documents", 2));
     let stages = ops[0]["pipeline"].as_array().unwrap();
+    // after the literal row and the parents it leaves (`prev`)
+    assert!(written(&ops[0])["$mergeObjects"][1]["$let"].is_object());
     assert_eq!(
-        written(&ops[0])["$mergeObjects"][1]["__old"],
+        written(&ops[0])["$mergeObjects"][2]["__old"],
         json!("$$ROOT")
     );
     // a row a later change wrote is kept: the restore puts its own values back
@@ -806,7 +813,7 @@ fn a_batch_writes_every_state_row_then_rebuilds_each_parent_once() {
     );
     assert_eq!(
         last[2],
-        json!({"op": "update-many", "db": null, "coll": STATE_ORDERS, "filter": {"_id": {"$in": keys}},
+        json!({"op": "update-many", "db": null, "coll": STATE_ORDERS, "filter": {"_id": {"$in": keys}, "prev": {"$exists": true}},
             "update": {"$unset": {"prev": ""}}, "upsert": false})
     );
 }
