@@ -350,6 +350,48 @@ async fn broker_restart_mid_stream_loses_nothing() {
     assert_dlq_empty(&run.brokers, &run.dlq);
 }
 
+/// The broker away for longer than the group's session: the consumer's
+/// session times out and its partitions are revoked while no broker answers
+/// (the revoke's commit cannot reach a coordinator), then the broker comes
+/// back and the group is joined again. (Seen under load in CI: a restart that
+/// took longer than the session left `smt` never joining again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_past_the_session_timeout_loses_nothing() {
+    let s = Services::shared();
+    let kafka = Services::private(&["kafka"]).expect("a private Kafka broker");
+    let w = workload();
+    let run = Run::new("sessiondown", &kafka, s);
+    let (first, second) = halves(&w.records);
+    produce(&run.brokers, &run.topic, &first).unwrap();
+    let mut smt = Smt::start(&run.dir.0, "smt", &run.config().build()).unwrap();
+    smt.wait_assigned(START).unwrap();
+    run.wait_writing(&smt);
+    kafka.stop("kafka").unwrap();
+    // the lost partitions are given up without a commit that no coordinator could take
+    wait_for(
+        "the session to time out and the partitions to be lost",
+        START,
+        || {
+            let log = smt.log_text();
+            Ok(
+                (log.contains("Partitions lost") && log.contains("Partitions given up"))
+                    .then_some(()),
+            )
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", tail(&smt.log_text(), 3000)));
+    kafka.start("kafka").unwrap();
+    assert_eq!(kafka.brokers(), run.brokers, "same address after the start");
+    produce(&run.brokers, &run.topic, &second).unwrap();
+    run.converge(&smt).await;
+    assert_eq!(smt.try_wait(), None, "smt kept running");
+    assert_eq!(
+        smt.terminate(Duration::from_secs(60)).unwrap().code(),
+        Some(0)
+    );
+    assert_dlq_empty(&run.brokers, &run.dlq);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_partitions_and_one_takes_over() {
     let s = Services::shared();

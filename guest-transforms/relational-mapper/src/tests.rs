@@ -459,7 +459,10 @@ fn child_delete_marks_rebuilds_then_forgets() {
     assert_eq!(set["gone"], json!(true));
     assert_eq!(set["at"], json!({"$literal": at(&msg)}));
     // `fk` and `prev` stay as stored: the climb starts from them
-    assert!(set.get("prev").is_none() && set.get("fk").is_none(), "{set}");
+    assert!(
+        set.get("prev").is_none() && set.get("fk").is_none(),
+        "{set}"
+    );
     assert_eq!(ops[1]["op"], json!("aggregate"));
     assert_eq!(ops[1]["pipeline"][0], json!({"$match": {"_id": key}}));
     // only a row the delete marked goes

@@ -262,8 +262,21 @@ impl ConsumerContext for SourceContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let keys = keys_of(tpl);
-                tracing::info!(partitions = ?keys, "Partitions revoked: finishing their batches in flight and committing.");
-                self.stop_partitions(consumer, Some(&keys));
+                // A session that timed out (no coordinator answered for
+                // session.timeout.ms) has lost the partitions: the group may
+                // have given them to another member, and librdkafka refuses
+                // or holds a commit until a coordinator answers. Nothing of
+                // theirs is committed; the next owner re-processes from the
+                // last committed offset (the writes are idempotent).
+                let commit = if consumer.assignment_lost() {
+                    tracing::warn!(partitions = ?keys, "Partitions lost (the group session timed out): finishing their batches in flight; what was not committed before is processed again by their next owner.");
+                    Commit::No
+                } else {
+                    tracing::info!(partitions = ?keys, "Partitions revoked: finishing their batches in flight and committing.");
+                    Commit::Sync
+                };
+                self.stop_partitions(consumer, Some(&keys), commit);
+                tracing::info!(partitions = ?keys, "Partitions given up.");
                 self.board.revoked(Some(&keys));
                 self.metrics.assigned_partitions.set(0);
             }
@@ -433,7 +446,12 @@ impl SourceContext {
     /// A worker whose batch does not finish within `shutdown-timeout-ms` is
     /// aborted and reaped before this returns: once the partition is given
     /// up, nothing of this process writes for it any more.
-    fn stop_partitions(&self, consumer: &BaseConsumer<Self>, keys: Option<&[PartitionKey]>) {
+    fn stop_partitions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        keys: Option<&[PartitionKey]>,
+        commit: Commit,
+    ) {
         let removed: Vec<(PartitionKey, Slot)> = {
             let mut slots = self.slots.lock().expect("slots lock");
             let keys: Vec<PartitionKey> = match keys {
@@ -478,7 +496,9 @@ impl SourceContext {
                 .is_ok();
             tracing::warn!(topic = %key.0, partition = key.1, timeout_ms = self.stop_timeout.as_millis() as u64, reaped, "A partition's batch in flight did not finish within pipeline.shutdown-timeout-ms; it was aborted, nothing of it is acknowledged, and it is processed again from the last committed offset.");
         }
-        self.commit(consumer, keys, CommitMode::Sync);
+        if let Commit::Sync = commit {
+            self.commit(consumer, keys, CommitMode::Sync);
+        }
         self.acks.disown(keys);
     }
 
@@ -551,7 +571,7 @@ impl SourceContext {
             .pause(&tpl)
             .map_err(|e| MoveError::Kafka(format!("pausing the route's partitions: {e}")))?;
         // The workers finish their batch in flight; what they wrote is committed.
-        self.stop_partitions(consumer, Some(&keys));
+        self.stop_partitions(consumer, Some(&keys), Commit::Sync);
         let mut failed = Vec::new();
         for m in &moves {
             if let Err(e) =
@@ -584,6 +604,14 @@ impl SourceContext {
         tracing::info!(route, moves = ?moves.iter().map(|m| format!("{}/{}: {:?} -> {}", m.topic, m.partition, m.from, m.to)).collect::<Vec<_>>(), "Rewound a route's partitions.");
         Ok(moves)
     }
+}
+
+/// Whether [`SourceContext::stop_partitions`] commits what the stopped
+/// workers acknowledged.
+enum Commit {
+    Sync,
+    /// The partitions are lost: a commit would be refused.
+    No,
 }
 
 /// How long an aborted worker may take to be dropped.
@@ -699,7 +727,7 @@ impl Source {
             }
         }
         tracing::info!("Stopping: finishing the batches in flight and committing.");
-        ctx.stop_partitions(&consumer, None);
+        ctx.stop_partitions(&consumer, None, Commit::Sync);
         ctx.board.revoked(None);
         consumer.unsubscribe();
         // Serve the revoke of the unsubscribe before closing.
