@@ -568,25 +568,22 @@ impl Mapper {
     ) -> WriteOp {
         let plan = &self.plan;
         let t = &plan.tables[table];
-        let has_embeds = t.has_embeds(plan);
-        let mut extra = Map::new();
-        let mut merged = Vec::new();
-        if has_embeds {
-            merged.push(render::moved_from(plan, table, &state["fk"]));
-        }
+        // What is written: the row, the parents it leaves, the stored row
+        // for the restore of unchanged TOASTed values below.
+        let moved = t
+            .has_embeds(plan)
+            .then(|| render::moved_from(plan, table, &state["fk"]));
+        let mut merged = vec![json!({"$literal": state})];
+        merged.extend(moved);
         let mut kept = json!("$$ROOT");
         if !toasted.is_empty() {
-            extra.insert("__old".into(), json!("$$ROOT"));
+            merged.push(json!({"__old": "$$ROOT"}));
             // The restore below then puts the kept row's values back.
             kept = json!({"$mergeObjects": ["$$ROOT", {"__old": "$$ROOT"}]});
         }
-        if !extra.is_empty() {
-            merged.push(Value::Object(extra));
-        }
-        let written = if merged.is_empty() {
-            json!({"$literal": state})
+        let written = if merged.len() == 1 {
+            merged.remove(0)
         } else {
-            merged.insert(0, json!({"$literal": state}));
             json!({"$mergeObjects": merged})
         };
         let mut stages =

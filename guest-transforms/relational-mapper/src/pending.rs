@@ -95,10 +95,10 @@ impl Pending {
         for (table, keys) in std::mem::take(&mut self.prev) {
             let ns = mapper.state_ns(table);
             let unset = json!({"prev": ""});
-            let one = match keys.len() {
-                0 => continue,
-                n => n == 1,
-            };
+            if keys.is_empty() {
+                continue;
+            }
+            let one = keys.len() == 1;
             // Only the rows that left a parent hold `prev` (see
             // `render::moved_from`): the others are read, not written.
             let mut filter = id_in(values(keys));
@@ -115,10 +115,10 @@ impl Pending {
         }
         for (table, keys) in std::mem::take(&mut self.gone) {
             let ns = mapper.state_ns(table);
-            let one = match keys.len() {
-                0 => continue,
-                n => n == 1,
-            };
+            if keys.is_empty() {
+                continue;
+            }
+            let one = keys.len() == 1;
             // Only rows their delete marked: a row a later change wrote
             // (a replay, see `crate::Position`) stays.
             let mut filter = id_in(values(keys));

@@ -442,7 +442,8 @@ impl SourceContext {
     }
 
     /// Stops the workers of `keys` (all when `None`), waits for their batches
-    /// in flight, commits what they acknowledged, and forgets the partitions.
+    /// in flight, commits what they acknowledged (unless `commit` says not
+    /// to), and forgets the partitions.
     /// A worker whose batch does not finish within `shutdown-timeout-ms` is
     /// aborted and reaped before this returns: once the partition is given
     /// up, nothing of this process writes for it any more.
